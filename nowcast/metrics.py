@@ -1,0 +1,52 @@
+"""Image metrics per lead time for Moving MNIST (PROTOCOLS.md, MMNIST-10 and MMNIST-T).
+
+Predictions are clipped to [0, 1]. Per frame, then averaged over frames and sequences:
+- mse_frame / mae_frame: squared / absolute error summed over the frame's pixels on [0, 1]
+  (the OpenSTL / PredRNN convention, MMNIST-10);
+- mse_pixel255 / mae_pixel255: mean over pixels on the 0-255 scale (the thesis, MMNIST-T);
+- ssim: Gaussian 11x11 window, sigma 1.5 (torchmetrics);
+- psnr: 10 log10(1 / mean squared error on [0, 1]).
+Radar verification scores (CSI, FSS, ...) live in verification.py.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .losses import ssim_value
+
+NAMES = ["mse_frame", "mae_frame", "mse_pixel255", "mae_pixel255", "ssim", "psnr"]
+
+
+class ImageMetrics:
+    """Accumulates per-lead sums over batches; result() gives the metrics.json shape."""
+
+    def __init__(self, k_out: int):
+        self.sums = {name: torch.zeros(k_out, dtype=torch.float64) for name in NAMES}
+        self.count = 0
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """pred, target: (B, k_out, H, W) on [0, 1]."""
+        pred = pred.float().clamp(0, 1)
+        target = target.float()
+        err = pred - target
+        se = (err ** 2).flatten(2)
+        ae = err.abs().flatten(2)
+        per_pixel_se = se.mean(-1)
+        values = {
+            "mse_frame": se.sum(-1),
+            "mae_frame": ae.sum(-1),
+            "mse_pixel255": per_pixel_se * 255.0 ** 2,
+            "mae_pixel255": ae.mean(-1) * 255.0,
+            "ssim": ssim_value(pred, target, reduction="none"),
+            "psnr": 10 * torch.log10(1.0 / per_pixel_se.clamp_min(1e-10)),
+        }
+        for name, v in values.items():
+            self.sums[name] += v.double().sum(0).cpu()
+        self.count += pred.shape[0]
+
+    def result(self) -> dict:
+        per_lead = {name: (s / max(self.count, 1)).tolist() for name, s in self.sums.items()}
+        mean = {name: float(sum(v) / len(v)) for name, v in per_lead.items()}
+        return {"mean": mean, "per_lead": per_lead}

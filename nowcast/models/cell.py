@@ -1,0 +1,116 @@
+"""The ConvLSTM cell (Shi et al. 2015, with the seed's options).
+
+    i = s(Wx_i*x + Wh_i*h + wc_i . c)        f = s(Wx_f*x + Wh_f*h + wc_f . c)
+    c' = f . c + i . tanh(Wx_g*x + Wh_g*h)   o = s(Wx_o*x + Wh_o*h + wc_o . c')
+    h' = o . tanh(c')
+
+`*` is a convolution, `.` the Hadamard product (peepholes). Each gate convolution is a block
+conv [-> max-pool] [-> norm] [-> LeakyReLU] on its own branch (x or h), as in the seed. The
+input branch may change resolution (down: stride-2 conv or conv + max-pool; up: transposed
+conv); the state branch always works at the cell's own resolution.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+from torch import nn
+
+Resample = Literal["same", "down", "up"]
+
+
+class GateConv(nn.Sequential):
+    """One branch: in_channels -> 4*hidden gate pre-activations at the cell's resolution."""
+
+    def __init__(self, in_channels: int, hidden: int, kernel: int, resample: Resample = "same",
+                 max_pool: bool = False, norm: str = "none", norm_groups: int = 4,
+                 size: Optional[tuple[int, int]] = None, bias: bool = True,
+                 leaky_slope: Optional[float] = None):
+        pad = kernel // 2
+        out = 4 * hidden
+        layers: list[nn.Module] = []
+        if resample == "up":
+            # stride 2, padding k//2, output_padding 1 doubles the size exactly for odd k
+            layers.append(nn.ConvTranspose2d(in_channels, out, kernel, stride=2, padding=pad,
+                                             output_padding=1, bias=bias))
+        elif resample == "down" and not max_pool:
+            layers.append(nn.Conv2d(in_channels, out, kernel, stride=2, padding=pad, bias=bias))
+        else:
+            layers.append(nn.Conv2d(in_channels, out, kernel, padding=pad, bias=bias))
+            if resample == "down":
+                layers.append(nn.MaxPool2d(kernel, stride=2, padding=pad))
+        if norm == "layer":
+            if size is None:
+                raise ValueError("LayerNorm over [4C,H,W] needs the cell's size")
+            layers.append(nn.LayerNorm([out, *size]))
+        elif norm == "group":
+            layers.append(nn.GroupNorm(norm_groups, out))
+        if leaky_slope is not None:
+            layers.append(nn.LeakyReLU(leaky_slope))
+        super().__init__(*layers)
+
+
+class ConvLSTMCell(nn.Module):
+    """A ConvLSTM cell. forward(x, state) -> (h, c, o); state None means zeros.
+
+    fused=True computes Wx*x + Wh*h as one convolution over the channel concatenation [x, h]:
+    the same function (one bias instead of two summed ones), possible only where x and h share a
+    resolution and no per-branch norm or activation sits between the convolutions and the sum.
+    """
+
+    def __init__(self, in_channels: int, hidden: int, kernel: int, resample: Resample = "same",
+                 max_pool: bool = False, norm: str = "none", norm_groups: int = 4,
+                 size: Optional[tuple[int, int]] = None,
+                 peephole: str = "per_position", bias: bool = True,
+                 leaky_slope: Optional[float] = None, fused: bool = False):
+        super().__init__()
+        self.hidden = hidden
+        if fused and (resample != "same" or norm != "none" or leaky_slope is not None):
+            raise ValueError("fused gates need resample 'same', norm 'none' and no leaky_slope")
+        if norm == "group" and (4 * hidden) % norm_groups:
+            raise ValueError(f"norm_groups={norm_groups} does not divide 4*{hidden} gate channels")
+        self.fused = fused
+        if fused:
+            self.conv = nn.Conv2d(in_channels + hidden, 4 * hidden, kernel, padding=kernel // 2,
+                                  bias=bias)
+        else:
+            branch = dict(kernel=kernel, norm=norm, norm_groups=norm_groups, size=size,
+                          bias=bias, leaky_slope=leaky_slope)
+            self.conv_x = GateConv(in_channels, hidden, resample=resample, max_pool=max_pool,
+                                   **branch)
+            self.conv_h = GateConv(hidden, hidden, **branch)
+        if peephole == "per_position":
+            if size is None:
+                raise ValueError("per-position peepholes need the cell's size")
+            self.peephole = nn.Parameter(torch.zeros(3, hidden, *size))
+        elif peephole == "per_channel":
+            self.peephole = nn.Parameter(torch.zeros(3, hidden, 1, 1))
+        else:
+            self.register_parameter("peephole", None)
+
+    def gates(self, x: torch.Tensor, h: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.fused:
+            if h is None:
+                h = x.new_zeros(x.shape[0], self.hidden, *x.shape[2:])
+            return self.conv(torch.cat([x, h], dim=1))
+        xg = self.conv_x(x)
+        if h is None:
+            h = xg.new_zeros(xg.shape[0], self.hidden, *xg.shape[2:])
+        return xg + self.conv_h(h)
+
+    def forward(self, x: torch.Tensor, state: Optional[tuple[torch.Tensor, torch.Tensor]] = None):
+        h, c = state if state is not None else (None, None)
+        g = self.gates(x, h)
+        if c is None:
+            c = g.new_zeros(g.shape[0], self.hidden, *g.shape[2:])
+        i, f, cand, o = g.chunk(4, dim=1)
+        if self.peephole is not None:
+            i = i + self.peephole[0] * c
+            f = f + self.peephole[1] * c
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(cand)
+        if self.peephole is not None:
+            o = o + self.peephole[2] * c
+        o = torch.sigmoid(o)
+        h = o * torch.tanh(c)
+        return h, c, o

@@ -1,0 +1,77 @@
+"""The seed's ConvLSTM encoder-decoder: one stack of cells, down-sampling in its first half and
+up-sampling in its second, run over the input frames and then over its own predictions."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..errors import NowcastError
+from .base import SequenceModel
+from .cell import ConvLSTMCell
+
+
+def layer_plan(n_layers: int, stride: int) -> list[str]:
+    """Resampling of each layer's input branch: first half 'down', second half 'up' at stride 2."""
+    if stride == 1:
+        return ["same"] * n_layers
+    return ["down"] * (n_layers // 2) + ["up"] * (n_layers // 2)
+
+
+class ConvLSTMED(SequenceModel):
+    def __init__(self, hidden_sizes: list[int], filter_sizes: list[int], image_size: int,
+                 stride: int = 2, max_pool: bool = True, transpose: bool = True,
+                 norm: str = "none", norm_groups: int = 4, peephole: str = "per_position",
+                 bias: bool = False, leaky_slope: Optional[float] = None,
+                 feed_upward: str = "hidden", fused_gates: bool = False, in_channels: int = 1):
+        super().__init__()
+        n = len(hidden_sizes)
+        if stride == 2 and n % 2:
+            raise NowcastError(f"stride 2 needs an even number of layers (down then up), got {n}")
+        if stride == 2 and not transpose:
+            raise NowcastError("stride 2 needs transpose: true (the second half up-samples "
+                               "with transposed convolutions)")
+        if stride == 1 and max_pool:
+            raise NowcastError("max_pool down-samples: it needs stride 2 (set max_pool: false)")
+        self.downsampling = 2 ** (n // 2) if stride == 2 else 1
+        if image_size % self.downsampling:
+            raise NowcastError(f"image_size {image_size} is not divisible by the total "
+                               f"down-sampling {self.downsampling} of {n} layers at stride 2")
+        self.feed_upward = feed_upward
+        cells, size, channels = [], image_size, in_channels
+        for hidden, kernel, resample in zip(hidden_sizes, filter_sizes, layer_plan(n, stride)):
+            size = size // 2 if resample == "down" else size * 2 if resample == "up" else size
+            try:
+                cells.append(ConvLSTMCell(channels, hidden, kernel, resample=resample,
+                                          max_pool=max_pool, norm=norm, norm_groups=norm_groups,
+                                          size=(size, size), peephole=peephole, bias=bias,
+                                          leaky_slope=leaky_slope, fused=fused_gates))
+            except ValueError as e:
+                raise NowcastError(str(e)) from None
+            channels = hidden
+        self.cells = nn.ModuleList(cells)
+        self.head = nn.Conv2d(channels, in_channels, 1, bias=False)
+
+    def step(self, frame: torch.Tensor, states: list) -> torch.Tensor:
+        x = frame
+        for i, cell in enumerate(self.cells):
+            h, c, o = cell(x, states[i])
+            states[i] = (h, c)
+            x = o if self.feed_upward == "output_gate" else h
+        return self.head(h)
+
+    def forward(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
+                teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if inputs.shape[-1] % self.downsampling or inputs.shape[-2] % self.downsampling:
+            raise NowcastError(f"frame size {tuple(inputs.shape[-2:])} is not divisible by the "
+                               f"model's down-sampling {self.downsampling}")
+        states: list = [None] * len(self.cells)
+        for t in range(inputs.shape[1]):  # the last input step already predicts the first frame
+            logits = self.step(inputs[:, t].unsqueeze(1), states)
+        outputs = [logits]
+        for j in range(1, k_out):
+            logits = self.step(self.feedback(logits, j, targets, teacher_mask), states)
+            outputs.append(logits)
+        return torch.cat(outputs, dim=1)
