@@ -35,13 +35,17 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .evaluation_cli import evaluate_command
-    return evaluate_command(args)
+    from .inference import evaluate_checkpoint
+    if args.baseline:
+        raise NowcastError("--baseline needs the radar module (not installed yet)")
+    print(evaluate_checkpoint(args.checkpoint, args.protocol, args.data, args.results, args.job_id))
+    return 0
 
 
 def _predict(args) -> int:
-    from .evaluation_cli import predict_command
-    return predict_command(args)
+    from .inference import predict_frames
+    print(predict_frames(args.checkpoint, args.input, args.steps, args.out))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

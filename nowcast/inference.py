@@ -1,0 +1,118 @@
+"""Using a trained checkpoint: score it on a protocol or a data file, or forecast from frames."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+from . import figures, results
+from .config import PROTOCOL_PRESETS, load_config
+from .data import get_data
+from .errors import NowcastError
+from .evaluate import resolve_runtime
+from .experiment import load_checkpoint, test_metrics
+
+
+def evaluation_config(train_cfg: dict, protocol: str | None, data_file: str | None,
+                      results_dir: str, job_id: str | None):
+    """The checkpoint's config with the evaluation data swapped in (a protocol's preset or a file)."""
+    values = dict(train_cfg, results_dir=results_dir, job_id=job_id,
+                  name=f"{train_cfg.get('name') or 'model'} @ {protocol or Path(data_file).name}")
+    if protocol:
+        values = {k: v for k, v in values.items() if k not in PROTOCOL_PRESETS[protocol]}
+        values["protocol"] = protocol
+    else:
+        values.update(protocol="none", data_file=str(data_file),
+                      dataset="radar" if train_cfg.get("dataset") == "radar" else "npz")
+    return load_config(values=values)
+
+
+def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file: str | None = None,
+                        results_dir: str = "results", job_id: str | None = None) -> Path:
+    """Score a model.pt on the test split of a protocol or a file; writes a results folder."""
+    train_cfg, model = load_checkpoint(checkpoint)
+    cfg = evaluation_config(train_cfg.to_dict(), protocol, data_file, results_dir, job_id)
+    data = get_data(cfg)
+    runtime = resolve_runtime(cfg)
+    model.to(runtime.device)
+    run_dir = results.start_run(cfg)
+    started = time.time()
+    try:
+        try:
+            loss, metrics = test_metrics(cfg, data, model, runtime)
+        except RuntimeError as e:  # size-dependent layers (per-position peepholes, LayerNorm)
+            raise NowcastError(f"{checkpoint}: the model cannot run on {data.frame_shape} frames "
+                               f"({str(e).splitlines()[0]})") from None
+        metrics.update(name=cfg.name, job_id=cfg.job_id, architecture=cfg.architecture,
+                       parameters=sum(p.numel() for p in model.parameters()),
+                       protocol=cfg.protocol, follows_protocol=bool(data.follows_protocol),
+                       data=data.description, k_in=cfg.k_in, k_out=cfg.k_out,
+                       checkpoint=str(checkpoint), losses={"loss": cfg.loss, "test": loss})
+        results.write_json(run_dir / "metrics.json", metrics)
+        figures.per_lead_plot(metrics, run_dir / "per_lead.png")
+        results.write_json(run_dir / "env.json", results.environment(
+            runtime, {"wall_seconds": round(time.time() - started, 2), "evaluated": str(checkpoint)}))
+    except BaseException as error:
+        results.fail_run(run_dir, error)
+        raise
+    return results.complete_run(run_dir)
+
+
+def read_frames(path: str) -> np.ndarray:
+    """Input frames (T, H, W) float32 in [0, 1] from an .npz of uint8 frames or a folder of PNGs."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(p.glob("*.png"))
+        if not files:
+            raise NowcastError(f"{p}: no .png frames in this folder")
+        frames = [iio.imread(f) for f in files]
+        frames = [f[..., :3].mean(-1) if f.ndim == 3 else f for f in frames]
+        if len({f.shape for f in frames}) != 1:
+            raise NowcastError(f"{p}: the PNG frames differ in size")
+        return np.stack(frames).astype(np.float32) / 255.0
+    if not p.is_file():
+        raise NowcastError(f"{p}: no such input file or folder")
+    from .data import read_sequence_file
+    if p.suffix != ".npz":
+        raise NowcastError(f"{p}: unknown input format (expected .npz or a folder of PNGs)")
+    try:
+        frames = read_sequence_file(p)
+    except NowcastError:
+        with np.load(p) as f:  # also accept a single (T,H,W) sequence
+            arrays = [f[k] for k in f.keys()]
+        if len(arrays) != 1 or arrays[0].ndim != 3 or arrays[0].dtype != np.uint8:
+            raise
+        frames = arrays[0][None]
+    if len(frames) != 1:
+        raise NowcastError(f"{p}: holds {len(frames)} sequences; predict takes one")
+    return frames[0].astype(np.float32) / 255.0
+
+
+def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Path:
+    if steps < 1:
+        raise NowcastError(f"--steps must be >= 1, got {steps}")
+    out_path = Path(out)
+    if out_path.suffix not in (".gif", ".npz"):
+        raise NowcastError(f"{out}: output must end in .gif or .npz")
+    cfg, model = load_checkpoint(checkpoint)
+    frames = read_frames(input_path)
+    if not np.isfinite(frames).all():
+        raise NowcastError(f"{input_path}: frames contain NaN or infinite values")
+    runtime = resolve_runtime(cfg)
+    from .evaluate import forecast
+    try:
+        pred = forecast(model.to(runtime.device), torch.from_numpy(frames[None]).to(runtime.device),
+                        steps, runtime)[0].cpu().numpy()
+    except RuntimeError as e:
+        raise NowcastError(f"{checkpoint}: the model cannot run on {frames.shape[1:]} frames "
+                           f"({str(e).splitlines()[0]})") from None
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.suffix == ".npz":
+        np.savez_compressed(out_path, frames=np.rint(pred * 255).astype(np.uint8))
+    else:
+        figures.sequence_gif(frames, pred, pred, out_path, "forecast")
+    return out_path
