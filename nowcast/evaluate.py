@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,8 @@ def resolve_runtime(cfg) -> Runtime:
         from .errors import NowcastError
         raise NowcastError("device: cuda requested but no CUDA device is available")
     device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per process under torchrun
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     gpu = device.type == "cuda"
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if gpu else "fp32")
     compile_ = cfg.compile == "on" or (cfg.compile == "auto" and gpu)

@@ -17,7 +17,7 @@ from .data import get_data
 from .evaluate import evaluate_split, forecast, resolve_runtime, set_determinism
 from .losses import make_loss
 from .models import count_parameters, get_model
-from .training import CHECKPOINT, Preempted, train
+from .training import CHECKPOINT, Preempted, init_distributed, rank_world, train
 
 HEADLINE = {"mmnist-t": ["mse_pixel255", "mae_pixel255"], "knmi-30-60": ["csi_20", "fss_20_5"]}
 
@@ -32,7 +32,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-def test_metrics(cfg: Config, data, model, runtime) -> tuple[float, dict]:
+def score_test_split(cfg: Config, data, model, runtime) -> tuple[float, dict]:
     """Test loss and the protocol's metrics, on the test split, scored once."""
     test = data.split("test")
     loss_fn = make_loss(cfg.loss, cfg.ssim_weight)
@@ -62,53 +62,91 @@ def sample_figures(cfg: Config, data, model, runtime, run_dir: Path) -> None:
                                 title=f"{cfg.name}: test sequence 1")
 
 
+def _add_run_facts(cfg: Config, data, model, result, metrics: dict, test_loss: float) -> None:
+    metrics.update(
+        name=cfg.name, job_id=cfg.job_id, architecture=cfg.architecture,
+        parameters=count_parameters(model), protocol=cfg.protocol,
+        follows_protocol=bool(data.follows_protocol), data=data.description,
+        k_in=cfg.k_in, k_out=cfg.k_out,
+        losses={"loss": cfg.loss, "train": result.history[-1]["train_loss"], "val": result.best_val,
+                "test": test_loss})
+
+
 def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
                    stop_after_steps: int | None = None) -> Path:
     """Train and evaluate one params set; returns results/<job_id>/ (or the running folder when
-    finalize=False, for a launcher that moves the executed notebook in first)."""
-    run_dir = results.start_run(cfg)
+    finalize=False, for a launcher that moves the executed notebook in first).
+
+    Under torchrun (WORLD_SIZE > 1) every process trains on its shard of each global batch and
+    rank 0 alone writes the results folder.
+    """
+    runtime = resolve_runtime(cfg)
+    distributed = init_distributed(runtime.device.type)
+    rank = rank_world()[0]
+    run_dir = _start_run(cfg, distributed, rank)
     started = time.time()
     try:
-        runtime = resolve_runtime(cfg)
         set_determinism(cfg.seed, cfg.deterministic)
         data = get_data(cfg)
         model = get_model(cfg, device=runtime.device)
         result = train(cfg, data, model, runtime, run_dir, progress=progress,
                        stop_after_steps=stop_after_steps)
-        last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(result.best_state)
-        test_loss, metrics = test_metrics(cfg, data, model, runtime)
-        last = result.history[-1]
-        metrics.update(
-            name=cfg.name, job_id=cfg.job_id, architecture=cfg.architecture,
-            parameters=count_parameters(model), protocol=cfg.protocol,
-            follows_protocol=bool(data.follows_protocol), data=data.description,
-            k_in=cfg.k_in, k_out=cfg.k_out,
-            losses={"loss": cfg.loss, "train": last["train_loss"], "val": result.best_val,
-                    "test": test_loss})
-        results.write_json(run_dir / "metrics.json", metrics)
-        write_csv(run_dir / "history.csv", result.history)
-        write_csv(run_dir / "batch_losses.csv", result.batch_losses)
-        figures.loss_plot(result.history, cfg.loss, run_dir / "loss.png", title=cfg.name)
-        figures.loss_median_plot(result.batch_losses, result.history, cfg.loss, run_dir / "loss_median.png")
-        figures.per_lead_plot(metrics, run_dir / "per_lead.png")
-        sample_figures(cfg, data, model, runtime, run_dir)
-        checkpoint = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
-        checkpoint.update(model=result.best_state, last_model=last_state)
-        torch.save({k: v for k, v in checkpoint.items() if k not in ("history", "batch_losses")},
-                   run_dir / "model.pt")
-        results.write_json(run_dir / "env.json", results.environment(runtime, {
-            "wall_seconds": round(time.time() - started, 2),
-            "train_seconds": round(result.train_seconds, 2),
-            "train_sequences_per_s": round(result.sequences / max(result.train_seconds, 1e-9), 2),
-            "steps": result.steps, "stopped_early": result.stopped_early,
-            "deterministic": cfg.deterministic}))
+        if rank == 0:
+            last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            model.load_state_dict(result.best_state)
+            test_loss, metrics = score_test_split(cfg, data, model, runtime)
+            _add_run_facts(cfg, data, model, result, metrics, test_loss)
+            finish_outputs(cfg, data, model, runtime, run_dir, result, metrics, last_state, started)
+        if distributed:
+            torch.distributed.barrier()
     except Preempted:
         raise  # the folder stays in progress; a requeued job resumes it
     except BaseException as error:
-        results.fail_run(run_dir, error)
+        if rank == 0:
+            results.fail_run(run_dir, error)
         raise
+    if rank != 0:
+        return results.final_path(run_dir)
     return results.complete_run(run_dir) if finalize else run_dir
+
+
+def _start_run(cfg: Config, distributed: bool, rank: int) -> Path:
+    """Rank 0 creates (or finds again) the running folder; the others learn its path."""
+    if not distributed:
+        return results.start_run(cfg)
+    holder: list = [None]
+    if rank == 0:
+        try:
+            holder = [str(results.start_run(cfg))]
+        except BaseException as error:  # every process must stop, not only rank 0
+            holder = [f"{type(error).__name__}: {error}"]
+    torch.distributed.broadcast_object_list(holder, src=0)
+    if not Path(holder[0]).name.startswith(results.RUNNING_PREFIX):
+        from .errors import NowcastError
+        raise NowcastError(holder[0])
+    return Path(holder[0])
+
+
+def finish_outputs(cfg: Config, data, model, runtime, run_dir: Path, result, metrics: dict,
+                   last_state: dict, started: float) -> None:
+    """Everything a completed folder holds besides params and status."""
+    results.write_json(run_dir / "metrics.json", metrics)
+    write_csv(run_dir / "history.csv", result.history)
+    write_csv(run_dir / "batch_losses.csv", result.batch_losses)
+    figures.loss_plot(result.history, cfg.loss, run_dir / "loss.png", title=cfg.name)
+    figures.loss_median_plot(result.batch_losses, result.history, cfg.loss, run_dir / "loss_median.png")
+    figures.per_lead_plot(metrics, run_dir / "per_lead.png")
+    sample_figures(cfg, data, model, runtime, run_dir)
+    checkpoint = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    checkpoint.update(model=result.best_state, last_model=last_state)
+    torch.save({k: v for k, v in checkpoint.items() if k not in ("history", "batch_losses")},
+               run_dir / "model.pt")
+    results.write_json(run_dir / "env.json", results.environment(runtime, {
+        "wall_seconds": round(time.time() - started, 2),
+        "train_seconds": round(result.train_seconds, 2),
+        "train_sequences_per_s": round(result.sequences / max(result.train_seconds, 1e-9), 2),
+        "steps": result.steps, "stopped_early": result.stopped_early,
+        "deterministic": cfg.deterministic, "processes": rank_world()[1]}))
 
 
 def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:

@@ -14,7 +14,7 @@ from .config import PROTOCOL_PRESETS, load_config
 from .data import get_data
 from .errors import NowcastError
 from .evaluate import resolve_runtime
-from .experiment import load_checkpoint, test_metrics
+from .experiment import load_checkpoint, score_test_split
 
 
 def evaluation_config(train_cfg: dict, protocol: str | None, data_file: str | None,
@@ -43,7 +43,7 @@ def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file:
     started = time.time()
     try:
         try:
-            loss, metrics = test_metrics(cfg, data, model, runtime)
+            loss, metrics = score_test_split(cfg, data, model, runtime)
         except RuntimeError as e:  # size-dependent layers (per-position peepholes, LayerNorm)
             raise NowcastError(f"{checkpoint}: the model cannot run on {data.frame_shape} frames "
                                f"({str(e).splitlines()[0]})") from None

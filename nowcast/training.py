@@ -91,7 +91,15 @@ class TrainResult:
     stopped_early: bool = False
 
 
-def _rank_world() -> tuple[int, int]:
+def init_distributed(device_type: str) -> bool:
+    """Join the process group torchrun / srun describe (WORLD_SIZE > 1); gloo on CPU, nccl on GPU."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+        return dist.is_available() and dist.is_initialized()
+    dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return True
+
+
+def rank_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -115,7 +123,7 @@ def train(cfg: Config, data, model: torch.nn.Module, runtime: Runtime, run_dir: 
 
     stop_after_steps simulates an interruption (tests): a checkpoint is written, Preempted raised.
     """
-    rank, world = _rank_world()
+    rank, world = rank_world()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
     device = runtime.device
