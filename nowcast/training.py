@@ -79,6 +79,24 @@ def teacher_mask(cfg: Config, step: int, batch: int, k_out: int, device) -> Opti
     return (torch.rand(batch, k_out - 1, generator=gen) < p).to(device)
 
 
+def optimisation_step(step_fn, model, optimizer, loss_fn, runtime: Runtime, inputs: torch.Tensor,
+                      target: torch.Tensor, mask: Optional[torch.Tensor] = None,
+                      tmask: Optional[torch.Tensor] = None, grad_clip: Optional[float] = None) -> torch.Tensor:
+    """One step: forward (padded to the model's down-sampling), loss, backward, clip, update.
+    Returns the loss without synchronising with the host. benchmarks/throughput.py times this."""
+    multiple = getattr(model, "downsampling", 1)
+    x, (h, w) = padded(inputs, multiple)
+    with runtime.autocast():
+        logits = step_fn(x, target.shape[1], padded(target, multiple)[0], tmask)[..., :h, :w]
+    loss = loss_fn(logits, target, mask)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
 @dataclass
 class TrainResult:
     history: list[dict] = field(default_factory=list)       # one row per epoch
@@ -207,17 +225,9 @@ def train(cfg: Config, data, model: torch.nn.Module, runtime: Runtime, run_dir: 
                 tmask = teacher_mask(cfg, step, cfg.batch_size, stage.k_out, device)
                 if tmask is not None:
                     tmask = tmask[rank::world]
-                x, (h, w) = padded(inputs, getattr(model, "downsampling", 1))
-                tgt_padded, _ = padded(target, getattr(model, "downsampling", 1))
-                with runtime.autocast():
-                    logits = step_fn(x, stage.k_out, tgt_padded, tmask)[..., :h, :w]
-                loss = loss_fn(logits, target, mask)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                losses.append(loss.detach())
+                loss = optimisation_step(step_fn, model, optimizer, loss_fn, runtime, inputs, target,
+                                         mask, tmask, cfg.grad_clip)
+                losses.append(loss)
                 result.sequences += cfg.batch_size
                 bar.update(1)
                 if (step + 1) % 10 == 0:

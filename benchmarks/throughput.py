@@ -1,0 +1,206 @@
+"""Training-step throughput of named workloads, in the `reference` and `fast` modes.
+
+Times full optimisation steps (forward, loss, backward, clip, Adam) -- the function training
+itself calls, nowcast.training.optimisation_step -- after warm-up, with device-synchronised
+timing, and reports the median of many steps. Per measurement, one JSON line:
+sequences/s, ms/step, FLOP per step (torch.utils.flop_counter), achieved TFLOP/s and its share
+of the device's dense bf16 peak, peak memory. A table follows at the end.
+
+    python benchmarks/throughput.py                         # every workload, both modes (GPU)
+    python benchmarks/throughput.py --workloads seed-b64 --modes reference fast
+    python benchmarks/throughput.py --ablate                # fast mode, one optimisation at a time
+    python benchmarks/throughput.py --check-numerics 300    # fast vs reference loss trajectories
+    python benchmarks/throughput.py --device cpu --quick    # CPU smoke run of the script itself
+
+Data are generated before timing and kept on the device, so the figures measure the model's
+step, not the input pipeline. Speed-ups are ratios between modes measured in the same call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, replace
+
+import torch
+
+from nowcast.config import load_config
+from nowcast.evaluate import Runtime, set_determinism
+from nowcast.losses import make_loss
+from nowcast.models import count_parameters, get_model
+from nowcast.training import optimisation_step
+
+# Dense bf16 tensor-core peaks (TFLOP/s, without sparsity), from the vendors' data sheets.
+BF16_PEAK = {"H100 80GB HBM3": 989.4, "H100 SXM": 989.4, "H100 PCIe": 756.0, "H200": 989.4,
+             "A100": 312.0}
+
+SEED_BEST = dict(hidden_sizes=[64, 32, 32, 16], filter_size=5, stride=2, max_pool=True,
+                 transpose=True, norm="layer", bias=False, peephole="per_position",
+                 image_size=64, loss="bce")
+WORKLOADS = {
+    # the seed's best Moving MNIST configuration, as measured on the seed's code (242 seq/s)
+    "seed-b64": dict(SEED_BEST, batch_size=64, k_in=9, k_out=9),
+    "seed-b16": dict(SEED_BEST, batch_size=16, k_in=9, k_out=9),
+    # the same architecture with size-independent GroupNorm and per-channel peepholes
+    "seed-groupnorm-b64": dict(SEED_BEST, norm="group", peephole="per_channel", batch_size=64,
+                               k_in=9, k_out=9),
+    # the thesis's 3-layer encoder-forecaster on MMNIST-10
+    "thesis-ef-64-32-32": dict(architecture="encoder_forecaster", hidden_sizes=[64, 32, 32],
+                               filter_size=5, stride=1, max_pool=False, image_size=64,
+                               batch_size=16, k_in=10, k_out=10, loss="mse"),
+    # radar: the KNMI-30/60 4 km grid (191x175, padded to 192x176), 6 in, 12 out
+    "radar-knmi": dict(hidden_sizes=[64, 32, 32, 16], filter_size=5, stride=2, max_pool=True,
+                       norm="group", peephole="per_channel", bias=True, image_size=192,
+                       batch_size=8, k_in=6, k_out=12, loss="mse", frame_shape=(191, 175)),
+}
+QUICK = dict(hidden_sizes=[8, 8], filter_size=3, batch_size=4, image_size=32,
+             frame_shape=(32, 32), k_in=3, k_out=3)
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    precision: str = "fp32"
+    compile: bool = False
+    fused_adam: bool = False
+    channels_last: bool = False
+
+
+MODES = {"reference": Mode("reference"),
+         "fast": Mode("fast", precision="bf16", compile=True, fused_adam=True)}
+# --ablate: from reference, add one optimisation at a time, then all of them
+ABLATIONS = [Mode("ref+bf16", precision="bf16"), Mode("ref+compile", compile=True),
+             Mode("ref+fused_adam", fused_adam=True), Mode("ref+channels_last", channels_last=True),
+             MODES["fast"]]
+
+
+def build(workload: dict, mode: Mode, device: torch.device, seed: int = 0):
+    values = {k: v for k, v in workload.items() if k != "frame_shape"}
+    cfg = load_config(values=dict(values, device=device.type, precision=mode.precision,
+                                  compile="on" if mode.compile else "off"))
+    set_determinism(seed, deterministic=mode.name == "reference")
+    model = get_model(cfg, device=device)
+    memory_format = torch.channels_last if mode.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.initial_lr,
+                                 fused=mode.fused_adam and device.type == "cuda" or None,
+                                 foreach=None if mode.fused_adam else False)
+    runtime = Runtime(device, mode.precision, mode.compile)
+    step_fn = torch.compile(model) if mode.compile else model
+    h, w = workload.get("frame_shape", (cfg.image_size, cfg.image_size))
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    frames = torch.rand(cfg.batch_size, cfg.k_in + cfg.k_out, h, w, generator=gen).to(device)
+    return cfg, model, optimizer, runtime, step_fn, frames
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def count_flops(cfg, model, optimizer, runtime, step_fn, frames) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        optimisation_step(model, model, optimizer, make_loss(cfg.loss), runtime,
+                          frames[:, :cfg.k_in], frames[:, cfg.k_in:], grad_clip=cfg.grad_clip)
+    return counter.get_total_flops()
+
+
+def measure(name: str, workload: dict, mode: Mode, device: torch.device, warmup: int, steps: int) -> dict:
+    cfg, model, optimizer, runtime, step_fn, frames = build(workload, mode, device)
+    loss_fn = make_loss(cfg.loss)
+    inputs, target = frames[:, :cfg.k_in], frames[:, cfg.k_in:]
+    flops = count_flops(cfg, model, optimizer, runtime, step_fn, frames)
+    for _ in range(warmup):
+        optimisation_step(step_fn, model, optimizer, loss_fn, runtime, inputs, target, grad_clip=cfg.grad_clip)
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        optimisation_step(step_fn, model, optimizer, loss_fn, runtime, inputs, target, grad_clip=cfg.grad_clip)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    ms = statistics.median(times) * 1000
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = next((v for k, v in BF16_PEAK.items() if k in device_name), None)
+    tflops = flops / (ms / 1000) / 1e12
+    return {
+        "workload": name, "mode": mode.name, "device": device_name, "torch": torch.__version__,
+        "batch": cfg.batch_size, "k_in": cfg.k_in, "k_out": cfg.k_out,
+        "frame": list(frames.shape[-2:]), "parameters": count_parameters(model),
+        "ms_per_step": round(ms, 3), "sequences_per_s": round(cfg.batch_size / (ms / 1000), 1),
+        "flop_per_step": flops, "tflops": round(tflops, 3),
+        "bf16_peak_share": round(tflops / peak, 4) if peak else None,
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None,
+        "steps_timed": steps, "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def check_numerics(workload: dict, device: torch.device, steps: int) -> dict:
+    """Train reference and fast from the same weights on the same batches; compare losses."""
+    losses = {}
+    for mode in (MODES["reference"], MODES["fast"] if device.type == "cuda" else Mode("fast-cpu", precision="bf16")):
+        cfg, model, optimizer, runtime, step_fn, frames = build(workload, mode, device, seed=0)
+        loss_fn = make_loss(cfg.loss)
+        gen = torch.Generator(device="cpu").manual_seed(1)
+        out = []
+        for _ in range(steps):
+            batch = (torch.rand(frames.shape, generator=gen) > 0.7).float().to(device)
+            out.append(optimisation_step(step_fn, model, optimizer, loss_fn, runtime,
+                                         batch[:, :cfg.k_in], batch[:, cfg.k_in:], grad_clip=cfg.grad_clip))
+        losses[mode.name] = torch.stack(out).float().cpu()
+    ref, fast = losses.values()
+    rel = ((fast - ref).abs() / ref.abs()).tolist()
+    return {"check": "numerics", "steps": steps, "max_rel_diff": max(rel),
+            "mean_rel_diff": sum(rel) / len(rel), "reference_first_last": [float(ref[0]), float(ref[-1])],
+            "fast_first_last": [float(fast[0]), float(fast[-1])]}
+
+
+def table(rows: list[dict]) -> str:
+    cols = ["workload", "mode", "batch", "ms_per_step", "sequences_per_s", "tflops", "bf16_peak_share", "peak_memory_gib"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
+    parser.add_argument("--ablate", action="store_true", help="one optimisation at a time (fast mode's parts)")
+    parser.add_argument("--check-numerics", type=int, metavar="STEPS", default=0,
+                        help="compare fast and reference losses over STEPS steps on the first workload")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="tiny shapes: checks the script, not the speed")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        print("benchmark: running on the CPU: these figures are not GPU figures", file=sys.stderr)
+    workloads = {k: dict(WORKLOADS[k], **QUICK) if args.quick else WORKLOADS[k] for k in args.workloads}
+    if args.check_numerics:
+        name = next(iter(workloads))
+        print(json.dumps(dict(check_numerics(workloads[name], device, args.check_numerics), workload=name)), flush=True)
+        return 0
+    modes = ABLATIONS if args.ablate else [MODES[m] for m in args.modes]
+    if device.type == "cpu":  # torch.compile on 2 CPU cores measures the compiler, not the model
+        modes = [replace(m, compile=False) for m in modes]
+    rows = []
+    for name, workload in workloads.items():
+        for mode in modes:
+            row = measure(name, workload, mode, device, args.warmup, args.steps)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
