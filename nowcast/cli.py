@@ -48,6 +48,19 @@ def _predict(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from .publish import build_report
+    print(build_report([Path(d) for d in args.results], out_dir=args.out, renderer=args.renderer))
+    return 0
+
+
+def _slides(args) -> int:
+    from .publish import build_slides
+    print(build_slides([Path(d) for d in args.results], out_dir=args.out,
+                       pdf=False if args.html_only else None, pptx=args.pptx))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nowcast", description="Reproducible precipitation nowcasting with ConvLSTM networks.")
@@ -81,6 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, required=True, help="frames to predict")
     p.add_argument("--out", required=True, help="forecast.gif or forecast.npz")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("report", help="thesis-style HTML + PDF report from results folders")
+    p.add_argument("--results", nargs="+", default=["results"], help="results folders (default: results)")
+    p.add_argument("--out", type=Path, help="output folder (default: report/_output)")
+    p.add_argument("--renderer", choices=["auto", "quarto", "pandoc"], default="auto",
+                   help="auto: quarto when on PATH, else pandoc + typst")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("slides", help="Marp slide deck (HTML; PDF when chromium is present)")
+    p.add_argument("--results", nargs="+", default=["results"], help="results folders (default: results)")
+    p.add_argument("--out", type=Path, help="output folder (default: slides/_output)")
+    p.add_argument("--html-only", action="store_true", help="skip the PDF even when chromium is present")
+    p.add_argument("--pptx", action="store_true", help="also export PowerPoint (needs chromium)")
+    p.set_defaults(func=_slides)
     return parser
 
 

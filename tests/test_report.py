@@ -1,0 +1,290 @@
+"""The report: built from results folders made by a real tiny training run (params/smoke.yaml).
+
+The session's results folder holds one completed run, one failed run (a data file that exists
+but is corrupt, so it fails at run time) and one run left in progress, all made by
+nowcast.experiment.run_experiment. test_slides.py reuses the same folder.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from nowcast import publish
+from nowcast.errors import NowcastError
+
+REPO = Path(__file__).resolve().parents[1]
+REPORT_SOURCES = ["_quarto.yml", "index.qmd", "references.bib", "crossref.lua", "style.css",
+                  "style.typ"]
+
+
+# ---------------------------------------------------------------------------------------------
+# shared fixture: real runs, made once per session (test_slides.py imports shared_results)
+# ---------------------------------------------------------------------------------------------
+
+def shared_results(tmp_path_factory) -> Path:
+    """results/ with a completed, a failed and a running job, from real (tiny) training runs."""
+    root = tmp_path_factory.getbasetemp() / "publish-results"
+    done = root / ".made"
+    if done.exists():
+        return root / "results"
+    from nowcast.config import load_config
+    from nowcast.experiment import run_experiment
+
+    results = root / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    common = [f"results_dir={results}", "device=cpu"]
+    run_experiment(load_config(REPO / "params" / "smoke.yaml",
+                               overrides=common + ["job_id=smoke-ok"]), progress=False)
+    corrupt = root / "corrupt.npz"
+    corrupt.write_bytes(b"this is not an npz file")
+    with pytest.raises(Exception):
+        run_experiment(load_config(REPO / "params" / "smoke.yaml", overrides=common + [
+            "job_id=smoke-bad", "dataset=npz", f"data_file={corrupt}"]), progress=False)
+    try:  # stopped after one step and never finalised: stays results/.running-smoke-run/
+        run_experiment(load_config(REPO / "params" / "smoke.yaml",
+                                   overrides=common + ["job_id=smoke-run"]),
+                       progress=False, finalize=False, stop_after_steps=1)
+    except BaseException as e:  # noqa: BLE001 - training.Preempted by design
+        if isinstance(e, KeyboardInterrupt):
+            raise
+    done.touch()
+    return results
+
+
+def copy_sources(src: Path, dst: Path, names: list[str]) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        shutil.copy2(src / n, dst / n)
+    return dst
+
+
+def chromium() -> str | None:
+    return publish.find_chromium()
+
+
+def page_requests(netlog: Path) -> list[str]:
+    """Network (non-file) URLs the page itself requested, from a chromium --log-net-log file.
+
+    Chromium's own background requests carry no file:// isolation key and are ignored.
+    """
+    import json
+    d = json.loads(netlog.read_text())
+    names = {v: k for k, v in d["constants"]["logEventTypes"].items()}
+    urls, page = {}, set()
+    for e in d["events"]:
+        n, p, src = names.get(e["type"]), e.get("params") or {}, (e.get("source") or {}).get("id")
+        if n == "REQUEST_ALIVE" and "url" in p:
+            urls[src] = p["url"]
+        if n == "URL_REQUEST_START_JOB" and "file://" in str(p.get("network_isolation_key", "")):
+            page.add(src)
+    return sorted({urls[s] for s in page
+                   if s in urls and not urls[s].startswith(("file:", "data:", "blob:"))})
+
+
+def screenshot(url: str, out: Path, size: str) -> Path:
+    """Headless chromium screenshot; fails when the page requests anything from the network."""
+    exe = chromium()
+    if exe is None:
+        pytest.skip("chromium not installed: screenshot check skipped (apt-get install chromium)")
+    netlog = out.with_suffix(".netlog.json")
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                        "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+                        f"--user-data-dir={profile}", f"--screenshot={out}",
+                        f"--log-net-log={netlog}", f"--window-size={size}", url],
+                       capture_output=True, timeout=120, check=False)
+    assert out.is_file(), f"chromium wrote no screenshot of {url}"
+    if netlog.is_file():
+        assert page_requests(netlog) == [], f"{url} requests resources from the internet"
+    return out
+
+
+def pixel_std(png: Path) -> float:
+    import numpy as np
+    from PIL import Image
+    return float(np.asarray(Image.open(png).convert("L"), dtype=float).std())
+
+
+@pytest.fixture(scope="session")
+def results(tmp_path_factory) -> Path:
+    return shared_results(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def built(results, tmp_path_factory):
+    """The report built once from the session's results, in a copy of report/."""
+    report_dir = copy_sources(REPO / "report", tmp_path_factory.mktemp("report"), REPORT_SOURCES)
+    out = publish.build_report([results], reference_dirs=[], report_dir=report_dir,
+                               renderer="pandoc", quiet=True)
+    return report_dir, out
+
+
+def completed_metrics(results: Path) -> list[dict]:
+    import json
+    return [json.loads(p.read_text()) for p in sorted(results.glob("*/metrics.json"))]
+
+
+# ---------------------------------------------------------------------------------------------
+# tests
+# ---------------------------------------------------------------------------------------------
+
+def test_fixture_is_real(results):
+    statuses = {p.parent.name: p.read_text() for p in results.glob("*/status.json")}
+    statuses.update({p.parent.name: p.read_text() for p in results.glob(".running-*/status.json")})
+    assert '"completed"' in statuses["smoke-ok"]
+    assert '"failed"' in statuses["smoke-bad"]
+    assert '"running"' in statuses[".running-smoke-run"]
+    assert (results / "smoke-ok" / "model.pt").is_file()
+
+
+def test_pdf_holds_the_metrics(built, results):
+    report_dir, out = built
+    pdf = out / "report.pdf"
+    assert pdf.is_file() and pdf.stat().st_size > 10_000
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True, check=True).stdout
+    flat = re.sub(r"\s+", " ", text)
+    metrics = completed_metrics(results)
+    assert metrics, "the fixture has no completed run"
+    for m in metrics:
+        for key in m["headline"]:
+            assert publish.fmt_value(m["mean"][key]) in flat, (key, m["mean"][key])
+        assert publish.fmt_value(m["parameters"]) in flat
+        assert publish.fmt_loss(m["losses"]["test"]) in flat
+        assert m["job_id"] in flat
+    # protocol and data stated; a run that follows none says so
+    assert "following no protocol" in flat
+    assert "Moving MNIST" in flat
+    # cross-references resolved, no raw markdown left
+    assert "??" not in flat and "@fig-" not in flat and "@sec-" not in flat
+    assert "{{<" not in flat
+
+
+def test_failed_and_running_jobs_are_listed(built):
+    report_dir, out = built
+    html = (out / "report.html").read_text()
+    row = re.search(r"<tr[^>]*>(?:(?!</tr>).)*smoke-bad(?:(?!</tr>).)*</tr>", html, re.S)
+    assert row, "the failed job is missing from the report"
+    assert "failed" in row.group(0) and ".npz" in row.group(0), "the failure and its error"
+    assert "smoke-run" in html and "running" in html
+    pdf_text = subprocess.run(["pdftotext", str(out / "report.pdf"), "-"], capture_output=True,
+                              text=True, check=True).stdout
+    assert "smoke-bad" in pdf_text and "failed" in pdf_text
+
+
+class _Refs(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.src: list[str] = []
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ("img", "script", "source", "video", "iframe") and a.get("src"):
+            self.src.append(a["src"])
+        if tag == "link" and a.get("href"):
+            self.links.append(a["href"])
+
+
+def test_html_is_self_contained(built):
+    report_dir, out = built
+    page = out / "report.html"
+    parser = _Refs()
+    parser.feed(page.read_text())
+    assert parser.src, "the report shows no image"
+    for src in parser.src + parser.links:
+        if src.startswith("data:"):
+            continue
+        assert not re.match(r"^(https?:)?//", src), f"external resource in report: {src[:80]}"
+        assert (page.parent / src).exists(), f"missing image {src}"
+    text = page.read_text()
+    assert "<math" in text, "math should be MathML"
+    assert "mathjax" not in text.lower() and "cdn.jsdelivr" not in text
+    # the animated GIF is in the HTML (embedded), the strip only in the PDF
+    assert "data:image/gif" in text
+
+
+def test_report_screenshot_not_blank(built, tmp_path):
+    report_dir, out = built
+    png = screenshot((out / "report.html").as_uri(), tmp_path / "report.png", "1000,1400")
+    assert pixel_std(png) > 8.0
+
+
+def test_pdf_page_not_blank(built, tmp_path):
+    report_dir, out = built
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (poppler-utils) not installed")
+    subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "4", "-l", "4", str(out / "report.pdf"),
+                    str(tmp_path / "page")], check=True)
+    pages = list(tmp_path.glob("page*.png"))
+    assert pages and pixel_std(pages[0]) > 5.0
+
+
+def test_rebuild_is_incremental(built, results):
+    report_dir, out = built
+    gen = report_dir / "_generated"
+    figs = sorted(gen.rglob("*.png")) + sorted(gen.rglob("*.gif"))
+    assert figs
+    before = {p: p.stat().st_mtime_ns for p in figs}
+    t = time.perf_counter()
+    publish.build_report([results], reference_dirs=[], report_dir=report_dir, renderer="pandoc",
+                         quiet=True)
+    elapsed = time.perf_counter() - t
+    assert {p: p.stat().st_mtime_ns for p in figs} == before, "unchanged figures were rewritten"
+    assert elapsed < 30, f"rebuild took {elapsed:.1f} s"
+
+
+def test_empty_results_folder_is_a_clear_message(tmp_path):
+    empty = tmp_path / "results"
+    empty.mkdir()
+    with pytest.raises(NowcastError, match="no results found"):
+        publish.build_report([empty], reference_dirs=[], report_dir=REPO / "report")
+    with pytest.raises(NowcastError, match=r"no results found in .*missing \(does not exist\)"):
+        publish.build_report([tmp_path / "missing"], reference_dirs=[], report_dir=REPO / "report")
+    done = subprocess.run([sys.executable, "-m", "nowcast.publish", "report", str(empty)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "no results found" in done.stderr
+
+
+def test_published_numbers_beside_ours(results):
+    """Table 4.1 layout: a protocol's published reference rows follow ours."""
+    run = next(r for r in publish.find_runs([results]) if r.status == "completed")
+    table = publish.results_table("mmnist-t", [run], "tbl-x")
+    for number in ("656.84", "7.26", "880.46", "1,858,049"):
+        assert number in table
+    assert "wu2019thesis" in table and "{#tbl-x}" in table
+    table = publish.results_table("mmnist-10", [run], "tbl-y")
+    assert "103.3" in table and "29.80" in table and "indicative" in table
+
+
+def test_broken_folder_is_reported_not_raised(results, tmp_path):
+    root = tmp_path / "results"
+    shutil.copytree(results / "smoke-ok", root / "smoke-ok")
+    (root / "smoke-ok" / "metrics.json").write_text("{ truncated")
+    runs = publish.find_runs([root])
+    assert len(runs) == 1 and runs[0].status == "unreadable" and "metrics.json" in runs[0].error
+
+
+def test_reference_runs_are_read_and_labelled(results, tmp_path):
+    ref = tmp_path / "reference_results"
+    shutil.copytree(results / "smoke-ok", ref / "smoke-ok")
+    runs = publish.find_runs([results], [ref, tmp_path / "absent"])
+    refs = [r for r in runs if r.reference]
+    assert len(refs) == 1 and refs[0].slug == "ref-smoke-ok"
+    assert len({r.slug for r in runs}) == len(runs)
+    table = publish.results_table("none", [r for r in runs if r.status == "completed"], "tbl-z")
+    assert "(reference)" in table
+    # a missing results/ is fine when reference runs exist (a fresh clone)
+    assert publish.find_runs([tmp_path / "no-results-yet"], [ref])
