@@ -1,0 +1,90 @@
+"""Radar baselines, scored on the same windows by the same code as the models.
+
+A baseline has the forecaster signature of the models, in [0, 1] units
+(`baseline(inputs (B, k_in, H, W), k_out) -> (B, k_out, H, W)`), so a table row for a model
+and a row for a baseline mean the same thing:
+
+- `persistence`: the last input frame, repeated;
+- `extrapolation`: pysteps Lucas-Kanade motion from the last 3 input frames and
+  semi-Lagrangian advection of the last one (`pysteps.motion.get_method("LK")`,
+  `pysteps.nowcasts.get_method("extrapolation")`), in dBZ; blocks advected in from outside
+  the grid (NaN) are forecast as 0.
+
+pysteps is imported inside the functions: GPU training must not need it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import NowcastError
+
+Baseline = Callable[[np.ndarray, int], np.ndarray]
+
+
+def persistence(inputs: np.ndarray, k_out: int) -> np.ndarray:
+    """The last input frame, repeated k_out times."""
+    return np.repeat(inputs[:, -1:], k_out, axis=1)
+
+
+def extrapolation(inputs: np.ndarray, k_out: int) -> np.ndarray:
+    """Lucas-Kanade motion from the last 3 frames, semi-Lagrangian advection of the last."""
+    from .data.radar import DBZ_MAX, pysteps_module
+    motion = pysteps_module("pysteps.motion").get_method("LK")
+    advect = pysteps_module("pysteps.nowcasts").get_method("extrapolation")
+    out = np.empty((len(inputs), k_out, *inputs.shape[-2:]), np.float32)
+    for b, sequence in enumerate(np.asarray(inputs, np.float64) * DBZ_MAX):
+        velocity = motion(sequence[-3:])
+        out[b] = np.nan_to_num(advect(sequence[-1], velocity, k_out), nan=0.0) / DBZ_MAX
+    return np.clip(out, 0.0, 1.0)
+
+
+BASELINES: dict[str, Baseline] = {"persistence": persistence, "extrapolation": extrapolation}
+
+
+def get_baseline(name: str) -> Baseline:
+    try:
+        return BASELINES[name]
+    except KeyError:
+        raise NowcastError(f"unknown baseline {name!r}: expected one of {sorted(BASELINES)}") from None
+
+
+def evaluate_baseline(name: str, data, which: str = "test") -> dict:
+    """The verification scores of one baseline on a RadarData's windows (evaluate_radar's
+    dict, plus "architecture": name, "parameters": 0 and "seconds" of wall time)."""
+    from .verification import evaluate_radar
+    baseline = get_baseline(name)
+    started = time.perf_counter()
+    metrics = evaluate_radar(lambda x: baseline(x, data.k_out), data, which)
+    metrics.update(architecture=name, parameters=0, seconds=round(time.perf_counter() - started, 2))
+    return metrics
+
+
+def baseline_scores(data, names: Sequence[str] = ("persistence", "extrapolation")) -> dict:
+    """{name: {"mean", "per_lead"}} for metrics.json's "baselines" (beside a model's scores).
+
+    A baseline that cannot run here (extrapolation without pysteps, e.g. on a GPU machine
+    that trains only) is recorded as {"unavailable": reason} instead of failing the run.
+    """
+    scores = {}
+    for name in names:
+        try:
+            metrics = evaluate_baseline(name, data)
+        except NowcastError as e:
+            if "cannot be imported" not in str(e):
+                raise
+            scores[name] = {"unavailable": str(e)}
+            continue
+        scores[name] = {"mean": metrics["mean"], "per_lead": metrics["per_lead"]}
+    return scores
+
+
+def run_baseline_evaluation(name: str, cfg) -> dict:
+    """`nowcast evaluate --baseline NAME`: build the data from a Config (protocol knmi-30-60,
+    and/or dataset radar with data_file) and return the metrics.json dict."""
+    from .data.radar import RadarData
+    get_baseline(name)  # fail on a bad name before loading data
+    return evaluate_baseline(name, RadarData(cfg))

@@ -1,0 +1,163 @@
+"""Radar verification scores per lead time, as the KNMI-30/60 protocol defines them.
+
+Every score is computed from sums pooled over all windows of a lead time (never an average of
+per-window ratios), only over the blocks where the **target** has data; a forecast that is NaN
+there counts as 0 dBZ. An event is value >= threshold.
+
+Categorical scores at a threshold, from the contingency counts pooled over windows
+(H hits, M misses, F false alarms, R correct rejections):
+
+- POD = H / (H + M)                      probability of detection
+- FAR = F / (H + F)                      false alarm ratio
+- CSI = H / (H + M + F)                  critical success index (threat score)
+- HSS = 2 (H R - F M) / ((H + M)(M + R) + (H + F)(F + R))   Heidke skill score
+
+FSS (Roberts and Lean 2008), as pysteps' `fss_init/fss_accum/fss_compute`: binary fields
+I = [x >= threshold] (NaN and no data: non-event), neighbourhood fractions S = the n x n
+moving average of I with zeros outside the grid, then
+
+- FSS = 1 - sum (S_f - S_o)^2 / (sum S_f^2 + sum S_o^2), sums over blocks and windows.
+
+Continuous scores in dBZ over the scored blocks b of all windows (N of them):
+
+- MAE = sum |f_b - o_b| / N,   RMSE = sqrt(sum (f_b - o_b)^2 / N).
+
+A score whose denominator is 0 (e.g. no event at 30 dBZ) is undefined: None in the result.
+The mean over leads is the arithmetic mean of the per-lead values (None if one is undefined).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .errors import NowcastError
+
+THRESHOLDS_DBZ = (15.0, 20.0, 25.0, 30.0)
+FSS_THRESHOLD_DBZ = 20.0
+FSS_SCALES = (5, 11)                  # blocks: 20 km and 44 km on the 4 km grid
+HEADLINE = ["csi_20", "fss_20_5"]
+
+
+def _tag(value: float) -> str:
+    return f"{value:g}".replace(".", "p")
+
+
+def box_mean(field: np.ndarray, size: int) -> np.ndarray:
+    """n x n moving average over the last two axes with zeros outside the grid
+    (scipy.ndimage.uniform_filter(mode="constant", cval=0), odd n), by summed-area tables."""
+    if size % 2 == 0:
+        raise ValueError(f"box size must be odd, got {size}")
+    half = size // 2
+    pad = [(0, 0)] * (field.ndim - 2) + [(half + 1, half), (half + 1, half)]
+    table = np.pad(field.astype(np.float64), pad).cumsum(-2).cumsum(-1)
+    h, w = field.shape[-2:]
+    window = (table[..., size:size + h, size:size + w] - table[..., :h, size:size + w]
+              - table[..., size:size + h, :w] + table[..., :h, :w])
+    return window / (size * size)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> list[float | None]:
+    return [float(n / d) if d > 0 else None for n, d in zip(num, den)]
+
+
+def _mean(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
+class RadarVerification:
+    """Accumulates forecasts against targets, lead by lead; `result()` gives the scores.
+
+    Feed `add(forecast_dbz, target_dbz, target_valid)`, each (B, k_out, H, W), as many times
+    as there are batches; counts and sums are pooled before any ratio is taken.
+    """
+
+    def __init__(self, k_out: int, thresholds=THRESHOLDS_DBZ, fss_threshold=FSS_THRESHOLD_DBZ,
+                 fss_scales=FSS_SCALES):
+        self.k_out = k_out
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.fss_threshold = float(fss_threshold)
+        self.fss_scales = tuple(fss_scales)
+        shape = (len(self.thresholds), k_out)
+        self.hits, self.misses = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+        self.false_alarms, self.rejections = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+        # FSS sums per scale and lead: sum S_f^2, sum S_f S_o, sum S_o^2
+        self.fss_sums = np.zeros((len(self.fss_scales), 3, k_out))
+        self.abs_error, self.sq_error = np.zeros(k_out), np.zeros(k_out)
+        self.count = np.zeros(k_out, np.int64)
+        self.windows = 0
+
+    def add(self, forecast_dbz: np.ndarray, target_dbz: np.ndarray, target_valid: np.ndarray) -> None:
+        f, o = np.asarray(forecast_dbz, np.float64), np.asarray(target_dbz, np.float64)
+        valid = np.asarray(target_valid, bool) & np.isfinite(o)
+        if not (f.shape == o.shape == valid.shape) or f.ndim != 4 or f.shape[1] != self.k_out:
+            raise NowcastError(f"verification: expected (B, {self.k_out}, H, W) forecast, target and "
+                               f"mask, got {f.shape}, {o.shape}, {valid.shape}")
+        f = np.where(np.isfinite(f), f, 0.0)          # no forecast at a scored block: 0 dBZ
+        axes = (0, 2, 3)
+        for i, thr in enumerate(self.thresholds):
+            fe, oe = (f >= thr) & valid, (o >= thr) & valid
+            self.hits[i] += (fe & oe).sum(axes)
+            self.misses[i] += (~fe & oe).sum(axes)
+            self.false_alarms[i] += (fe & ~oe).sum(axes)
+            self.rejections[i] += (valid & ~fe & ~oe).sum(axes)
+        fe = ((f >= self.fss_threshold) & valid).astype(np.float64)
+        oe = ((o >= self.fss_threshold) & valid).astype(np.float64)
+        for j, scale in enumerate(self.fss_scales):
+            sf, so = box_mean(fe, scale), box_mean(oe, scale)
+            self.fss_sums[j] += np.stack([(sf * sf).sum(axes), (sf * so).sum(axes), (so * so).sum(axes)])
+        error = np.where(valid, f - o, 0.0)
+        self.abs_error += np.abs(error).sum(axes)
+        self.sq_error += (error ** 2).sum(axes)
+        self.count += valid.sum(axes)
+        self.windows += len(f)
+
+    def per_lead(self) -> dict[str, list[float | None]]:
+        scores: dict[str, list[float | None]] = {}
+        for i, thr in enumerate(self.thresholds):
+            h, m, fa, r = (x[i].astype(np.float64) for x in
+                           (self.hits, self.misses, self.false_alarms, self.rejections))
+            t = _tag(thr)
+            scores[f"csi_{t}"] = _ratio(h, h + m + fa)
+            scores[f"pod_{t}"] = _ratio(h, h + m)
+            scores[f"far_{t}"] = _ratio(fa, h + fa)
+            scores[f"hss_{t}"] = _ratio(2 * (h * r - fa * m), (h + m) * (m + r) + (h + fa) * (fa + r))
+        for j, scale in enumerate(self.fss_scales):
+            ff, fo, oo = self.fss_sums[j]
+            skill = _ratio(ff - 2 * fo + oo, ff + oo)
+            name = f"fss_{_tag(self.fss_threshold)}_{scale}"
+            scores[name] = [None if s is None else 1.0 - s for s in skill]
+        scores["mae_dbz"] = _ratio(self.abs_error, self.count)
+        rmse = _ratio(self.sq_error, self.count)
+        scores["rmse_dbz"] = [None if v is None else float(np.sqrt(v)) for v in rmse]
+        return scores
+
+    def result(self) -> dict:
+        """{"mean": {name: value}, "per_lead": {name: [k_out values]}} (metrics.json shape)."""
+        per_lead = self.per_lead()
+        return {"mean": {k: _mean(v) for k, v in per_lead.items()}, "per_lead": per_lead}
+
+
+Forecaster = Callable[[np.ndarray], np.ndarray]
+
+
+def evaluate_radar(predict: Forecaster, data, which: str = "test", batch_size: int = 8) -> dict:
+    """Score a forecaster on a RadarData's fixed windows (the protocol's 40 test windows for
+    knmi-30-60). `predict(inputs (B, k_in, H, W) float32 in [0, 1]) -> (B, k_out, H, W) in
+    [0, 1]` gets no-data blocks as 0; its output is scored as clip(x, 0, 1) * 70 dBZ against
+    the dBZ targets. Returns the metrics.json fields for these scores."""
+    from .data.radar import dbz_to_unit, unit_to_dbz
+    windows = data.split_windows(which)
+    k_in, k_out = data.k_in, data.k_out
+    scores = RadarVerification(k_out)
+    for start in range(0, len(windows.dbz), batch_size):
+        chunk = windows.dbz[start:start + batch_size]
+        target = chunk[:, k_in:k_in + k_out]
+        forecast = np.asarray(predict(dbz_to_unit(chunk[:, :k_in])))
+        if forecast.shape != target.shape:
+            raise NowcastError(f"forecaster returned shape {forecast.shape}, expected {target.shape}")
+        scores.add(unit_to_dbz(forecast), target, np.isfinite(target))
+    return {"protocol": data.protocol, "follows_protocol": bool(data.follows_protocol),
+            "data": data.description, "n_sequences": int(len(windows.dbz)),
+            "k_in": k_in, "k_out": k_out, "headline": list(HEADLINE), **scores.result()}
