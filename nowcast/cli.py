@@ -35,10 +35,11 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .inference import evaluate_checkpoint
+    from .inference import evaluate_baseline, evaluate_checkpoint
     if args.baseline:
-        raise NowcastError("--baseline needs the radar module (not installed yet)")
-    print(evaluate_checkpoint(args.checkpoint, args.protocol, args.data, args.results, args.job_id))
+        print(evaluate_baseline(args.baseline, args.protocol, args.data, args.results, args.job_id))
+    else:
+        print(evaluate_checkpoint(args.checkpoint, args.protocol, args.data, args.results, args.job_id))
     return 0
 
 

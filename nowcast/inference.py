@@ -19,16 +19,40 @@ from .experiment import load_checkpoint, score_test_split
 
 def evaluation_config(train_cfg: dict, protocol: str | None, data_file: str | None,
                       results_dir: str, job_id: str | None):
-    """The checkpoint's config with the evaluation data swapped in (a protocol's preset or a file)."""
+    """The checkpoint's config with the evaluation data swapped in (a protocol's preset or a file).
+
+    A radar model given another file keeps the KNMI-30/60 scoring (PROTOCOLS.md: "on another
+    radar file": every event, windows every 6 frames); other files are split by sequence.
+    """
     values = dict(train_cfg, results_dir=results_dir, job_id=job_id,
                   name=f"{train_cfg.get('name') or 'model'} @ {protocol or Path(data_file).name}")
+    if data_file and train_cfg.get("dataset") == "radar":
+        protocol = "knmi-30-60"
+        values["data_file"] = str(data_file)
     if protocol:
         values = {k: v for k, v in values.items() if k not in PROTOCOL_PRESETS[protocol]}
         values["protocol"] = protocol
     else:
-        values.update(protocol="none", data_file=str(data_file),
-                      dataset="radar" if train_cfg.get("dataset") == "radar" else "npz")
+        values.update(protocol="none", data_file=str(data_file), dataset="npz")
     return load_config(values=values)
+
+
+def write_evaluation(cfg, score) -> Path:
+    """A results folder for scores alone: `score()` returns the metrics.json dict."""
+    runtime = resolve_runtime(cfg)
+    run_dir = results.start_run(cfg)
+    started = time.time()
+    try:
+        metrics = score()
+        metrics.update(name=cfg.name, job_id=cfg.job_id)
+        results.write_json(run_dir / "metrics.json", metrics)
+        figures.per_lead_plot(metrics, run_dir / "per_lead.png")
+        results.write_json(run_dir / "env.json", results.environment(
+            runtime, {"wall_seconds": round(time.time() - started, 2)}))
+    except BaseException as error:
+        results.fail_run(run_dir, error)
+        raise
+    return results.complete_run(run_dir)
 
 
 def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file: str | None = None,
@@ -39,27 +63,31 @@ def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file:
     data = get_data(cfg)
     runtime = resolve_runtime(cfg)
     model.to(runtime.device)
-    run_dir = results.start_run(cfg)
-    started = time.time()
-    try:
+
+    def score() -> dict:
         try:
             loss, metrics = score_test_split(cfg, data, model, runtime)
         except RuntimeError as e:  # size-dependent layers (per-position peepholes, LayerNorm)
             raise NowcastError(f"{checkpoint}: the model cannot run on {data.frame_shape} frames "
                                f"({str(e).splitlines()[0]})") from None
-        metrics.update(name=cfg.name, job_id=cfg.job_id, architecture=cfg.architecture,
-                       parameters=sum(p.numel() for p in model.parameters()),
-                       protocol=cfg.protocol, follows_protocol=bool(data.follows_protocol),
-                       data=data.description, k_in=cfg.k_in, k_out=cfg.k_out,
-                       checkpoint=str(checkpoint), losses={"loss": cfg.loss, "test": loss})
-        results.write_json(run_dir / "metrics.json", metrics)
-        figures.per_lead_plot(metrics, run_dir / "per_lead.png")
-        results.write_json(run_dir / "env.json", results.environment(
-            runtime, {"wall_seconds": round(time.time() - started, 2), "evaluated": str(checkpoint)}))
-    except BaseException as error:
-        results.fail_run(run_dir, error)
-        raise
-    return results.complete_run(run_dir)
+        return dict(metrics, architecture=cfg.architecture,
+                    parameters=sum(p.numel() for p in model.parameters()),
+                    protocol=cfg.protocol, follows_protocol=bool(data.follows_protocol),
+                    data=data.description, k_in=cfg.k_in, k_out=cfg.k_out,
+                    checkpoint=str(checkpoint), losses={"loss": cfg.loss, "test": loss})
+    return write_evaluation(cfg, score)
+
+
+def evaluate_baseline(name: str, protocol: str | None = None, data_file: str | None = None,
+                      results_dir: str = "results", job_id: str | None = None) -> Path:
+    """Score persistence or optical-flow extrapolation on KNMI-30/60 or another radar file."""
+    if protocol not in (None, "knmi-30-60"):
+        raise NowcastError(f"--baseline scores radar: use --protocol knmi-30-60 or --data FILE, not {protocol}")
+    from .baselines import run_baseline_evaluation
+    cfg = load_config(values=dict(name=f"{name} @ {protocol or Path(data_file).name}",
+                                  protocol="knmi-30-60", dataset="radar", data_file=data_file or "",
+                                  results_dir=results_dir, job_id=job_id), check_model=False)
+    return write_evaluation(cfg, lambda: run_baseline_evaluation(name, cfg))
 
 
 def read_frames(path: str) -> np.ndarray:
@@ -99,6 +127,8 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
     if out_path.suffix not in (".gif", ".npz"):
         raise NowcastError(f"{out}: output must end in .gif or .npz")
     cfg, model = load_checkpoint(checkpoint)
+    if cfg.dataset == "radar":
+        return predict_radar(cfg, model, input_path, steps, out_path)
     frames = read_frames(input_path)
     if not np.isfinite(frames).all():
         raise NowcastError(f"{input_path}: frames contain NaN or infinite values")
@@ -113,6 +143,26 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if out_path.suffix == ".npz":
         np.savez_compressed(out_path, frames=np.rint(pred * 255).astype(np.uint8))
+    else:
+        figures.sequence_gif(frames, pred, pred, out_path, "forecast")
+    return out_path
+
+
+def predict_radar(cfg, model, input_path: str, steps: int, out_path: Path) -> Path:
+    """Radar in (PV .npz or native files pysteps reads), radar out: the PV encoding, or a GIF."""
+    from .data.radar import (dbz_to_unit, forecast_times, read_radar_input, unit_to_dbz,
+                             write_radar_forecast)
+    from .evaluate import forecast
+    dbz, _, times = read_radar_input(input_path, cfg.radar_recipe, cfg.block_size)
+    frames = dbz_to_unit(dbz[-cfg.k_in:])
+    runtime = resolve_runtime(cfg)
+    pred = forecast(model.to(runtime.device), torch.from_numpy(frames[None]).to(runtime.device),
+                    steps, runtime)[0].cpu().numpy()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.suffix == ".npz":
+        write_radar_forecast(out_path, unit_to_dbz(pred),
+                             forecast_times(times, steps),
+                             pixel_km=cfg.block_size if cfg.radar_recipe == "blocks" else None)
     else:
         figures.sequence_gif(frames, pred, pred, out_path, "forecast")
     return out_path
