@@ -68,21 +68,26 @@ class MovingMNIST:
         return Batch(to_unit(frames), None)
 
 
+def load_npz(path: Path, what: str = "data") -> dict[str, np.ndarray]:
+    """Every array of an .npz, with 'frames' the array of that name (or the file's only array).
+    Missing, unreadable or ambiguous files raise a one-line NowcastError naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {key: f[key] for key in f.keys()}
+    except FileNotFoundError:
+        raise NowcastError(f"{path}: no such {what} file") from None
+    except Exception as e:  # zip, pickle and format errors all mean the same to the user
+        raise NowcastError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
+    if "frames" not in arrays:
+        if len(arrays) != 1:
+            raise NowcastError(f"{path}: expected an array 'frames' (found {sorted(arrays)})")
+        arrays = {"frames": next(iter(arrays.values()))}
+    return arrays
+
+
 def read_sequence_file(path: Path) -> np.ndarray:
     """An (N,T,H,W) uint8 array from a .npz (key 'frames', or its only array)."""
-    try:
-        with np.load(path) as f:
-            keys = list(f.keys())
-            key = "frames" if "frames" in keys else keys[0] if len(keys) == 1 else None
-            if key is None:
-                raise NowcastError(f"{path}: expected an array 'frames' (found {keys})")
-            frames = f[key]
-    except FileNotFoundError:
-        raise NowcastError(f"{path}: no such data file") from None
-    except NowcastError:
-        raise
-    except Exception as e:
-        raise NowcastError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
+    frames = load_npz(path)["frames"]
     if frames.dtype != np.uint8 or frames.ndim != 4:
         raise NowcastError(f"{path}: expected (N,T,H,W) uint8 frames, got {frames.dtype} {frames.shape}")
     return frames

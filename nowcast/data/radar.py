@@ -37,7 +37,7 @@ import numpy as np
 
 from ..config import Config, data_dir
 from ..errors import NowcastError
-from . import Batch
+from . import Batch, load_npz
 
 PV_NO_ECHO = 0
 PV_NO_DATA = 255
@@ -226,24 +226,20 @@ def _median_step(times: np.ndarray) -> int | None:
 
 def read_array_file(path: Path, max_gap_min: float | None = None) -> RadarEvents:
     """A `.npz` (key `frames`, or its only array; optional `times`, `meta`) or `.npy` file."""
-    try:
-        if path.suffix == ".npy":
+    if path.suffix == ".npy":
+        try:
             frames, times, meta = np.load(path, allow_pickle=False), None, {}
-        else:
-            with np.load(path, allow_pickle=False) as f:
-                keys = list(f.keys())
-                key = "frames" if "frames" in keys else keys[0] if len(keys) == 1 else None
-                if key is None:
-                    raise NowcastError(f"{path}: expected an array 'frames' (found {keys})")
-                frames = f[key]
-                times = f["times"] if "times" in keys else None
-                meta = json.loads(str(f["meta"])) if "meta" in keys else {}
-    except FileNotFoundError:
-        raise NowcastError(f"{path}: no such radar file") from None
-    except NowcastError:
-        raise
-    except Exception as e:
-        raise NowcastError(f"{path}: not a readable radar file ({_first_line(e)})") from None
+        except FileNotFoundError:
+            raise NowcastError(f"{path}: no such radar file") from None
+        except Exception as e:
+            raise NowcastError(f"{path}: not a readable radar file ({_first_line(e)})") from None
+    else:
+        arrays = load_npz(path, "radar")
+        frames, times = arrays["frames"], arrays.get("times")
+        try:
+            meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
+        except ValueError:
+            raise NowcastError(f"{path}: 'meta' is not a JSON string") from None
     frames = _check_frames(frames, path)
     source = meta.get("source", path.name)
     if times is None:  # no clock: each sequence is an event, in the order stored
