@@ -1035,8 +1035,15 @@ SLIDE_SKIP = {"name", "job_id", "results_dir", "data_dir", "data_file", "protoco
               "checkpoint_every", "compile", "precision"}
 
 
+BASELINE_PARAMS = ["dataset", "k_in", "k_out", "radar_recipe", "block_size"]
+
+
 def slide_params(run: Run) -> list[tuple[str, Any]]:
-    """The hyperparameters a slide lists: the main ones, then those changed from the defaults."""
+    """The hyperparameters a slide lists: the main ones, then those changed from the defaults.
+    A baseline (no trainable parameters) has no model hyperparameters: only its method and data."""
+    if (run.metrics or {}).get("parameters") == 0:
+        return [("method", run.metrics.get("architecture"))] + [
+            (k, run.params[k]) for k in BASELINE_PARAMS if k in run.params]
     out = [(k, run.params[k]) for k in SLIDE_PARAMS if run.params.get(k) is not None]
     for k, v in nondefault_params(run).items():
         if len(out) >= SLIDE_PARAMS_MAX:
@@ -1044,6 +1051,8 @@ def slide_params(run: Run) -> list[tuple[str, Any]]:
         if k not in SLIDE_SKIP and k not in SLIDE_PARAMS:
             out.append((k, v))
     return out
+
+
 ROWS_PER_SUMMARY = 8
 
 

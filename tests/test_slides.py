@@ -108,3 +108,13 @@ def test_missing_marp_is_a_clear_message(results, tmp_path, monkeypatch):
     slides_dir = copy_sources(REPO / "slides", tmp_path / "slides", ["deck.md", "theme.css"])
     with pytest.raises(publish.NowcastError, match="npm ci"):
         publish.build_slides([results], reference_dirs=[], slides_dir=slides_dir)
+
+
+def test_baseline_slide_lists_its_method_not_model_hyperparameters():
+    from nowcast.publish import find_runs, slide_params
+    runs = [r for r in find_runs([Path(__file__).resolve().parents[1] / "reference_results"])
+            if (r.metrics or {}).get("architecture") == "persistence"]
+    assert runs, "reference_results/ holds the committed KNMI-30/60 persistence baseline"
+    listed = dict(slide_params(runs[0]))
+    assert listed["method"] == "persistence" and listed["k_out"] == 12
+    assert "hidden_sizes" not in listed and "architecture" not in listed
