@@ -51,14 +51,16 @@ def _predict(args) -> int:
 
 def _report(args) -> int:
     from .publish import build_report
-    print(build_report([Path(d) for d in args.results], out_dir=args.out, renderer=args.renderer))
+    print(build_report([Path(d) for d in args.results], out_dir=args.out, renderer=args.renderer,
+                       reference_dirs=[] if args.no_reference else None))
     return 0
 
 
 def _slides(args) -> int:
     from .publish import build_slides
     print(build_slides([Path(d) for d in args.results], out_dir=args.out,
-                       pdf=False if args.html_only else None, pptx=args.pptx))
+                       pdf=False if args.html_only else None, pptx=args.pptx,
+                       reference_dirs=[] if args.no_reference else None))
     return 0
 
 
@@ -101,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default: report/_output)")
     p.add_argument("--renderer", choices=["auto", "quarto", "pandoc"], default="auto",
                    help="auto: quarto when on PATH, else pandoc + typst")
+    p.add_argument("--no-reference", action="store_true",
+                   help="leave out the committed reference runs (reference_results/)")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("slides", help="Marp slide deck (HTML; PDF when chromium is present)")
@@ -108,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default: slides/_output)")
     p.add_argument("--html-only", action="store_true", help="skip the PDF even when chromium is present")
     p.add_argument("--pptx", action="store_true", help="also export PowerPoint (needs chromium)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="leave out the committed reference runs (reference_results/)")
     p.set_defaults(func=_slides)
     return parser
 

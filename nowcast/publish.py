@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -1206,22 +1205,3 @@ def build_slides(results_dirs: list[Path], out_dir: Optional[Path] = None, *,
         for p in outputs:
             print(f"wrote {p}")
     return out_dir
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """python -m nowcast.publish report|slides RESULTS_DIR... (the CLI wires the same calls)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) < 2 or argv[0] not in ("report", "slides"):
-        print("usage: python -m nowcast.publish report|slides RESULTS_DIR...", file=sys.stderr)
-        return 2
-    try:
-        fn = build_report if argv[0] == "report" else build_slides
-        fn([Path(a) for a in argv[1:]])
-    except NowcastError as e:
-        print(f"nowcast: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -251,7 +251,8 @@ def test_empty_results_folder_is_a_clear_message(tmp_path):
         publish.build_report([empty], reference_dirs=[], report_dir=REPO / "report")
     with pytest.raises(NowcastError, match=r"no results found in .*missing \(does not exist\)"):
         publish.build_report([tmp_path / "missing"], reference_dirs=[], report_dir=REPO / "report")
-    done = subprocess.run([sys.executable, "-m", "nowcast.publish", "report", str(empty)],
+    done = subprocess.run([sys.executable, "-m", "nowcast.cli", "report", "--results", str(empty),
+                           "--no-reference"],
                           capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
