@@ -24,6 +24,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .config import Config
+from .errors import NowcastError
 from .evaluate import Runtime, evaluate_split, padded
 from .losses import make_loss
 
@@ -184,8 +185,10 @@ def train(cfg: Config, data, model: torch.nn.Module, runtime: Runtime, run_dir: 
 
     val = data.split("val")
     total_steps = len(stages) * cfg.num_epochs * steps_per_epoch
-    bar = tqdm(total=total_steps, initial=start_step, disable=not progress or rank != 0,
-               unit="step", dynamic_ncols=True, desc=cfg.name or "train")
+    # counted in sequences, so the rate tqdm shows is sequences/s
+    bar = tqdm(total=total_steps * cfg.batch_size, initial=start_step * cfg.batch_size,
+               disable=not progress or rank != 0, unit="seq", unit_scale=True,
+               dynamic_ncols=True, desc=cfg.name or "train")
     model.train()
     step = 0
     for stage_index, stage in enumerate(stages):
@@ -229,7 +232,7 @@ def train(cfg: Config, data, model: torch.nn.Module, runtime: Runtime, run_dir: 
                                          mask, tmask, cfg.grad_clip)
                 losses.append(loss)
                 result.sequences += cfg.batch_size
-                bar.update(1)
+                bar.update(cfg.batch_size)
                 if (step + 1) % 10 == 0:
                     bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}")
                 if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < epoch_end:
@@ -278,5 +281,9 @@ def _loss_rows(losses: list[torch.Tensor], end_step: int, stage_index: int, worl
         dist.all_reduce(values)
         values /= world
     first = end_step - len(losses)
+    bad = (~torch.isfinite(values)).nonzero()
+    if len(bad):
+        raise NowcastError(f"training diverged: the loss is {float(values[bad[0, 0]])} at step "
+                           f"{first + int(bad[0, 0]) + 1} (try a lower initial_lr or grad_clip)")
     return [{"step": first + i + 1, "stage": stage_index, "loss": float(v)}
             for i, v in enumerate(values.cpu())]

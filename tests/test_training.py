@@ -1,6 +1,7 @@
 """Training: bit-identical repeats, resume = uninterrupted, scheduled sampling, curriculum, checkpoints."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,20 @@ def test_gifs_come_from_the_split_they_name(tiny_values):
     assert not np.array_equal(first["train"], first["test"])
     n_frames = iio.improps(path / "test.gif").shape[0]
     assert n_frames == 6
+
+
+def test_diverged_training_fails_the_run_clearly(tiny_values, monkeypatch):
+    import nowcast.training
+    from nowcast.errors import NowcastError
+    real = nowcast.training.make_loss
+
+    def exploding(name, weight):  # a loss that turns NaN, as a diverging run's does
+        loss = real(name, weight)
+        return lambda logits, target, mask=None: loss(logits, target, mask) * float("nan")
+    monkeypatch.setattr(nowcast.training, "make_loss", exploding)
+    cfg = load_config(values=dict(tiny_values, job_id="nan"))
+    with pytest.raises(NowcastError, match=r"training diverged: the loss is nan at step 1 "):
+        run_experiment(cfg, progress=False)
+    status = json.loads((Path(tiny_values["results_dir"]) / "nan" / "status.json").read_text())
+    assert status["status"] == "failed" and "diverged" in status["error"]
+    assert not (Path(tiny_values["results_dir"]) / "nan" / "model.pt").exists()
