@@ -1,5 +1,7 @@
 """The `nowcast` command: train | evaluate | predict | run | sweep | report | slides.
 
+run and sweep live in launch.py (papermill, sbatch); the others below.
+
 Every user error (bad params, missing or corrupt data, impossible architecture) is printed as one
 line, `nowcast: error: ...`, with exit status 2; nothing is left that looks like a finished run.
 """
@@ -97,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, required=True, help="frames to predict")
     p.add_argument("--out", required=True, help="forecast.gif or forecast.npz")
     p.set_defaults(func=_predict)
+
+    from . import launch
+    launch.add_run_arguments(sub.add_parser(
+        "run", help="run params sets locally through the notebook (papermill); skips completed ones"))
+    launch.add_sweep_arguments(sub.add_parser(
+        "sweep", help="submit one SLURM array task per params set, then the report job"))
 
     p = sub.add_parser("report", help="thesis-style HTML + PDF report from results folders")
     p.add_argument("--results", nargs="+", default=["results"], help="results folders (default: results)")

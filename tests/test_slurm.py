@@ -1,0 +1,160 @@
+"""The SLURM path for real, on the single-node cluster of .ci/slurm-up.sh (root, Debian Slurm).
+
+A two-task sweep (smoke params; and one set whose data file exists but is corrupt, so that it
+fails at run time) plus the report job: the good task completes, the bad one is marked failed
+with its error, and the report job still runs after both (afterany) and builds the report.
+
+    .ci/slurm-up.sh && SLURM_CONF=/tmp/nowcast-slurm/slurm.conf pytest -m slurm tests/test_slurm.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "params" / "smoke.yaml"
+SLURM_DIR = Path(os.environ.get("NOWCAST_SLURM_DIR", "/tmp/nowcast-slurm"))
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def _unavailable(reason: str):
+    """Skip where no cluster can run; in CI (CI=true, where .ci/run starts one) fail instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: .ci/run should have started the cluster)")
+    pytest.skip(reason)
+
+
+def _cluster_conf() -> str:
+    if os.geteuid() != 0:
+        _unavailable("SLURM test: needs root (the local single-node cluster runs jobs as root)")
+    missing = [c for c in ("sbatch", "squeue", "scontrol", "sinfo") if shutil.which(c) is None]
+    if missing:
+        _unavailable(f"SLURM test: {', '.join(missing)} not installed "
+                    "(apt-get install slurmctld slurmd slurm-client munge; then .ci/slurm-up.sh)")
+    conf = os.environ.get("SLURM_CONF") or str(SLURM_DIR / "slurm.conf")
+    if not Path(conf).is_file():
+        _unavailable(f"SLURM test: no cluster configuration at {conf}: start one with .ci/slurm-up.sh")
+    done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                          env=dict(os.environ, SLURM_CONF=conf), timeout=30)
+    if done.returncode != 0 or not any(s.startswith(("idle", "mix", "alloc")) for s in done.stdout.split()):
+        _unavailable(f"SLURM test: cluster not up (sinfo: {done.stdout.strip() or done.stderr.strip()}); "
+                    "start it with .ci/slurm-up.sh")
+    return conf
+
+
+def _squeue(ids: list[str], fmt: str = "%i %T") -> list[str]:
+    done = subprocess.run(["squeue", "-h", "-j", ",".join(ids), "-o", fmt], capture_output=True,
+                          text=True, timeout=30)
+    return [line for line in done.stdout.splitlines() if line.strip()]
+
+
+def _cli_has(command: str) -> bool:
+    from nowcast.cli import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return command in sub.choices
+
+
+def test_sweep_with_a_failing_task_and_the_report_job(tmp_path, monkeypatch):
+    conf = _cluster_conf()
+    monkeypatch.setenv("SLURM_CONF", conf)
+    monkeypatch.chdir(ROOT)
+    from nowcast import launch
+
+    corrupt = tmp_path / "corrupt.npz"  # exists (validation passes), unreadable at run time
+    corrupt.write_bytes(b"PK\x03\x04 not a zip archive " * 50)
+    values = yaml.safe_load(SMOKE.read_text())
+    values.update(name="corrupt-data", dataset="npz", data_file=str(corrupt))
+    bad = tmp_path / "corrupt-data.yaml"
+    bad.write_text(yaml.safe_dump(values))
+    results = tmp_path / "results"
+    monkeypatch.setenv("NOWCAST_REPORT_OUT", str(tmp_path / "report"))  # not the checkout's
+    monkeypatch.setenv("NOWCAST_SLIDES_OUT", str(tmp_path / "slides"))
+
+    out = launch.submit_sweep([str(SMOKE), str(bad)], str(results), gpus="0", cpus=1,
+                              time="00:15:00")
+    array, report = out["array"], out["report"]
+    assert array.isdigit() and report.isdigit()
+    dependency = _squeue([report], "%E")
+    assert not dependency or f"afterany:{array}" in dependency[0]
+
+    deadline = time.time() + 600
+    while _squeue([array, report]):
+        assert time.time() < deadline, f"jobs still queued: {_squeue([array, report])}"
+        time.sleep(2)
+
+    logs = Path(out["sweep_dir"]) / "logs"
+    def log(name: str) -> str:
+        path = logs / name
+        return path.read_text() if path.is_file() else f"(no {path})"
+
+    good, failed = results / f"{array}_0", results / f"{array}_1"
+    assert good.is_dir(), log(f"{array}_0.out")
+    status = json.loads((good / "status.json").read_text())
+    assert status["status"] == "completed", log(f"{array}_0.out")
+    for name in ["params.yaml", "metrics.json", "history.csv", "env.json", "loss.png",
+                 "test_strip.png", "model.pt", "train.ipynb"]:
+        assert (good / name).is_file(), name
+    env = json.loads((good / "env.json").read_text())
+    assert env["slurm"]["SLURM_ARRAY_JOB_ID"] == array and env["slurm"]["SLURM_ARRAY_TASK_ID"] == "0"
+
+    assert failed.is_dir(), log(f"{array}_1.out")
+    status = json.loads((failed / "status.json").read_text())
+    assert status["status"] == "failed" and "corrupt.npz" in status["error"], status
+    assert (failed / "train.ipynb").is_file()  # the executed notebook shows the traceback
+    assert not list(results.glob(".running-*"))
+
+    report_log = log(f"report-{report}.out")
+    assert "report: status" in report_log, report_log  # the report job ran after both tasks
+    if _cli_has("report"):  # the report builds and shows the failed run with its error
+        assert "report: status 0" in report_log, report_log
+        html = (tmp_path / "report" / "report.html").read_text()
+        assert "corrupt-data" in html and "failed" in html and "BadZipFile" in html
+
+
+def test_preempted_task_checkpoints_requeues_and_resumes(tmp_path, monkeypatch):
+    """SIGUSR1 to the batch script (what #SBATCH --signal=B:USR1@120 sends before the time
+    limit): the run checkpoints, the script requeues the task, the requeued task resumes in the
+    same folder (same array ids) and completes."""
+    conf = _cluster_conf()
+    monkeypatch.setenv("SLURM_CONF", conf)
+    monkeypatch.chdir(ROOT)
+    from nowcast import launch
+
+    values = yaml.safe_load(SMOKE.read_text())
+    values.update(name="long-smoke", train_sequences=96, batch_size=4, checkpoint_every=2)
+    params = tmp_path / "long-smoke.yaml"
+    params.write_text(yaml.safe_dump(values))
+    results = tmp_path / "results"
+    out = launch.submit_sweep([str(params)], str(results), gpus="0", cpus=1, time="00:15:00",
+                              report=False)
+    array = out["array"]
+    running = results / f".running-{array}_0"
+    deadline = time.time() + 300
+    while not (running / "checkpoint.pt").is_file():
+        assert time.time() < deadline, "no checkpoint appeared"
+        assert _squeue([array]), "the task ended before it was signalled"
+        time.sleep(0.5)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{array}_0"], check=True, timeout=30)
+
+    deadline = time.time() + 600
+    while _squeue([array]) or running.exists():
+        assert time.time() < deadline, f"still queued: {_squeue([array])}"
+        time.sleep(2)
+    final = results / f"{array}_0"
+    log = (Path(out["sweep_dir"]) / "logs" / f"{array}_0.out").read_text()
+    assert final.is_dir(), log
+    status = json.loads((final / "status.json").read_text())
+    assert status["status"] == "completed" and status["attempts"] == 2, log
+    assert "requeueing" in log and "restart 1" in log, log
+    env = json.loads((final / "env.json").read_text())
+    assert env["slurm"].get("SLURM_RESTART_COUNT") == "1"
