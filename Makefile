@@ -5,7 +5,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 NOWCAST := $(VENV)/bin/nowcast
 PARAMS ?= params/demo/*.yaml
-RESULTS ?= results
+RESULTS ?=
+SWEEP_ARGS ?=
+# --results only when RESULTS is given: otherwise each params set's own results_dir applies
+RESULTS_ARG = $(if $(RESULTS),--results $(RESULTS))
+REPORT_ARG = --results $(or $(RESULTS),results)
 STAMP := $(VENV)/.setup-stamp
 
 .PHONY: help setup demo test experiments sweep report slides bench clean
@@ -28,21 +32,21 @@ test: setup  ## run the test suite
 	$(PY) -m pytest -q
 
 demo: setup  ## a few short experiments on CPU, then report and slides
-	$(NOWCAST) run $(PARAMS) --results $(RESULTS)
-	$(NOWCAST) report --results $(RESULTS)
-	$(NOWCAST) slides --results $(RESULTS)
+	$(NOWCAST) run $(PARAMS) $(RESULTS_ARG)
+	$(NOWCAST) report $(REPORT_ARG)
+	$(NOWCAST) slides $(REPORT_ARG)
 
 experiments: setup  ## run params sets locally through papermill (PARAMS=...)
-	$(NOWCAST) run $(PARAMS) --results $(RESULTS)
+	$(NOWCAST) run $(PARAMS) $(RESULTS_ARG)
 
-sweep: setup  ## one SLURM array task per params file, then the report job (PARAMS=...)
-	$(NOWCAST) sweep $(PARAMS) --results $(RESULTS)
+sweep: setup  ## SLURM array + report job (PARAMS=..., SWEEP_ARGS="--partition gpu --time 08:00:00")
+	$(NOWCAST) sweep $(PARAMS) $(RESULTS_ARG) $(SWEEP_ARGS)
 
 report: setup  ## HTML + PDF report from results/ and the reference results
-	$(NOWCAST) report --results $(RESULTS)
+	$(NOWCAST) report $(REPORT_ARG)
 
 slides: setup  ## Marp deck (HTML; PDF when chromium is present)
-	$(NOWCAST) slides --results $(RESULTS)
+	$(NOWCAST) slides $(REPORT_ARG)
 
 bench: setup  ## training-step throughput (GPU figures need a GPU)
 	$(PY) benchmarks/throughput.py
