@@ -13,7 +13,7 @@ from . import figures, results
 from .config import PROTOCOL_PRESETS, load_config
 from .data import get_data
 from .errors import NowcastError
-from .evaluate import resolve_runtime
+from .evaluate import forecast, resolve_runtime
 from .experiment import load_checkpoint, score_test_split
 
 
@@ -64,12 +64,15 @@ def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file:
     runtime = resolve_runtime(cfg)
     model.to(runtime.device)
 
+    probe = torch.from_numpy(data.split("test").frames[:1, :cfg.k_in]).to(runtime.device)
+    try:  # before any folder exists: size-bound layers (per-position peepholes, LayerNorm)
+        forecast(model, probe, 1, runtime)
+    except RuntimeError as e:
+        raise NowcastError(f"{checkpoint}: the model cannot run on {data.frame_shape} frames "
+                           f"({str(e).splitlines()[0]})") from None
+
     def score() -> dict:
-        try:
-            loss, metrics = score_test_split(cfg, data, model, runtime)
-        except RuntimeError as e:  # size-dependent layers (per-position peepholes, LayerNorm)
-            raise NowcastError(f"{checkpoint}: the model cannot run on {data.frame_shape} frames "
-                               f"({str(e).splitlines()[0]})") from None
+        loss, metrics = score_test_split(cfg, data, model, runtime)
         return dict(metrics, architecture=cfg.architecture,
                     parameters=sum(p.numel() for p in model.parameters()),
                     protocol=cfg.protocol, follows_protocol=bool(data.follows_protocol),
@@ -133,7 +136,6 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
     if not np.isfinite(frames).all():
         raise NowcastError(f"{input_path}: frames contain NaN or infinite values")
     runtime = resolve_runtime(cfg)
-    from .evaluate import forecast
     try:
         pred = forecast(model.to(runtime.device), torch.from_numpy(frames[None]).to(runtime.device),
                         steps, runtime)[0].cpu().numpy()
@@ -152,7 +154,6 @@ def predict_radar(cfg, model, input_path: str, steps: int, out_path: Path) -> Pa
     """Radar in (PV .npz or native files pysteps reads), radar out: the PV encoding, or a GIF."""
     from .data.radar import (dbz_to_unit, forecast_times, read_radar_input, unit_to_dbz,
                              write_radar_forecast)
-    from .evaluate import forecast
     dbz, _, times = read_radar_input(input_path, cfg.radar_recipe, cfg.block_size)
     frames = dbz_to_unit(dbz[-cfg.k_in:])
     runtime = resolve_runtime(cfg)

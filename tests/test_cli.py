@@ -79,3 +79,15 @@ def test_train_evaluate_predict(params, tmp_path):
         base.update(dict(zip(args[::2], args[1::2])))
         done = run("predict", *[x for kv in base.items() for x in kv])
         assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_size_bound_model_on_other_frames_is_refused_before_any_folder(tmp_path):
+    params = tmp_path / "bound.yaml"
+    params.write_text(yaml.safe_dump(dict(TINY, peephole="per_position", num_epochs=1, train_sequences=8)))
+    results = tmp_path / "r"
+    assert run("train", "-c", str(params), "--results", str(results), "--job-id", "t", "-q").returncode == 0
+    np.savez(tmp_path / "big.npz", frames=np.zeros((5, 6, 48, 48), np.uint8))
+    done = run("evaluate", "--checkpoint", str(results / "t" / "model.pt"), "--data", str(tmp_path / "big.npz"),
+               "--results", str(results), "--job-id", "e")
+    assert done.returncode == 2 and "cannot run on (48, 48) frames" in done.stderr
+    assert sorted(p.name for p in results.iterdir()) == ["t"]
