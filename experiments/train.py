@@ -107,7 +107,7 @@ _given = {k: v for k, v in globals().items() if k not in _names_before and not k
 from nowcast import launch
 from nowcast.config import to_yaml
 
-cfg = launch.notebook_config(_given)
+cfg = launch.notebook_config(_given, injected=launch.injected_names())
 print(to_yaml(cfg))
 
 # %% [markdown]

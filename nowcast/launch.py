@@ -148,13 +148,42 @@ def _accepts_str(tp: Any) -> bool:
     return False
 
 
-def notebook_config(parameters: dict[str, Any]) -> Config:
+def injected_names() -> set[str]:
+    """Names that papermill's injected-parameters cell assigned, read from the kernel's input
+    history: the cells run after the parameters cell and before the current one. Empty when the
+    notebook runs outside IPython or without injected parameters."""
+    import ast
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return set()
+    shell = get_ipython()
+    if shell is None:
+        return set()
+    cells = list(shell.user_ns.get("_ih") or [])
+    marker = [i for i, c in enumerate(cells) if c.strip().startswith("_names_before = set(globals())")]
+    if not marker:
+        return set()
+    names: set[str] = set()
+    for source in cells[marker[-1] + 2:-1]:  # after the marker and the parameters cell
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        names |= {t.id for node in tree.body if isinstance(node, ast.Assign)
+                  for t in node.targets if isinstance(t, ast.Name)}
+    return names
+
+
+def notebook_config(parameters: dict[str, Any], injected: typing.Collection[str] = ()) -> Config:
     """The Config of the notebook's parameters (its parameters cell plus papermill's injected cell).
 
     - A name that is not a Config field is rejected with the closest field name (a typo in
       `-p strde 2` must not silently run the default).
-    - Values equal to the defaults of the parameters cell count as not given, so that a protocol
-      preset (`-p protocol mmnist-t`) fills its own data fields.
+    - A value counts as given when papermill injected it (`injected`, see injected_names) or
+      when it differs from the parameters cell's default (edited by hand). Others count as not
+      given, so that a protocol preset (`-p protocol mmnist-t`) fills its own data fields, while
+      `-p protocol mmnist-t -p k_in 10` is refused as a contradiction, as a params file would be.
     - A string given for a field that takes no strings is read as YAML: `-p hidden_sizes "[8, 8]"`
       and `-p max_pool false` work from the papermill command line.
     """
@@ -172,7 +201,7 @@ def notebook_config(parameters: dict[str, Any]) -> Config:
             except yaml.YAMLError:
                 pass
         default = _default(key)
-        if type(value) is type(default) and value == default:
+        if key not in injected and type(value) is type(default) and value == default:
             continue
         values[key] = value
     return load_config(values=values)

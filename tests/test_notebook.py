@@ -148,3 +148,17 @@ def test_bare_papermill_to_stdout_still_writes_results(tmp_path):
     runs = [p for p in (work / "results").iterdir() if not p.name.startswith(".")]
     assert len(runs) == 1
     assert json.loads((runs[0] / "status.json").read_text())["status"] == "completed"
+
+
+def test_papermill_refuses_a_contradiction_of_the_protocol(tmp_path):
+    """-p protocol mmnist-t -p k_in 10: k_in is given (injected), so it contradicts the preset
+    (k_in 7) and is refused, as the same params file would be; nothing runs."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "experiments" / "train.ipynb"),
+                           str(tmp_path / "out.ipynb"), "-p", "protocol", "mmnist-t", "-p", "k_in", "10",
+                           "-p", "results_dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode != 0
+    assert "protocol 'mmnist-t' fixes k_in=7, got 10" in done.stderr + done.stdout
+    assert not (tmp_path / "r").exists()
