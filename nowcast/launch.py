@@ -537,23 +537,23 @@ def _safe(name: str) -> str:
 # CLI glue (nowcast/cli.py adds these subcommands)
 # --------------------------------------------------------------------------------------------
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
+def _add_params_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("params", nargs="+", help="params files or grid files (params/*.yaml, params/grids/*.yaml)")
     p.add_argument("--results", help="results root folder for every set (default: each set's "
                    "results_dir, 'results' unless the params say otherwise)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one parameter in every set (repeatable)")
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    _add_params_arguments(p)
     p.add_argument("--force", action="store_true", help="run sets even when completed results exist")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("params", nargs="+", help="params files or grid files")
-    p.add_argument("--results", help="results root folder for every set (default: each set's "
-                   "results_dir, 'results' unless the params say otherwise)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one parameter in every set (repeatable)")
+    _add_params_arguments(p)
     p.add_argument("--partition", help="SLURM partition (default: $SBATCH_PARTITION, else the cluster's)")
     p.add_argument("--gpus", help="GPUs per task, e.g. 1, 2, a100:1; 0 for none (default: 1, the script header)")
     p.add_argument("--time", help="time limit per task, e.g. 04:00:00 (default: $SBATCH_TIMELIMIT, else 4 h)")

@@ -60,6 +60,16 @@ local function prefix_caption(caption, label)
   return caption
 end
 
+-- number a figure or table; in HTML its caption gets "Figure n" / "Table n" (typst numbers its own)
+local function count_float(el, kind, label)
+  counters[kind] = counters[kind] + 1
+  if el.identifier ~= "" then refs[el.identifier] = { kind = kind, num = tostring(counters[kind]) } end
+  if is_html and #el.caption.long > 0 then
+    el.caption = prefix_caption(el.caption, label .. " " .. counters[kind])
+    return el
+  end
+end
+
 local numbering = {
   traverse = "topdown",
   Header = function(el)
@@ -75,22 +85,8 @@ local numbering = {
     if el.identifier ~= "" then refs[el.identifier] = entry end
   end,
   -- every figure and table counts, with or without id or caption, as in typst's numbering
-  Figure = function(el)
-    counters.fig = counters.fig + 1
-    if el.identifier ~= "" then refs[el.identifier] = { kind = "fig", num = tostring(counters.fig) } end
-    if is_html and #el.caption.long > 0 then
-      el.caption = prefix_caption(el.caption, "Figure " .. counters.fig)
-      return el
-    end
-  end,
-  Table = function(el)
-    counters.tbl = counters.tbl + 1
-    if el.identifier ~= "" then refs[el.identifier] = { kind = "tbl", num = tostring(counters.tbl) } end
-    if is_html and #el.caption.long > 0 then
-      el.caption = prefix_caption(el.caption, "Table " .. counters.tbl)
-      return el
-    end
-  end,
+  Figure = function(el) return count_float(el, "fig", "Figure") end,
+  Table = function(el) return count_float(el, "tbl", "Table") end,
 }
 
 local NAMES = { fig = "Figure", tbl = "Table", sec = "Section", eq = "Equation" }
