@@ -27,22 +27,16 @@ local function condition(el)
   return ok
 end
 
-local conditional = {
-  Div = function(el)
-    if el.classes:includes("content-visible") then
-      if condition(el) then return el.content else return {} end
-    elseif el.classes:includes("content-hidden") then
-      if condition(el) then return {} else return el.content end
-    end
-  end,
-  Span = function(el)
-    if el.classes:includes("content-visible") then
-      if condition(el) then return el.content else return {} end
-    elseif el.classes:includes("content-hidden") then
-      if condition(el) then return {} else return el.content end
-    end
-  end,
-}
+-- Quarto's content-visible / content-hidden, on blocks (Div) and inlines (Span) alike
+local function visibility(el)
+  if el.classes:includes("content-visible") then
+    if condition(el) then return el.content else return {} end
+  elseif el.classes:includes("content-hidden") then
+    if condition(el) then return {} else return el.content end
+  end
+end
+
+local conditional = { Div = visibility, Span = visibility }
 
 local refs = {}   -- id -> {kind=, num=, title=}
 local counters = { fig = 0, tbl = 0 }
