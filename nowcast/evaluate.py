@@ -61,12 +61,17 @@ def padded(frames: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int
     return (F.pad(frames, (0, pw, 0, ph)) if ph or pw else frames), (h, w)
 
 
-def forecast(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -> torch.Tensor:
-    """Predicted frames (B, k_out, H, W) in [0, 1] for inputs (B, k_in, H, W) in [0, 1]."""
+def forecast_logits(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -> torch.Tensor:
+    """Logits (B, k_out, H, W) for inputs (B, k_in, H, W) in [0, 1], without gradients; inputs
+    are padded to the model's down-sampling and the forecast cropped back."""
     x, (h, w) = padded(inputs, getattr(model, "downsampling", 1))
     with torch.no_grad(), runtime.autocast():
-        logits = model(x, k_out)
-    return torch.sigmoid(logits.float())[..., :h, :w]
+        return model(x, k_out)[..., :h, :w]
+
+
+def forecast(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -> torch.Tensor:
+    """Predicted frames (B, k_out, H, W) in [0, 1] for inputs (B, k_in, H, W) in [0, 1]."""
+    return torch.sigmoid(forecast_logits(model, inputs, k_out, runtime).float())
 
 
 def evaluate_split(model, batch, k_in: int, k_out: int, loss_fn, runtime: Runtime,
@@ -82,10 +87,8 @@ def evaluate_split(model, batch, k_in: int, k_out: int, loss_fn, runtime: Runtim
         mask = None
         if batch.mask is not None:
             mask = torch.from_numpy(batch.mask[start:start + batch_size, k_in:k_in + k_out]).to(runtime.device)
-        inputs, target = chunk[:, :k_in], chunk[:, k_in:]
-        x, (h, w) = padded(inputs, getattr(model, "downsampling", 1))
-        with torch.no_grad(), runtime.autocast():
-            logits = model(x, k_out)[..., :h, :w]
+        logits = forecast_logits(model, chunk[:, :k_in], k_out, runtime)
+        target = chunk[:, k_in:]
         total += float(loss_fn(logits, target, mask)) * len(chunk)
         count += len(chunk)
         if metrics is not None:

@@ -62,14 +62,12 @@ def sample_figures(cfg: Config, data, model, runtime, run_dir: Path) -> None:
                                 title=f"{cfg.name}: test sequence 1")
 
 
-def _add_run_facts(cfg: Config, data, model, result, metrics: dict, test_loss: float) -> None:
-    metrics.update(
-        name=cfg.name, job_id=cfg.job_id, architecture=cfg.architecture,
-        parameters=count_parameters(model), protocol=cfg.protocol,
-        follows_protocol=bool(data.follows_protocol), data=data.description,
-        k_in=cfg.k_in, k_out=cfg.k_out,
-        losses={"loss": cfg.loss, "train": result.history[-1]["train_loss"], "val": result.best_val,
-                "test": test_loss})
+def run_facts(cfg: Config, data, model, **losses: float) -> dict:
+    """What metrics.json says besides the scores: which model, which protocol and data, losses."""
+    return dict(name=cfg.name, job_id=cfg.job_id, architecture=cfg.architecture,
+                parameters=count_parameters(model), protocol=cfg.protocol,
+                follows_protocol=bool(data.follows_protocol), data=data.description,
+                k_in=cfg.k_in, k_out=cfg.k_out, losses=dict(loss=cfg.loss, **losses))
 
 
 def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
@@ -95,7 +93,8 @@ def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
             last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             model.load_state_dict(result.best_state)
             test_loss, metrics = score_test_split(cfg, data, model, runtime)
-            _add_run_facts(cfg, data, model, result, metrics, test_loss)
+            metrics.update(run_facts(cfg, data, model, train=result.history[-1]["train_loss"],
+                                     val=result.best_val, test=test_loss))
             finish_outputs(cfg, data, model, runtime, run_dir, result, metrics, last_state, started)
         if distributed:
             torch.distributed.barrier()

@@ -14,7 +14,7 @@ from .config import PROTOCOL_PRESETS, load_config
 from .data import get_data
 from .errors import NowcastError
 from .evaluate import forecast, resolve_runtime
-from .experiment import load_checkpoint, score_test_split
+from .experiment import load_checkpoint, run_facts, score_test_split
 
 
 def evaluation_config(train_cfg: dict, protocol: str | None, data_file: str | None,
@@ -73,11 +73,7 @@ def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file:
 
     def score() -> dict:
         loss, metrics = score_test_split(cfg, data, model, runtime)
-        return dict(metrics, architecture=cfg.architecture,
-                    parameters=sum(p.numel() for p in model.parameters()),
-                    protocol=cfg.protocol, follows_protocol=bool(data.follows_protocol),
-                    data=data.description, k_in=cfg.k_in, k_out=cfg.k_out,
-                    checkpoint=str(checkpoint), losses={"loss": cfg.loss, "test": loss})
+        return dict(metrics, **run_facts(cfg, data, model, test=loss), checkpoint=str(checkpoint))
     return write_evaluation(cfg, score)
 
 
