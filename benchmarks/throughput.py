@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from nowcast.config import load_config
-from nowcast.evaluate import Runtime, set_determinism
+from nowcast.runtime import Runtime, set_determinism
 from nowcast.losses import make_loss
 from nowcast.models import count_parameters, get_model
 from nowcast.training import optimisation_step

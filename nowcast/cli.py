@@ -37,7 +37,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .inference import evaluate_baseline, evaluate_checkpoint
+    from .evaluate import evaluate_baseline, evaluate_checkpoint
     if args.baseline:
         print(evaluate_baseline(args.baseline, args.protocol, args.data, args.results, args.job_id))
     else:
@@ -46,7 +46,7 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
-    from .inference import predict_frames
+    from .predict import predict_frames
     print(predict_frames(args.checkpoint, args.input, args.steps, args.out))
     return 0
 

@@ -24,6 +24,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from .errors import NowcastError
+from .protocols import PRESETS, PROTOCOLS  # the data fields a protocol fixes
 
 Architecture = Literal["convlstm_ed", "encoder_forecaster", "fc_lstm"]
 
@@ -37,7 +38,7 @@ class Config:
     seed: int = 0                        # seeds model init, data order and sampling masks
 
     # --- data -------------------------------------------------------------------------------
-    protocol: Literal["none", "mmnist-10", "mmnist-t", "knmi-30-60"] = "none"
+    protocol: Literal[tuple(PROTOCOLS)] = "none"  # type: ignore[valid-type]  # protocols.py
     dataset: Literal["mmnist", "npz", "radar"] = "mmnist"
     data_dir: str = ""                   # "" -> $NOWCAST_DATA_DIR, else ../shared/data if present
     data_file: str = ""                  # dataset npz/radar: an (N,T,H,W) uint8 .npz file
@@ -111,18 +112,6 @@ class Config:
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _HINTS = typing.get_type_hints(Config)
-
-# Data fields a protocol fixes (PROTOCOLS.md). Other fields stay free.
-PROTOCOL_PRESETS: dict[str, dict[str, Any]] = {
-    "mmnist-10": dict(dataset="mmnist", num_digits=2, image_size=64, k_in=10, k_out=10,
-                      speed_min=2.0, speed_max=5.0, train_sequences=10000, train_fixed=False,
-                      val_sequences=1000, test_sequences=2000),
-    "mmnist-t": dict(dataset="mmnist", num_digits=2, image_size=64, k_in=7, k_out=7,
-                     speed_min=1.0, speed_max=4.0, train_sequences=8000, train_fixed=True,
-                     val_sequences=2000, test_sequences=2000),
-    "knmi-30-60": dict(dataset="radar", k_in=6, k_out=12, radar_recipe="blocks", block_size=4),
-}
-
 
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
@@ -228,7 +217,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] 
 
     where = str(path) if path is not None else "parameters"
     protocol = resolved.get("protocol", "none")
-    for key, preset in PROTOCOL_PRESETS.get(protocol, {}).items():
+    for key, preset in PRESETS.get(protocol, {}).items():
         if key in resolved and resolved[key] != preset:
             raise NowcastError(f"{where}: protocol '{protocol}' fixes {key}={preset!r}, "
                                f"got {resolved[key]!r} (use protocol: none to change it)")

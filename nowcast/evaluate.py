@@ -1,97 +1,93 @@
-"""Running a model over a split: forecasts, the loss, and the per-lead metrics."""
+"""`nowcast evaluate`: score a trained checkpoint, or a radar baseline, on a protocol's test
+split or on a data file; the scores go to a results folder of their own."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-from dataclasses import dataclass
+import time
+from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .metrics import ImageMetrics
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where and how tensors are computed; `mode` is what env.json reports."""
-    device: torch.device
-    precision: str      # fp32 | bf16
-    compile: bool
-
-    @property
-    def mode(self) -> str:
-        return "reference" if self.precision == "fp32" and not self.compile else "fast"
-
-    def autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+from . import figures, results
+from .checkpoint import load_checkpoint
+from .config import load_config
+from .data import get_data
+from .errors import NowcastError
+from .experiment import run_facts
+from .forecast import forecast
+from .protocols import PRESETS
+from .runtime import resolve_runtime
+from .scoring import score_test_split
+from .util import write_json
 
 
-def resolve_runtime(cfg) -> Runtime:
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        from .errors import NowcastError
-        raise NowcastError("device: cuda requested but no CUDA device is available")
-    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
-    if device.type == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per process under torchrun
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-    gpu = device.type == "cuda"
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if gpu else "fp32")
-    compile_ = cfg.compile == "on" or (cfg.compile == "auto" and gpu)
-    return Runtime(device, precision, compile_)
+def evaluation_config(train_cfg: dict, protocol: str | None, data_file: str | None,
+                      results_dir: str, job_id: str | None):
+    """The checkpoint's config with the evaluation data swapped in (a protocol's preset or a file).
+
+    A radar model given another file keeps the KNMI-30/60 scoring (PROTOCOLS.md: "on another
+    radar file": every event, windows every 6 frames); other files are split by sequence.
+    """
+    values = dict(train_cfg, results_dir=results_dir, job_id=job_id,
+                  name=f"{train_cfg.get('name') or 'model'} @ {protocol or Path(data_file).name}")
+    if data_file and train_cfg.get("dataset") == "radar":
+        protocol = "knmi-30-60"
+        values["data_file"] = str(data_file)
+    if protocol:
+        values = {k: v for k, v in values.items() if k not in PRESETS[protocol]}
+        values["protocol"] = protocol
+    else:
+        values.update(protocol="none", data_file=str(data_file), dataset="npz")
+    return load_config(values=values)
 
 
-def set_determinism(seed: int, deterministic: bool) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=False)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+def write_evaluation(cfg, score) -> Path:
+    """A results folder for scores alone: `score()` returns the metrics.json dict."""
+    runtime = resolve_runtime(cfg)
+    run_dir = results.start_run(cfg)
+    started = time.time()
+    try:
+        metrics = score()
+        metrics.update(name=cfg.name, job_id=cfg.job_id)
+        write_json(run_dir / "metrics.json", metrics)
+        figures.per_lead_plot(metrics, run_dir / "per_lead.png")
+        write_json(run_dir / "env.json", results.environment(
+            runtime, {"wall_seconds": round(time.time() - started, 2)}))
+    except BaseException as error:
+        results.fail_run(run_dir, error)
+        raise
+    return results.complete_run(run_dir)
 
 
-def padded(frames: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Zero-pad (..., H, W) at the bottom/right to a multiple of the model's down-sampling."""
-    h, w = frames.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    return (F.pad(frames, (0, pw, 0, ph)) if ph or pw else frames), (h, w)
+def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file: str | None = None,
+                        results_dir: str = "results", job_id: str | None = None) -> Path:
+    """Score a model.pt on the test split of a protocol or a file; writes a results folder."""
+    train_cfg, model = load_checkpoint(checkpoint)
+    cfg = evaluation_config(train_cfg.to_dict(), protocol, data_file, results_dir, job_id)
+    data = get_data(cfg)
+    runtime = resolve_runtime(cfg)
+    model.to(runtime.device)
+
+    probe = torch.from_numpy(data.split("test").frames[:1, :cfg.k_in]).to(runtime.device)
+    try:  # before any folder exists: size-bound layers (per-position peepholes, LayerNorm)
+        forecast(model, probe, 1, runtime)
+    except RuntimeError as e:
+        raise NowcastError(f"{checkpoint}: the model cannot run on {data.frame_shape} frames "
+                           f"({str(e).splitlines()[0]})") from None
+
+    def score() -> dict:
+        loss, metrics = score_test_split(cfg, data, model, runtime)
+        return dict(metrics, **run_facts(cfg, data, model, test=loss), checkpoint=str(checkpoint))
+    return write_evaluation(cfg, score)
 
 
-def forecast_logits(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -> torch.Tensor:
-    """Logits (B, k_out, H, W) for inputs (B, k_in, H, W) in [0, 1], without gradients; inputs
-    are padded to the model's down-sampling and the forecast cropped back."""
-    x, (h, w) = padded(inputs, getattr(model, "downsampling", 1))
-    with torch.no_grad(), runtime.autocast():
-        return model(x, k_out)[..., :h, :w]
-
-
-def forecast(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -> torch.Tensor:
-    """Predicted frames (B, k_out, H, W) in [0, 1] for inputs (B, k_in, H, W) in [0, 1]."""
-    return torch.sigmoid(forecast_logits(model, inputs, k_out, runtime).float())
-
-
-def evaluate_split(model, batch, k_in: int, k_out: int, loss_fn, runtime: Runtime,
-                   batch_size: int = 32, with_metrics: bool = True) -> tuple[float, dict | None]:
-    """Mean loss (weighted by sequences) and, optionally, per-lead image metrics over a split."""
-    was_training = model.training
-    model.eval()
-    frames = batch.frames
-    metrics = ImageMetrics(k_out) if with_metrics else None
-    total, count = 0.0, 0
-    for start in range(0, len(frames), batch_size):
-        chunk = torch.from_numpy(frames[start:start + batch_size, :k_in + k_out]).to(runtime.device)
-        mask = None
-        if batch.mask is not None:
-            mask = torch.from_numpy(batch.mask[start:start + batch_size, k_in:k_in + k_out]).to(runtime.device)
-        logits = forecast_logits(model, chunk[:, :k_in], k_out, runtime)
-        target = chunk[:, k_in:]
-        total += float(loss_fn(logits, target, mask)) * len(chunk)
-        count += len(chunk)
-        if metrics is not None:
-            metrics.update(torch.sigmoid(logits.float()), target)
-    model.train(was_training)
-    return total / max(count, 1), (metrics.result() if metrics is not None else None)
+def evaluate_baseline(name: str, protocol: str | None = None, data_file: str | None = None,
+                      results_dir: str = "results", job_id: str | None = None) -> Path:
+    """Score persistence or optical-flow extrapolation on KNMI-30/60 or another radar file."""
+    if protocol not in (None, "knmi-30-60"):
+        raise NowcastError(f"--baseline scores radar: use --protocol knmi-30-60 or --data FILE, not {protocol}")
+    from .baselines import run_baseline_evaluation
+    cfg = load_config(values=dict(name=f"{name} @ {protocol or Path(data_file).name}",
+                                  protocol="knmi-30-60", dataset="radar", data_file=data_file or "",
+                                  results_dir=results_dir, job_id=job_id), check_model=False)
+    return write_evaluation(cfg, lambda: run_baseline_evaluation(name, cfg))

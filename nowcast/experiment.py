@@ -5,7 +5,6 @@ This is what `nowcast train` and the notebook experiments/train.ipynb call.
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
@@ -13,40 +12,16 @@ import torch
 
 from . import figures, results
 from .config import Config
+from .errors import NowcastError
 from .data import get_data
-from .evaluate import evaluate_split, forecast, resolve_runtime, set_determinism
-from .losses import make_loss
+from .checkpoint import CHECKPOINT, MODEL
+from .checkpoint import save as save_checkpoint
+from .forecast import forecast
 from .models import count_parameters, get_model
-from .training import CHECKPOINT, Preempted, init_distributed, rank_world, train
-
-HEADLINE = {"mmnist-t": ["mse_pixel255", "mae_pixel255"], "knmi-30-60": ["csi_20", "fss_20_5"]}
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        if rows:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    tmp.replace(path)
-
-
-def score_test_split(cfg: Config, data, model, runtime) -> tuple[float, dict]:
-    """Test loss and the protocol's metrics, on the test split, scored once."""
-    test = data.split("test")
-    loss_fn = make_loss(cfg.loss, cfg.ssim_weight)
-    loss, image_metrics = evaluate_split(model, test, cfg.k_in, cfg.k_out, loss_fn, runtime,
-                                         batch_size=max(cfg.batch_size, 32),
-                                         with_metrics=not hasattr(data, "score"))
-    if hasattr(data, "score"):  # radar: verification scores and baselines on the same windows
-        metrics = data.score(lambda x: forecast(model, torch.from_numpy(x).to(runtime.device),
-                                                cfg.k_out, runtime).cpu().numpy())
-    else:
-        metrics = dict(image_metrics, headline=HEADLINE.get(cfg.protocol, ["mse_frame", "ssim"]),
-                       n_sequences=len(test.frames))
-    return loss, metrics
-
+from .runtime import resolve_runtime, set_determinism
+from .scoring import score_test_split
+from .training import Preempted, init_distributed, rank_world, train
+from .util import write_csv, write_json
 
 def sample_figures(cfg: Config, data, model, runtime, run_dir: Path) -> None:
     """GIFs from the split they name (train.gif: a training sequence; test.gif: a test one)."""
@@ -98,8 +73,10 @@ def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
             finish_outputs(cfg, data, model, runtime, run_dir, result, metrics, last_state, started)
         if distributed:
             torch.distributed.barrier()
-    except Preempted:
-        raise  # the folder stays in progress; a requeued job resumes it
+    except Preempted as stop:
+        if rank == 0:  # the folder stays in progress, marked so; a requeued job resumes it
+            results.mark_preempted(run_dir, str(stop))
+        raise
     except BaseException as error:
         if rank == 0:
             results.fail_run(run_dir, error)
@@ -121,7 +98,6 @@ def _start_run(cfg: Config, distributed: bool, rank: int) -> Path:
             holder = [f"{type(error).__name__}: {error}"]
     torch.distributed.broadcast_object_list(holder, src=0)
     if not Path(holder[0]).name.startswith(results.RUNNING_PREFIX):
-        from .errors import NowcastError
         raise NowcastError(holder[0])
     return Path(holder[0])
 
@@ -129,7 +105,7 @@ def _start_run(cfg: Config, distributed: bool, rank: int) -> Path:
 def finish_outputs(cfg: Config, data, model, runtime, run_dir: Path, result, metrics: dict,
                    last_state: dict, started: float) -> None:
     """Everything a completed folder holds besides params and status."""
-    results.write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "metrics.json", metrics)
     write_csv(run_dir / "history.csv", result.history)
     write_csv(run_dir / "batch_losses.csv", result.batch_losses)
     figures.loss_plot(result.history, cfg.loss, run_dir / "loss.png", title=cfg.name)
@@ -138,31 +114,11 @@ def finish_outputs(cfg: Config, data, model, runtime, run_dir: Path, result, met
     sample_figures(cfg, data, model, runtime, run_dir)
     checkpoint = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
     checkpoint.update(model=result.best_state, last_model=last_state)
-    torch.save({k: v for k, v in checkpoint.items() if k not in ("history", "batch_losses")},
-               run_dir / "model.pt")
-    results.write_json(run_dir / "env.json", results.environment(runtime, {
+    save_checkpoint({k: v for k, v in checkpoint.items() if k not in ("history", "batch_losses")},
+                    run_dir / MODEL)
+    write_json(run_dir / "env.json", results.environment(runtime, {
         "wall_seconds": round(time.time() - started, 2),
         "train_seconds": round(result.train_seconds, 2),
         "train_sequences_per_s": round(result.sequences / max(result.train_seconds, 1e-9), 2),
         "steps": result.steps, "stopped_early": result.stopped_early,
         "deterministic": cfg.deterministic, "processes": rank_world()[1]}))
-
-
-def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:
-    """A model from a model.pt, without unpickling arbitrary objects (weights_only=True)."""
-    from .config import load_config
-    from .errors import NowcastError
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise NowcastError(f"{path}: no such checkpoint") from None
-    except Exception as e:
-        raise NowcastError(f"{path}: not a nowcast checkpoint ({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
-        raise NowcastError(f"{path}: not a nowcast checkpoint (no config/model)")
-    cfg = load_config(values=ckpt["config"])
-    model = get_model(cfg)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return cfg, model
-

@@ -1,8 +1,15 @@
-"""The results/<job_id>/ contract (docs/architecture.md): written atomically, never overwritten.
+"""The results/<job_id>/ contract (docs/architecture.md): the one module that writes and reads it.
 
-A run in progress lives in results/.running-<job_id>/ (a requeued job with the same id resumes
-there). complete_run renames it to results/<job_id>/; fail_run marks it failed and renames it
-too, so a final folder is always either complete or marked failed.
+Writing. A run in progress lives in results/.running-<job_id>/ (status `running`; a requeued
+job with the same id resumes there). `complete_run` renames it to results/<job_id>/;
+`fail_run` marks it failed and renames it too, so a final folder is always complete or marked
+failed, and never overwritten. A run that was asked to stop (SLURM preemption, SIGTERM)
+stays where it is, marked `preempted` by `mark_preempted`: resumable, not failed.
+
+Reading. `read_run(folder)` gives a `Run` (status, params, env, metrics) for any of these
+folders, without trusting their contents (a damaged file makes the run `unreadable`, with the
+reason); `find_runs(roots)` lists every run under results roots. The report, the slides and
+`nowcast status` read through these and nothing else.
 """
 
 from __future__ import annotations
@@ -11,21 +18,26 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import yaml
 
 from .config import Config, to_yaml
 from .errors import NowcastError
+from .protocols import PROTOCOL_NAMES
+from .util import write_json, write_text
 
 RUNNING_PREFIX = ".running-"
+STATES = ("completed", "running", "preempted", "failed", "unreadable")  # report order
 # Fields that name or place a run without changing what it computes.
 NON_SEMANTIC = {"name", "job_id", "results_dir"}
 
@@ -51,21 +63,13 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
 def read_json(path: Path) -> dict:
+    """A JSON object from a file; {} when absent, damaged or not an object."""
     try:
-        return json.loads(Path(path).read_text())
+        value = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
+    return value if isinstance(value, dict) else {}
 
 
 def start_run(cfg: Config) -> Path:
@@ -131,32 +135,171 @@ def fail_run(run_dir: Path, error: BaseException | str, notebook: Optional[Path]
     return _finish(run_dir, "failed", message.splitlines()[0] if message else "failed")
 
 
+def mark_preempted(run_dir: Path, message: str) -> Path:
+    """Record that the run stopped on request with a checkpoint: it stays in progress (same
+    folder), resumable by a run with the same job id; launchers read this status."""
+    run_dir = Path(run_dir)
+    state = read_json(run_dir / "status.json")
+    state.update(status="preempted", error=message, preempted_at=_now())
+    write_json(run_dir / "status.json", state)
+    return run_dir
+
+
 def find_completed(results_dir: str | Path, cfg: Config) -> Optional[Path]:
     """A completed folder whose resolved params equal cfg's (up to name, job id and location)."""
     want = params_hash(cfg)
-    for status_file in sorted(Path(results_dir).glob("*/status.json")):
-        if read_json(status_file).get("status") != "completed":
+    for run in find_runs([results_dir]):
+        if run.status != "completed":
             continue
         try:
-            params = yaml.safe_load((status_file.parent / "params.yaml").read_text())
-            if params_hash(Config(**params)) == want:
-                return status_file.parent
-        except (OSError, TypeError, yaml.YAMLError):
+            if params_hash(Config(**run.params)) == want:
+                return run.path
+        except TypeError:  # params of an older or damaged run
             continue
     return None
 
 
-def list_runs(results_dir: str | Path) -> list[dict]:
-    """Every run folder (completed, failed, running) with what it holds, oldest first."""
-    runs = []
-    for path in sorted(Path(results_dir).glob("*/status.json")) + sorted(Path(results_dir).glob(f"{RUNNING_PREFIX}*/status.json")):
-        folder = path.parent
-        params_file = folder / "params.yaml"
-        runs.append({"path": folder, "status": read_json(path), "env": read_json(folder / "env.json"),
-                     "metrics": read_json(folder / "metrics.json"),
-                     "params": yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}})
-    runs.sort(key=lambda r: str(r["status"].get("started") or ""))
-    return runs
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """One results folder as read. Every field comes from the folder: data, never code."""
+    path: Path
+    job_id: str
+    name: str
+    status: str                     # one of STATES
+    error: Optional[str] = None
+    reference: bool = False         # a committed reference run (reference_results/)
+    params: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+    metrics: Optional[dict] = None
+    started: Optional[str] = None
+    ended: Optional[str] = None
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe, unique-per-listing name (figures and copies are filed under it)."""
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.job_id).strip("._") or "run"
+        return ("ref-" if self.reference else "") + base
+
+    @property
+    def protocol(self) -> str:
+        m = self.metrics or {}
+        return str(m.get("protocol") or self.params.get("protocol") or "none")
+
+    @property
+    def follows_protocol(self) -> bool:
+        m = self.metrics or {}
+        return bool(m.get("follows_protocol", self.protocol != "none")) and self.protocol != "none"
+
+    @property
+    def group(self) -> str:
+        """The table a run's numbers go to: its protocol, or 'none' when it follows none."""
+        return self.protocol if self.follows_protocol else "none"
+
+    @property
+    def data(self) -> str:
+        return str((self.metrics or {}).get("data") or "data not recorded")
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.job_id})" if self.name and self.name != self.job_id else self.job_id
+
+    def file(self, name: str) -> Optional[Path]:
+        p = self.path / name
+        return p if p.is_file() else None
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def _load_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def read_run(path: str | Path, reference: bool = False) -> Optional[Run]:
+    """One results folder -> Run; None when the folder is not a results folder at all."""
+    path = Path(path)
+    status_file, metrics_file = path / "status.json", path / "metrics.json"
+    if not status_file.exists() and not metrics_file.exists():
+        return None
+    in_progress = path.name.startswith(RUNNING_PREFIX)
+    job_id = path.name[len(RUNNING_PREFIX):] if in_progress else path.name
+    run = Run(path=path, job_id=job_id, name=job_id,
+              status="running" if in_progress else "completed", reference=reference)
+    problems = []
+    if status_file.exists():
+        try:
+            st = _load_json(status_file)
+            if not isinstance(st, dict):
+                raise ValueError("not an object")
+            run.status = str(st.get("status") or "unreadable")
+            run.job_id = str(st.get("job_id") or job_id)
+            run.name = str(st.get("name") or run.job_id)
+            run.error = None if st.get("error") is None else str(st["error"])
+            run.started = None if st.get("started") is None else str(st["started"])
+            run.ended = None if st.get("ended") is None else str(st["ended"])
+        except (OSError, ValueError) as e:
+            problems.append(f"status.json unreadable ({str(e).splitlines()[0]})")
+    for attr, fname, loader in (("params", "params.yaml", _load_yaml), ("env", "env.json", _load_json)):
+        f = path / fname
+        if f.exists():
+            try:
+                value = loader(f)
+                setattr(run, attr, value if isinstance(value, dict) else {})
+            except (OSError, ValueError, yaml.YAMLError) as e:
+                problems.append(f"{fname} unreadable ({str(e).splitlines()[0]})")
+    if metrics_file.exists() and run.status == "completed":
+        try:
+            m = _load_json(metrics_file)
+            if not isinstance(m, dict) or not isinstance(m.get("mean", {}), dict):
+                raise ValueError("not a metrics object")
+            run.metrics = m
+        except (OSError, ValueError) as e:
+            problems.append(f"metrics.json unreadable ({str(e).splitlines()[0]})")
+    if run.name == run.job_id and run.params.get("name"):
+        run.name = str(run.params["name"])
+    if run.status == "completed" and run.metrics is None:
+        problems.append("metrics.json missing")
+    if problems:
+        run.status = "unreadable" if run.status == "completed" else run.status
+        run.error = "; ".join(([run.error] if run.error else []) + problems)
+    return run
+
+
+def find_runs(results_dirs: Iterable[Path | str],
+              reference_dirs: Iterable[Path | str] = ()) -> list[Run]:
+    """Every run under the given results roots (a root may also be one run folder itself),
+    sorted: ours before references, by protocol, state, start time and job id."""
+    runs: list[Run] = []
+    for dirs, reference in ((results_dirs, False), (reference_dirs, True)):
+        for d in map(Path, dirs):
+            if not d.is_dir():  # a fresh clone has no results/ yet
+                continue
+            single = read_run(d, reference)
+            if single is not None:
+                runs.append(single)
+                continue
+            for child in sorted(d.iterdir()):
+                if not child.is_dir() or (child.name.startswith(".")
+                                          and not child.name.startswith(RUNNING_PREFIX)):
+                    continue
+                run = read_run(child, reference)
+                if run is not None:
+                    runs.append(run)
+    seen: dict[str, int] = {}  # two roots may hold the same job id: keep slugs unique
+    for r in runs:
+        n = seen.get(r.slug, 0)
+        seen[r.slug] = n + 1
+        if n:
+            r.job_id = f"{r.job_id}~{n}"
+    def order(r: Run) -> tuple:
+        return (r.reference, PROTOCOL_NAMES.index(r.group) if r.group in PROTOCOL_NAMES else 99,
+                STATES.index(r.status) if r.status in STATES else 99, r.started or "", r.job_id)
+    return sorted(runs, key=order)
 
 
 def environment(runtime, extra: Optional[dict] = None) -> dict:

@@ -23,12 +23,13 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from .checkpoint import CHECKPOINT
+from .checkpoint import save as save_checkpoint_file
 from .config import Config
 from .errors import NowcastError
-from .evaluate import Runtime, evaluate_split, padded
+from .forecast import evaluate_split, padded
 from .losses import make_loss
-
-CHECKPOINT = "checkpoint.pt"
+from .runtime import Runtime
 
 
 class Preempted(Exception):
@@ -124,12 +125,6 @@ def rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _make_scheduler(cfg: Config, optimizer):
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
@@ -175,13 +170,13 @@ def train(cfg: Config, data, model: torch.nn.Module, runtime: Runtime, run_dir: 
 
     def save_checkpoint(step: int) -> None:
         if rank == 0:
-            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "step": step,
-                          "rng": {"torch": torch.get_rng_state()}, "config": cfg.to_dict(),
-                          "history": result.history, "batch_losses": result.batch_losses,
-                          "best_val": result.best_val, "best_state": result.best_state,
-                          "train_seconds": result.train_seconds, "sequences": result.sequences,
-                          "stopped_early": result.stopped_early}, ckpt_path)
+            save_checkpoint_file({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "scheduler": scheduler.state_dict(), "step": step,
+                                  "rng": {"torch": torch.get_rng_state()}, "config": cfg.to_dict(),
+                                  "history": result.history, "batch_losses": result.batch_losses,
+                                  "best_val": result.best_val, "best_state": result.best_state,
+                                  "train_seconds": result.train_seconds, "sequences": result.sequences,
+                                  "stopped_early": result.stopped_early}, ckpt_path)
 
     val = data.split("val")
     total_steps = len(stages) * cfg.num_epochs * steps_per_epoch

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nowcast.config import PROTOCOL_PRESETS, expand_grid, load_config
+from nowcast.config import expand_grid, load_config
+from nowcast.protocols import PRESETS
 from nowcast.errors import NowcastError
 from nowcast.launch import collect
 
@@ -68,11 +69,11 @@ def test_thesis_sets(stem):
     assert cfg.architecture == ("fc_lstm" if "fclstm" in stem else "encoder_forecaster")
 
 
-@pytest.mark.parametrize("protocol", sorted(PROTOCOL_PRESETS))
+@pytest.mark.parametrize("protocol", sorted(PRESETS))
 def test_protocol_presets(protocol):
     cfg = load_config(ROOT / "params" / f"{protocol}.yaml")
     assert cfg.protocol == protocol
-    for key, value in PROTOCOL_PRESETS[protocol].items():
+    for key, value in PRESETS[protocol].items():
         assert getattr(cfg, key) == value
 
 

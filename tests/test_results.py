@@ -8,7 +8,7 @@ import pytest
 from nowcast.config import load_config
 from nowcast.errors import NowcastError
 from nowcast.experiment import run_experiment
-from nowcast.results import find_completed, list_runs, resolve_job_id
+from nowcast.results import find_completed, find_runs, resolve_job_id
 
 
 def test_complete_folder_contents(tiny_values):
@@ -44,8 +44,9 @@ def test_failed_run_is_marked_failed(tiny_values, tmp_path):
     status = json.loads((folder / "status.json").read_text())
     assert status["status"] == "failed" and "corrupt.npz" in status["error"]
     assert not (folder / "metrics.json").exists() and not (folder / "model.pt").exists()
-    runs = list_runs(tmp_path / "results")
-    assert [r["status"]["status"] for r in runs] == ["failed"]
+    runs = find_runs([tmp_path / "results"])
+    assert [(r.job_id, r.status) for r in runs] == [("bad", "failed")]
+    assert "corrupt.npz" in runs[0].error
 
 
 def test_job_ids(monkeypatch):

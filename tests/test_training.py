@@ -36,7 +36,7 @@ def test_resume_continues_to_the_same_result(tiny_values):
         run_experiment(load_config(values=dict(values, job_id="cut")), progress=False, stop_after_steps=5)
     running = whole.parent / ".running-cut"
     assert (running / "checkpoint.pt").is_file()
-    assert json.loads((running / "status.json").read_text())["status"] == "running"
+    assert json.loads((running / "status.json").read_text())["status"] == "preempted"  # resumable, not failed
     resumed = run_experiment(load_config(values=dict(values, job_id="cut")), progress=False)
     assert not running.exists()
     assert json.loads((resumed / "status.json").read_text())["attempts"] == 2

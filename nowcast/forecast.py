@@ -1,0 +1,54 @@
+"""Running a model over frames: forecasts (padded to the model's down-sampling and cropped
+back), and the loss and per-lead image metrics over a whole split."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .metrics import ImageMetrics
+from .runtime import Runtime
+
+
+def padded(frames: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Zero-pad (..., H, W) at the bottom/right to a multiple of the model's down-sampling."""
+    h, w = frames.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return (F.pad(frames, (0, pw, 0, ph)) if ph or pw else frames), (h, w)
+
+
+def forecast_logits(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -> torch.Tensor:
+    """Logits (B, k_out, H, W) for inputs (B, k_in, H, W) in [0, 1], without gradients; inputs
+    are padded to the model's down-sampling and the forecast cropped back."""
+    x, (h, w) = padded(inputs, getattr(model, "downsampling", 1))
+    with torch.no_grad(), runtime.autocast():
+        return model(x, k_out)[..., :h, :w]
+
+
+def forecast(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -> torch.Tensor:
+    """Predicted frames (B, k_out, H, W) in [0, 1] for inputs (B, k_in, H, W) in [0, 1]."""
+    return torch.sigmoid(forecast_logits(model, inputs, k_out, runtime).float())
+
+
+def evaluate_split(model, batch, k_in: int, k_out: int, loss_fn, runtime: Runtime,
+                   batch_size: int = 32, with_metrics: bool = True) -> tuple[float, dict | None]:
+    """Mean loss (weighted by sequences) and, optionally, per-lead image metrics over a split."""
+    was_training = model.training
+    model.eval()
+    frames = batch.frames
+    metrics = ImageMetrics(k_out) if with_metrics else None
+    total, count = 0.0, 0
+    for start in range(0, len(frames), batch_size):
+        chunk = torch.from_numpy(frames[start:start + batch_size, :k_in + k_out]).to(runtime.device)
+        mask = None
+        if batch.mask is not None:
+            mask = torch.from_numpy(batch.mask[start:start + batch_size, k_in:k_in + k_out]).to(runtime.device)
+        logits = forecast_logits(model, chunk[:, :k_in], k_out, runtime)
+        target = chunk[:, k_in:]
+        total += float(loss_fn(logits, target, mask)) * len(chunk)
+        count += len(chunk)
+        if metrics is not None:
+            metrics.update(torch.sigmoid(logits.float()), target)
+    model.train(was_training)
+    return total / max(count, 1), (metrics.result() if metrics is not None else None)

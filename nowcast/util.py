@@ -1,0 +1,96 @@
+"""Cross-cutting helpers, one each: atomic writes, the cache folder, the repository root,
+optional imports. Every other module uses these rather than its own variant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import MissingDependency
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
+
+    A reader sees the old file or the new one, never half of one; on error the temporary
+    file is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Strict JSON (no NaN/Infinity tokens would be written by a well-formed caller)."""
+    return write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> Path:
+    """Rows of equal keys as CSV with a header (an empty file for no rows)."""
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return write_text(path, buffer.getvalue())
+
+
+def write_if_changed(path: str | Path, text: str) -> bool:
+    """Write `text` atomically unless the file already holds it; True when written.
+    (Unchanged files keep their mtime, so renderers that compare stamps skip them.)"""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.read_text() == text:
+        return False
+    write_text(path, text)
+    return True
+
+
+def cache_dir() -> Path:
+    """Where derived data is kept between runs: $NOWCAST_CACHE, else ~/.cache/nowcast."""
+    return Path(os.environ.get("NOWCAST_CACHE") or Path.home() / ".cache" / "nowcast")
+
+
+def repo_root() -> Path:
+    """The checkout nowcast runs from (an editable install); else the current folder, for a
+    copied tree. Report, slides, notebook and SLURM scripts are found relative to it."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "report" / "index.qmd").is_file() else Path.cwd()
+
+
+def repo_file(rel: str | Path) -> Path:
+    """A file of the project: relative to the current folder if there, else to the checkout."""
+    rel = Path(rel)
+    return rel if rel.exists() else repo_root() / rel
+
+
+def optional_import(name: str, extra: str):
+    """Import a module that only some features need (pysteps, papermill, typst, ...).
+
+    Raises MissingDependency (a NowcastError) naming the pip extra that provides it, so that
+    callers can tell "not installed here" from any other failure by its type.
+    pysteps prints a banner on import: it is silenced.
+    """
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return importlib.import_module(name)
+    except ImportError as e:
+        raise MissingDependency(name, extra, str(e).splitlines()[0] if str(e) else "") from None
