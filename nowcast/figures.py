@@ -1,4 +1,9 @@
-"""Figures of one run: loss curves, per-lead scores, train/test GIFs and a frame strip for PDFs."""
+"""Figures: of one run (loss curves, per-lead scores, train/test GIFs, a frame strip for PDFs)
+and across runs for the report (per-lead scores of many runs and baselines, validation loss).
+
+Functions here draw what they are given; deciding what to draw (and whether an unchanged
+figure needs drawing again) is the caller's job. Metric labels come from `protocols.py`.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-LABELS = {"mse_frame": "MSE per frame", "mae_frame": "MAE per frame", "ssim": "SSIM",
-          "psnr": "PSNR (dB)", "mse_pixel255": "MSE per pixel (0-255)",
-          "mae_pixel255": "MAE per pixel (0-255)"}
+from .protocols import metric_label, protocol_or_none  # noqa: E402
+from .protocols import direction as metric_direction  # noqa: E402
+
+# The report's look for figures that compare runs (figures of one run keep matplotlib's).
+REPORT_STYLE = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
+                "axes.grid": True, "grid.alpha": 0.3, "savefig.dpi": 150, "figure.dpi": 100,
+                "legend.fontsize": 7, "legend.frameon": False}
 
 
 def _save(fig, path: Path) -> None:
@@ -56,19 +65,71 @@ def loss_median_plot(batch_losses: list[dict], history: list[dict], loss_name: s
 
 
 def per_lead_plot(metrics: dict, path: Path, names: list[str] | None = None) -> None:
-    names = names or metrics.get("headline") or list(metrics["per_lead"])[:2]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        values = metrics["per_lead"][name]
-        ax.plot(range(1, len(values) + 1), values, "o-", label="model")
-        for base, scores in (metrics.get("baselines") or {}).items():
-            if name in scores.get("per_lead", {}):
-                ax.plot(range(1, len(values) + 1), scores["per_lead"][name], "--", label=base)
-        ax.set(xlabel="lead time (frames)", title=LABELS.get(name, name))
-        ax.grid(alpha=0.3)
-        if metrics.get("baselines"):
-            ax.legend(fontsize=7)
-    _save(fig, path)
+    """One run's per-lead scores (its protocol's panels), its baselines dashed beside it."""
+    protocol = protocol_or_none(metrics.get("protocol"))
+    names = names or protocol.per_lead or metrics.get("headline") or list(metrics["per_lead"])[:2]
+    series = [("model", metrics["per_lead"], "-")] + [
+        (base, scores["per_lead"], "--") for base, scores in (metrics.get("baselines") or {}).items()
+        if isinstance(scores, dict) and isinstance(scores.get("per_lead"), dict)]
+    per_lead_figure(series, [n for n in names if n in metrics["per_lead"]], path,
+                    lead_unit=protocol.lead_unit)
+
+
+def per_lead_figure(series: list[tuple[str, dict, str]], names: list[str], path: Path,
+                    lead_unit: str = "frames") -> None:
+    """Panels of per-lead scores, one per metric name; series are (label, per_lead, style):
+    style "-" for models (coloured, one colour each), "--" for baselines (grey)."""
+    models = [label for label, _, style in series if style == "-"]
+    with plt.rc_context(REPORT_STYLE):
+        fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names) + 1.2, 2.7),
+                                 squeeze=False, constrained_layout=True)
+        cmap = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
+        for ax, name in zip(axes[0], names):
+            for label, per_lead, style in series:
+                values = per_lead.get(name)
+                if not isinstance(values, list) or not values:
+                    continue
+                color = cmap(models.index(label) % cmap.N) if style == "-" else "0.45"
+                ax.plot(range(1, len(values) + 1), values, style, color=color, lw=1.4,
+                        marker="o" if style == "-" else None, ms=2.5, label=label)
+            better = {-1: " (lower is better)", 1: " (higher is better)"}.get(metric_direction(name), "")
+            ax.set_title(metric_label(name) + better, fontsize=8)
+            ax.set_xlabel(f"lead time ({lead_unit})")
+        _legend_outside(fig, axes[0])
+        fig.savefig(path)
+        plt.close(fig)
+
+
+def val_loss_figure(curves: list[tuple[str, str, list[tuple[float, float]]]], path: Path) -> None:
+    """Validation loss against optimiser step, one panel per loss function; curves are
+    (label, loss name, [(step, loss)])."""
+    losses = sorted({loss for _, loss, _ in curves})
+    with plt.rc_context(REPORT_STYLE):
+        fig, axes = plt.subplots(1, len(losses), figsize=(3.6 * len(losses) + 1.4, 2.7),
+                                 squeeze=False, constrained_layout=True)
+        cmap = plt.get_cmap("tab10")
+        for ax, loss in zip(axes[0], losses):
+            for i, (label, name, points) in enumerate(curves):
+                if name == loss:
+                    ax.plot([p[0] for p in points], [p[1] for p in points], "-", marker="o", ms=2,
+                            color=cmap(i % 10), lw=1.2, label=label)
+            ax.set_title(f"validation loss ({loss})", fontsize=8)
+            ax.set_xlabel("optimiser step")
+        _legend_outside(fig, axes[0])
+        fig.savefig(path)
+        plt.close(fig)
+
+
+def _legend_outside(fig, axes) -> None:
+    """One legend for all panels (a label once, whichever panel has it), right of them."""
+    handles, labels = [], []
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    if handles:
+        fig.legend(handles, labels, loc="outside right center")
 
 
 def _panel(frame: np.ndarray, scale: int, border: tuple[int, int, int] | None) -> Image.Image:

@@ -19,6 +19,10 @@ from pathlib import Path
 import pytest
 
 from nowcast import publish
+from nowcast.publish.markdown import fmt_loss, fmt_value
+from nowcast.publish.slides import find_chromium
+from nowcast.publish.tables import results_table
+from nowcast.results import find_runs
 from nowcast.errors import NowcastError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +35,8 @@ REPORT_SOURCES = ["_quarto.yml", "index.qmd", "references.bib", "crossref.lua", 
 # ---------------------------------------------------------------------------------------------
 
 def shared_results(tmp_path_factory) -> Path:
-    """results/ with a completed, a failed and a running job, from real (tiny) training runs."""
+    """results/ with a completed, a failed and a preempted (in progress, resumable) job, from
+    real (tiny) training runs."""
     root = tmp_path_factory.getbasetemp() / "publish-results"
     done = root / ".made"
     if done.exists():
@@ -68,7 +73,7 @@ def copy_sources(src: Path, dst: Path, names: list[str]) -> Path:
 
 
 def chromium() -> str | None:
-    return publish.find_chromium()
+    return find_chromium()
 
 
 def page_requests(netlog: Path) -> list[str]:
@@ -125,7 +130,7 @@ def built(results, tmp_path_factory):
     """The report built once from the session's results, in a copy of report/."""
     report_dir = copy_sources(REPO / "report", tmp_path_factory.mktemp("report"), REPORT_SOURCES)
     out = publish.build_report([results], reference_dirs=[], report_dir=report_dir,
-                               renderer="pandoc", quiet=True)
+                               renderer="pandoc+typst", quiet=True)
     return report_dir, out
 
 
@@ -143,7 +148,7 @@ def test_fixture_is_real(results):
     statuses.update({p.parent.name: p.read_text() for p in results.glob(".running-*/status.json")})
     assert '"completed"' in statuses["smoke-ok"]
     assert '"failed"' in statuses["smoke-bad"]
-    assert '"running"' in statuses[".running-smoke-run"]
+    assert '"preempted"' in statuses[".running-smoke-run"]
     assert (results / "smoke-ok" / "model.pt").is_file()
 
 
@@ -158,9 +163,9 @@ def test_pdf_holds_the_metrics(built, results):
     assert metrics, "the fixture has no completed run"
     for m in metrics:
         for key in m["headline"]:
-            assert publish.fmt_value(m["mean"][key]) in flat, (key, m["mean"][key])
-        assert publish.fmt_value(m["parameters"]) in flat
-        assert publish.fmt_loss(m["losses"]["test"]) in flat
+            assert fmt_value(m["mean"][key]) in flat, (key, m["mean"][key])
+        assert fmt_value(m["parameters"]) in flat
+        assert fmt_loss(m["losses"]["test"]) in flat
         assert m["job_id"] in flat
     # protocol and data stated; a run that follows none says so
     assert "following no protocol" in flat
@@ -170,13 +175,13 @@ def test_pdf_holds_the_metrics(built, results):
     assert "{{<" not in flat
 
 
-def test_failed_and_running_jobs_are_listed(built):
+def test_failed_and_preempted_jobs_are_listed(built):
     report_dir, out = built
     html = (out / "report.html").read_text()
     row = re.search(r"<tr[^>]*>(?:(?!</tr>).)*smoke-bad(?:(?!</tr>).)*</tr>", html, re.S)
     assert row, "the failed job is missing from the report"
     assert "failed" in row.group(0) and ".npz" in row.group(0), "the failure and its error"
-    assert "smoke-run" in html and "running" in html
+    assert "smoke-run" in html and "preempted (resumable)" in html
     pdf_text = subprocess.run(["pdftotext", str(out / "report.pdf"), "-"], capture_output=True,
                               text=True, check=True).stdout
     assert "smoke-bad" in pdf_text and "failed" in pdf_text
@@ -237,7 +242,7 @@ def test_rebuild_is_incremental(built, results):
     assert figs
     before = {p: p.stat().st_mtime_ns for p in figs}
     t = time.perf_counter()
-    publish.build_report([results], reference_dirs=[], report_dir=report_dir, renderer="pandoc",
+    publish.build_report([results], reference_dirs=[], report_dir=report_dir, renderer="pandoc+typst",
                          quiet=True)
     elapsed = time.perf_counter() - t
     assert {p: p.stat().st_mtime_ns for p in figs} == before, "unchanged figures were rewritten"
@@ -261,12 +266,12 @@ def test_empty_results_folder_is_a_clear_message(tmp_path):
 
 def test_published_numbers_beside_ours(results):
     """Table 4.1 layout: a protocol's published reference rows follow ours."""
-    run = next(r for r in publish.find_runs([results]) if r.status == "completed")
-    table = publish.results_table("mmnist-t", [run], "tbl-x")
+    run = next(r for r in find_runs([results]) if r.status == "completed")
+    table = results_table("mmnist-t", [run], "tbl-x")
     for number in ("656.84", "7.26", "880.46", "1,858,049"):
         assert number in table
     assert "wu2019thesis" in table and "{#tbl-x}" in table
-    table = publish.results_table("mmnist-10", [run], "tbl-y")
+    table = results_table("mmnist-10", [run], "tbl-y")
     assert "103.3" in table and "29.80" in table and "indicative" in table
 
 
@@ -274,18 +279,18 @@ def test_broken_folder_is_reported_not_raised(results, tmp_path):
     root = tmp_path / "results"
     shutil.copytree(results / "smoke-ok", root / "smoke-ok")
     (root / "smoke-ok" / "metrics.json").write_text("{ truncated")
-    runs = publish.find_runs([root])
+    runs = find_runs([root])
     assert len(runs) == 1 and runs[0].status == "unreadable" and "metrics.json" in runs[0].error
 
 
 def test_reference_runs_are_read_and_labelled(results, tmp_path):
     ref = tmp_path / "reference_results"
     shutil.copytree(results / "smoke-ok", ref / "smoke-ok")
-    runs = publish.find_runs([results], [ref, tmp_path / "absent"])
+    runs = find_runs([results], [ref, tmp_path / "absent"])
     refs = [r for r in runs if r.reference]
     assert len(refs) == 1 and refs[0].slug == "ref-smoke-ok"
     assert len({r.slug for r in runs}) == len(runs)
-    table = publish.results_table("none", [r for r in runs if r.status == "completed"], "tbl-z")
+    table = results_table("none", [r for r in runs if r.status == "completed"], "tbl-z")
     assert "(reference)" in table
     # a missing results/ is fine when reference runs exist (a fresh clone)
-    assert publish.find_runs([tmp_path / "no-results-yet"], [ref])
+    assert find_runs([tmp_path / "no-results-yet"], [ref])

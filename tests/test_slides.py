@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from nowcast import publish
+from nowcast.errors import NowcastError
+from nowcast.publish import slides as publish_slides
 
 try:  # the shared session fixture lives in test_report.py
     from tests.test_report import copy_sources, pixel_std, screenshot, shared_results
@@ -80,7 +82,7 @@ def test_first_slide_not_blank(deck, tmp_path):
 @needs_marp
 def test_deck_pdf(deck, tmp_path):
     slides_dir, out = deck
-    if publish.find_chromium() is None:
+    if publish_slides.find_chromium() is None:
         pytest.skip("chromium not installed: slides PDF not built (HTML only)")
     pdf = out / "slides.pdf"
     assert pdf.is_file()
@@ -94,24 +96,25 @@ def test_deck_pdf(deck, tmp_path):
 
 @needs_marp
 def test_html_only_without_chromium(results, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(publish, "find_chromium", lambda: None)
+    monkeypatch.setattr(publish_slides, "find_chromium", lambda: None)
     slides_dir = copy_sources(REPO / "slides", tmp_path / "slides", ["deck.md", "theme.css"])
     out = publish.build_slides([results], reference_dirs=[], slides_dir=slides_dir)
     assert (out / "slides.html").is_file() and not (out / "slides.pdf").exists()
     assert "chromium not found" in capsys.readouterr().out
-    with pytest.raises(publish.NowcastError, match="chromium"):
+    with pytest.raises(NowcastError, match="chromium"):
         publish.build_slides([results], reference_dirs=[], slides_dir=slides_dir, pdf=True)
 
 
 def test_missing_marp_is_a_clear_message(results, tmp_path, monkeypatch):
-    monkeypatch.setattr(publish, "_marp", lambda: None)
+    monkeypatch.setattr(publish_slides, "marp_path", lambda: None)
     slides_dir = copy_sources(REPO / "slides", tmp_path / "slides", ["deck.md", "theme.css"])
-    with pytest.raises(publish.NowcastError, match="npm ci"):
+    with pytest.raises(NowcastError, match="npm ci"):
         publish.build_slides([results], reference_dirs=[], slides_dir=slides_dir)
 
 
 def test_baseline_slide_lists_its_method_not_model_hyperparameters():
-    from nowcast.publish import find_runs, slide_params
+    from nowcast.publish.slides import slide_params
+    from nowcast.results import find_runs
     runs = [r for r in find_runs([Path(__file__).resolve().parents[1] / "reference_results"])
             if (r.metrics or {}).get("architecture") == "persistence"]
     assert runs, "reference_results/ holds the committed KNMI-30/60 persistence baseline"

@@ -1,0 +1,99 @@
+"""What the report and the slides say about one run: its model, provenance and headline.
+
+Values come from the run's own files (results.Run: params.yaml, env.json, metrics.json) with
+the keys `results.py` and `experiment.py` write, and are returned as escaped markdown text.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from ..config import Config
+from ..protocols import metric_label, protocol_or_none
+from ..results import Run
+from .markdown import esc, fmt_seconds, fmt_value
+
+ARCHITECTURE_NAMES = {"convlstm_ed": "ConvLSTM-ED", "encoder_forecaster": "ConvLSTM-EF",
+                      "fc_lstm": "FC-LSTM", "persistence": "persistence",
+                      "extrapolation": "optical-flow extrapolation"}
+BASELINES = ("persistence", "extrapolation")
+# Fields that place or name a run: never listed as "parameters that differ".
+PLACEMENT = {"name", "job_id", "results_dir", "data_dir", "protocol"}
+
+
+def commit(run: Run) -> str:
+    c = run.env.get("git_commit")
+    if not c:
+        return "–"
+    return esc(str(c)[:10] + (" (dirty)" if run.env.get("git_dirty") else ""))
+
+
+def device(run: Run) -> str:
+    return esc(run.env.get("device") or "–")
+
+
+def wall(run: Run) -> str:
+    return fmt_seconds(run.env.get("wall_seconds"))
+
+
+def is_baseline(run: Run) -> bool:
+    return (run.metrics or {}).get("architecture") in BASELINES
+
+
+def architecture(run: Run) -> str:
+    """e.g. 'ConvLSTM-ED 64-32-32-16, 5x5' (escaped)."""
+    p = run.params
+    arch = (run.metrics or {}).get("architecture") or p.get("architecture") or "?"
+    text = ARCHITECTURE_NAMES.get(arch, str(arch))
+    hs = p.get("hidden_sizes")
+    if isinstance(hs, list) and hs and arch not in BASELINES:
+        text += " " + "-".join(str(h) for h in hs)
+        fs = p.get("filter_size")
+        if isinstance(fs, int):
+            text += f", {fs}x{fs}"
+        elif isinstance(fs, list) and fs:
+            text += ", " + "/".join(f"{k}x{k}" for k in fs)
+    return esc(text)
+
+
+@functools.lru_cache(maxsize=1)
+def _defaults() -> dict:
+    return Config().to_dict()
+
+
+def nondefault_params(run: Run) -> dict:
+    """The run's parameters that differ from Config's defaults (what makes it this run)."""
+    defaults = _defaults()
+    return {k: v for k, v in run.params.items()
+            if k not in PLACEMENT and (k not in defaults or defaults[k] != v)}
+
+
+def headline(run: Run) -> list[tuple[str, str]]:
+    """(label, formatted value) of the run's headline metrics (its protocol's, else its own)."""
+    m = run.metrics or {}
+    mean = m.get("mean") or {}
+    keys = [k for k in (m.get("headline") or protocol_or_none(run.protocol).headline)
+            if isinstance(k, str) and k in mean] or list(mean)[:2]
+    return [(esc(metric_label(k)), fmt_value(mean[k])) for k in keys]
+
+
+def protocol_caption(group: str) -> str:
+    if group == "none":
+        return "following no protocol (numbers are not comparable with published ones)"
+    return f"protocol {esc(group)}"
+
+
+def data_note(runs: list[Run]) -> str:
+    datas = sorted({r.data for r in runs})
+    if len(datas) == 1:
+        return f"Data: {esc(datas[0])}."
+    return "Data: " + "; ".join(f"{esc(r.job_id)}: {esc(r.data)}" for r in runs) + "."
+
+
+def metric(run: Run, *path: str) -> Any:
+    """metrics.json digging: metric(run, "losses", "test") -> value or None."""
+    cur: Any = run.metrics or {}
+    for key in path:
+        cur = cur.get(key) if isinstance(cur, dict) else None
+    return cur

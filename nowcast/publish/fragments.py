@@ -1,0 +1,228 @@
+"""The report's generated fragments: one function per fragment, each returning markdown.
+
+`write_report_fragments(runs, gen)` writes them to report/_generated/ (index.qmd includes
+them), with the cross-run figures and copies of each run's figures beside them.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Optional
+
+from .. import figures
+from ..protocols import PROTOCOL_NAMES, protocol_or_none
+from ..results import Run
+from ..util import write_if_changed
+from .describe import (architecture, commit, data_note, device, is_baseline, metric,
+                       nondefault_params, protocol_caption, wall)
+from .incremental import RUN_FILES, copy_artifacts, digest, mark, needs
+from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
+from .tables import results_table, skill_table
+
+STATUS_LABEL = {"completed": "completed", "failed": "**failed**", "running": "running",
+                "preempted": "preempted (resumable)", "unreadable": "**unreadable**"}
+
+
+def _completed(runs: list[Run]) -> list[Run]:
+    return [r for r in runs if r.status == "completed" and r.metrics]
+
+
+def _groups(runs: list[Run]) -> list[str]:
+    return [g for g in PROTOCOL_NAMES if any(r.group == g for r in _completed(runs))]
+
+
+def summary(runs: list[Run]) -> str:
+    counts = {s: sum(r.status == s for r in runs) for s in STATUS_LABEL}
+    n_ref = sum(r.reference for r in runs)
+    done = _completed(runs)
+    extra = "".join(f", {counts[s]} {s}" for s in ("preempted", "unreadable") if counts[s])
+    return (f"This build of the report reads {len(runs)} results folder"
+            f"{'s' if len(runs) != 1 else ''} ({counts['completed']} completed, "
+            f"{counts['running']} running, {counts['failed']} failed{extra}"
+            + (f"; {n_ref} of them committed reference runs" if n_ref else "")
+            + "). Completed runs by protocol: "
+            + (", ".join(f"{g}: {sum(r.group == g for r in done)}" for g in _groups(runs)) or "none")
+            + ".\n")
+
+
+def runs_table(runs: list[Run]) -> str:
+    rows = [[esc(r.name), esc(r.job_id), STATUS_LABEL.get(r.status, esc(r.status)),
+             esc(r.group if r.status == "completed" else r.protocol),
+             esc((r.started or "–")[:16].replace("T", " ")), esc(r.error)[:160] if r.error else ""]
+            for r in runs]
+    return table(["Run", "Job", "Status", "Protocol", "Started (UTC)", "Error"], rows,
+                 "Every results folder this report read, with its status; a failed run keeps "
+                 "the error it ended with.", "tbl-runs", align="llllll")
+
+
+def models_table(runs: list[Run]) -> str:
+    seen: dict[str, list[str]] = {}
+    count: dict[str, object] = {}
+    for r in _completed(runs):
+        if not is_baseline(r):
+            a = architecture(r)
+            seen.setdefault(a, []).append(esc(r.job_id))
+            count[a] = metric(r, "parameters")
+    if not seen:
+        return "*No completed run yet: parameter counts appear here once one finishes.*\n"
+    rows = [[a, fmt_value(count[a]), ", ".join(jobs[:4]) + (" ..." if len(jobs) > 4 else "")]
+            for a, jobs in seen.items()]
+    return table(["Architecture (hidden sizes, filter)", "Parameters", "Runs"], rows,
+                 "Trainable parameters of the architectures trained in this report (counted by "
+                 "the training code, metrics.json).", "tbl-models", align="lrl")
+
+
+def params_table(runs: list[Run]) -> str:
+    rows = [[esc(r.label), esc(r.protocol), esc(params_text(nondefault_params(r)))] for r in runs]
+    return table(["Run", "Protocol", "Parameters that differ from the defaults"], rows,
+                 "The params set of every run (full set: params.yaml in its results folder).",
+                 "tbl-params", align="lll")
+
+
+def per_lead_for(group: str, runs: list[Run], out: Path) -> Optional[Path]:
+    """The per-lead figure of a protocol's runs and their baselines; None when nothing to plot."""
+    names = protocol_or_none(group).per_lead or list(dict.fromkeys(
+        k for r in runs for k in (metric(r, "headline") or []) if isinstance(k, str)))[:3]
+    series = []
+    for r in runs:
+        series.append((r.label, metric(r, "per_lead") or {}, "-"))
+        for name, b in (metric(r, "baselines") or {}).items():
+            if isinstance(b, dict) and isinstance(b.get("per_lead"), dict):
+                series.append((f"{name} [{r.job_id}]", b["per_lead"], "--"))
+    series = [s for s in series if isinstance(s[1], dict)]
+    names = [k for k in names if any(isinstance(s[1].get(k), list) and s[1][k] for s in series)]
+    if not names:
+        return None
+    stamp = digest([names, series])
+    if needs(out, stamp):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        figures.per_lead_figure(series, names, out, lead_unit=protocol_or_none(group).lead_unit)
+        mark(out, stamp)
+    return out
+
+
+def results_section(group: str, runs: list[Run], gen: Path) -> str:
+    parts = [f"## {esc(protocol_or_none(group).title)} {{#sec-results-{group}}}\n"]
+    if group == "none":
+        declared = sorted({r.protocol for r in runs})
+        parts.append("These runs follow no evaluation protocol (an ad-hoc data file, the "
+                     "fallback digits, or changed protocol settings"
+                     + (f"; declared protocol: {esc(', '.join(declared))}" if declared != ["none"] else "")
+                     + "). Their numbers describe their own data only.\n")
+    parts.append(results_table(group, runs, f"tbl-results-{group}"))
+    fig = per_lead_for(group, runs, gen / "fig" / f"per_lead-{group}.png")
+    if fig is not None:
+        parts.append(figure(f"_generated/fig/{fig.name}",
+                            f"Scores by lead time, {protocol_caption(group)}: one line per model "
+                            "(solid) and baseline (dashed). " + data_note(runs), f"fig-lead-{group}"))
+    skill = skill_table(group, runs, f"tbl-skill-{group}")
+    return "\n".join(parts + ([skill] if skill else []))
+
+
+def results(runs: list[Run], gen: Path) -> str:
+    done = _completed(runs)
+    if not done:
+        return "*No run has completed yet: tables and figures appear here once one does.*\n"
+    return "\n".join(results_section(g, [r for r in done if r.group == g], gen) for g in _groups(runs))
+
+
+def _val_curve(run: Run) -> list[tuple[float, float]]:
+    f = run.file("history.csv")
+    if f is None:
+        return []
+    points = []
+    try:
+        with open(f, newline="") as fh:
+            for i, row in enumerate(csv.DictReader(fh)):
+                try:
+                    points.append((float(row.get("step") or i),
+                                   float(row.get("val_loss") or row.get("train_loss"))))
+                except (TypeError, ValueError):
+                    continue
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return []
+    return points
+
+
+def val_loss_for(runs: list[Run], out: Path) -> Optional[Path]:
+    curves = []
+    for r in runs:
+        points = _val_curve(r)
+        if points:
+            loss = str(r.params.get("loss") or metric(r, "losses", "loss") or "loss")
+            curves.append((r.label, loss, points))
+    if not curves:
+        return None
+    stamp = digest(curves)
+    if needs(out, stamp):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        figures.val_loss_figure(curves, out)
+        mark(out, stamp)
+    return out
+
+
+def run_figures(r: Run, gen: Path) -> list[str]:
+    """The section of one run: status, loss curve, a test sequence (GIF in HTML, strip in PDF)."""
+    have = {n: (gen / "runs" / r.slug / n).exists() for n in RUN_FILES}
+    if not any(have.values()) and r.status == "completed":
+        return []
+    label, where = esc(r.label), f"_generated/runs/{r.slug}"
+    proto = ((("no protocol" if r.group == "none" else f"protocol {esc(r.group)}")
+              + f"; data: {esc(r.data)}") if r.metrics else "no metrics")
+    parts = [f"### {label} {{#sec-run-{r.slug} .unnumbered}}\n"]
+    if r.status != "completed":
+        parts.append(f"Status: **{esc(r.status)}**" + (f": {esc(r.error)}" if r.error else "") + "\n")
+    if have["loss.png"]:
+        parts.append(figure(f"{where}/loss.png", f"Training and validation loss of {label}.",
+                            f"fig-loss-{r.slug}", "55%"))
+    if have["test.gif"]:
+        parts.append(html_only(figure(
+            f"{where}/test.gif", f"A test-split sequence of {label} ({proto}): left, the input "
+            "then the target frames; right, the same input then the prediction (red border).",
+            f"fig-gif-{r.slug}", "60%")))
+    if have["test_strip.png"]:
+        strip = figure(f"{where}/test_strip.png", f"A test-split sequence of {label} ({proto}): "
+                       "input frames, target frames and prediction.", f"fig-strip-{r.slug}")
+        parts.append(not_html(strip) if have["test.gif"] else strip)
+    return parts
+
+
+def training(runs: list[Run], gen: Path) -> str:
+    finished = [r for r in runs if r.status != "running"]
+    parts = []
+    if val_loss_for(finished, gen / "fig" / "val_loss.png") is not None:
+        parts.append(figure("_generated/fig/val_loss.png", "Validation loss during training, "
+                            "every run with a history (history.csv).", "fig-val-loss"))
+    for r in finished:
+        parts += run_figures(r, gen)
+    return "\n".join(parts) if parts else "*No training history yet.*\n"
+
+
+def provenance(runs: list[Run]) -> str:
+    rows = [[esc(r.job_id), esc(r.name), esc(r.status), commit(r), device(r),
+             esc(r.env.get("precision") or "–"), wall(r),
+             esc((r.ended or r.started or "–")[:16].replace("T", " ")),
+             "reference_results" if r.reference else esc(r.path.parent.name + "/")] for r in runs]
+    text = table(["Job", "Run", "Status", "Git commit", "Device", "Precision", "Wall time",
+                  "Ended (UTC)", "Folder"], rows, "Provenance of every run (env.json, status.json).",
+                 "tbl-provenance", align="lllllllll")
+    versions = [[esc(r.job_id), esc(", ".join(f"{k} {x}" for k, x in r.env["versions"].items()))]
+                for r in runs if isinstance(r.env.get("versions"), dict) and r.env["versions"]]
+    if versions:
+        text += "\n" + table(["Job", "Software versions"], versions,
+                             "Software versions of every run (env.json).", "tbl-versions", align="ll")
+    return text
+
+
+def write_report_fragments(runs: list[Run], gen: Path) -> dict[str, Path]:
+    """Every generated fragment and figure of the report; returns name -> path."""
+    gen.mkdir(parents=True, exist_ok=True)
+    copy_artifacts([r for r in runs if r.status != "running"], gen)
+    frags = {"summary.md": summary(runs), "runs.md": runs_table(runs),
+             "models.md": models_table(runs), "experiments.md": params_table(runs),
+             "results.md": results(runs, gen), "training.md": training(runs, gen),
+             "provenance.md": provenance(runs)}
+    for name, text in frags.items():
+        write_if_changed(gen / name, text)
+    return {name: gen / name for name in frags}

@@ -1,0 +1,76 @@
+"""Rebuilding only what changed: content stamps for generated figures and renders, and copies
+of run artifacts made only when the source is newer. A rebuild over many results folders
+takes seconds because of these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..results import Run
+from ..util import atomic_path
+
+STYLE_VERSION = "4"  # bump to force regeneration of every generated figure and render
+RUN_FILES = ("loss.png", "loss_median.png", "per_lead.png", "test_strip.png", "train.gif", "test.gif")
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps([STYLE_VERSION, obj], sort_keys=True,
+                                     default=str).encode()).hexdigest()[:16]
+
+
+def _stamp_file(path: Path) -> Path:
+    return path.with_name("." + path.name + ".hash")
+
+
+def needs(path: Path, stamp: str) -> bool:
+    """True unless `path` exists and was made from inputs with this stamp."""
+    f = _stamp_file(path)
+    return not (path.exists() and f.exists() and f.read_text() == stamp)
+
+
+def mark(path: Path, stamp: str) -> None:
+    _stamp_file(path).write_text(stamp)
+
+
+def inputs_digest(files: Iterable[Path], extra: Any = None) -> str:
+    """Names, sizes and mtimes of the inputs of a render: unchanged inputs, no re-render."""
+    stats = []
+    for f in sorted(set(files)):
+        try:
+            st = f.stat()
+            stats.append((str(f), st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            stats.append((str(f), None))
+    return digest([stats, extra])
+
+
+def copy_if_newer(src: Path, dst: Path) -> Path:
+    try:
+        s, d = src.stat(), dst.stat()
+        if d.st_size == s.st_size and d.st_mtime_ns >= s.st_mtime_ns:
+            return dst
+    except FileNotFoundError:
+        pass
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dst) as tmp:
+        shutil.copy2(src, tmp)
+    return dst
+
+
+def copy_artifacts(runs: list[Run], gen: Path, files: Iterable[str] = RUN_FILES) -> None:
+    """Copy each run's figures to gen/runs/<slug>/; folders of runs no longer listed go."""
+    keep = {r.slug for r in runs}
+    if (gen / "runs").is_dir():
+        for old in (gen / "runs").iterdir():
+            if old.is_dir() and old.name not in keep:
+                shutil.rmtree(old)
+    for r in runs:
+        for name in files:
+            src = r.file(name)
+            if src is not None:
+                copy_if_newer(src, gen / "runs" / r.slug / name)

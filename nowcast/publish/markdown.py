@@ -1,0 +1,113 @@
+"""Markdown for the report and the slides: number formats, escaping, tables, figures.
+
+Everything read from a results folder is data: it passes through `esc` (free text) or a
+`fmt_*` function (numbers) before it reaches a fragment.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+
+def fmt_value(x: Any) -> str:
+    """A metric value as the report prints it (tests use this to find numbers in the PDF)."""
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, str):  # already formatted (published numbers keep their precision)
+        return x
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return esc(x)
+    if x != x:
+        return "NaN"
+    a = abs(x)
+    text = f"{a:.2f}" if a >= 1 else f"{a:.3f}"
+    return ("\u2212" + text) if x < 0 and float(text) != 0 else text  # a true minus sign
+
+
+def fmt_loss(x: Any) -> str:
+    if x is None:
+        return "–"
+    try:
+        return f"{float(x):.4f}".replace("-", "\u2212")
+    except (TypeError, ValueError):
+        return esc(x)
+
+
+def fmt_seconds(s: Any) -> str:
+    try:
+        s = float(s)
+    except (TypeError, ValueError):
+        return "–"
+    if s < 60:
+        return f"{s:.1f} s"
+    m, s = divmod(int(round(s)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d} min"
+
+
+def esc(text: Any) -> str:
+    """Markdown-escape free text (job ids with underscores, error messages) on one line."""
+    s = str(text).replace("\n", " ")
+    return re.sub(r"([\\`*_{}\[\]<>#|@$~^])", r"\\\1", s)
+
+
+def _cell(text: Any) -> str:
+    """Safe text for a pipe-table cell."""
+    return re.sub(r"(?<!\\)\|", r"\\|", str(text).replace("\n", " "))
+
+
+def _widths(header: list[str], rows: list[list[str]]) -> list[int]:
+    """Separator widths: pandoc sizes wide pipe-table columns by the dashes of the separator
+    line, so make them proportional to the longest cell (headers wrap at spaces, so count
+    their longest word)."""
+    widths = []
+    for i, h in enumerate(header):
+        head = len(h) if len(h) <= 12 else max([len(w) for w in h.split()] + [len(h) // 2])
+        cells = [len(re.sub(r"\[@[^\]]*\]|[*\\]", "", str(r[i]))) for r in rows if i < len(r)]
+        widths.append(max(4, min(max([head] + cells + [3]), 24)) + 3)
+    return widths
+
+
+def table(header: list[str], rows: list[list[str]], caption: str = "", ident: str = "",
+          align: Optional[str] = None) -> str:
+    """A pipe table with a caption and a cross-reference id (`tbl-...`)."""
+    align = align or ("l" + "r" * (len(header) - 1))
+
+    def mark(a: str, w: int) -> str:
+        return {"l": ":" + "-" * (w - 1), "r": "-" * (w - 1) + ":", "c": ":" + "-" * (w - 2) + ":"}[a]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(mark(a, w) for a, w in zip(align, _widths(header, rows))) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    if caption:
+        lines += ["", f": {caption}" + (f" {{#{ident}}}" if ident else "")]
+    return "\n".join(lines) + "\n"
+
+
+def figure(path: str, caption: str, ident: str, width: str = "100%") -> str:
+    return f"![{caption}]({path}){{#{ident} width={width}}}\n"
+
+
+def html_only(text: str) -> str:
+    return f'::: {{.content-visible when-format="html"}}\n{text}\n:::\n'
+
+
+def not_html(text: str) -> str:
+    return f'::: {{.content-hidden when-format="html"}}\n{text}\n:::\n'
+
+
+def value_text(v: Any) -> str:
+    """A parameter value on one line: lists as [a,b]."""
+    if isinstance(v, list):
+        return "[" + ",".join(str(i) for i in v) + "]"
+    return str(v)
+
+
+def params_text(d: dict) -> str:
+    return ", ".join(f"{k}={value_text(x)}" for k, x in d.items()) or "defaults"

@@ -1,0 +1,99 @@
+"""The report's results tables: one per protocol (ours beside the published numbers, the
+thesis's Table 4.1 in shape) and the radar skill table against the baselines."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..protocols import METRICS, get_metric, metric_label, protocol_or_none
+from ..results import Run
+from .describe import data_note, device, metric, protocol_caption, wall
+from .markdown import esc, fmt_loss, fmt_value, table
+
+
+def _columns(group: str, runs: list[Run]) -> list[str]:
+    """The protocol's table metrics, then any headline metric a run has; a table of runs
+    that follow no protocol shows their first few metrics."""
+    protocol = protocol_or_none(group)
+    keys = list(protocol.table)
+    for r in runs:
+        mean = metric(r, "mean") or {}
+        extra = list(metric(r, "headline") or []) + ([] if protocol.table else list(mean))
+        for k in extra:
+            if isinstance(k, str) and k not in keys and k in mean and (protocol.table or len(keys) < 5):
+                keys.append(k)
+    return [k for k in keys
+            if any(k in (metric(r, "mean") or {}) for r in runs)
+            or any(k in p.mean for p in protocol.published)]
+
+
+def _header(keys: list[str]) -> list[str]:
+    return (["Model (job)", "Params"]
+            + [f"{metric_label(k)} {METRICS[k].arrow if k in METRICS else ''}".strip() for k in keys]
+            + ["Train loss", "Val. loss", "Test loss", "Wall time", "Device"])
+
+
+def _run_rows(r: Run, keys: list[str]) -> list[list[str]]:
+    mean = metric(r, "mean") or {}
+    ref = " (reference)" if r.reference else ""
+    rows = [[f"{esc(r.name)}{ref} ({esc(r.job_id)})", fmt_value(metric(r, "parameters"))]
+            + [fmt_value(mean.get(k)) for k in keys]
+            + [fmt_loss(metric(r, "losses", s)) for s in ("train", "val", "test")]
+            + [wall(r), device(r)]]
+    for name, b in (metric(r, "baselines") or {}).items():
+        bmean = (b.get("mean") if isinstance(b, dict) else None) or {}
+        rows.append([f"*{esc(name)}* ({esc(r.job_id)})", "0"]
+                    + [fmt_value(bmean.get(k)) for k in keys] + ["–"] * 5)
+    return rows
+
+
+def _caption(group: str, runs: list[Run]) -> str:
+    protocol = protocol_or_none(group)
+    losses = sorted({esc(metric(r, "losses", "loss") or "loss") for r in runs})
+    radar = ("CSI/POD/FAR/FSS at the threshold in dBZ the column names (event: value >= "
+             "threshold), FSS over 20 km or 44 km neighbourhoods; ") if group == "knmi-30-60" else ""
+    return (f"Test-set results, {protocol_caption(group)}; ours first, then "
+            + ("published results in italics (cited), " if protocol.published else "")
+            + ("baselines in italics, " if any(metric(r, "baselines") for r in runs) else "")
+            + radar + "metrics are means over lead times, losses ("
+            + "/".join(losses) + ") are the final mean training losses on each split. "
+            + data_note(runs))
+
+
+def results_table(group: str, runs: list[Run], ident: str) -> str:
+    """The thesis's Table 4.1 for one protocol: ours beside the published numbers."""
+    protocol = protocol_or_none(group)
+    keys = _columns(group, runs)
+    rows = [row for r in runs for row in _run_rows(r, keys)]
+    for p in protocol.published:
+        rows.append([f"*{p.model}* [@{p.cite}]", fmt_value(p.parameters)]
+                    + [p.mean.get(k, "–") for k in keys] + ["–"] * 5)
+    out = table(_header(keys), rows, _caption(group, runs), ident)
+    return out + (f"\n{protocol.published_note}\n" if protocol.published_note else "")
+
+
+def _skill(score, reference, perfect: float) -> str:
+    """SS = (S - S_ref) / (S_perfect - S_ref): 0 no better than the reference, 1 perfect."""
+    try:
+        return fmt_value((float(score) - float(reference)) / (perfect - float(reference)))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return "–"
+
+
+def skill_table(group: str, runs: list[Run], ident: str) -> Optional[str]:
+    """Skill of every run against each of its baselines, for the protocol's skill metrics."""
+    keys = [(k, perfect) for k, perfect in protocol_or_none(group).skill
+            if any(k in (metric(r, "mean") or {}) for r in runs)]
+    rows = []
+    for r in runs:
+        mean = metric(r, "mean") or {}
+        for name, b in (metric(r, "baselines") or {}).items():
+            bmean = (b.get("mean") if isinstance(b, dict) else None) or {}
+            rows.append([esc(r.label), esc(name)]
+                        + [_skill(mean.get(k), bmean.get(k), perfect) for k, perfect in keys])
+    if not rows or not keys:
+        return None
+    header = ["Model", "Against"] + [f"skill {get_metric(k).label}" for k, _ in keys]
+    caption = (f"Skill scores against the baselines ({protocol_caption(group)}; 0: no better "
+               f"than the baseline, 1: perfect). {data_note(runs)}")
+    return table(header, rows, caption, ident, align="ll" + "r" * len(keys))
