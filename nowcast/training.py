@@ -131,6 +131,7 @@ def _make_scheduler(cfg: Config, optimizer):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
+# long: the whole loop in one place until the short-job training issue (#13) reworks it
 def train(cfg: Config, data, model: torch.nn.Module, runtime: Runtime, run_dir: Path,
           progress: bool = True, stop_after_steps: Optional[int] = None) -> TrainResult:
     """Train `model` in place; checkpoints to run_dir/checkpoint.pt and resumes from it.

@@ -24,7 +24,3 @@ class SequenceModel(nn.Module):
             use_true = teacher_mask[:, j - 1].view(-1, *([1] * (frame.dim() - 1)))
             frame = torch.where(use_true, targets[:, j - 1].unsqueeze(1).to(frame.dtype), frame)
         return frame
-
-    @torch.no_grad()
-    def predict(self, inputs: torch.Tensor, k_out: int) -> torch.Tensor:
-        return torch.sigmoid(self(inputs, k_out))
