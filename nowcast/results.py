@@ -72,15 +72,24 @@ def read_json(path: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def ensure_new(root: str | Path, job_id: str) -> Path:
+    """results/<job_id>/ for a run that may start: NowcastError if it already exists."""
+    final = Path(root) / job_id
+    if final.exists():
+        raise NowcastError(f"{final} already exists and is never overwritten: choose another job_id")
+    return final
+
+
+def running_path(root: str | Path, job_id: str) -> Path:
+    return Path(root) / f"{RUNNING_PREFIX}{job_id}"
+
+
 def start_run(cfg: Config) -> Path:
     """Create (or find again, for a requeued job) the in-progress folder of this run."""
     job_id = resolve_job_id(cfg)
     cfg.job_id = job_id
-    root = Path(cfg.results_dir)
-    final = root / job_id
-    if final.exists():
-        raise NowcastError(f"{final} already exists and is never overwritten: choose another job_id")
-    running = root / f"{RUNNING_PREFIX}{job_id}"
+    ensure_new(cfg.results_dir, job_id)
+    running = running_path(cfg.results_dir, job_id)
     if running.exists():
         previous = yaml.safe_load((running / "params.yaml").read_text()) if (running / "params.yaml").is_file() else None
         if previous is not None and {k: v for k, v in previous.items() if k != "name"} != \
@@ -110,8 +119,7 @@ def _finish(run_dir: Path, status: str, error: Optional[str]) -> Path:
     write_json(run_dir / "status.json", state)
     final = final_path(run_dir)
     if final != run_dir:
-        if final.exists():
-            raise NowcastError(f"{final} already exists and is never overwritten")
+        ensure_new(final.parent, final.name)
         os.rename(run_dir, final)
     return final
 
