@@ -10,7 +10,8 @@ and a row for a baseline mean the same thing:
   `pysteps.nowcasts.get_method("extrapolation")`), in dBZ; blocks advected in from outside
   the grid (NaN) are forecast as 0.
 
-pysteps is imported inside the functions: GPU training must not need it.
+pysteps is imported when extrapolation first runs (`util.optional_import`): GPU training
+must not need it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import NowcastError
+from .data.radar import RadarData
+from .data.radar.units import DBZ_MAX
+from .errors import MissingDependency, NowcastError
+from .util import optional_import
+from .verification import evaluate_radar
 
 Baseline = Callable[[np.ndarray, int], np.ndarray]
 
@@ -32,9 +37,8 @@ def persistence(inputs: np.ndarray, k_out: int) -> np.ndarray:
 
 def extrapolation(inputs: np.ndarray, k_out: int) -> np.ndarray:
     """Lucas-Kanade motion from the last 3 frames, semi-Lagrangian advection of the last."""
-    from .data.radar import DBZ_MAX, pysteps_module
-    motion = pysteps_module("pysteps.motion").get_method("LK")
-    advect = pysteps_module("pysteps.nowcasts").get_method("extrapolation")
+    motion = optional_import("pysteps.motion", "radar").get_method("LK")
+    advect = optional_import("pysteps.nowcasts", "radar").get_method("extrapolation")
     out = np.empty((len(inputs), k_out, *inputs.shape[-2:]), np.float32)
     for b, sequence in enumerate(np.asarray(inputs, np.float64) * DBZ_MAX):
         velocity = motion(sequence[-3:])
@@ -55,7 +59,6 @@ def get_baseline(name: str) -> Baseline:
 def evaluate_baseline(name: str, data, which: str = "test") -> dict:
     """The verification scores of one baseline on a RadarData's windows (evaluate_radar's
     dict, plus "architecture": name, "parameters": 0 and "seconds" of wall time)."""
-    from .verification import evaluate_radar
     baseline = get_baseline(name)
     started = time.perf_counter()
     metrics = evaluate_radar(lambda x: baseline(x, data.k_out), data, which)
@@ -73,9 +76,7 @@ def baseline_scores(data, names: Sequence[str] = ("persistence", "extrapolation"
     for name in names:
         try:
             metrics = evaluate_baseline(name, data)
-        except NowcastError as e:
-            if "cannot be imported" not in str(e):
-                raise
+        except MissingDependency as e:
             scores[name] = {"unavailable": str(e)}
             continue
         scores[name] = {"mean": metrics["mean"], "per_lead": metrics["per_lead"]}
@@ -85,6 +86,5 @@ def baseline_scores(data, names: Sequence[str] = ("persistence", "extrapolation"
 def run_baseline_evaluation(name: str, cfg) -> dict:
     """`nowcast evaluate --baseline NAME`: build the data from a Config (protocol knmi-30-60,
     and/or dataset radar with data_file) and return the metrics.json dict."""
-    from .data.radar import RadarData
     get_baseline(name)  # fail on a bad name before loading data
     return evaluate_baseline(name, RadarData(cfg))

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from . import figures, results
+from .baselines import run_baseline_evaluation
 from .checkpoint import load_checkpoint
 from .config import load_config
 from .data import get_data
@@ -86,7 +87,6 @@ def evaluate_baseline(name: str, protocol: str | None = None, data_file: str | N
     """Score persistence or optical-flow extrapolation on KNMI-30/60 or another radar file."""
     if protocol not in (None, "knmi-30-60"):
         raise NowcastError(f"--baseline scores radar: use --protocol knmi-30-60 or --data FILE, not {protocol}")
-    from .baselines import run_baseline_evaluation
     cfg = load_config(values=dict(name=f"{name} @ {protocol or Path(data_file).name}",
                                   protocol="knmi-30-60", dataset="radar", data_file=data_file or "",
                                   results_dir=results_dir, job_id=job_id), check_model=False)

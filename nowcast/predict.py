@@ -11,6 +11,10 @@ import torch
 
 from . import figures
 from .checkpoint import load_checkpoint
+from .data.base import read_sequence_file
+from .data.radar.grid import read_radar_input
+from .data.radar.readers import forecast_times, write_radar_forecast
+from .data.radar.units import dbz_to_unit, unit_to_dbz
 from .errors import NowcastError
 from .forecast import forecast
 from .runtime import resolve_runtime
@@ -30,7 +34,6 @@ def read_frames(path: str) -> np.ndarray:
         return np.stack(frames).astype(np.float32) / 255.0
     if not p.is_file():
         raise NowcastError(f"{p}: no such input file or folder")
-    from .data import read_sequence_file
     if p.suffix != ".npz":
         raise NowcastError(f"{p}: unknown input format (expected .npz or a folder of PNGs)")
     try:
@@ -75,8 +78,6 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
 
 def predict_radar(cfg, model, input_path: str, steps: int, out_path: Path) -> Path:
     """Radar in (PV .npz or native files pysteps reads), radar out: the PV encoding, or a GIF."""
-    from .data.radar import (dbz_to_unit, forecast_times, read_radar_input, unit_to_dbz,
-                             write_radar_forecast)
     dbz, _, times = read_radar_input(input_path, cfg.radar_recipe, cfg.block_size)
     frames = dbz_to_unit(dbz[-cfg.k_in:])
     runtime = resolve_runtime(cfg)

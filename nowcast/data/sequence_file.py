@@ -1,0 +1,45 @@
+"""Any (N, T, H, W) uint8 sequence file, split by whole sequence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Config
+from ..errors import NowcastError
+from .base import Batch, read_sequence_file, to_unit
+
+
+class SequenceFile:
+    """Any (N,T,H,W) uint8 file: 80/10/10 split by whole sequence (fixed permutation)."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        path = Path(cfg.data_file)
+        frames = read_sequence_file(path)
+        n, t, h, w = frames.shape
+        if t < cfg.k_in + cfg.k_out:
+            raise NowcastError(f"{path}: sequences have {t} frames, k_in + k_out needs {cfg.k_in + cfg.k_out}")
+        if n < 3:
+            raise NowcastError(f"{path}: need at least 3 sequences to split train/val/test, got {n}")
+        order = np.random.default_rng(0).permutation(n)
+        n_test = max(1, n // 10)
+        n_val = max(1, n // 10)
+        self.index = {"test": np.sort(order[:n_test]), "val": np.sort(order[n_test:n_test + n_val]),
+                      "train": np.sort(order[n_test + n_val:])}
+        self.frames = frames
+        self.frame_shape = (h, w)
+        self.follows_protocol = False
+        self.description = (f"sequence file {path.name}: {n} sequences of {t} frames {h}x{w}, "
+                            f"split by sequence {len(self.index['train'])}/{n_val}/{n_test}")
+
+    def train_batch(self, step: int, batch_size: int, length: int) -> Batch:
+        rng = np.random.default_rng([self.cfg.seed, step])
+        rows = rng.choice(self.index["train"], size=batch_size)
+        starts = rng.integers(0, self.frames.shape[1] - length + 1, size=batch_size)
+        return Batch(to_unit(np.stack([self.frames[r, s:s + length] for r, s in zip(rows, starts)])), None)
+
+    def split(self, which: str) -> Batch:
+        length = self.cfg.k_in + self.cfg.k_out
+        return Batch(to_unit(self.frames[self.index[which], :length]), None)
