@@ -22,12 +22,18 @@
 # ```
 #
 # The parameters cell below holds every hyperparameter with its default; it is generated from
-# `nowcast.config.Config` (`python -m nowcast.launch sync-notebook`). A parameter name that is not
-# a Config field is an error (with the closest name suggested). All logic lives in the `nowcast`
-# library; this notebook only calls it.
+# `nowcast.config.Config` (`python -m nowcast sync-notebook`). A parameter name that is not
+# a Config field is an error (with the closest name suggested). One more parameter belongs to
+# the notebook itself: `finalize` (True: this notebook completes its run; `nowcast run` and
+# `nowcast sweep` set it False and complete the run once the executed notebook is saved into
+# it). All logic lives in the `nowcast` library; this notebook only calls it.
 
 # %%
-_names_before = set(globals())  # names defined before the parameters: not parameters
+from nowcast.config import to_yaml
+from nowcast.launch import notebook as launch
+
+# what is defined now is not a parameter; papermill's injected cell follows the parameters cell
+_mark = launch.begin_parameters(globals())
 
 # %% tags=["parameters"]
 # experiment
@@ -97,17 +103,17 @@ precision = 'auto'                  # auto: bf16 autocast on GPU, fp32 on CPU
 compile = 'auto'                    # torch.compile; auto: on for GPU
 deterministic = True                # deterministic kernels (bit-identical on CPU)
 
+# notebook (not Config fields)
+finalize = True                     # set False by nowcast run/sweep, which complete the run after saving the executed notebook
+
 # %% [markdown]
 # ## Configuration
 # The parameters above (and any papermill injected) resolved and validated by `load_config`:
 # protocol presets applied, types and combinations checked.
 
 # %%
-_given = {k: v for k, v in globals().items() if k not in _names_before and not k.startswith("_")}
-from nowcast import launch
-from nowcast.config import to_yaml
-
-cfg = launch.notebook_config(_given, injected=launch.injected_names())
+cfg = launch.notebook_config(launch.given_parameters(_mark, globals()),
+                             injected=launch.injected_names(_mark))
 print(to_yaml(cfg))
 
 # %% [markdown]
@@ -116,7 +122,7 @@ print(to_yaml(cfg))
 # resumes from the last one), then the test split scored once with the protocol's metrics.
 
 # %%
-run_dir = launch.run_notebook_experiment(cfg)
+run_dir = launch.run_notebook_experiment(cfg, finalize=finalize)
 print(run_dir)
 
 # %% [markdown]

@@ -1,9 +1,12 @@
-"""The `nowcast` command: train | evaluate | predict | run | sweep | report | slides.
+"""The `nowcast` command: train | evaluate | predict | run | sweep | report | slides, and two
+internal ones: `task` (one SLURM array task, experiments/slurm/train_array.sbatch) and
+`sync-notebook` (regenerate the notebook's parameters cell from Config).
 
-run and sweep live in launch.py (papermill, sbatch); the others below.
+Each subcommand parses its arguments and makes one library call. Every user error (bad params,
+missing or corrupt data, impossible architecture) is printed as one line, `nowcast: error: ...`,
+with exit status 2; nothing is left that looks like a finished run.
 
-Every user error (bad params, missing or corrupt data, impossible architecture) is printed as one
-line, `nowcast: error: ...`, with exit status 2; nothing is left that looks like a finished run.
+    nowcast COMMAND ...   or   python -m nowcast COMMAND ...
 """
 
 from __future__ import annotations
@@ -13,65 +16,73 @@ import sys
 from pathlib import Path
 
 from .errors import NowcastError
+from .evaluate import evaluate_baseline, evaluate_checkpoint
+from .launch.local import run_local, task_main, train_in_process
+from .launch.notebook import sync_notebook
+from .launch.slurm import submit_sweep
+from .predict import predict_frames
+from .publish import build_report, build_slides
 
 
 def _train(args) -> int:
-    from .config import load_config
-    from .experiment import run_experiment
-    from .training import Preempted, install_preemption_handler
-
-    overrides = list(args.set or [])
-    if args.job_id:
-        overrides.append(f"job_id={args.job_id}")
-    if args.results:
-        overrides.append(f"results_dir={args.results}")
-    cfg = load_config(args.config, overrides)
-    install_preemption_handler()
-    try:
-        path = run_experiment(cfg, progress=not args.quiet)
-    except Preempted as e:
-        print(f"nowcast: preempted: {e}", file=sys.stderr)
-        return 3
-    print(path)
-    return 0
+    return train_in_process(args.config, args.set or [], job_id=args.job_id,
+                            results_dir=args.results, progress=not args.quiet)
 
 
 def _evaluate(args) -> int:
-    from .evaluate import evaluate_baseline, evaluate_checkpoint
-    if args.baseline:
-        print(evaluate_baseline(args.baseline, args.protocol, args.data, args.results, args.job_id))
-    else:
-        print(evaluate_checkpoint(args.checkpoint, args.protocol, args.data, args.results, args.job_id))
+    score = evaluate_baseline if args.baseline else evaluate_checkpoint
+    print(score(args.baseline or args.checkpoint, args.protocol, args.data, args.results, args.job_id))
     return 0
 
 
 def _predict(args) -> int:
-    from .predict import predict_frames
     print(predict_frames(args.checkpoint, args.input, args.steps, args.out))
     return 0
 
 
+def _run(args) -> int:
+    return run_local(args.params, args.results, args.set, force=args.force, progress=not args.quiet)
+
+
+def _sweep(args) -> int:
+    submit_sweep(args.params, args.results, partition=args.partition, gpus=args.gpus,
+                 time=args.time, account=args.account, dry_run=args.dry_run,
+                 overrides=args.set, report=not args.no_report, cpus=args.cpus,
+                 sbatch_args=args.sbatch_arg)
+    return 0
+
+
 def _report(args) -> int:
-    from .publish import build_report
     print(build_report([Path(d) for d in args.results], out_dir=args.out, renderer=args.renderer,
                        reference_dirs=[] if args.no_reference else None))
     return 0
 
 
 def _slides(args) -> int:
-    from .publish import build_slides
     print(build_slides([Path(d) for d in args.results], out_dir=args.out,
                        pdf=False if args.html_only else None, pptx=args.pptx,
                        reference_dirs=[] if args.no_reference else None))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nowcast", description="Reproducible precipitation nowcasting with ConvLSTM networks.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _task(args) -> int:
+    return task_main(args.params, args.results)
 
-    p = sub.add_parser("train", help="train one params set into results/<job_id>/")
+
+def _sync_notebook(args) -> int:
+    if sync_notebook(check=args.check) or not args.check:
+        return 0
+    print("experiments/train.{py,ipynb} are out of date: run python -m nowcast sync-notebook",
+          file=sys.stderr)
+    return 1
+
+
+# --------------------------------------------------------------------------------------------
+# arguments
+# --------------------------------------------------------------------------------------------
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train one params set into results/<job_id>/ (no notebook)")
     p.add_argument("-c", "--config", required=True, help="params YAML file (params/*.yaml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one parameter (repeatable), e.g. --set stride=1")
@@ -80,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="score a checkpoint (or a baseline) on a protocol or data file")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", help="results/<job_id>/model.pt")
@@ -92,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", help="results root folder (default: results)")
     p.set_defaults(func=_evaluate)
 
+
+def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="forecast K frames from input frames")
     p.add_argument("--checkpoint", required=True, help="results/<job_id>/model.pt")
     p.add_argument("--input", required=True,
@@ -100,35 +115,87 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="forecast.gif or forecast.npz")
     p.set_defaults(func=_predict)
 
-    from . import launch
-    launch.add_run_arguments(sub.add_parser(
-        "run", help="run params sets locally through the notebook (papermill); skips completed ones"))
-    launch.add_sweep_arguments(sub.add_parser(
-        "sweep", help="submit one SLURM array task per params set, then the report job"))
 
-    p = sub.add_parser("report", help="thesis-style HTML + PDF report from results folders")
+def _add_params_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("params", nargs="+", help="params files or grid files (params/*.yaml, params/grids/*.yaml)")
+    p.add_argument("--results", help="results root folder for every set (default: each set's "
+                   "results_dir, 'results' unless the params say otherwise)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one parameter in every set (repeatable)")
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run params sets locally through the notebook (papermill); "
+                       "skips completed ones")
+    _add_params_arguments(p)
+    p.add_argument("--force", action="store_true", help="run sets even when completed results exist")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
+
+
+def _add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="submit one SLURM array task per params set, then the report job")
+    _add_params_arguments(p)
+    p.add_argument("--partition", help="SLURM partition (default: $SBATCH_PARTITION, else the cluster's)")
+    p.add_argument("--gpus", help="GPUs per task, e.g. 1, 2, a100:1; 0 for none (default: 1, the script header)")
+    p.add_argument("--time", help="time limit per task, e.g. 04:00:00 (default: $SBATCH_TIMELIMIT, else 4 h)")
+    p.add_argument("--account", help="SLURM account (default: $SBATCH_ACCOUNT)")
+    p.add_argument("--cpus", type=int, help="CPUs per task (default: 4, the script header)")
+    p.add_argument("--sbatch-arg", action="append", default=[], metavar="OPTION",
+                   help="any further sbatch option for the array, e.g. --sbatch-arg=--mem=32G (repeatable)")
+    p.add_argument("--no-report", action="store_true", help="submit the array only")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the sbatch commands only")
+    p.set_defaults(func=_sweep)
+
+
+def _add_publish(sub, name: str, help: str, out: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help)
     p.add_argument("--results", nargs="+", default=["results"], help="results folders (default: results)")
-    p.add_argument("--out", type=Path, help="output folder (default: report/_output)")
+    p.add_argument("--out", type=Path, help=f"output folder (default: {out})")
+    p.add_argument("--no-reference", action="store_true",
+                   help="leave out the committed reference runs (reference_results/)")
+    return p
+
+
+def _add_report_and_slides(sub) -> None:
+    p = _add_publish(sub, "report", "thesis-style HTML + PDF report from results folders",
+                     "report/_output")
     p.add_argument("--renderer", choices=["auto", "quarto", "pandoc"], default="auto",
                    help="auto: quarto when on PATH, else pandoc + typst")
-    p.add_argument("--no-reference", action="store_true",
-                   help="leave out the committed reference runs (reference_results/)")
     p.set_defaults(func=_report)
-
-    p = sub.add_parser("slides", help="Marp slide deck (HTML; PDF when chromium is present)")
-    p.add_argument("--results", nargs="+", default=["results"], help="results folders (default: results)")
-    p.add_argument("--out", type=Path, help="output folder (default: slides/_output)")
+    p = _add_publish(sub, "slides", "Marp slide deck (HTML; PDF when chromium is present)",
+                     "slides/_output")
     p.add_argument("--html-only", action="store_true", help="skip the PDF even when chromium is present")
     p.add_argument("--pptx", action="store_true", help="also export PowerPoint (needs chromium)")
-    p.add_argument("--no-reference", action="store_true",
-                   help="leave out the committed reference runs (reference_results/)")
     p.set_defaults(func=_slides)
+
+
+def _add_internal(sub) -> None:
+    # No help=: argparse lists only subcommands given one (help=SUPPRESS would print
+    # '==SUPPRESS==' in the list before Python 3.13); each still has its own --help.
+    p = sub.add_parser("task", description="One SLURM array task: run one params file through the "
+                       "notebook; exit 75 to ask for a requeue (experiments/slurm/train_array.sbatch).")
+    p.add_argument("params", help="one params file")
+    p.add_argument("results", nargs="?", help="results root folder (default: the params' results_dir)")
+    p.set_defaults(func=_task)
+    p = sub.add_parser("sync-notebook", description="Regenerate the parameters cell of "
+                       "experiments/train.py from Config and pair experiments/train.ipynb.")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if out of date")
+    p.set_defaults(func=_sync_notebook)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nowcast", description="Reproducible precipitation nowcasting with ConvLSTM networks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_train, _add_evaluate, _add_predict, _add_run, _add_sweep,
+                _add_report_and_slides, _add_internal):
+        add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except NowcastError as e:

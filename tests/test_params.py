@@ -10,7 +10,8 @@ import yaml
 from nowcast.config import expand_grid, load_config
 from nowcast.protocols import PRESETS
 from nowcast.errors import NowcastError
-from nowcast.launch import collect
+from nowcast.models import count_parameters, get_model
+from nowcast.launch.params import collect
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = sorted((ROOT / "params").glob("*.yaml")) + sorted((ROOT / "params" / "demo").glob("*.yaml"))
@@ -49,7 +50,6 @@ def test_demo_sets_differ_in_one_hyperparameter():
 
 
 def test_seed_best_mmnist_is_the_seed_model():
-    from nowcast.models import count_parameters, get_model
     cfg = load_config(ROOT / "params" / "seed-best-mmnist.yaml")
     assert cfg.hidden_sizes == [64, 32, 32, 16] and cfg.stride == 2 and cfg.filter_size == 5
     assert cfg.max_pool and cfg.transpose and cfg.norm == "layer" and not cfg.bias

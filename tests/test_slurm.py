@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nowcast.cli import build_parser
+from nowcast.launch import slurm
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params" / "smoke.yaml"
 SLURM_DIR = Path(os.environ.get("NOWCAST_SLURM_DIR", "/tmp/nowcast-slurm"))
@@ -58,7 +61,6 @@ def _squeue(ids: list[str], fmt: str = "%i %T") -> list[str]:
 
 
 def _cli_has(command: str) -> bool:
-    from nowcast.cli import build_parser
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     return command in sub.choices
@@ -68,7 +70,6 @@ def test_sweep_with_a_failing_task_and_the_report_job(tmp_path, monkeypatch):
     conf = _cluster_conf()
     monkeypatch.setenv("SLURM_CONF", conf)
     monkeypatch.chdir(ROOT)
-    from nowcast import launch
 
     corrupt = tmp_path / "corrupt.npz"  # exists (validation passes), unreadable at run time
     corrupt.write_bytes(b"PK\x03\x04 not a zip archive " * 50)
@@ -80,7 +81,7 @@ def test_sweep_with_a_failing_task_and_the_report_job(tmp_path, monkeypatch):
     monkeypatch.setenv("NOWCAST_REPORT_OUT", str(tmp_path / "report"))  # not the checkout's
     monkeypatch.setenv("NOWCAST_SLIDES_OUT", str(tmp_path / "slides"))
 
-    out = launch.submit_sweep([str(SMOKE), str(bad)], str(results), gpus="0", cpus=1,
+    out = slurm.submit_sweep([str(SMOKE), str(bad)], str(results), gpus="0", cpus=1,
                               time="00:15:00")
     array, report = out["array"], out["report"]
     assert array.isdigit() and report.isdigit()
@@ -128,14 +129,13 @@ def test_preempted_task_checkpoints_requeues_and_resumes(tmp_path, monkeypatch):
     conf = _cluster_conf()
     monkeypatch.setenv("SLURM_CONF", conf)
     monkeypatch.chdir(ROOT)
-    from nowcast import launch
 
     values = yaml.safe_load(SMOKE.read_text())
     values.update(name="long-smoke", train_sequences=96, batch_size=4, checkpoint_every=2)
     params = tmp_path / "long-smoke.yaml"
     params.write_text(yaml.safe_dump(values))
     results = tmp_path / "results"
-    out = launch.submit_sweep([str(params)], str(results), gpus="0", cpus=1, time="00:15:00",
+    out = slurm.submit_sweep([str(params)], str(results), gpus="0", cpus=1, time="00:15:00",
                               report=False)
     array = out["array"]
     running = results / f".running-{array}_0"

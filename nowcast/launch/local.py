@@ -1,0 +1,219 @@
+"""Running params sets in this process: one set through papermill (`run_one`), several one after
+another (`nowcast run`: `run_local`), one SLURM array task (`task_main`), and `nowcast train`
+without the notebook (`train_in_process`).
+
+A launched run ends up with its executed notebook inside its results folder: `run_one` picks the
+job id, runs the notebook into results/.staging/<job_id>.ipynb with the notebook parameter
+finalize=False, so that the notebook leaves the run in results/.running-<job_id>/, then moves
+the executed notebook in and completes the run (or marks it failed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from .. import results
+from ..config import Config, load_config
+from ..errors import NowcastError
+from ..experiment import run_experiment
+from ..training import Preempted, install_preemption_handler
+from ..util import optional_import, repo_file
+from .notebook import NOTEBOOK
+from .params import ParamsSet, collect
+
+PREEMPTED = 75  # exit status of a task that checkpointed and wants to be requeued (EX_TEMPFAIL)
+TRAIN_PREEMPTED = 3  # exit status of `nowcast train` stopped with a checkpoint
+STAGING = ".staging"  # results/.staging/<job_id>.ipynb: executed notebooks in progress
+
+
+# --------------------------------------------------------------------------------------------
+# signals
+# --------------------------------------------------------------------------------------------
+
+class _Forwarder:
+    """While papermill runs, pass SIGUSR1/SIGTERM on to the kernel (our child processes), where
+    training checkpoints and stops. Ctrl-C (SIGINT) is passed on as SIGTERM, so that an
+    interrupted local run keeps its checkpoint too; a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.received: Optional[int] = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Forwarder":
+        for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        if signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        forward = signal.SIGTERM if signum == signal.SIGINT else signum
+        name = signal.Signals(signum).name
+        print(f"nowcast: {name} received: asking the run to checkpoint and stop", file=sys.stderr,
+              flush=True)
+        for pid in _children(os.getpid()):
+            try:
+                os.kill(pid, forward)
+            except OSError:
+                pass
+
+
+def _children(pid: int) -> list[int]:
+    psutil = optional_import("psutil", "notebooks")  # ipykernel's own dependency
+    return [p.pid for p in psutil.Process(pid).children(recursive=False)]
+
+
+# --------------------------------------------------------------------------------------------
+# one set through papermill
+# --------------------------------------------------------------------------------------------
+
+def run_one(ps: ParamsSet, job_id: Optional[str] = None, progress: bool = True) -> tuple[str, Path]:
+    """Run one params set through experiments/train.ipynb; returns (status, results folder).
+
+    status: 'completed' | 'failed' | 'preempted' (the run waits in results/.running-<job_id>/).
+    """
+    pm = optional_import("papermill", "notebooks")
+    cfg = ps.cfg
+    job_id = job_id or results.resolve_job_id(cfg)
+    root = Path(cfg.results_dir)
+    if (root / job_id).exists():
+        raise NowcastError(f"{root / job_id} already exists and is never overwritten: "
+                           f"choose another job_id")
+    (root / STAGING).mkdir(parents=True, exist_ok=True)
+    staged = root / STAGING / f"{job_id}.ipynb"
+    parameters = dict(ps.values, job_id=job_id, results_dir=cfg.results_dir, finalize=False)
+    print(f"nowcast: {ps.source} -> {root / job_id}", flush=True)
+    error: Optional[BaseException] = None
+    with _Forwarder() as forwarder:
+        try:
+            pm.execute_notebook(str(repo_file(NOTEBOOK)), str(staged), parameters=parameters,
+                                cwd=os.getcwd(), progress_bar=progress, log_output=False)
+        except Exception as e:  # papermill's execution error carries the cell's traceback
+            error = e
+    try:
+        return _conclude(cfg, job_id, staged, error, signalled=forwarder.received is not None)
+    finally:
+        _remove_if_empty(root / STAGING)
+
+
+def _conclude(cfg: Config, job_id: str, staged: Path, error: Optional[BaseException],
+              signalled: bool) -> tuple[str, Path]:
+    """Complete, keep (preempted) or fail the run once papermill is done."""
+    root = Path(cfg.results_dir)
+    running, final = root / f"{results.RUNNING_PREFIX}{job_id}", root / job_id
+    if error is None and running.is_dir():
+        path = results.complete_run(running, notebook=staged)
+        print(f"nowcast: completed {path}", flush=True)
+        return "completed", path
+    if error is None:
+        error = NowcastError(f"the notebook finished without leaving {running}")
+    message = _short_error(error)
+    if running.is_dir() and (signalled or _marked_preempted(running)):
+        print(f"nowcast: preempted; checkpoint kept in {running} ({message})", flush=True)
+        return "preempted", running
+    if running.is_dir():  # the kernel died, or failed outside run_experiment's own handling
+        path = results.fail_run(running, message, notebook=staged)
+    elif final.is_dir():  # run_experiment marked it failed: add the executed notebook
+        path = final
+        if staged.is_file() and not (final / "train.ipynb").exists():
+            shutil.move(str(staged), final / "train.ipynb")
+    else:  # failed before a results folder existed: still leave a failed folder behind
+        path = results.fail_run(results.start_run(dataclasses.replace(cfg, job_id=job_id)),
+                                message, notebook=staged)
+    print(f"nowcast: FAILED {path}: {message}", file=sys.stderr, flush=True)
+    return "failed", path
+
+
+def _marked_preempted(running: Path) -> bool:
+    """run_experiment marks the folder so when training stopped on request with a checkpoint."""
+    run = results.read_run(running)
+    return run is not None and run.status == "preempted"
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only when empty: other runs may be staging there
+    except OSError:
+        pass
+
+
+def _short_error(error: BaseException) -> str:
+    """One line: the exception the notebook raised (papermill wraps it), else error's own."""
+    ename = getattr(error, "ename", None)
+    if ename:
+        return f"{ename}: {getattr(error, 'evalue', '')}".splitlines()[0]
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+# --------------------------------------------------------------------------------------------
+# nowcast run, one array task, nowcast train
+# --------------------------------------------------------------------------------------------
+
+def run_local(params_paths: list[str], results_dir: Optional[str] = None, overrides: list[str] = (),
+              force: bool = False, progress: bool = True, slurm_job: Optional[str] = None) -> int:
+    """Run params sets one after another through papermill; 0 when none failed.
+
+    results_dir, when given, replaces every set's own results_dir (default 'results'). A set
+    whose completed results already exist with the same resolved params is skipped (force=True
+    runs it again, into a new folder). slurm_job: the SLURM job this runs in (default:
+    $SLURM_JOB_ID), whose sets then need job ids of their own.
+    """
+    sets = collect(params_paths, overrides, results_dir)
+    slurm_job = slurm_job if slurm_job is not None else os.environ.get("SLURM_JOB_ID")
+    summary = []
+    for index, ps in enumerate(sets):
+        done = None if force else results.find_completed(ps.cfg.results_dir, ps.cfg)
+        if done is not None:
+            print(f"nowcast: {ps.source}: skipped, completed in {done}", flush=True)
+            summary.append(("skipped", ps.source, done))
+            continue
+        job_id = ps.cfg.job_id
+        if job_id is None and slurm_job and len(sets) > 1:
+            job_id = f"{results.resolve_job_id(ps.cfg)}-{index}"  # several sets in one SLURM job
+        status, path = run_one(ps, job_id=job_id, progress=progress)
+        summary.append((status, ps.source, path))
+        if status == "preempted":  # SIGTERM/SIGUSR1: stop here, the rest does not start
+            print(f"nowcast: stopped; to resume from the checkpoint: nowcast run {ps.source} "
+                  f"--set job_id={results.final_path(path).name}", file=sys.stderr)
+            break
+    print("\nnowcast run:")
+    for status, source, path in summary:
+        print(f"  {status:9s} {source} -> {path}")
+    return 0 if all(s in ("completed", "skipped") for s, _, _ in summary) else 1
+
+
+def task_main(params: str, results_dir: Optional[str] = None) -> int:
+    """One SLURM array task: run one params file; exit PREEMPTED to ask for a requeue."""
+    sets = collect([params], results_dir=results_dir)
+    if len(sets) != 1:
+        raise NowcastError(f"{params}: an array task runs one params set, got {len(sets)}")
+    status, _ = run_one(sets[0], progress=False)
+    return {"completed": 0, "preempted": PREEMPTED}.get(status, 1)
+
+
+def train_in_process(config: str, overrides: list[str] = (), job_id: Optional[str] = None,
+                     results_dir: Optional[str] = None, progress: bool = True) -> int:
+    """`nowcast train`: one params set in this process, without the notebook; prints the
+    results folder. Returns TRAIN_PREEMPTED when stopped by a signal with a checkpoint."""
+    extra = list(overrides or []) + ([f"job_id={job_id}"] if job_id else []) \
+        + ([f"results_dir={results_dir}"] if results_dir else [])
+    cfg = load_config(config, extra)
+    install_preemption_handler()
+    try:
+        path = run_experiment(cfg, progress=progress)
+    except Preempted as e:
+        print(f"nowcast: preempted: {e}", file=sys.stderr)
+        return TRAIN_PREEMPTED
+    print(path)
+    return 0

@@ -1,0 +1,86 @@
+"""Params sets: the runs named by params files and grid files, each validated before anything
+runs or is submitted."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from ..config import Config, data_dir, expand_grid, load_config, parse_override, read_yaml
+from ..errors import NowcastError
+
+
+@dataclass
+class ParamsSet:
+    """One run to launch: where it came from and the parameters to give the notebook."""
+    source: str               # the params file, or 'grid.yaml[point]'
+    values: dict[str, Any]    # what the notebook is given (file or grid point, name filled in)
+    cfg: Config               # the fully resolved, validated configuration
+
+
+def is_grid(path: str | Path) -> bool:
+    data = read_yaml(path)
+    return "axes" in data or "base" in data
+
+
+def check_paths(cfg: Config, where: str) -> None:
+    """Files the run will read must exist now (a corrupt one fails at run time, as it should)."""
+    if cfg.data_file and not Path(cfg.data_file).is_file():
+        raise NowcastError(f"{where}: data_file '{cfg.data_file}' does not exist "
+                           f"(relative paths are taken from {Path.cwd()})")
+    if cfg.data_dir and not Path(cfg.data_dir).is_dir():
+        raise NowcastError(f"{where}: data_dir '{cfg.data_dir}' is not a folder")
+    if cfg.dataset == "mmnist" and cfg.digits == "mnist":
+        folder = data_dir(cfg)
+        if folder is None or not (folder / "mnist.npz").is_file():
+            raise NowcastError(f"{where}: digits: mnist needs mnist.npz in data_dir or "
+                               f"$NOWCAST_DATA_DIR (found none)")
+
+
+def collect(paths: typing.Iterable[str | Path], overrides: typing.Sequence[str] = (),
+            results_dir: Optional[str] = None) -> list[ParamsSet]:
+    """Every params set named by paths (files or grid files), validated, in order.
+
+    Raises NowcastError on the first bad set, before anything has run.
+    """
+    paths = list(paths)
+    if not paths:
+        raise NowcastError("no params files given")
+    extra = list(overrides) + ([f"results_dir={results_dir}"] if results_dir else [])
+    sets: list[ParamsSet] = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise NowcastError(f"{path}: no such params file")
+        sets += _grid_sets(path, extra) if is_grid(path) else [_file_set(path, extra)]
+    return sets
+
+
+def _grid_sets(path: Path, extra: list[str]) -> list[ParamsSet]:
+    sets = []
+    for name, point in expand_grid(path):
+        where = f"{path}[{name}]"
+        try:
+            cfg = load_config(values=point, overrides=extra)
+        except NowcastError as e:
+            raise NowcastError(f"{where}: {e}") from None
+        check_paths(cfg, where)
+        sets.append(ParamsSet(where, _with_overrides(point, extra), cfg))
+    return sets
+
+
+def _file_set(path: Path, extra: list[str]) -> ParamsSet:
+    cfg = load_config(path, extra)
+    check_paths(cfg, str(path))
+    values = dict(read_yaml(path))
+    values.setdefault("name", cfg.name)
+    return ParamsSet(str(path), _with_overrides(values, extra), cfg)
+
+
+def _with_overrides(values: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
+    out = dict(values)
+    for text in overrides:
+        key, value = parse_override(text)
+        out[key] = value
+    return out
