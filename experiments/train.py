@@ -43,7 +43,7 @@ results_dir = 'results'
 seed = 0                            # seeds model init, data order and sampling masks
 
 # data
-protocol = 'none'
+protocol = 'none'                   # evaluation protocol (protocols.py): fixes the data fields
 dataset = 'mmnist'
 data_dir = ''                       # "" -> $NOWCAST_DATA_DIR, else ../shared/data if present
 data_file = ''                      # dataset npz/radar: an (N,T,H,W) uint8 .npz file

@@ -15,17 +15,21 @@ import argparse
 import sys
 from pathlib import Path
 
+from .baselines import BASELINES
 from .errors import NowcastError
 from .evaluate import evaluate_baseline, evaluate_checkpoint
-from .launch.local import run_local, task_main, train_in_process
+from .experiment import train_from_params
+from .launch.local import run_local, task_main
 from .launch.notebook import sync_notebook
 from .launch.slurm import submit_sweep
 from .predict import predict_frames
+from .protocols import PRESETS
 from .publish import build_report, build_slides
+from .publish.render import RENDERERS
 
 
 def _train(args) -> int:
-    return train_in_process(args.config, args.set or [], job_id=args.job_id,
+    return train_from_params(args.config, args.set or [], job_id=args.job_id,
                             results_dir=args.results, progress=not args.quiet)
 
 
@@ -96,10 +100,10 @@ def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="score a checkpoint (or a baseline) on a protocol or data file")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", help="results/<job_id>/model.pt")
-    what.add_argument("--baseline", choices=["persistence", "extrapolation"],
+    what.add_argument("--baseline", choices=list(BASELINES),
                       help="score a radar baseline instead of a model")
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--protocol", choices=["mmnist-10", "mmnist-t", "knmi-30-60"])
+    where.add_argument("--protocol", choices=list(PRESETS))
     where.add_argument("--data", help="an (N,T,H,W) uint8 .npz (radar: the shared PV encoding)")
     p.add_argument("--job-id", help="results folder name for the scores")
     p.add_argument("--results", default="results", help="results root folder (default: results)")
@@ -160,7 +164,7 @@ def _add_publish(sub, name: str, help: str, out: str) -> argparse.ArgumentParser
 def _add_report_and_slides(sub) -> None:
     p = _add_publish(sub, "report", "thesis-style HTML + PDF report from results folders",
                      "report/_output")
-    p.add_argument("--renderer", choices=["auto", "quarto", "pandoc"], default="auto",
+    p.add_argument("--renderer", choices=["auto", *RENDERERS], default="auto",
                    help="auto: quarto when on PATH, else pandoc + typst")
     p.set_defaults(func=_report)
     p = _add_publish(sub, "slides", "Marp slide deck (HTML; PDF when chromium is present)",

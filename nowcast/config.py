@@ -24,6 +24,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from .errors import NowcastError
+from .models import check_architecture
 from .protocols import PRESETS, PROTOCOLS  # the data fields a protocol fixes
 
 Architecture = Literal["convlstm_ed", "encoder_forecaster", "fc_lstm"]
@@ -45,7 +46,8 @@ class Config:
     results_dir: str = "results"
     seed: int = _f(0, "seeds model init, data order and sampling masks")
 
-    protocol: Literal[tuple(PROTOCOLS)] = _f("none", section="data")  # type: ignore[valid-type]  # protocols.py
+    protocol: Literal[tuple(PROTOCOLS)] = _f(  # type: ignore[valid-type]
+        "none", "evaluation protocol (protocols.py): fixes the data fields", section="data")
     dataset: Literal["mmnist", "npz", "radar"] = "mmnist"
     data_dir: str = _f("", '"" -> $NOWCAST_DATA_DIR, else ../shared/data if present')
     data_file: str = _f("", "dataset npz/radar: an (N,T,H,W) uint8 .npz file")
@@ -115,6 +117,12 @@ class Config:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def defaults() -> dict[str, Any]:
+    """Every field's default value (the one reader of Config's defaults)."""
+    return Config().to_dict()
+
 _HINTS = typing.get_type_hints(Config)
 
 def _type_name(tp: Any) -> str:
@@ -278,7 +286,6 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
     if cfg.job_id is not None and (not cfg.job_id or "/" in cfg.job_id or cfg.job_id.startswith(".")):
         raise bad(f"'job_id' must be a plain folder name, got {cfg.job_id!r}")
     if check_model:
-        from .models import check_architecture
         try:
             check_architecture(cfg)
         except NowcastError as e:

@@ -1,26 +1,28 @@
 """One experiment end to end: params -> data -> model -> train -> evaluate -> results/<job_id>/.
 
-This is what `nowcast train` and the notebook experiments/train.ipynb call.
+This is what `nowcast train` (`train_from_params`) and the notebook experiments/train.ipynb call.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from . import figures, results
-from .config import Config
-from .errors import NowcastError
-from .data import get_data
 from .checkpoint import CHECKPOINT, MODEL
 from .checkpoint import save as save_checkpoint
+from .config import Config, load_config
+from .data import get_data
+from .errors import NowcastError
 from .forecast import forecast
 from .models import count_parameters, get_model
 from .runtime import resolve_runtime, set_determinism
 from .scoring import score_test_split
-from .training import Preempted, init_distributed, rank_world, train
+from .training import Preempted, init_distributed, install_preemption_handler, rank_world, train
 from .util import write_csv, write_json
 
 def sample_figures(cfg: Config, data, model, runtime, run_dir: Path) -> None:
@@ -122,3 +124,23 @@ def finish_outputs(cfg: Config, data, model, runtime, run_dir: Path, result, met
         "train_sequences_per_s": round(result.sequences / max(result.train_seconds, 1e-9), 2),
         "steps": result.steps, "stopped_early": result.stopped_early,
         "deterministic": cfg.deterministic, "processes": rank_world()[1]}))
+
+
+TRAIN_PREEMPTED = 3  # exit status of `nowcast train` stopped with a checkpoint
+
+
+def train_from_params(config: str, overrides: list[str] = (), job_id: Optional[str] = None,
+                      results_dir: Optional[str] = None, progress: bool = True) -> int:
+    """`nowcast train`: one params set in this process, without the notebook; prints the
+    results folder. Returns TRAIN_PREEMPTED when stopped by a signal with a checkpoint."""
+    extra = list(overrides or []) + ([f"job_id={job_id}"] if job_id else []) \
+        + ([f"results_dir={results_dir}"] if results_dir else [])
+    cfg = load_config(config, extra)
+    install_preemption_handler()
+    try:
+        path = run_experiment(cfg, progress=progress)
+    except Preempted as e:
+        print(f"nowcast: preempted: {e}", file=sys.stderr)
+        return TRAIN_PREEMPTED
+    print(path)
+    return 0

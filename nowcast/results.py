@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+import numpy
+import torch
 import yaml
 
+from . import __version__
 from .config import Config, to_yaml
 from .errors import NowcastError
 from .protocols import PROTOCOL_NAMES
@@ -312,11 +315,6 @@ def find_runs(results_dirs: Iterable[Path | str],
 
 def environment(runtime, extra: Optional[dict] = None) -> dict:
     """What env.json records: code version, software, hardware, scheduler ids, mode."""
-    import numpy
-    import torch
-
-    from . import __version__
-
     def git(*args: str) -> Optional[str]:
         try:
             done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,

@@ -133,3 +133,15 @@ def test_long_function_check_bites():
     body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES + 1))
     assert list(long_functions(f"def f():\n{body}\n")) == ["f:1"]
     assert long_functions(f"{LONG_MARK} one loop, kept whole\ndef f():\n{body}\n") == {}
+
+
+def test_imports_are_at_module_top():
+    """Dependencies are visible at the top of each module (optional packages go through
+    util.optional_import, a call, so a missing one is an error message, not an import)."""
+    inside = []
+    for name, path in modules().items():
+        for f in ast.walk(ast.parse(path.read_text())):
+            if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                inside += [f"{name}.{f.name}" for n in ast.walk(f)
+                           if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert inside == []

@@ -16,8 +16,8 @@ Modules, one job each:
   `run_notebook_experiment`, `show_results`), and its parameters cell generated from Config's
   field metadata (`parameters_cell`, `sync_notebook`: `python -m nowcast sync-notebook`).
 - `local`: one set through papermill (`run_one`), signal forwarding to the kernel, `nowcast run`
-  (`run_local`), one SLURM array task (`task_main`: `python -m nowcast task PARAMS`), and
-  `nowcast train` in this process (`train_in_process`).
+  (`run_local`), one SLURM array task (`task_main`: `python -m nowcast task PARAMS`).
+  (`nowcast train` needs no launcher: `experiment.train_from_params`.)
 - `slurm`: `nowcast sweep`. Pure functions build the sbatch command lines (`array_command`,
   `report_command`); `submit_sweep` writes the sweep folder and runs them.
 

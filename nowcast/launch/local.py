@@ -1,6 +1,5 @@
 """Running params sets in this process: one set through papermill (`run_one`), several one after
-another (`nowcast run`: `run_local`), one SLURM array task (`task_main`), and `nowcast train`
-without the notebook (`train_in_process`).
+another (`nowcast run`: `run_local`), one SLURM array task (`task_main`).
 
 A launched run ends up with its executed notebook inside its results folder: `run_one` picks the
 job id, runs the notebook into results/.staging/<job_id>.ipynb with the notebook parameter
@@ -19,16 +18,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .. import results
-from ..config import Config, load_config
+from ..config import Config
 from ..errors import NowcastError
-from ..experiment import run_experiment
-from ..training import Preempted, install_preemption_handler
 from ..util import optional_import, repo_file
 from .notebook import NOTEBOOK
 from .params import ParamsSet, collect
 
 PREEMPTED = 75  # exit status of a task that checkpointed and wants to be requeued (EX_TEMPFAIL)
-TRAIN_PREEMPTED = 3  # exit status of `nowcast train` stopped with a checkpoint
 STAGING = ".staging"  # results/.staging/<job_id>.ipynb: executed notebooks in progress
 
 
@@ -87,9 +83,7 @@ def run_one(ps: ParamsSet, job_id: Optional[str] = None, progress: bool = True) 
     cfg = ps.cfg
     job_id = job_id or results.resolve_job_id(cfg)
     root = Path(cfg.results_dir)
-    if (root / job_id).exists():
-        raise NowcastError(f"{root / job_id} already exists and is never overwritten: "
-                           f"choose another job_id")
+    results.ensure_new(root, job_id)
     (root / STAGING).mkdir(parents=True, exist_ok=True)
     staged = root / STAGING / f"{job_id}.ipynb"
     parameters = dict(ps.values, job_id=job_id, results_dir=cfg.results_dir, finalize=False)
@@ -111,7 +105,7 @@ def _conclude(cfg: Config, job_id: str, staged: Path, error: Optional[BaseExcept
               signalled: bool) -> tuple[str, Path]:
     """Complete, keep (preempted) or fail the run once papermill is done."""
     root = Path(cfg.results_dir)
-    running, final = root / f"{results.RUNNING_PREFIX}{job_id}", root / job_id
+    running, final = results.running_path(root, job_id), root / job_id
     if error is None and running.is_dir():
         path = results.complete_run(running, notebook=staged)
         print(f"nowcast: completed {path}", flush=True)
@@ -157,7 +151,7 @@ def _short_error(error: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# nowcast run, one array task, nowcast train
+# nowcast run, one array task
 # --------------------------------------------------------------------------------------------
 
 def run_local(params_paths: list[str], results_dir: Optional[str] = None, overrides: list[str] = (),
@@ -200,20 +194,3 @@ def task_main(params: str, results_dir: Optional[str] = None) -> int:
         raise NowcastError(f"{params}: an array task runs one params set, got {len(sets)}")
     status, _ = run_one(sets[0], progress=False)
     return {"completed": 0, "preempted": PREEMPTED}.get(status, 1)
-
-
-def train_in_process(config: str, overrides: list[str] = (), job_id: Optional[str] = None,
-                     results_dir: Optional[str] = None, progress: bool = True) -> int:
-    """`nowcast train`: one params set in this process, without the notebook; prints the
-    results folder. Returns TRAIN_PREEMPTED when stopped by a signal with a checkpoint."""
-    extra = list(overrides or []) + ([f"job_id={job_id}"] if job_id else []) \
-        + ([f"results_dir={results_dir}"] if results_dir else [])
-    cfg = load_config(config, extra)
-    install_preemption_handler()
-    try:
-        path = run_experiment(cfg, progress=progress)
-    except Preempted as e:
-        print(f"nowcast: preempted: {e}", file=sys.stderr)
-        return TRAIN_PREEMPTED
-    print(path)
-    return 0

@@ -20,7 +20,7 @@ from typing import Any, Literal, Mapping, Optional, Union
 import yaml
 
 from .. import results
-from ..config import FIELDS, Config, load_config
+from ..config import FIELDS, Config, defaults, load_config
 from ..errors import NowcastError
 from ..experiment import run_experiment
 from ..training import install_preemption_handler
@@ -102,10 +102,7 @@ def _assigned_names(sources: typing.Iterable[str]) -> set[str]:
 # --------------------------------------------------------------------------------------------
 
 def _default(name: str) -> Any:
-    f = FIELDS[name]
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    return f.default_factory()  # type: ignore[misc]
+    return defaults()[name]
 
 
 def _accepts_str(tp: Any) -> bool:

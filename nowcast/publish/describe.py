@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from ..config import Config
+from ..config import defaults
 from ..protocols import metric_label, protocol_or_none
 from ..results import Run
 from .markdown import esc, fmt_seconds, fmt_value
@@ -59,7 +59,7 @@ def architecture(run: Run) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _defaults() -> dict:
-    return Config().to_dict()
+    return defaults()
 
 
 def nondefault_params(run: Run) -> dict:
