@@ -1,10 +1,11 @@
-"""Radar baselines, scored on the same windows by the same code as the models.
+"""Baselines, scored on the same windows or sequences by the same code as the models.
 
 A baseline has the forecaster signature of the models, in [0, 1] units
 (`baseline(inputs (B, k_in, H, W), k_out) -> (B, k_out, H, W)`), so a table row for a model
 and a row for a baseline mean the same thing:
 
-- `persistence`: the last input frame, repeated;
+- `persistence`: the last input frame, repeated (radar and Moving MNIST);
+- `mean_frame`: the mean training frame (Moving MNIST);
 - `extrapolation`: pysteps Lucas-Kanade motion from the last 3 input frames and
   semi-Lagrangian advection of the last one (`pysteps.motion.get_method("LK")`,
   `pysteps.nowcasts.get_method("extrapolation")`), in dBZ; blocks advected in from outside
@@ -25,7 +26,7 @@ from .data.radar import RadarData
 from .data.radar.units import DBZ_MAX
 from .errors import MissingDependency, NowcastError
 from .util import optional_import
-from .verification import evaluate_radar
+from .verification import RadarVerification, radar_facts, verify_radar
 
 Baseline = Callable[[np.ndarray, int], np.ndarray]
 
@@ -49,6 +50,14 @@ def extrapolation(inputs: np.ndarray, k_out: int) -> np.ndarray:
 BASELINES: dict[str, Baseline] = {"persistence": persistence, "extrapolation": extrapolation}
 
 
+def mean_frame(train_frames: np.ndarray) -> Baseline:
+    """Moving MNIST's floor: the mean training frame (per pixel, over every frame of a fixed
+    training sample), the same for every lead. A model that does not beat it has learnt no
+    motion at all."""
+    frame = np.asarray(train_frames, np.float64).mean(axis=(0, 1)).astype(np.float32)
+    return lambda inputs, k_out: np.broadcast_to(frame, (len(inputs), k_out, *frame.shape))
+
+
 def get_baseline(name: str) -> Baseline:
     try:
         return BASELINES[name]
@@ -56,35 +65,44 @@ def get_baseline(name: str) -> Baseline:
         raise NowcastError(f"unknown baseline {name!r}: expected one of {sorted(BASELINES)}") from None
 
 
+def verify_baseline(name: str, data, which: str = "test") -> RadarVerification:
+    """One baseline's verification accumulator on a RadarData's windows."""
+    baseline = get_baseline(name)
+    return verify_radar(lambda x: baseline(x, data.k_out), data, which)
+
+
 def evaluate_baseline(name: str, data, which: str = "test") -> dict:
     """The verification scores of one baseline on a RadarData's windows (evaluate_radar's
     dict, plus "architecture": name, "parameters": 0 and "seconds" of wall time)."""
-    baseline = get_baseline(name)
     started = time.perf_counter()
-    metrics = evaluate_radar(lambda x: baseline(x, data.k_out), data, which)
+    metrics = radar_facts(data, verify_baseline(name, data, which))
     metrics.update(architecture=name, parameters=0, seconds=round(time.perf_counter() - started, 2))
     return metrics
 
 
-def baseline_scores(data, names: Sequence[str] = ("persistence", "extrapolation")) -> dict:
-    """{name: {"mean", "per_lead"}} for metrics.json's "baselines" (beside a model's scores).
+def baseline_scores(data, names: Sequence[str] = ("persistence", "extrapolation")
+                    ) -> dict[str, RadarVerification | str]:
+    """Each baseline's verification on the test windows, to stand beside a model's scores.
 
     A baseline that cannot run here (extrapolation without pysteps, e.g. on a GPU machine
-    that trains only) is recorded as {"unavailable": reason} instead of failing the run.
+    that trains only) is returned as the reason instead of failing the run.
     """
-    scores = {}
+    scores: dict[str, RadarVerification | str] = {}
     for name in names:
         try:
-            metrics = evaluate_baseline(name, data)
+            scores[name] = verify_baseline(name, data)
         except MissingDependency as e:
-            scores[name] = {"unavailable": str(e)}
-            continue
-        scores[name] = {"mean": metrics["mean"], "per_lead": metrics["per_lead"]}
+            scores[name] = str(e)
     return scores
 
 
-def run_baseline_evaluation(name: str, cfg) -> dict:
+def run_baseline_evaluation(name: str, cfg) -> tuple[dict, dict]:
     """`nowcast evaluate --baseline NAME`: build the data from a Config (protocol knmi-30-60,
-    and/or dataset radar with data_file) and return the metrics.json dict."""
+    and/or dataset radar with data_file); the metrics.json dict and the per-window values."""
     get_baseline(name)  # fail on a bad name before loading data
-    return evaluate_baseline(name, RadarData(cfg))
+    data = RadarData(cfg)
+    started = time.perf_counter()
+    verification = verify_baseline(name, data)
+    metrics = radar_facts(data, verification)
+    metrics.update(architecture=name, parameters=0, seconds=round(time.perf_counter() - started, 2))
+    return metrics, verification.per_window()

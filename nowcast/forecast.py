@@ -3,7 +3,6 @@ back), and the loss and per-lead image metrics over a whole split."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -32,18 +31,19 @@ def forecast(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -> torch
 
 
 def evaluate_split(model, batch, k_in: int, k_out: int, loss_fn, runtime: Runtime,
-                   batch_size: int = 32, with_metrics: bool = True) -> tuple[float, dict | None]:
-    """Mean loss (weighted by sequences) and, optionally, per-lead image metrics over a split."""
+                   batch_size: int = 32, with_metrics: bool = True) -> tuple[float, ImageMetrics | None]:
+    """Mean loss (weighted by sequences) and, optionally, the image metrics accumulated over a
+    split (`.result()` per lead, `.per_sequence()` per sequence)."""
     was_training = model.training
     model.eval()
     frames = batch.frames
     metrics = ImageMetrics(k_out) if with_metrics else None
     total, count = 0.0, 0
     for start in range(0, len(frames), batch_size):
-        chunk = torch.from_numpy(frames[start:start + batch_size, :k_in + k_out]).to(runtime.device)
+        chunk = torch.as_tensor(frames[start:start + batch_size, :k_in + k_out]).to(runtime.device)
         mask = None
         if batch.mask is not None:
-            mask = torch.from_numpy(batch.mask[start:start + batch_size, k_in:k_in + k_out]).to(runtime.device)
+            mask = torch.as_tensor(batch.mask[start:start + batch_size, k_in:k_in + k_out]).to(runtime.device)
         logits = forecast_logits(model, chunk[:, :k_in], k_out, runtime)
         target = chunk[:, k_in:]
         total += float(loss_fn(logits, target, mask)) * len(chunk)
@@ -51,4 +51,4 @@ def evaluate_split(model, batch, k_in: int, k_out: int, loss_fn, runtime: Runtim
         if metrics is not None:
             metrics.update(torch.sigmoid(logits.float()), target)
     model.train(was_training)
-    return total / max(count, 1), (metrics.result() if metrics is not None else None)
+    return total / max(count, 1), metrics

@@ -11,6 +11,7 @@ Radar verification scores (CSI, FSS, ...) live in verification.py.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .losses import ssim_value
@@ -22,8 +23,8 @@ class ImageMetrics:
     """Accumulates per-lead sums over batches; result() gives the metrics.json shape."""
 
     def __init__(self, k_out: int):
-        self.sums = {name: torch.zeros(k_out, dtype=torch.float64) for name in NAMES}
-        self.count = 0
+        self.rows: dict[str, list[torch.Tensor]] = {name: [] for name in NAMES}  # (B, k_out) each
+        self.k_out = k_out
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -43,10 +44,17 @@ class ImageMetrics:
             "psnr": 10 * torch.log10(1.0 / per_pixel_se.clamp_min(1e-10)),
         }
         for name, v in values.items():
-            self.sums[name] += v.double().sum(0).cpu()
-        self.count += pred.shape[0]
+            self.rows[name].append(v.double().cpu())
+
+    def per_sequence(self) -> dict[str, np.ndarray]:
+        """Every sequence's score per lead, (N, k_out) float32 per metric (scores.npz): what a
+        bootstrap over test sequences resamples."""
+        return {name: (torch.cat(r) if r else torch.zeros(0, self.k_out)).float().numpy()
+                for name, r in self.rows.items()}
 
     def result(self) -> dict:
-        per_lead = {name: (s / max(self.count, 1)).tolist() for name, s in self.sums.items()}
+        count = sum(len(r) for r in self.rows["mse_frame"])
+        per_lead = {name: (torch.cat(r).sum(0) / max(count, 1)).tolist() if r else [0.0] * self.k_out
+                    for name, r in self.rows.items()}
         mean = {name: float(sum(v) / len(v)) for name, v in per_lead.items()}
         return {"mean": mean, "per_lead": per_lead}

@@ -1,24 +1,28 @@
 """Scoring a trained model on the test split, once, with its protocol's metrics.
 
-Moving MNIST and sequence files: the image metrics of `metrics.py` per lead time. Radar: the
-verification scores of `verification.py` on the protocol's windows, with the baselines
-(persistence, optical-flow extrapolation) scored by the same code beside them.
+Moving MNIST and sequence files: the image metrics of `metrics.py` per lead time, with
+persistence and the mean training frame scored by the same code beside them. Radar: the
+verification scores of `verification.py` on the protocol's windows, with persistence and
+optical-flow extrapolation beside them.
 """
 
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
 import torch
 
-from .baselines import baseline_scores
+from .baselines import baseline_scores, mean_frame, persistence
 from .config import Config
 from .data.radar import RadarData
 from .forecast import evaluate_split, forecast
 from .losses import make_loss
+from .metrics import ImageMetrics
 from .protocols import get_protocol
-from .verification import Forecaster, evaluate_radar
+from .verification import Forecaster, RadarVerification, radar_facts, verify_radar
 
 RADAR_BASELINES = ("persistence", "extrapolation")
 
@@ -27,32 +31,85 @@ RADAR_BASELINES = ("persistence", "extrapolation")
 _baseline_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def score_test_split(cfg: Config, data, model, runtime) -> tuple[float, dict]:
+@dataclass
+class Scores:
+    """A model's scores on the test split: the loss, metrics.json's fields, and the per-item
+    values behind them (scores.npz: per sequence, or per radar window) for resampling."""
+    loss: float
+    metrics: dict
+    per_item: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def score_test_split(cfg: Config, data, model, runtime) -> Scores:
     """Test loss and the protocol's metrics, on the test split, scored once."""
     radar = isinstance(data, RadarData)
     test = data.split("test")
-    loss, image_metrics = evaluate_split(model, test, cfg.k_in, cfg.k_out,
-                                         make_loss(cfg.loss, cfg.ssim_weight), runtime,
-                                         batch_size=max(cfg.batch_size, 32), with_metrics=not radar)
+    loss, image = evaluate_split(model, test, cfg.k_in, cfg.k_out,
+                                 make_loss(cfg.loss, cfg.ssim_weight), runtime,
+                                 batch_size=max(cfg.batch_size, 32), with_metrics=not radar)
     if radar:
-        return loss, radar_scores(data, model_forecaster(cfg, model, runtime))
-    return loss, dict(image_metrics, headline=get_protocol(cfg.protocol).headline,
-                      n_sequences=len(test.frames))
+        verification = verify_radar(model_forecaster(cfg, model, runtime), data)
+        baselines = cached_baseline_scores(data, RADAR_BASELINES)
+        per_item = verification.per_window()
+        for name, b in baselines.items():  # the same windows: paired comparisons need no rerun
+            if isinstance(b, RadarVerification):
+                per_item.update({f"{name}__{k}": v for k, v in b.per_window().items()})
+        metrics = dict(radar_facts(data, verification), baselines={
+            name: b.result() if isinstance(b, RadarVerification) else {"unavailable": b}
+            for name, b in baselines.items()})
+        return Scores(loss, metrics, per_item)
+    per_item = image.per_sequence()
+    baselines = cached_image_baselines(data, cfg.k_in, cfg.k_out)
+    for name, b in baselines.items():  # the same sequences: paired comparisons need no rerun
+        per_item.update({f"{name}__{k}": v for k, v in b.per_sequence().items()})
+    return Scores(loss, dict(image.result(), headline=get_protocol(cfg.protocol).headline,
+                             n_sequences=len(test.frames),
+                             baselines={name: b.result() for name, b in baselines.items()}), per_item)
+
+
+def image_baselines(data, k_in: int, k_out: int) -> dict[str, ImageMetrics]:
+    """Persistence and the mean training frame on the test sequences, by the models' metrics."""
+    test = data.split("test")
+    forecasters = {"persistence": persistence, "mean_frame": mean_frame(data.split("train").frames)}
+    out = {}
+    for name, predict in forecasters.items():
+        metrics = ImageMetrics(k_out)
+        for start in range(0, len(test.frames), 256):
+            chunk = test.frames[start:start + 256, :k_in + k_out]
+            metrics.update(torch.from_numpy(np.ascontiguousarray(predict(chunk[:, :k_in], k_out))),
+                           torch.from_numpy(chunk[:, k_in:]))
+        out[name] = metrics
+    return out
+
+
+def cached_image_baselines(data, k_in: int, k_out: int) -> dict[str, ImageMetrics]:
+    """image_baselines once per data object (evaluate may score several models on it)."""
+    known = _baseline_cache.setdefault(data, {})
+    if (k_in, k_out) not in known:
+        known[(k_in, k_out)] = image_baselines(data, k_in, k_out)
+    return known[(k_in, k_out)]
+
+
+def split_means(cfg: Config, data, model, runtime, splits=("train", "val")) -> dict[str, dict]:
+    """The final model's mean scores on other splits (the thesis's Table 4.1 prints train,
+    validation and test side by side): a fixed sample of training sequences, the validation
+    split. Radar: verification scores on the training and validation events' windows."""
+    out = {}
+    for split in splits:
+        if isinstance(data, RadarData):
+            out[split] = verify_radar(model_forecaster(cfg, model, runtime), data, split).result()["mean"]
+            continue
+        _, image = evaluate_split(model, data.split(split), cfg.k_in, cfg.k_out,
+                                  make_loss(cfg.loss, cfg.ssim_weight), runtime,
+                                  batch_size=max(cfg.batch_size, 32))
+        out[split] = image.result()["mean"]
+    return out
 
 
 def model_forecaster(cfg: Config, model, runtime) -> Forecaster:
     """The model as a numpy forecaster: (B, k_in, H, W) in [0, 1] -> (B, k_out, H, W)."""
     return lambda x: forecast(model, torch.from_numpy(x).to(runtime.device), cfg.k_out,
                               runtime).cpu().numpy()
-
-
-def radar_scores(data: RadarData, predict: Forecaster,
-                 baselines: Sequence[str] = RADAR_BASELINES) -> dict:
-    """Verification scores of `predict` on the test windows, with the baselines' beside them
-    (metrics.json's "baselines")."""
-    metrics = evaluate_radar(predict, data)
-    metrics["baselines"] = cached_baseline_scores(data, baselines)
-    return metrics
 
 
 def cached_baseline_scores(data: RadarData, names: Sequence[str]) -> dict:

@@ -66,7 +66,9 @@ class RadarVerification:
     """Accumulates forecasts against targets, lead by lead; `result()` gives the scores.
 
     Feed `add(forecast_dbz, target_dbz, target_valid)`, each (B, k_out, H, W), as many times
-    as there are batches; counts and sums are pooled before any ratio is taken.
+    as there are batches. Counts and sums are kept per window (`per_window()`: what a
+    bootstrap over windows or events resamples) and pooled over all windows before any ratio
+    is taken.
     """
 
     def __init__(self, k_out: int, thresholds=THRESHOLDS_DBZ, fss_threshold=FSS_THRESHOLD_DBZ,
@@ -75,14 +77,11 @@ class RadarVerification:
         self.thresholds = tuple(float(t) for t in thresholds)
         self.fss_threshold = float(fss_threshold)
         self.fss_scales = tuple(fss_scales)
-        shape = (len(self.thresholds), k_out)
-        self.hits, self.misses = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
-        self.false_alarms, self.rejections = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
-        # FSS sums per scale and lead: sum S_f^2, sum S_f S_o, sum S_o^2
-        self.fss_sums = np.zeros((len(self.fss_scales), 3, k_out))
-        self.abs_error, self.sq_error = np.zeros(k_out), np.zeros(k_out)
-        self.count = np.zeros(k_out, np.int64)
-        self.windows = 0
+        # per window: contingency (B, thresholds, 4 [hits, misses, false alarms, rejections], k_out),
+        # FSS sums (B, scales, 3 [S_f^2, S_f S_o, S_o^2], k_out), errors (B, 3 [|e|, e^2, n], k_out)
+        self.contingency: list[np.ndarray] = []
+        self.fss: list[np.ndarray] = []
+        self.errors: list[np.ndarray] = []
 
     def add(self, forecast_dbz: np.ndarray, target_dbz: np.ndarray, target_valid: np.ndarray) -> None:
         f, o = np.asarray(forecast_dbz, np.float64), np.asarray(target_dbz, np.float64)
@@ -91,41 +90,57 @@ class RadarVerification:
             raise NowcastError(f"verification: expected (B, {self.k_out}, H, W) forecast, target and "
                                f"mask, got {f.shape}, {o.shape}, {valid.shape}")
         f = np.where(np.isfinite(f), f, 0.0)          # no forecast at a scored block: 0 dBZ
-        axes = (0, 2, 3)
-        for i, thr in enumerate(self.thresholds):
+        space = (2, 3)
+        table = []
+        for thr in self.thresholds:
             fe, oe = (f >= thr) & valid, (o >= thr) & valid
-            self.hits[i] += (fe & oe).sum(axes)
-            self.misses[i] += (~fe & oe).sum(axes)
-            self.false_alarms[i] += (fe & ~oe).sum(axes)
-            self.rejections[i] += (valid & ~fe & ~oe).sum(axes)
+            table.append(np.stack([(fe & oe).sum(space), (~fe & oe).sum(space),
+                                   (fe & ~oe).sum(space), (valid & ~fe & ~oe).sum(space)], axis=1))
+        self.contingency.append(np.stack(table, axis=1).astype(np.int64))
         fe = ((f >= self.fss_threshold) & valid).astype(np.float64)
         oe = ((o >= self.fss_threshold) & valid).astype(np.float64)
-        for j, scale in enumerate(self.fss_scales):
+        sums = []
+        for scale in self.fss_scales:
             sf, so = box_mean(fe, scale), box_mean(oe, scale)
-            self.fss_sums[j] += np.stack([(sf * sf).sum(axes), (sf * so).sum(axes), (so * so).sum(axes)])
+            sums.append(np.stack([(sf * sf).sum(space), (sf * so).sum(space), (so * so).sum(space)], axis=1))
+        self.fss.append(np.stack(sums, axis=1))
         error = np.where(valid, f - o, 0.0)
-        self.abs_error += np.abs(error).sum(axes)
-        self.sq_error += (error ** 2).sum(axes)
-        self.count += valid.sum(axes)
-        self.windows += len(f)
+        self.errors.append(np.stack([np.abs(error).sum(space), (error ** 2).sum(space),
+                                     valid.sum(space)], axis=1))
+
+    def per_window(self) -> dict[str, np.ndarray]:
+        """The per-window counts and sums (scores.npz of a radar run)."""
+        k, t, s = self.k_out, len(self.thresholds), len(self.fss_scales)
+        def stacked(parts: list[np.ndarray], shape: tuple, dtype) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros((0, *shape), dtype)
+        return {"contingency": stacked(self.contingency, (t, 4, k), np.int64),
+                "fss_sums": stacked(self.fss, (s, 3, k), np.float64),
+                "errors": stacked(self.errors, (3, k), np.float64),
+                "thresholds_dbz": np.array(self.thresholds), "fss_scales": np.array(self.fss_scales)}
+
+    @property
+    def windows(self) -> int:
+        return sum(len(c) for c in self.contingency)
 
     def per_lead(self) -> dict[str, list[float | None]]:
+        """Scores per lead from the counts and sums pooled over every window."""
+        pooled = {k: v.sum(0) for k, v in self.per_window().items() if k in ("contingency", "fss_sums", "errors")}
+        abs_error, sq_error, count = pooled["errors"]
         scores: dict[str, list[float | None]] = {}
         for i, thr in enumerate(self.thresholds):
-            h, m, fa, r = (x[i].astype(np.float64) for x in
-                           (self.hits, self.misses, self.false_alarms, self.rejections))
+            h, m, fa, r = pooled["contingency"][i].astype(np.float64)
             t = threshold_tag(thr)
             scores[f"csi_{t}"] = _ratio(h, h + m + fa)
             scores[f"pod_{t}"] = _ratio(h, h + m)
             scores[f"far_{t}"] = _ratio(fa, h + fa)
             scores[f"hss_{t}"] = _ratio(2 * (h * r - fa * m), (h + m) * (m + r) + (h + fa) * (fa + r))
         for j, scale in enumerate(self.fss_scales):
-            ff, fo, oo = self.fss_sums[j]
+            ff, fo, oo = pooled["fss_sums"][j]
             skill = _ratio(ff - 2 * fo + oo, ff + oo)
             name = f"fss_{threshold_tag(self.fss_threshold)}_{scale}"
             scores[name] = [None if s is None else 1.0 - s for s in skill]
-        scores["mae_dbz"] = _ratio(self.abs_error, self.count)
-        rmse = _ratio(self.sq_error, self.count)
+        scores["mae_dbz"] = _ratio(abs_error, count)
+        rmse = _ratio(sq_error, count)
         scores["rmse_dbz"] = [None if v is None else float(np.sqrt(v)) for v in rmse]
         return scores
 
@@ -138,11 +153,11 @@ class RadarVerification:
 Forecaster = Callable[[np.ndarray], np.ndarray]
 
 
-def evaluate_radar(predict: Forecaster, data, which: str = "test", batch_size: int = 8) -> dict:
-    """Score a forecaster on a RadarData's fixed windows (the protocol's 40 test windows for
-    knmi-30-60). `predict(inputs (B, k_in, H, W) float32 in [0, 1]) -> (B, k_out, H, W) in
-    [0, 1]` gets no-data blocks as 0; its output is scored as clip(x, 0, 1) * 70 dBZ against
-    the dBZ targets. Returns the metrics.json fields for these scores."""
+def verify_radar(predict: Forecaster, data, which: str = "test", batch_size: int = 8) -> RadarVerification:
+    """A forecaster's verification accumulator on a RadarData's fixed windows (the protocol's 40
+    test windows for knmi-30-60). `predict(inputs (B, k_in, H, W) float32 in [0, 1]) ->
+    (B, k_out, H, W) in [0, 1]` gets no-data blocks as 0; its output is scored as
+    clip(x, 0, 1) * 70 dBZ against the dBZ targets."""
     windows = data.split_windows(which)
     k_in, k_out = data.k_in, data.k_out
     scores = RadarVerification(k_out)
@@ -153,7 +168,17 @@ def evaluate_radar(predict: Forecaster, data, which: str = "test", batch_size: i
         if forecast.shape != target.shape:
             raise NowcastError(f"forecaster returned shape {forecast.shape}, expected {target.shape}")
         scores.add(unit_to_dbz(forecast), target, np.isfinite(target))
+    return scores
+
+
+def radar_facts(data, scores: RadarVerification) -> dict:
+    """metrics.json's fields for a radar evaluation: the data, then the scores."""
     return {"protocol": data.protocol, "follows_protocol": bool(data.follows_protocol),
-            "data": data.description, "n_sequences": int(len(windows.dbz)),
-            "k_in": k_in, "k_out": k_out, "headline": list(get_protocol("knmi-30-60").headline),
-            **scores.result()}
+            "data": data.description, "n_sequences": scores.windows,
+            "k_in": data.k_in, "k_out": data.k_out,
+            "headline": list(get_protocol("knmi-30-60").headline), **scores.result()}
+
+
+def evaluate_radar(predict: Forecaster, data, which: str = "test", batch_size: int = 8) -> dict:
+    """The metrics.json fields of a forecaster on a RadarData's fixed windows (verify_radar)."""
+    return radar_facts(data, verify_radar(predict, data, which, batch_size))

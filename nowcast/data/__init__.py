@@ -12,6 +12,8 @@ registry only; import everything else from the module that owns it.
 
 from __future__ import annotations
 
+import torch
+
 from ..config import Config
 from ..errors import NowcastError
 from .moving_mnist import MovingMNIST
@@ -21,11 +23,11 @@ from .sequence_file import SequenceFile
 DATASETS = {"mmnist": MovingMNIST, "npz": SequenceFile, "radar": RadarData}
 
 
-def get_data(cfg: Config):
-    """The dataset `cfg.dataset` names, built from `cfg`."""
+def get_data(cfg: Config, device: str | torch.device = "cpu"):
+    """The dataset `cfg.dataset` names, built from `cfg`; training batches are made on `device`."""
     try:
         dataset = DATASETS[cfg.dataset]
     except KeyError:
         raise NowcastError(f"unknown dataset {cfg.dataset!r}: expected one of "
                            f"{', '.join(DATASETS)}") from None
-    return dataset(cfg)
+    return dataset(cfg, torch.device(device))

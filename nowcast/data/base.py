@@ -3,21 +3,29 @@ the readers of `.npz` sequence files."""
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
+import torch
 
 from ..errors import NowcastError
 
 
 class Batch(NamedTuple):
-    frames: np.ndarray             # float32 in [0, 1], (B, T, H, W)
-    mask: Optional[np.ndarray]     # bool, True where there is data; None: everywhere
+    """Frames and where they hold data. `train_batch` hands out torch tensors on the dataset's
+    device (made there: the model never waits for the host); `split` numpy arrays on the host
+    (scored once, in chunks)."""
+    frames: Any                    # float32 in [0, 1], (B, T, H, W)
+    mask: Optional[Any]            # bool, True where there is data; None: everywhere
 
 
-def to_unit(frames: np.ndarray) -> np.ndarray:
-    """uint8 frames -> float32 in [0, 1] (x / 255)."""
+def to_unit(frames):
+    """uint8 frames -> float32 in [0, 1] (x / 255), for numpy arrays and torch tensors alike
+    (both divide in float32: the same bits)."""
+    if isinstance(frames, torch.Tensor):
+        return frames.to(torch.float32) / 255.0
     return frames.astype(np.float32) / 255.0
 
 
@@ -44,3 +52,28 @@ def read_sequence_file(path: Path) -> np.ndarray:
     if frames.dtype != np.uint8 or frames.ndim != 4:
         raise NowcastError(f"{path}: expected (N,T,H,W) uint8 frames, got {frames.dtype} {frames.shape}")
     return frames
+
+
+def npz_shape(path: Path, key: str = "frames") -> Optional[tuple[int, ...]]:
+    """The shape of array `key` (or of the only array) of an .npz/.npy file, read from its
+    header without loading it; None when the file cannot tell (its readers then report it)."""
+    try:
+        if Path(path).suffix == ".npy":
+            with open(path, "rb") as f:
+                return _npy_header_shape(f)
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.endswith(".npy")]
+            name = f"{key}.npy" if f"{key}.npy" in names else (names[0] if len(names) == 1 else None)
+            if name is None:
+                return None
+            with z.open(name) as f:
+                return _npy_header_shape(f)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def _npy_header_shape(f) -> tuple[int, ...]:
+    version = np.lib.format.read_magic(f)
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+            else np.lib.format.read_array_header_2_0)
+    return tuple(read(f)[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..config import Config
 from ..errors import NowcastError
@@ -14,7 +15,7 @@ from .base import Batch, read_sequence_file, to_unit
 class SequenceFile:
     """Any (N,T,H,W) uint8 file: 80/10/10 split by whole sequence (fixed permutation)."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, device: torch.device = torch.device("cpu")):
         self.cfg = cfg
         path = Path(cfg.data_file)
         frames = read_sequence_file(path)
@@ -29,6 +30,7 @@ class SequenceFile:
         self.index = {"test": np.sort(order[:n_test]), "val": np.sort(order[n_test:n_test + n_val]),
                       "train": np.sort(order[n_test + n_val:])}
         self.frames = frames
+        self.train_frames = torch.from_numpy(frames).to(device)  # batches are cut on the device
         self.frame_shape = (h, w)
         self.follows_protocol = False
         self.description = (f"sequence file {path.name}: {n} sequences of {t} frames {h}x{w}, "
@@ -38,7 +40,10 @@ class SequenceFile:
         rng = np.random.default_rng([self.cfg.seed, step])
         rows = rng.choice(self.index["train"], size=batch_size)
         starts = rng.integers(0, self.frames.shape[1] - length + 1, size=batch_size)
-        return Batch(to_unit(np.stack([self.frames[r, s:s + length] for r, s in zip(rows, starts)])), None)
+        device = self.train_frames.device
+        times = torch.as_tensor(starts[:, None] + np.arange(length), device=device)
+        clips = self.train_frames[torch.as_tensor(rows, device=device)[:, None], times]
+        return Batch(to_unit(clips), None)
 
     def split(self, which: str) -> Batch:
         length = self.cfg.k_in + self.cfg.k_out

@@ -69,7 +69,9 @@ class ConvLSTMED(SequenceModel):
                                f"model's down-sampling {self.downsampling}")
         states: list = [None] * len(self.cells)
         for t in range(inputs.shape[1]):  # the last input step already predicts the first frame
-            logits = self.step(inputs[:, t].unsqueeze(1), states)
+            # contiguous: a slice's strides depend on the sequence length, and a compiled cell
+            # guards on strides (it would compile again for every curriculum length)
+            logits = self.step(inputs[:, t].unsqueeze(1).contiguous(), states)
         outputs = [logits]
         for j in range(1, k_out):
             logits = self.step(self.feedback(logits, j, targets, teacher_mask), states)

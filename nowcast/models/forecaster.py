@@ -47,7 +47,8 @@ class EncoderForecaster(SequenceModel):
                 teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         states: list = [None] * len(self.encoder)
         for t in range(inputs.shape[1]):
-            self.run_stack(self.encoder, self.to_input(inputs[:, t].unsqueeze(1)), states)
+            # contiguous: a compiled cell guards on strides, which a slice takes from the length
+            self.run_stack(self.encoder, self.to_input(inputs[:, t].unsqueeze(1).contiguous()), states)
         frame = torch.zeros_like(inputs[:, :1])
         outputs = []
         for j in range(k_out):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ...config import Config, data_dir
 from ...errors import NowcastError
@@ -45,7 +46,7 @@ class RadarData:
     data. `split_windows` gives the same windows in dBZ for scoring.
     """
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, device: torch.device = torch.device("cpu")):
         self.cfg = cfg
         self.k_in, self.k_out = cfg.k_in, cfg.k_out
         self.window = cfg.k_in + cfg.k_out
@@ -56,6 +57,9 @@ class RadarData:
         else:
             self._file_sources(cfg)
         self._check_disjoint()
+        events, rows = self.sources["train"]
+        # the training events live on the training device: windows are cut there
+        self.train_events = [torch.from_numpy(events.frames[e]).to(device) for e in rows]
 
     def _load(self, path: Path) -> RadarEvents:
         return prepared_events(path, self.cfg.radar_recipe, self.cfg.block_size)
@@ -117,42 +121,44 @@ class RadarData:
     # --- SequenceData -------------------------------------------------------------------
     def train_batch(self, step: int, batch_size: int, length: int) -> Batch:
         """Random windows of `length` frames from the training events, deterministic in
-        (seed, step); random crops (crop_size) and flips / 90-degree rotations (augment)."""
-        events, rows = self.sources["train"]
-        starts = np.array([max(len(events.frames[e]) - length + 1, 0) for e in rows])
+        (seed, step); random crops (crop_size) and flips / 90-degree rotations (augment).
+        The draws are made on the host, the windows cut on the device."""
+        events = self.train_events
+        starts = np.array([max(len(e) - length + 1, 0) for e in events])
         if starts.sum() == 0:
-            raise NowcastError(f"{events.path}: no training event has {length} frames")
+            raise NowcastError(f"{self.sources['train'][0].path}: no training event has {length} frames")
         rng = np.random.default_rng([self.cfg.seed, step])
         # events weighted by their number of windows: every training window equally likely
-        chosen = rng.choice(len(rows), size=batch_size, p=starts / starts.sum())
+        chosen = rng.choice(len(events), size=batch_size, p=starts / starts.sum())
         clips = []
         for i in chosen:
             start = int(rng.integers(0, starts[i]))
-            clips.append(self._augment(events.frames[rows[i]][start:start + length], rng))
-        clips = np.stack(clips)
-        return Batch(dbz_to_unit(clips), np.isfinite(clips))
+            clips.append(self._augment(events[i][start:start + length], rng))
+        clips = torch.stack(clips)
+        return Batch(dbz_to_unit(clips), torch.isfinite(clips))
 
-    def _augment(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _augment(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         c = self.cfg.crop_size
         h, w = clip.shape[-2:]
         if c:
             if c > min(h, w):
                 raise NowcastError(f"crop_size {c} is larger than the {h}x{w} frames")
-            top, left = rng.integers(0, h - c + 1), rng.integers(0, w - c + 1)
+            top, left = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
             clip = clip[:, top:top + c, left:left + c]
         if self.cfg.augment:
             square = clip.shape[-1] == clip.shape[-2]
             # quarter turns keep the shape of square frames only; others get 0 or 180 degrees
             turns = int(rng.integers(4)) if square else 2 * int(rng.integers(2))
-            clip = np.rot90(clip, k=turns, axes=(-2, -1))
+            clip = torch.rot90(clip, k=turns, dims=(-2, -1))
             if rng.integers(2):
-                clip = clip[..., ::-1]
-        return np.ascontiguousarray(clip)
+                clip = torch.flip(clip, dims=(-1,))
+        return clip
 
     def split_windows(self, which: str) -> RadarWindows:
-        """The fixed validation or test windows in dBZ (every 6 frames, whole frames)."""
-        if which not in ("val", "test"):
-            raise NowcastError(f"unknown split {which!r}: expected 'val' or 'test'")
+        """The fixed windows of a split in dBZ (every 6 frames, whole frames); "train": the
+        training events' windows cut the same way (for scoring the final model there too)."""
+        if which not in ("train", "val", "test"):
+            raise NowcastError(f"unknown split {which!r}: expected 'train', 'val' or 'test'")
         events, rows = self.sources[which]
         return cut_windows(events, rows, self.window, KNMI_EVAL_STRIDE)
 

@@ -15,6 +15,7 @@ Units, stated once:
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 PV_NO_ECHO = 0
 PV_NO_DATA = 255
@@ -68,8 +69,11 @@ def rainrate_to_dbz(rate: np.ndarray) -> np.ndarray:
     return np.clip(dbz, 0.0, DBZ_MAX).astype(np.float32)
 
 
-def dbz_to_unit(dbz: np.ndarray) -> np.ndarray:
-    """dBZ -> what models see: clip(dBZ, 0, 70) / 70 as float32, no data (NaN) -> 0."""
+def dbz_to_unit(dbz):
+    """dBZ -> what models see: clip(dBZ, 0, 70) / 70 as float32, no data (NaN) -> 0.
+    numpy arrays and torch tensors (training windows are cut on the device) alike."""
+    if isinstance(dbz, torch.Tensor):
+        return torch.nan_to_num(dbz.to(torch.float32).clamp(0.0, DBZ_MAX) / DBZ_MAX, nan=0.0)
     return np.nan_to_num(np.clip(np.asarray(dbz, np.float32), 0.0, DBZ_MAX) / DBZ_MAX, nan=0.0)
 
 

@@ -1,0 +1,212 @@
+"""The one command a remote GPU job runs: the steps of one task, in order, each with its own
+time cap, everything written as it goes and packed into a few files.
+
+    python benchmarks/gpu_job.py --out $OUT --limit-s 540 bench
+    python benchmarks/gpu_job.py --out $OUT --limit-s 540 train params/thesis-3layer.yaml params/X.yaml
+    python benchmarks/gpu_job.py --out $OUT --limit-s 540 gpu-tests
+    python benchmarks/gpu_job.py --out /tmp/o --device cpu --quick bench     # checks the script (CI)
+
+Made for short jobs on a bare machine (a debug partition, a lent GPU for ten minutes): only
+PyTorch and the scientific stack are assumed, no install step; nothing is kept between jobs;
+only a few files come back. So:
+
+- every step runs as a subprocess with a time cap (the rest of the job's limit at most), and
+  a step that fails or runs out of time is recorded and the next one still runs;
+- `job.log` (everything printed) and `steps.jsonl` (one JSON line per step: command, exit
+  status, seconds; a benchmark's own JSON lines are copied in) are written as the steps go;
+- results folders (kept in --work, outside --out) are packed after every step into
+  `runs.tar.gz` (without
+  `checkpoint.pt`; `model.pt` only below --model-mib), split into parts when larger than a
+  file may be; at most --max-files files of --max-file-mib MiB in all.
+
+Tasks: `bench` (throughput of the named workloads in both modes, the numerics check, the input
+pipeline), `train PARAMS...` (each params set with a time budget: `nowcast train`), and
+`gpu-tests` (pytest -m gpu: fast vs reference, repeatability, resume). Every task runs with
+`--device cpu --quick` in the test suite, so no GPU minute is spent finding a typo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# --quick: every params set shrunk to seconds (sizes only: the architecture stays the set's)
+QUICK_TRAIN = ["hidden_sizes=[8, 8]", "filter_size=3", "batch_size=4", "train_sequences=8",
+               "val_sequences=4", "test_sequences=4", "num_epochs=1", "curriculum=null",
+               "image_size=32", "num_digits=1", "k_in=3", "k_out=3", "protocol=none",
+               "digits=auto"]
+
+
+class Job:
+    """The job's clock, its log and its outputs."""
+
+    def __init__(self, out: Path, limit_s: float, max_files: int, max_file_mib: float):
+        self.out, self.deadline = out, time.monotonic() + limit_s
+        self.max_files, self.max_bytes = max_files, int(max_file_mib * 2**20)
+        out.mkdir(parents=True, exist_ok=True)
+        self.log = open(out / "job.log", "a", buffering=1)
+        self.steps = open(out / "steps.jsonl", "a", buffering=1)
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def say(self, text: str) -> None:
+        print(text, flush=True)
+        self.log.write(text + "\n")
+
+    def record(self, row: dict) -> None:
+        self.steps.write(json.dumps(row) + "\n")
+
+    def step(self, name: str, cmd: list[str], cap_s: float, env: dict | None = None) -> dict:
+        """Run one step with at most cap_s seconds (and never past the job's limit); its output
+        goes straight into job.log, so a job killed mid-step still returns it."""
+        cap = max(1.0, min(cap_s, self.left() - 5))
+        self.say(f"== {name}: {' '.join(cmd)} (cap {cap:.0f} s)")
+        self.log.flush()
+        start_offset, started = os.path.getsize(self.out / "job.log"), time.monotonic()
+        try:
+            status = subprocess.run(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                    timeout=cap).returncode
+        except subprocess.TimeoutExpired:
+            status = "timeout"
+        row = {"step": name, "command": cmd, "status": status,
+               "seconds": round(time.monotonic() - started, 1)}
+        self.record(row)
+        self.say(f"== {name}: status {status} after {row['seconds']} s")
+        with open(self.out / "job.log", errors="replace") as f:  # a benchmark's JSON lines
+            f.seek(start_offset)
+            for line in f.read().splitlines():
+                if line.startswith("{") and line.endswith("}"):
+                    self.steps.write(line + "\n")
+        return row
+
+
+def child_env(device: str) -> dict:
+    """The subprocesses import nowcast from this checkout, installed or not."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+# --------------------------------------------------------------------------------------------
+# tasks: each a list of steps
+# --------------------------------------------------------------------------------------------
+
+def bench_steps(args) -> list[tuple[str, list[str], float]]:
+    py, quick = sys.executable, ["--quick"] if args.quick else []
+    device = ["--device", args.device]
+    return [
+        ("throughput", [py, "benchmarks/throughput.py", *device, *quick,
+                        *(["--workloads", *args.workloads] if args.workloads else [])], 300),
+        ("numerics", [py, "benchmarks/throughput.py", *device, *quick, "--check-numerics",
+                      "5" if args.quick else "30"], 120),
+        ("batches", [py, "benchmarks/batches.py", *device, *quick], 60),
+    ]
+
+
+def train_steps(args) -> list[tuple[str, list[str], float]]:
+    if not args.params:
+        raise SystemExit("gpu_job: train needs params files")
+    budget = args.budget_min or max(0.2, (args.limit_s - 60) / 60 / len(args.params) - 1.0)
+    steps = []
+    for params in args.params:
+        sets = [f"time_budget_min={budget:g}", f"device={args.device}",
+                "results_dir=" + str(args.work / "results")]
+        sets += QUICK_TRAIN if args.quick else []
+        cmd = [sys.executable, "-m", "nowcast", "train", "-c", params, "-q"]
+        for s in sets:
+            cmd += ["--set", s]
+        # the budget covers training; the test split, figures and model.pt follow it
+        steps.append((f"train {params}", cmd, budget * 60 + args.after_training_s))
+    return steps
+
+
+def gpu_test_steps(args) -> list[tuple[str, list[str], float]]:
+    return [("gpu-tests", [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
+                           "tests/test_gpu.py"], args.limit_s)]
+
+
+TASKS = {"bench": bench_steps, "train": train_steps, "gpu-tests": gpu_test_steps}
+
+
+# --------------------------------------------------------------------------------------------
+# packing
+# --------------------------------------------------------------------------------------------
+
+def pack_runs(results: Path, out: Path, budget_files: int, max_bytes: int, model_bytes: int) -> list[Path]:
+    """results/* as runs.tar.gz (parts when too large): no checkpoint.pt, no big model.pt."""
+    if not results.is_dir():
+        return []
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for f in sorted(results.rglob("*")):
+            if not f.is_file() or f.name == "checkpoint.pt" or f.name.endswith(".tmp"):
+                continue
+            if f.name == "model.pt" and f.stat().st_size > model_bytes:
+                continue
+            tar.add(f, arcname=str(f.relative_to(results.parent)))
+    data = buffer.getvalue()
+    for old in out.glob("runs.tar.gz*"):
+        old.unlink()
+    parts = [data[i:i + max_bytes] for i in range(0, len(data), max_bytes)][:budget_files]
+    if len(parts) == 1:
+        (out / "runs.tar.gz").write_bytes(parts[0])
+        return [out / "runs.tar.gz"]
+    paths = [out / f"runs.tar.gz.part{i:02d}" for i in range(len(parts))]
+    for path, part in zip(paths, parts):
+        path.write_bytes(part)  # cat runs.tar.gz.part* > runs.tar.gz
+    return paths
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("task", choices=list(TASKS))
+    p.add_argument("params", nargs="*", help="train: params files")
+    p.add_argument("--out", type=Path, required=True, help="folder for what comes back")
+    p.add_argument("--work", type=Path, default=Path("/tmp/nowcast-gpu-job"),
+                   help="scratch folder (results folders before packing)")
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--quick", action="store_true", help="tiny shapes: checks the job, not the speed")
+    p.add_argument("--limit-s", type=float, default=540, help="the whole job's time (default 540)")
+    p.add_argument("--budget-min", type=float, help="train: time budget per params set "
+                   "(default: the limit shared between the sets)")
+    p.add_argument("--after-training-s", type=float, default=90,
+                   help="train: time allowed after the budget for scoring and outputs")
+    p.add_argument("--workloads", nargs="*", help="bench: throughput workloads (default: all)")
+    p.add_argument("--max-files", type=int, default=8)
+    p.add_argument("--max-file-mib", type=float, default=16)
+    p.add_argument("--model-mib", type=float, default=8, help="keep model.pt up to this size")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    job = Job(args.out, args.limit_s, args.max_files, args.max_file_mib)
+    env = child_env(args.device)
+    job.say(f"gpu_job {args.task} on {args.device}{' (quick)' if args.quick else ''}, "
+            f"limit {args.limit_s:.0f} s")
+    failed = 0
+    for name, cmd, cap in TASKS[args.task](args):
+        if job.left() < 10:
+            job.record({"step": name, "status": "skipped", "reason": "out of time"})
+            failed += 1
+            continue
+        failed += job.step(name, cmd, cap, env)["status"] != 0
+        pack_runs(args.work / "results", args.out, args.max_files - 2, job.max_bytes,
+                  int(args.model_mib * 2**20))
+    job.say(f"gpu_job: {failed} step(s) failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

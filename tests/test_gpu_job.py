@@ -1,0 +1,77 @@
+"""benchmarks/gpu_job.py, the one command a GPU job runs, checked on the CPU with --quick for
+every task: a typo must cost a CI minute, never a GPU minute."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import gpu_job  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def job(tmp_path: Path, *args: str) -> tuple[int, list[dict]]:
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_job.py"), "--out", str(out),
+                           "--work", str(tmp_path / "work"), "--device", "cpu", "--quick", *args],
+                          cwd=REPO, capture_output=True, text=True)
+    rows = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    assert (out / "job.log").is_file()
+    return done.returncode, rows
+
+
+def test_bench_task(tmp_path):
+    rc, rows = job(tmp_path, "bench")
+    steps = {r["step"]: r["status"] for r in rows if "step" in r}
+    assert rc == 0 and steps == {"throughput": 0, "numerics": 0, "batches": 0}
+    measured = {(r["workload"], r["mode"]) for r in rows if "workload" in r and "ms_per_step" in r}
+    assert ("seed-b64", "reference") in measured and ("radar-knmi", "fast") in measured
+    numerics = next(r for r in rows if r.get("check") == "numerics")
+    assert numerics["steps"] == 5 and "within_tolerance" in numerics
+    assert any(r.get("batches") == "mmnist-quick-b8x6" and r["ms_per_batch"] > 0 for r in rows)
+
+
+def test_train_task_returns_packed_runs(tmp_path):
+    rc, rows = job(tmp_path, "train", "params/smoke.yaml", "params/thesis-ef-3-64-32-32.yaml",
+                   "--budget-min", "2")
+    assert rc == 0 and [r["status"] for r in rows if "step" in r] == [0, 0]
+    with tarfile.open(tmp_path / "out" / "runs.tar.gz") as tar:
+        names = tar.getnames()
+        statuses = [json.load(tar.extractfile(n)) for n in names if n.endswith("status.json")]
+        envs = [json.load(tar.extractfile(n)) for n in names if n.endswith("env.json")]
+    assert [s["status"] for s in statuses] == ["completed", "completed"]
+    assert all(e["time_budget_min"] == 2 and e["device"].startswith("cpu") for e in envs)
+    assert not [n for n in names if n.endswith("checkpoint.pt")]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["job.log", "runs.tar.gz", "steps.jsonl"]
+
+
+def test_gpu_tests_task_skips_without_a_gpu(tmp_path):
+    rc, rows = job(tmp_path, "gpu-tests")
+    assert rc == 0 and [r["status"] for r in rows if "step" in r] == [0]
+    assert "4 skipped" in (tmp_path / "out" / "job.log").read_text()
+
+
+def test_packing_respects_the_limits(tmp_path):
+    run = tmp_path / "results" / "job1"
+    run.mkdir(parents=True)
+    (run / "checkpoint.pt").write_bytes(b"c" * 1000)
+    (run / "model.pt").write_bytes(b"m" * 5000)
+    noise = random.Random(0).randbytes(10000)   # incompressible: the archive needs 3 parts
+    (run / "history.csv").write_bytes(noise)
+    out = tmp_path / "out"
+    out.mkdir()
+    parts = gpu_job.pack_runs(tmp_path / "results", out, budget_files=3, max_bytes=4000, model_bytes=4096)
+    assert 1 < len(parts) <= 3 and all(p.stat().st_size <= 4000 for p in parts)
+    whole = tmp_path / "whole.tar.gz"
+    whole.write_bytes(b"".join(p.read_bytes() for p in parts))
+    with tarfile.open(whole) as tar:
+        assert tar.getnames() == ["results/job1/history.csv"]  # no checkpoint, no big model.pt
