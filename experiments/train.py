@@ -94,14 +94,16 @@ teacher_forcing = False             # training decoder always sees the true prev
 scheduled_sampling = False          # per-sample, per-step: true frame with probability p
 ss_decay_steps = 5000               # p falls linearly from 1 to ss_min over these steps
 ss_min = 0.0
-early_stopping = 0                  # patience in epochs on validation loss; 0: off
+early_stopping = 0                  # patience in validations (epochs unless val_every); 0: off
+val_every = None                    # optimiser steps between validations; None: every epoch
+time_budget_min = None              # stop training after this many minutes (wall time incl. compile and validation), then test
 checkpoint_every = 200              # optimiser steps between checkpoints
 
 # runtime
 device = 'auto'
 precision = 'auto'                  # auto: bf16 autocast on GPU, fp32 on CPU
 compile = 'auto'                    # torch.compile; auto: on for GPU
-deterministic = True                # deterministic kernels (bit-identical on CPU)
+deterministic = None                # deterministic kernels; None: follow the mode (on in reference, off in fast)
 
 # notebook (not Config fields)
 finalize = True                     # set False by nowcast run/sweep, which complete the run after saving the executed notebook

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -14,12 +15,12 @@ from .checkpoint import load_checkpoint
 from .config import load_config
 from .data import get_data
 from .errors import NowcastError
-from .experiment import run_facts
+from .experiment import run_facts, save_scores
 from .forecast import forecast
 from .protocols import PRESETS
 from .runtime import resolve_runtime
-from .scoring import score_test_split
-from .util import write_json
+from .scoring import Scores, score_test_split
+from .util import finite_or_none, write_json
 
 
 def evaluation_config(train_cfg: dict, protocol: str | None, data_file: str | None,
@@ -42,15 +43,16 @@ def evaluation_config(train_cfg: dict, protocol: str | None, data_file: str | No
     return load_config(values=values)
 
 
-def write_evaluation(cfg, score) -> Path:
-    """A results folder for scores alone: `score()` returns the metrics.json dict."""
+def write_evaluation(cfg, score: Callable[[], Scores]) -> Path:
+    """A results folder for scores alone: metrics.json, scores.npz, the per-lead figure."""
     runtime = resolve_runtime(cfg)
     run_dir = results.start_run(cfg)
     started = time.time()
     try:
-        metrics = score()
-        metrics.update(name=cfg.name, job_id=cfg.job_id)
-        write_json(run_dir / "metrics.json", metrics)
+        scores = score()
+        metrics = dict(scores.metrics, name=cfg.name, job_id=cfg.job_id)
+        write_json(run_dir / "metrics.json", finite_or_none(metrics))  # undefined scores: null
+        save_scores(run_dir, scores)
         figures.per_lead_plot(metrics, run_dir / "per_lead.png")
         write_json(run_dir / "env.json", results.environment(
             runtime, {"wall_seconds": round(time.time() - started, 2)}))
@@ -76,9 +78,10 @@ def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file:
         raise NowcastError(f"{checkpoint}: the model cannot run on {data.frame_shape} frames "
                            f"({str(e).splitlines()[0]})") from None
 
-    def score() -> dict:
-        loss, metrics = score_test_split(cfg, data, model, runtime)
-        return dict(metrics, **run_facts(cfg, data, model, test=loss), checkpoint=str(checkpoint))
+    def score() -> Scores:
+        scores = score_test_split(cfg, data, model, runtime)
+        scores.metrics.update(run_facts(cfg, data, model, test=scores.loss), checkpoint=str(checkpoint))
+        return scores
     return write_evaluation(cfg, score)
 
 
@@ -90,4 +93,4 @@ def evaluate_baseline(name: str, protocol: str | None = None, data_file: str | N
     cfg = load_config(values=dict(name=f"{name} @ {protocol or Path(data_file).name}",
                                   protocol="knmi-30-60", dataset="radar", data_file=data_file or "",
                                   results_dir=results_dir, job_id=job_id), check_model=False)
-    return write_evaluation(cfg, lambda: run_baseline_evaluation(name, cfg))
+    return write_evaluation(cfg, lambda: Scores(None, *run_baseline_evaluation(name, cfg)))

@@ -10,25 +10,32 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 
 from . import figures, results
-from .checkpoint import CHECKPOINT, MODEL
+from .checkpoint import CHECKPOINT, MODEL, load_resume
 from .checkpoint import save as save_checkpoint
 from .config import Config, load_config
 from .data import get_data
-from .errors import NowcastError
+from .data.check import check_inputs
+from .errors import NowcastError, RunStopped
 from .forecast import forecast
 from .models import count_parameters, get_model
+from .progress import Progress
 from .runtime import resolve_runtime, set_determinism
-from .scoring import score_test_split
-from .training import Preempted, init_distributed, install_preemption_handler, rank_world, train
-from .util import write_csv, write_json
+from .scoring import Scores, score_test_split, split_means
+from .training import check_finite, init_distributed, install_preemption_handler, rank_world, train
+from .util import atomic_path, finite_or_none, write_csv, write_json
+
+SCORES = "scores.npz"
+
 
 def sample_figures(cfg: Config, data, model, runtime, run_dir: Path) -> None:
     """GIFs from the split they name (train.gif: a training sequence; test.gif: a test one)."""
     length = cfg.k_in + cfg.k_out
-    samples = {"train": data.train_batch(0, 1, length).frames[0], "test": data.split("test").frames[0]}
+    samples = {"train": data.train_batch(0, 1, length).frames[0].cpu().numpy(),
+               "test": data.split("test").frames[0]}
     for split, seq in samples.items():
         inputs, target = seq[:cfg.k_in], seq[cfg.k_in:length]
         pred = forecast(model, torch.from_numpy(inputs[None]).to(runtime.device), cfg.k_out,
@@ -37,6 +44,12 @@ def sample_figures(cfg: Config, data, model, runtime, run_dir: Path) -> None:
         if split == "test":
             figures.frame_strip(inputs, target, pred, run_dir / "test_strip.png",
                                 title=f"{cfg.name}: test sequence 1")
+
+
+def save_scores(run_dir: Path, scores: Scores) -> None:
+    """scores.npz: the per-sequence (or per-window) values behind metrics.json, compact."""
+    with atomic_path(run_dir / SCORES) as tmp, open(tmp, "wb") as f:  # np.savez names a path .npz
+        np.savez_compressed(f, **scores.per_item)
 
 
 def run_facts(cfg: Config, data, model, **losses: float) -> dict:
@@ -55,47 +68,96 @@ def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
     Under torchrun (WORLD_SIZE > 1) every process trains on its shard of each global batch and
     rank 0 alone writes the results folder.
     """
+    check_inputs(cfg)  # before any folder exists: the data files exist and fit the model
     runtime = resolve_runtime(cfg)
     distributed = init_distributed(runtime.device.type)
     rank = rank_world()[0]
     run_dir = _start_run(cfg, distributed, rank)
     started = time.time()
+    tracker = Progress(run_dir if rank == 0 else None, batch_size=cfg.batch_size)  # progress.json
+    tracker.start()
     try:
-        set_determinism(cfg.seed, cfg.deterministic)
-        data = get_data(cfg)
+        set_determinism(cfg.seed, runtime.deterministic)
+        tracker.stage("data")
+        data = get_data(cfg, runtime.device)
+        tracker.stage("model")
         model = get_model(cfg, device=runtime.device)
         result = train(cfg, data, model, runtime, run_dir, progress=progress,
-                       stop_after_steps=stop_after_steps)
+                       stop_after_steps=stop_after_steps, on_step=tracker.on_step)
+        tracker.finish_training(result.steps, result.sequences, result.train_seconds,
+                                result.history[-1]["train_loss"], result.best_val)
         if rank == 0:
             last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             model.load_state_dict(result.best_state)
-            test_loss, metrics = score_test_split(cfg, data, model, runtime)
-            metrics.update(run_facts(cfg, data, model, train=result.history[-1]["train_loss"],
-                                     val=result.best_val, test=test_loss))
+            scores = score_test_split(cfg, data, model, runtime)
+            check_finite(scores.loss, "test loss")  # NaN scores are no completed run
+            metrics = dict(scores.metrics, **run_facts(
+                cfg, data, model, train=result.history[-1]["train_loss"], val=result.best_val,
+                test=scores.loss))
+            metrics["splits"] = dict(split_means(cfg, data, model, runtime),
+                                     test=scores.metrics["mean"])
+            metrics["training"] = {"steps": result.steps, "stopped": result.stopped}
+            save_scores(run_dir, scores)
+            tracker.stage("outputs")
             finish_outputs(cfg, data, model, runtime, run_dir, result, metrics, last_state, started)
         if distributed:
             torch.distributed.barrier()
-    except Preempted as stop:
-        if rank == 0:  # the folder stays in progress, marked so; a requeued job resumes it
-            results.mark_preempted(run_dir, str(stop))
-        raise
     except BaseException as error:
+        tracker.close()  # no heartbeat once the folder is marked or renamed
         if rank == 0:
-            results.fail_run(run_dir, error)
+            _record_end(run_dir, error)
+        oom = out_of_memory(cfg, error)
+        if oom is not None:
+            raise oom from None
         raise
+    tracker.close()
     if rank != 0:
         return results.final_path(run_dir)
     return results.complete_run(run_dir) if finalize else run_dir
 
 
+def _record_end(run_dir: Path, error: BaseException) -> None:
+    """A stop (signal, Ctrl-C, a checkpoint that could not be written) leaves the folder in
+    progress and resumable, marked `preempted` with why; any other error fails it."""
+    if isinstance(error, RunStopped):  # a requeued or resubmitted job resumes it
+        results.mark_preempted(run_dir, str(error), error.reason)
+    elif isinstance(error, KeyboardInterrupt):
+        results.mark_preempted(run_dir, "interrupted (Ctrl-C); the last checkpoint is kept",
+                               "interrupt")
+    else:
+        results.fail_run(run_dir, error)
+
+
+def out_of_memory(cfg: Config, error: BaseException) -> Optional[NowcastError]:
+    """A failed allocation as one line naming it and the sizes of the run; None for any other
+    error. (torch's CPU allocator raises a plain RuntimeError, told only by its text.)"""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if not (isinstance(error, (MemoryError, torch.OutOfMemoryError))
+            or (isinstance(error, RuntimeError) and "can't allocate memory" in text)):
+        return None
+    return NowcastError(
+        f"out of memory ({text[:160]}); this run's sizes: batch_size={cfg.batch_size}, "
+        f"image_size={cfg.image_size}, k_in + k_out={cfg.k_in + cfg.k_out}, "
+        f"val_sequences={cfg.val_sequences}, test_sequences={cfg.test_sequences}, "
+        f"hidden_sizes={cfg.hidden_sizes}: make the largest smaller")
+
+
+def _open_run(cfg: Config) -> Path:
+    """start_run, then make sure a resumed run finds a readable checkpoint.pt (checkpoint.
+    load_resume falls back to checkpoint.prev.pt) before training loads it."""
+    run_dir = results.start_run(cfg)
+    load_resume(run_dir / CHECKPOINT)
+    return run_dir
+
+
 def _start_run(cfg: Config, distributed: bool, rank: int) -> Path:
     """Rank 0 creates (or finds again) the running folder; the others learn its path."""
     if not distributed:
-        return results.start_run(cfg)
+        return _open_run(cfg)
     holder: list = [None]
     if rank == 0:
         try:
-            holder = [str(results.start_run(cfg))]
+            holder = [str(_open_run(cfg))]
         except BaseException as error:  # every process must stop, not only rank 0
             holder = [f"{type(error).__name__}: {error}"]
     torch.distributed.broadcast_object_list(holder, src=0)
@@ -107,7 +169,7 @@ def _start_run(cfg: Config, distributed: bool, rank: int) -> Path:
 def finish_outputs(cfg: Config, data, model, runtime, run_dir: Path, result, metrics: dict,
                    last_state: dict, started: float) -> None:
     """Everything a completed folder holds besides params and status."""
-    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "metrics.json", finite_or_none(metrics))  # strict JSON: undefined -> null
     write_csv(run_dir / "history.csv", result.history)
     write_csv(run_dir / "batch_losses.csv", result.batch_losses)
     figures.loss_plot(result.history, cfg.loss, run_dir / "loss.png", title=cfg.name)
@@ -121,9 +183,13 @@ def finish_outputs(cfg: Config, data, model, runtime, run_dir: Path, result, met
     write_json(run_dir / "env.json", results.environment(runtime, {
         "wall_seconds": round(time.time() - started, 2),
         "train_seconds": round(result.train_seconds, 2),
-        "train_sequences_per_s": round(result.sequences / max(result.train_seconds, 1e-9), 2),
-        "steps": result.steps, "stopped_early": result.stopped_early,
-        "deterministic": cfg.deterministic, "processes": rank_world()[1]}))
+        "validation_seconds": round(result.validation_seconds, 2),
+        "first_step_seconds": result.first_step_seconds,
+        "train_sequences_per_s": round(result.sequences / max(
+            result.train_seconds - result.validation_seconds, 1e-9), 2),
+        "steps": result.steps, "stopped": result.stopped, "stopped_early": result.stopped_early,
+        "time_budget_min": cfg.time_budget_min, "deterministic": runtime.deterministic,
+        "processes": rank_world()[1]}))
 
 
 TRAIN_PREEMPTED = 3  # exit status of `nowcast train` stopped with a checkpoint
@@ -136,11 +202,16 @@ def train_from_params(config: str, overrides: list[str] = (), job_id: Optional[s
     extra = list(overrides or []) + ([f"job_id={job_id}"] if job_id else []) \
         + ([f"results_dir={results_dir}"] if results_dir else [])
     cfg = load_config(config, extra)
-    install_preemption_handler()
+    check_inputs(cfg, config)  # names the params file (run_experiment checks again, unnamed)
+    install_preemption_handler(interrupt=True)  # Ctrl-C: checkpoint and stop, resumable
     try:
         path = run_experiment(cfg, progress=progress)
-    except Preempted as e:
-        print(f"nowcast: preempted: {e}", file=sys.stderr)
+    except (RunStopped, KeyboardInterrupt) as e:  # the folder stays resumable: say how, once
+        again = " ".join([f"nowcast train -c {config}", *(f"--set {o}" for o in overrides or []),
+                          f"--job-id {cfg.job_id}",
+                          *([f"--results {results_dir}"] if results_dir else [])])
+        print(f"nowcast: stopped ({getattr(e, 'reason', 'interrupt')}): "
+              f"{str(e) or 'interrupted (Ctrl-C)'}; resume with: {again}", file=sys.stderr)
         return TRAIN_PREEMPTED
     print(path)
     return 0

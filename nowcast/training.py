@@ -1,10 +1,17 @@
 """The training loop: curriculum stages, LR schedule, scheduled sampling, AMP, compile, DDP,
-checkpoints and resume.
+validation, a time budget, checkpoints and resume.
 
 The run is a fixed plan of (stage, epoch) blocks of `steps_per_epoch` optimiser steps each, so
 the global step alone says where a resumed run continues. Every random draw of step s (the
 batch, the scheduled-sampling mask) comes from a generator seeded with (seed, s): a resumed run
 sees exactly the batches an uninterrupted one would.
+
+Validation runs at the end of every epoch, or every `val_every` steps when that is set (and
+once more when training ends between two of them); the best-by-validation weights of the
+final stage are kept. With `time_budget_min`, training stops at a step boundary once the
+next step and a last validation would pass the budget (wall time from the start of training,
+compilation and validation included) and ends normally: the run says it stopped on its
+budget and after how many steps.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -26,28 +33,52 @@ from tqdm.auto import tqdm
 from .checkpoint import CHECKPOINT
 from .checkpoint import save as save_checkpoint_file
 from .config import Config
-from .errors import NowcastError
+from .errors import NowcastError, RunStopped
 from .forecast import evaluate_split, padded
 from .losses import make_loss
+from .models import compile_cells
 from .runtime import Runtime
 
 
-class Preempted(Exception):
-    """Raised after a checkpoint was saved because SLURM (or the user) asked the job to stop."""
+# What status.json's `stopped_by` says for each stop signal: only SLURM's warning signal
+# (--signal=B:USR1@...) asks for a requeue; SIGTERM (scancel) and Ctrl-C stop for good.
+STOP_REASONS = {signal.SIGUSR1: "preemption", signal.SIGTERM: "cancel", signal.SIGINT: "interrupt"}
 
 
-_stop_requested = False
+class Preempted(RunStopped):
+    """Raised after a checkpoint was saved because SLURM (or the user) asked the job to stop;
+    `reason` says which signal asked (STOP_REASONS), "request" for none (stop_after_steps)."""
+
+    def __init__(self, message: str, reason: Optional[str] = None):
+        super().__init__(message, reason or STOP_REASONS.get(_stop_requested, "request"))
+
+
+_stop_requested: Optional[int] = None  # the first stop signal received, None before any
 
 
 def _request_stop(signum, frame):  # noqa: ARG001
     global _stop_requested
-    _stop_requested = True
+    if signum == signal.SIGINT and _stop_requested == signal.SIGINT:
+        raise KeyboardInterrupt  # a second Ctrl-C: stop now, without waiting for a step
+    if _stop_requested is None or signum != signal.SIGUSR1:  # a cancel outranks a warning
+        _stop_requested = signum
 
 
-def install_preemption_handler() -> None:
-    """SIGUSR1 (SLURM's --signal warning) and SIGTERM: checkpoint at the next step, then stop."""
-    for sig in (signal.SIGUSR1, signal.SIGTERM):
+def install_preemption_handler(interrupt: bool = False) -> None:
+    """SIGUSR1 (SLURM's --signal warning) and SIGTERM: checkpoint at the next step, then stop.
+    interrupt=True (`nowcast train` in a terminal): Ctrl-C too, and a second Ctrl-C at once."""
+    for sig in (signal.SIGUSR1, signal.SIGTERM) + ((signal.SIGINT,) if interrupt else ()):
         signal.signal(sig, _request_stop)
+
+
+def check_finite(value, what: str) -> float:
+    """value as a float; NowcastError naming `what` when it is NaN or infinite (a run whose
+    losses are not numbers is failed, never completed)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise NowcastError(f"training diverged: the {what} is {value} (try a lower initial_lr "
+                           f"or grad_clip)")
+    return value
 
 
 @dataclass
@@ -101,14 +132,20 @@ def optimisation_step(step_fn, model, optimizer, loss_fn, runtime: Runtime, inpu
 
 @dataclass
 class TrainResult:
-    history: list[dict] = field(default_factory=list)       # one row per epoch
+    history: list[dict] = field(default_factory=list)       # one row per validation
     batch_losses: list[dict] = field(default_factory=list)  # one row per step
     best_val: float = math.inf
     best_state: Optional[dict] = None
     steps: int = 0
     train_seconds: float = 0.0
     sequences: int = 0
-    stopped_early: bool = False
+    validation_seconds: float = 0.0  # part of train_seconds
+    stopped: Optional[str] = None   # None: ran its plan; "early_stopping" | "time_budget"
+    first_step_seconds: Optional[float] = None  # compilation shows here, apart from step time
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.stopped == "early_stopping"
 
 
 def init_distributed(device_type: str) -> bool:
@@ -131,145 +168,260 @@ def _make_scheduler(cfg: Config, optimizer):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
-# long: the whole loop in one place until the short-job training issue (#13) reworks it
+@dataclass(frozen=True)
+class Plan:
+    """Where every global step belongs: stage, epoch, and whether validation follows it."""
+    stages: list[Stage]
+    epochs: int
+    steps_per_epoch: int
+    val_every: Optional[int]
+
+    @property
+    def total(self) -> int:
+        return len(self.stages) * self.epochs * self.steps_per_epoch
+
+    def locate(self, step: int) -> tuple[int, int]:
+        """(stage index, epoch) of global step `step`."""
+        block = step // self.steps_per_epoch
+        return block // self.epochs, block % self.epochs
+
+    def epoch_ends(self, step: int) -> bool:
+        return (step + 1) % self.steps_per_epoch == 0
+
+    def validates(self, step: int) -> bool:
+        """Validation after step `step`: every val_every steps, else at every epoch end."""
+        if self.val_every:
+            return (step + 1) % self.val_every == 0 or step + 1 == self.total
+        return self.epoch_ends(step)
+
+
+def make_plan(cfg: Config) -> Plan:
+    return Plan(plan_stages(cfg), cfg.num_epochs, max(1, cfg.train_sequences // cfg.batch_size),
+                cfg.val_every)
+
+
+class Trainer:
+    """One training run: the state of the loop and one method per thing it does."""
+
+    def __init__(self, cfg: Config, data, model: torch.nn.Module, runtime: Runtime, run_dir: Path,
+                 progress: bool = True, on_step: Optional[Callable[..., None]] = None):
+        self.rank, self.world = rank_world()
+        if cfg.batch_size % self.world:
+            raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
+        self.cfg, self.data, self.model, self.runtime = cfg, data, model, runtime
+        self.plan = make_plan(cfg)
+        self.loss_fn = make_loss(cfg.loss, cfg.ssim_weight)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.initial_lr,
+                                          fused=runtime.device.type == "cuda" or None)
+        self.scheduler = _make_scheduler(cfg, self.optimizer)
+        self.result = TrainResult()
+        self.ckpt_path = Path(run_dir) / CHECKPOINT
+        if runtime.compile:  # each cell's step: one shape per cell, whatever the sequence length
+            compile_cells(model)
+        self.step_fn = model
+        if self.world > 1:
+            self.step_fn = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+        self.val = data.split("val")
+        self.losses: list[torch.Tensor] = []
+        self.on_step = on_step
+        self.bar = tqdm(total=self.plan.total * cfg.batch_size, disable=not progress or self.rank != 0,
+                        unit="seq", unit_scale=True, dynamic_ncols=True, desc=cfg.name or "train")
+        self.started = time.perf_counter()
+        self.deadline = (self.started + 60 * cfg.time_budget_min) if cfg.time_budget_min else None
+        self.validation_seconds = 0.0
+
+    # --- state on disk ----------------------------------------------------------------------
+    def resume(self) -> int:
+        """The step to continue from: 0, or the checkpoint's step with everything restored."""
+        if not self.ckpt_path.is_file():
+            return 0
+        ckpt = torch.load(self.ckpt_path, map_location=self.runtime.device, weights_only=True)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        r = self.result
+        r.history, r.batch_losses = ckpt["history"], ckpt["batch_losses"]
+        r.best_val, r.best_state = float(ckpt["best_val"]), ckpt["best_state"]
+        r.train_seconds, r.sequences = float(ckpt["train_seconds"]), int(ckpt["sequences"])
+        r.validation_seconds, r.stopped = float(ckpt["validation_seconds"]), ckpt["stopped"]
+        self.bar.update(int(ckpt["step"]) * self.cfg.batch_size)
+        return int(ckpt["step"])
+
+    def save(self, step: int) -> None:
+        self.flush(step)
+        if self.rank == 0:
+            r = self.result
+            save_checkpoint_file({
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "step": step,
+                "rng": {"torch": torch.get_rng_state()}, "config": self.cfg.to_dict(),
+                "history": r.history, "batch_losses": r.batch_losses, "best_val": r.best_val,
+                "best_state": r.best_state, "train_seconds": r.train_seconds,
+                "sequences": r.sequences, "validation_seconds": r.validation_seconds,
+                "stopped": r.stopped}, self.ckpt_path)
+
+    def flush(self, end_step: int) -> None:
+        """Batch losses to the host (once per validation or checkpoint, never per step)."""
+        stage = self.plan.locate(max(end_step - 1, 0))[0]
+        self.result.batch_losses.extend(_loss_rows(self.losses, end_step, stage, self.world))
+        self.losses = []
+
+    # --- one step ---------------------------------------------------------------------------
+    def train_step(self, step: int, stage: Stage) -> None:
+        cfg, rank, world = self.cfg, self.rank, self.world
+        batch = self.data.train_batch(step, cfg.batch_size, stage.k_in + stage.k_out)
+        device = self.runtime.device
+        frames = torch.as_tensor(batch.frames[rank::world]).to(device, non_blocking=True)
+        mask = None
+        if batch.mask is not None:
+            mask = torch.as_tensor(batch.mask[rank::world, stage.k_in:]).to(device)
+        tmask = teacher_mask(cfg, step, cfg.batch_size, stage.k_out, device)
+        if tmask is not None:
+            tmask = tmask[rank::world]
+        started = time.perf_counter()
+        loss = optimisation_step(self.step_fn, self.model, self.optimizer, self.loss_fn,
+                                 self.runtime, frames[:, :stage.k_in], frames[:, stage.k_in:],
+                                 mask, tmask, cfg.grad_clip)
+        if self.result.first_step_seconds is None:
+            self.result.first_step_seconds = round(time.perf_counter() - started, 3)
+        self.losses.append(loss)
+        self.result.sequences += cfg.batch_size
+        self.bar.update(cfg.batch_size)
+        if (step + 1) % 10 == 0:
+            self.bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{self.lr:.2e}")
+        if self.on_step is not None:
+            self.on_step(step=step + 1, total=self.plan.total, loss=loss, time_left=None
+                         if self.deadline is None else self.deadline - time.perf_counter())
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    # --- validation and model selection -------------------------------------------------
+    def validate(self, step: int) -> None:
+        """One history row: train loss since the last row, validation loss; keep the best."""
+        self.flush(step)
+        started = time.perf_counter()
+        stage_index, epoch = self.plan.locate(step - 1)
+        stage = self.plan.stages[stage_index]
+        val_loss, _ = evaluate_split(self.model, self.val, stage.k_in, stage.k_out, self.loss_fn,
+                                     self.runtime, batch_size=max(self.cfg.batch_size, 32),
+                                     with_metrics=False)
+        if not math.isfinite(val_loss):
+            raise NowcastError(f"training diverged: the validation loss is {val_loss} at step "
+                               f"{step} (try a lower initial_lr or grad_clip)")
+        self.validation_seconds = time.perf_counter() - started
+        if self.on_step is not None:
+            self.on_step(step=step, total=self.plan.total, val_loss=val_loss)
+        r = self.result
+        r.validation_seconds += self.validation_seconds
+        since = r.history[-1]["step"] if r.history else 0
+        recent = [row["loss"] for row in r.batch_losses if row["step"] > since]
+        r.history.append({
+            "stage": stage_index + 1, "epoch": epoch + 1, "seq_len": stage.k_in + stage.k_out,
+            "step": step, "lr": self.lr, "train_loss": sum(recent) / len(recent),
+            "train_loss_median": statistics.median(recent), "val_loss": val_loss,
+            "seconds": round(r.train_seconds + time.perf_counter() - self.started, 3)})
+        if stage_index == len(self.plan.stages) - 1:  # selection at the final stage's lengths
+            self.select(val_loss)
+
+    def select(self, val_loss: float) -> None:
+        r = self.result
+        if val_loss < r.best_val:
+            r.best_val = val_loss
+            r.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        elif self.cfg.early_stopping and len(_epochs_since_best(r.history)) >= self.cfg.early_stopping:
+            r.stopped = "early_stopping"
+
+    # --- the schedule -------------------------------------------------------------------------
+    def new_epoch(self, step: int) -> None:
+        """At the first step of an epoch: losses so far to the host (rows carry their stage),
+        and the LR schedule restarted at a new stage if asked."""
+        self.flush(step)
+        stage_index, epoch = self.plan.locate(step)
+        if epoch == 0 and stage_index > 0 and self.cfg.restart_lr_per_stage:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cfg.initial_lr
+            self.scheduler = _make_scheduler(self.cfg, self.optimizer)
+
+    def out_of_time(self) -> bool:
+        """True when one more step and a last validation would pass the budget (all ranks agree:
+        rank 0's clock decides)."""
+        if self.deadline is None:
+            return False
+        late = torch.tensor(float(time.perf_counter() + self.validation_seconds >= self.deadline))
+        if self.world > 1:  # NCCL broadcasts device tensors only
+            late = late.to(self.runtime.device)
+            dist.broadcast(late, src=0)
+        return bool(late.item())
+
+    def run(self, stop_after_steps: Optional[int] = None) -> TrainResult:
+        step = self.resume()
+        self.model.train()
+        while step < self.plan.total and self.result.stopped is None:
+            if _stop_requested or (stop_after_steps is not None and step >= stop_after_steps):
+                self.stop(step)
+            if step % self.plan.steps_per_epoch == 0:
+                self.new_epoch(step)
+            self.train_step(step, self.plan.stages[self.plan.locate(step)[0]])
+            step += 1
+            if self.plan.validates(step - 1):
+                self.validate(step)
+            if self.plan.epoch_ends(step - 1):
+                self.scheduler.step()
+            if self.plan.validates(step - 1) or step % self.cfg.checkpoint_every == 0:
+                self.account(step)
+            if self.result.stopped is None and step < self.plan.total and self.out_of_time():
+                self.result.stopped = "time_budget"  # at least one step: something to score
+        if not self.result.history or self.result.history[-1]["step"] < step:
+            self.validate(step)  # the weights at the end are a candidate too
+        self.account(step)
+        self.bar.close()
+        return self.finish()
+
+    def account(self, step: int) -> None:
+        """Wall time so far into the result, then a checkpoint."""
+        now = time.perf_counter()
+        self.result.train_seconds += now - self.started
+        self.started = now
+        self.result.steps = step
+        self.save(step)
+
+    def stop(self, step: int) -> None:
+        self.account(step)
+        self.bar.close()
+        raise Preempted(f"stopped at step {step}; checkpoint saved to {self.ckpt_path}")
+
+    def finish(self) -> TrainResult:
+        r = self.result
+        if r.best_state is None:
+            r.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return r
+
+
 def train(cfg: Config, data, model: torch.nn.Module, runtime: Runtime, run_dir: Path,
-          progress: bool = True, stop_after_steps: Optional[int] = None) -> TrainResult:
+          progress: bool = True, stop_after_steps: Optional[int] = None,
+          on_step: Optional[Callable[..., None]] = None) -> TrainResult:
     """Train `model` in place; checkpoints to run_dir/checkpoint.pt and resumes from it.
 
     stop_after_steps simulates an interruption (tests): a checkpoint is written, Preempted raised.
+    on_step(step=, total=, loss=, time_left=) is called after every optimiser step (the loss stays
+    on the device) and on_step(step=, total=, val_loss=) after every validation.
     """
-    rank, world = rank_world()
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
-    device = runtime.device
-    stages = plan_stages(cfg)
-    steps_per_epoch = max(1, cfg.train_sequences // cfg.batch_size)
-    loss_fn = make_loss(cfg.loss, cfg.ssim_weight)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.initial_lr,
-                                 fused=device.type == "cuda" or None)
-    scheduler = _make_scheduler(cfg, optimizer)
-    result = TrainResult()
-    ddp_model = model
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    step_fn = torch.compile(ddp_model) if runtime.compile else ddp_model
-
-    ckpt_path = Path(run_dir) / CHECKPOINT
-    start_step = 0
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        start_step = int(ckpt["step"])
-        result.history, result.batch_losses = ckpt["history"], ckpt["batch_losses"]
-        result.best_val, result.best_state = float(ckpt["best_val"]), ckpt["best_state"]
-        result.train_seconds, result.sequences = float(ckpt["train_seconds"]), int(ckpt["sequences"])
-        result.stopped_early = bool(ckpt["stopped_early"])
-
-    def save_checkpoint(step: int) -> None:
-        if rank == 0:
-            save_checkpoint_file({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                  "scheduler": scheduler.state_dict(), "step": step,
-                                  "rng": {"torch": torch.get_rng_state()}, "config": cfg.to_dict(),
-                                  "history": result.history, "batch_losses": result.batch_losses,
-                                  "best_val": result.best_val, "best_state": result.best_state,
-                                  "train_seconds": result.train_seconds, "sequences": result.sequences,
-                                  "stopped_early": result.stopped_early}, ckpt_path)
-
-    val = data.split("val")
-    total_steps = len(stages) * cfg.num_epochs * steps_per_epoch
-    # counted in sequences, so the rate tqdm shows is sequences/s
-    bar = tqdm(total=total_steps * cfg.batch_size, initial=start_step * cfg.batch_size,
-               disable=not progress or rank != 0, unit="seq", unit_scale=True,
-               dynamic_ncols=True, desc=cfg.name or "train")
-    model.train()
-    step = 0
-    for stage_index, stage in enumerate(stages):
-        length = stage.k_in + stage.k_out
-        for epoch in range(cfg.num_epochs):
-            epoch_end = step + steps_per_epoch
-            if epoch_end <= start_step or result.stopped_early:
-                step = epoch_end
-                continue
-            if epoch == 0 and stage_index > 0 and cfg.restart_lr_per_stage and step >= start_step:
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.initial_lr
-                scheduler = _make_scheduler(cfg, optimizer)
-            lr = optimizer.param_groups[0]["lr"]
-            t0 = time.perf_counter()
-            losses = []
-
-            def flush(end_step: int) -> None:
-                nonlocal t0, losses
-                result.train_seconds += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                result.batch_losses.extend(_loss_rows(losses, end_step, stage_index, world))
-                losses = []
-
-            for step in range(max(step, start_step), epoch_end):
-                if _stop_requested or (stop_after_steps is not None and step >= stop_after_steps):
-                    flush(step)
-                    save_checkpoint(step)
-                    bar.close()
-                    raise Preempted(f"stopped at step {step}; checkpoint saved to {ckpt_path}")
-                batch = data.train_batch(step, cfg.batch_size, length)
-                frames = torch.from_numpy(batch.frames[rank::world]).to(device, non_blocking=True)
-                mask = None
-                if batch.mask is not None:
-                    mask = torch.from_numpy(batch.mask[rank::world, stage.k_in:]).to(device)
-                inputs, target = frames[:, :stage.k_in], frames[:, stage.k_in:]
-                tmask = teacher_mask(cfg, step, cfg.batch_size, stage.k_out, device)
-                if tmask is not None:
-                    tmask = tmask[rank::world]
-                loss = optimisation_step(step_fn, model, optimizer, loss_fn, runtime, inputs, target,
-                                         mask, tmask, cfg.grad_clip)
-                losses.append(loss)
-                result.sequences += cfg.batch_size
-                bar.update(cfg.batch_size)
-                if (step + 1) % 10 == 0:
-                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}")
-                if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < epoch_end:
-                    flush(step + 1)
-                    save_checkpoint(step + 1)
-            step = epoch_end
-            flush(step)
-            result.steps = step
-            epoch_losses = [r["loss"] for r in result.batch_losses
-                            if r["stage"] == stage_index and r["step"] > step - steps_per_epoch]
-            val_loss, _ = evaluate_split(model, val, stage.k_in, stage.k_out, loss_fn, runtime,
-                                         batch_size=max(cfg.batch_size, 32), with_metrics=False)
-            scheduler.step()
-            result.history.append({
-                "stage": stage_index + 1, "epoch": epoch + 1, "seq_len": length, "step": step,
-                "lr": lr, "train_loss": sum(epoch_losses) / len(epoch_losses),
-                "train_loss_median": statistics.median(epoch_losses), "val_loss": val_loss,
-                "seconds": round(result.train_seconds, 3)})
-            # model selection on validation only, at the final stage's lengths
-            if stage_index == len(stages) - 1:
-                if val_loss < result.best_val:
-                    result.best_val = val_loss
-                    result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                elif cfg.early_stopping and len(_epochs_since_best(result.history)) >= cfg.early_stopping:
-                    result.stopped_early = True
-            save_checkpoint(step)
-    bar.close()
-    if result.best_state is None:
-        result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return result
+    return Trainer(cfg, data, model, runtime, run_dir, progress, on_step).run(stop_after_steps)
 
 
 def _epochs_since_best(history: list[dict]):
-    """Epochs of the last stage after its best validation loss."""
+    """Validations of the last stage after its best validation loss."""
     last = [r for r in history if r["stage"] == history[-1]["stage"]]
     best = min(range(len(last)), key=lambda i: last[i]["val_loss"])
     return last[best + 1:]
 
 
 def _loss_rows(losses: list[torch.Tensor], end_step: int, stage_index: int, world: int) -> list[dict]:
-    """Batch losses to host once per epoch/checkpoint (no per-step synchronisation)."""
+    """Batch losses to host once per validation/checkpoint (no per-step synchronisation)."""
     if not losses:
         return []
     values = torch.stack(losses).float()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nowcast.config import load_config
+from nowcast.data import get_data
 from nowcast.errors import NowcastError
 from nowcast.experiment import run_experiment
 from nowcast.results import find_completed, find_runs, resolve_job_id
@@ -16,7 +17,7 @@ def test_complete_folder_contents(tiny_values):
     expected = {"params.yaml", "status.json", "env.json", "history.csv", "batch_losses.csv", "metrics.json",
                 "loss.png", "loss_median.png", "per_lead.png", "train.gif", "test.gif", "test_strip.png",
                 "model.pt"}
-    assert expected <= {p.name for p in path.iterdir()}
+    assert expected | {"scores.npz"} <= {p.name for p in path.iterdir()}
     status = json.loads((path / "status.json").read_text())
     assert status["status"] == "completed" and status["error"] is None
     env = json.loads((path / "env.json").read_text())
@@ -27,6 +28,23 @@ def test_complete_folder_contents(tiny_values):
     assert len(metrics["per_lead"]["mse_frame"]) == 3 and metrics["losses"]["loss"] == "bce"
     # defect 4: not only the training loss: image errors are reported beside it
     assert metrics["mean"]["mse_frame"] > 0 and 0 < metrics["mean"]["ssim"] <= 1
+    # per-sequence scores behind the means; train/val/test side by side (Table 4.1)
+    with np.load(path / "scores.npz") as f:
+        per_sequence = {k: f[k] for k in f.files}
+    assert per_sequence["mse_frame"].shape == (8, 3)
+    for key in ("mse_frame", "mae_pixel255", "ssim"):
+        assert per_sequence[key].mean() == pytest.approx(metrics["mean"][key], rel=1e-5)
+    assert set(metrics["splits"]) == {"train", "val", "test"}
+    assert metrics["splits"]["test"] == metrics["mean"]
+    assert metrics["splits"]["train"]["mse_frame"] != metrics["splits"]["val"]["mse_frame"] > 0
+    assert metrics["training"] == {"steps": 8, "stopped": None}
+    # Moving MNIST baselines by the same code: persistence = the last input frame repeated
+    test = get_data(load_config(values=tiny_values)).split("test").frames
+    expected = ((test[:, 3:6] - test[:, 2:3]) ** 2).sum((-2, -1)).mean()
+    persistence = metrics["baselines"]["persistence"]["mean"]["mse_frame"]
+    assert persistence == pytest.approx(float(expected), rel=1e-5)
+    assert per_sequence["persistence__mse_frame"].mean() == pytest.approx(persistence, rel=1e-5)
+    assert metrics["baselines"]["mean_frame"]["mean"]["mse_frame"] > 0
     with pytest.raises(NowcastError, match="already exists and is never overwritten"):
         run_experiment(load_config(values=dict(tiny_values, job_id="ok")), progress=False)
     assert find_completed(tiny_values["results_dir"], load_config(values=tiny_values)) == path

@@ -123,3 +123,24 @@ def test_diverged_training_fails_the_run_clearly(tiny_values, monkeypatch):
     status = json.loads((Path(tiny_values["results_dir"]) / "nan" / "status.json").read_text())
     assert status["status"] == "failed" and "diverged" in status["error"]
     assert not (Path(tiny_values["results_dir"]) / "nan" / "model.pt").exists()
+
+
+def test_time_budget_stops_at_a_step_boundary_and_completes(tiny_values):
+    """A budget too small for a second step: one step, a validation, the test split, a complete
+    folder that says why it stopped (no timing in the assertion: one step is always taken)."""
+    path = run_experiment(load_config(values=dict(tiny_values, job_id="budget", time_budget_min=1e-9)),
+                          progress=False)
+    env = json.loads((path / "env.json").read_text())
+    assert env["stopped"] == "time_budget" and env["steps"] == 1 and env["time_budget_min"] == 1e-9
+    assert json.loads((path / "status.json").read_text())["status"] == "completed"
+    history = (path / "history.csv").read_text().splitlines()
+    assert len(history) == 2 and history[1].split(",")[3] == "1"   # one validation, after step 1
+    assert json.loads((path / "metrics.json").read_text())["mean"]["mse_frame"] > 0
+
+
+def test_val_every_validates_between_epochs(tiny_values):
+    """val_every=3 over 2 epochs of 4 steps: validations after steps 3, 6 and at the end (8)."""
+    path = run_experiment(load_config(values=dict(tiny_values, job_id="val3", val_every=3)),
+                          progress=False)
+    steps = [int(r.split(",")[3]) for r in (path / "history.csv").read_text().splitlines()[1:]]
+    assert steps == [3, 6, 8]
