@@ -1,16 +1,24 @@
 """Checkpoint files: `checkpoint.pt` (in progress, for resume) and `model.pt` (the finished
 model a user loads). Both are dicts of tensors and plain values that `torch.load(...,
 weights_only=True)` accepts: no arbitrary object is ever unpickled.
+
+A resumable run never depends on one file: `save` keeps the checkpoint it replaces as
+`checkpoint.prev.pt`, and `load_resume` falls back to it when `checkpoint.pt` is unreadable.
+A write that fails (full disk, file-size limit) leaves both as they were and stops the run
+with CheckpointWriteError: the folder stays resumable from the last good checkpoint.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
+from typing import Any, Optional
 
 import torch
 
 from .config import Config, load_config
-from .errors import NowcastError
+from .errors import NowcastError, RunStopped
 from .models import get_model
 from .util import atomic_path
 
@@ -18,10 +26,83 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 
 
-def save(obj: dict, path: str | Path) -> None:
-    """torch.save, atomically: an interrupted write leaves the previous file intact."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+class CheckpointWriteError(RunStopped):
+    """A checkpoint could not be written; the previous one is kept (status `preempted`,
+    stopped_by `write_error`: resumable once there is space again)."""
+
+    reason = "write_error"
+
+
+def previous(path: str | Path) -> Path:
+    """checkpoint.pt -> checkpoint.prev.pt: the last good checkpoint before this one."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save(obj: dict, path: str | Path, keep_previous: Optional[bool] = None) -> None:
+    """torch.save, atomically: an interrupted write leaves the previous file intact.
+
+    keep_previous (default: for checkpoint.pt) keeps the file it replaces as *.prev.pt.
+    Raises CheckpointWriteError when the file cannot be written (torch reports a short write
+    as a RuntimeError, the OS as OSError)."""
+    path = Path(path)
+    keep_previous = path.name == CHECKPOINT if keep_previous is None else keep_previous
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+            if keep_previous and path.is_file():
+                os.replace(path, previous(path))  # load_resume falls back to it
+    except (OSError, RuntimeError) as e:
+        kept = " the previous checkpoint is kept;" if path.is_file() or previous(path).is_file() else ""
+        raise CheckpointWriteError(
+            f"{path} could not be written ({_first_line(e)}: disk full or file-size limit?);"
+            f"{kept} the run can resume once there is space") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def _readable(path: Path, map_location: Any) -> tuple[Optional[dict], str]:
+    """(checkpoint dict, "") or (None, why not)."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, pickle or format errors: all mean unreadable
+        return None, f"{type(e).__name__}: {_first_line(e)}"
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "step" not in ckpt:
+        return None, "not a training checkpoint"
+    return ckpt, ""
+
+
+def load_resume(path: str | Path, map_location: Any = "cpu") -> Optional[dict]:
+    """The checkpoint to resume from: checkpoint.pt, else (unreadable) checkpoint.prev.pt,
+    which then replaces it; None when there is none (start at step 0).
+
+    Each fallback is said in one line on stderr. Unreadable files are kept as *.corrupt for a
+    look, never deleted; with no readable checkpoint at all training starts again."""
+    path = Path(path)
+    prev = previous(path)
+    why = ""
+    if path.is_file():
+        ckpt, why = _readable(path, map_location)
+        if ckpt is not None:
+            return ckpt
+        os.replace(path, path.with_suffix(".corrupt"))
+    if prev.is_file():
+        ckpt, why_prev = _readable(prev, map_location)
+        if ckpt is not None:
+            if why:
+                print(f"nowcast: {path} is unreadable ({why}); resuming from {prev.name} "
+                      f"(step {int(ckpt['step'])})", file=sys.stderr, flush=True)
+            os.replace(prev, path)
+            return ckpt
+        os.replace(prev, prev.with_suffix(".corrupt"))
+        why = why or why_prev
+    if why:
+        print(f"nowcast: no readable checkpoint in {path.parent} ({why}); training starts "
+              f"again from step 0", file=sys.stderr, flush=True)
+    return None
 
 
 def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:
@@ -30,13 +111,24 @@ def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise NowcastError(f"{path}: no such checkpoint") from None
+    except IsADirectoryError:
+        raise NowcastError(f"{path}: a folder, not a checkpoint file") from None
     except Exception as e:
         raise NowcastError(f"{path}: not a nowcast checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise NowcastError(f"{path}: not a nowcast checkpoint (no config/model)")
-    cfg = load_config(values=ckpt["config"])
+    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["model"], dict):
+        raise NowcastError(f"{path}: not a nowcast checkpoint (its config or weights are not "
+                           f"mappings)")
+    try:
+        cfg = load_config(values=ckpt["config"])
+    except NowcastError as e:
+        raise NowcastError(f"{path}: the checkpoint's config is invalid ({e})") from None
     model = get_model(cfg)
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise NowcastError(f"{path}: its weights do not match its config "
+                           f"({_first_line(e)})") from None
     model.eval()
     return cfg, model
-

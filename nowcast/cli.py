@@ -1,4 +1,4 @@
-"""The `nowcast` command: train | evaluate | predict | run | sweep | report | slides, and two
+"""The `nowcast` command: train | evaluate | predict | run | sweep | status | report | slides, and two
 internal ones: `task` (one SLURM array task, experiments/slurm/train_array.sbatch) and
 `sync-notebook` (regenerate the notebook's parameters cell from Config).
 
@@ -26,6 +26,7 @@ from .predict import predict_frames
 from .protocols import PRESETS
 from .publish import build_report, build_slides
 from .publish.render import RENDERERS
+from .status import show_status
 
 
 def _train(args) -> int:
@@ -52,8 +53,12 @@ def _sweep(args) -> int:
     submit_sweep(args.params, args.results, partition=args.partition, gpus=args.gpus,
                  time=args.time, account=args.account, dry_run=args.dry_run,
                  overrides=args.set, report=not args.no_report, cpus=args.cpus,
-                 sbatch_args=args.sbatch_arg)
+                 sbatch_args=args.sbatch_arg, force=args.force)
     return 0
+
+
+def _status(args) -> int:
+    return show_status(args.results, watch=args.watch, as_json=args.json)
 
 
 def _report(args) -> int:
@@ -133,7 +138,7 @@ def _add_run(sub) -> None:
                        "skips completed ones")
     _add_params_arguments(p)
     p.add_argument("--force", action="store_true", help="run sets even when completed results exist")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_run)
 
 
@@ -148,8 +153,25 @@ def _add_sweep(sub) -> None:
     p.add_argument("--sbatch-arg", action="append", default=[], metavar="OPTION",
                    help="any further sbatch option for the array, e.g. --sbatch-arg=--mem=32G (repeatable)")
     p.add_argument("--no-report", action="store_true", help="submit the array only")
+    p.add_argument("--force", action="store_true",
+                   help="submit sets even when completed results exist (default: skip them)")
     p.add_argument("--dry-run", action="store_true", help="validate and print the sbatch commands only")
     p.set_defaults(func=_sweep)
+
+
+def _add_status(sub) -> None:
+    p = sub.add_parser("status", help="one table of every run: state, progress, ETA, result or error",
+                       description="One table of every run under the results folders: state "
+                       "(running, pending, preempted, stale: its process is gone, failed, "
+                       "completed), progress and ETA, the headline metric of completed runs and "
+                       "the error of failed ones. Under SLURM, squeue's states are joined in and "
+                       "the sweeps' tasks without results yet are listed too.")
+    p.add_argument("--results", nargs="+", default=["results"], help="results folders (default: results)")
+    p.add_argument("--watch", nargs="?", type=float, const=5.0, metavar="SECONDS",
+                   help="redraw every SECONDS (default 5) until Ctrl-C")
+    p.add_argument("--json", action="store_true",
+                   help="print the rows as JSON (with --watch: one JSON document per line)")
+    p.set_defaults(func=_status)
 
 
 def _add_publish(sub, name: str, help: str, out: str) -> argparse.ArgumentParser:
@@ -192,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nowcast", description="Reproducible precipitation nowcasting with ConvLSTM networks.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_evaluate, _add_predict, _add_run, _add_sweep,
+    for add in (_add_train, _add_evaluate, _add_predict, _add_run, _add_sweep, _add_status,
                 _add_report_and_slides, _add_internal):
         add(sub)
     return parser

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+import math
 import os
 import types
 import typing
@@ -23,8 +24,9 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from . import limits
 from .errors import NowcastError
-from .models import check_architecture
+from .models import check_architecture, count_parameters
 from .protocols import PRESETS, PROTOCOLS  # the data fields a protocol fixes
 
 Architecture = Literal["convlstm_ed", "encoder_forecaster", "fc_lstm"]
@@ -98,13 +100,17 @@ class Config:
     scheduled_sampling: bool = _f(False, "per-sample, per-step: true frame with probability p")
     ss_decay_steps: int = _f(5000, "p falls linearly from 1 to ss_min over these steps")
     ss_min: float = 0.0
-    early_stopping: int = _f(0, "patience in epochs on validation loss; 0: off")
+    early_stopping: int = _f(0, "patience in validations (epochs unless val_every); 0: off")
+    val_every: Optional[int] = _f(None, "optimiser steps between validations; None: every epoch")
+    time_budget_min: Optional[float] = _f(None, "stop training after this many minutes (wall "
+                                             "time incl. compile and validation), then test")
     checkpoint_every: int = _f(200, "optimiser steps between checkpoints")
 
     device: Literal["auto", "cpu", "cuda"] = _f("auto", section="runtime")
     precision: Literal["auto", "fp32", "bf16"] = _f("auto", "auto: bf16 autocast on GPU, fp32 on CPU")
     compile: Literal["auto", "on", "off"] = _f("auto", "torch.compile; auto: on for GPU")
-    deterministic: bool = _f(True, "deterministic kernels (bit-identical on CPU)")
+    deterministic: Optional[bool] = _f(None, "deterministic kernels; None: follow the mode "
+                                             "(on in reference, off in fast)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -168,30 +174,61 @@ def _coerce(value: Any, tp: Any) -> Any:
     raise ValueError
 
 
-def _unknown_key(key: str, where: str) -> NowcastError:
-    close = difflib.get_close_matches(key, FIELDS, n=1)
+def _unknown_key(key: Any, where: str) -> NowcastError:
+    close = difflib.get_close_matches(str(key), FIELDS, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return NowcastError(f"{where}: unknown parameter '{key}'{hint}")
+
+
+def _spelled(value: Any, tp: Any) -> Any:
+    """A choice as YAML 1.1 reads it back to the word the docs use: `on`/`off`/`yes`/`no` are
+    booleans to YAML, `null`/`~` is None; for a field whose choices are those words, map
+    True -> 'on', False -> 'off', None -> 'none' (compile: on, norm: null)."""
+    if typing.get_origin(tp) is not Literal:
+        return value
+    choices = typing.get_args(tp)
+    word = {True: "on", False: "off"}.get(value) if isinstance(value, bool) else \
+        ("none" if value is None else None)
+    return word if word in choices else value
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return all(_finite(v) for v in value) if isinstance(value, list) else True
 
 
 def _set(values: dict[str, Any], key: str, value: Any, where: str) -> None:
     if key not in FIELDS:
         raise _unknown_key(key, where)
     try:
-        values[key] = _coerce(value, _HINTS[key])
+        values[key] = _coerce(_spelled(value, _HINTS[key]), _HINTS[key])
     except ValueError:
         raise NowcastError(
             f"{where}: '{key}' must be {_type_name(_HINTS[key])}, got {value!r}") from None
+    if not _finite(values[key]):  # .nan and .inf are YAML floats: no training survives them
+        raise NowcastError(f"{where}: '{key}' must be a finite number, got {value!r}")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise NowcastError(f"{path}: no such params file") from None
+    except IsADirectoryError:
+        raise NowcastError(f"{path}: a folder, not a file (give a params .yaml file)") from None
+    except UnicodeDecodeError as e:
+        raise NowcastError(f"{path}: not UTF-8 text (byte {e.start}); a params file is YAML "
+                           f"text, saved as UTF-8") from None
+    except OSError as e:
+        raise NowcastError(f"{path}: cannot read it ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise NowcastError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise NowcastError(f"{path}: not valid YAML ({at}{problem or str(e).splitlines()[0]})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -204,11 +241,20 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise NowcastError(f"--set {text!r}: expected key=value")
     key, raw = text.split("=", 1)
+    key = key.strip()
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key.strip(), value
+    if key in _HINTS and _is_text(_HINTS[key]) and value is not None and not isinstance(value, str):
+        value = raw.strip()  # job_id=17_0 is the number 170 to YAML, a job id here
+    return key, value
+
+
+def _is_text(tp: Any) -> bool:
+    """A free-text field (name, job_id, paths): str, or str or None."""
+    return tp is str or (typing.get_origin(tp) in (Union, types.UnionType)
+                         and set(typing.get_args(tp)) == {str, type(None)})
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = (),
@@ -223,15 +269,18 @@ def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] 
         layers.append(("--set", dict(parse_override(o) for o in overrides)))
 
     resolved: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # the layer that set each key: a conflict blames that layer
     for where, layer in layers:
         for key, value in layer.items():
             _set(resolved, key, value, where)
+            origin[key] = where
 
     where = str(path) if path is not None else "parameters"
     protocol = resolved.get("protocol", "none")
     for key, preset in PRESETS.get(protocol, {}).items():
         if key in resolved and resolved[key] != preset:
-            raise NowcastError(f"{where}: protocol '{protocol}' fixes {key}={preset!r}, "
+            via = "" if origin["protocol"] == origin[key] else f" (set in {origin['protocol']})"
+            raise NowcastError(f"{origin[key]}: protocol '{protocol}'{via} fixes {key}={preset!r}, "
                                f"got {resolved[key]!r} (use protocol: none to change it)")
         resolved[key] = preset
     if not resolved.get("name") and path is not None:
@@ -270,6 +319,10 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
         raise bad(f"'ssim_weight' must be in [0, 1], got {cfg.ssim_weight}")
     if not 0 <= cfg.ss_min <= 1:
         raise bad(f"'ss_min' must be in [0, 1], got {cfg.ss_min}")
+    if cfg.val_every is not None and cfg.val_every < 1:
+        raise bad(f"'val_every' must be >= 1 or null, got {cfg.val_every}")
+    if cfg.time_budget_min is not None and not cfg.time_budget_min > 0:
+        raise bad(f"'time_budget_min' must be > 0 or null, got {cfg.time_budget_min}")
     if cfg.grad_clip is not None and cfg.grad_clip <= 0:
         raise bad(f"'grad_clip' must be > 0 or null, got {cfg.grad_clip}")
     if cfg.teacher_forcing and cfg.scheduled_sampling:
@@ -283,13 +336,15 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
                       f"but k_in + k_out = {cfg.k_in + cfg.k_out}")
     if cfg.dataset in ("npz", "radar") and cfg.protocol != "knmi-30-60" and not cfg.data_file:
         raise bad(f"dataset '{cfg.dataset}' needs 'data_file'")
-    if cfg.job_id is not None and (not cfg.job_id or "/" in cfg.job_id or cfg.job_id.startswith(".")):
-        raise bad(f"'job_id' must be a plain folder name, got {cfg.job_id!r}")
-    if check_model:
-        try:
-            check_architecture(cfg)
-        except NowcastError as e:
-            raise bad(str(e)) from None
+    if cfg.crop_size is not None and cfg.crop_size < 1:
+        raise bad(f"'crop_size' must be >= 1 or null, got {cfg.crop_size}")
+    try:
+        limits.check_job_id(cfg.job_id)
+        limits.check_sizes(cfg)
+        if check_model:
+            limits.check_weights(cfg, count_parameters(check_architecture(cfg)))
+    except NowcastError as e:
+        raise bad(str(e)) from None
 
 
 def to_yaml(cfg: Config) -> str:

@@ -12,3 +12,19 @@ class MissingDependency(NowcastError):
         self.module, self.extra = module, extra
         super().__init__(f"{module} is needed here but cannot be imported"
                          + (f" ({reason})" if reason else "") + f"; install nowcast[{extra}]")
+
+
+class RunStopped(Exception):
+    """The run stopped before its end and its folder stays resumable: not a failure.
+
+    `reason` is what status.json records as `stopped_by` (results.mark_preempted): `preemption`
+    (SLURM's warning signal: the task asks to be requeued), `cancel` (SIGTERM, scancel),
+    `interrupt` (Ctrl-C), `write_error` (a checkpoint could not be written) or `request`.
+    """
+
+    reason = "request"
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason

@@ -13,6 +13,9 @@ import imageio.v3 as iio
 import matplotlib
 
 matplotlib.use("Agg")
+# Titles and legends hold run names and metric names, data from results folders: never TeX
+# (a stray `$...$` would stop the drawing with a mathtext parse error).
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402

@@ -33,10 +33,12 @@ import numpy
 import torch
 import yaml
 
-from . import __version__
+from . import __version__, runlock
 from .config import Config, to_yaml
 from .errors import NowcastError
+from .progress import PROGRESS, derive_state
 from .protocols import PROTOCOL_NAMES
+from .schema import metrics_problem
 from .util import write_json, write_text
 
 RUNNING_PREFIX = ".running-"
@@ -88,26 +90,59 @@ def running_path(root: str | Path, job_id: str) -> Path:
 
 
 def start_run(cfg: Config) -> Path:
-    """Create (or find again, for a requeued job) the in-progress folder of this run."""
+    """Create (or find again, for a requeued job) the in-progress folder of this run, and take
+    its lock (runlock): a second run with the same job id is refused, naming the first."""
     job_id = resolve_job_id(cfg)
     cfg.job_id = job_id
     ensure_new(cfg.results_dir, job_id)
     running = running_path(cfg.results_dir, job_id)
-    if running.exists():
-        previous = yaml.safe_load((running / "params.yaml").read_text()) if (running / "params.yaml").is_file() else None
-        if previous is not None and {k: v for k, v in previous.items() if k != "name"} != \
-                {k: v for k, v in cfg.to_dict().items() if k != "name"}:
-            raise NowcastError(f"{running} holds an unfinished run of other params: "
-                               f"remove it or choose another job_id")
-    else:
-        running.mkdir(parents=True)
-        write_text(running / "params.yaml", to_yaml(cfg))
-    status = read_json(running / "status.json")
-    write_json(running / "status.json", {
-        "status": "running", "job_id": job_id, "name": cfg.name,
-        "started": status.get("started", _now()), "ended": None, "error": None,
-        "attempts": int(status.get("attempts", 0)) + 1})
+    try:
+        running.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NowcastError(f"{running}: cannot create the results folder ({e.strerror})") from None
+    runlock.acquire(running)
+    try:
+        _same_params(running, cfg)
+        _remove_partial_writes(running)  # of a writer that was killed; we hold the lock now
+        status = read_json(running / "status.json")
+        write_json(running / "status.json", {
+            "status": "running", "job_id": job_id, "name": cfg.name,
+            "started": status.get("started", _now()), "ended": None, "error": None,
+            "attempts": int(status.get("attempts", 0)) + 1})
+    except BaseException:
+        runlock.release(running)
+        raise
     return running
+
+
+def _same_params(running: Path, cfg: Config) -> None:
+    """Write params.yaml into a new folder; in an existing one, check that it holds this run."""
+    file = running / "params.yaml"
+    if not file.is_file():
+        write_text(file, to_yaml(cfg))
+        return
+    try:
+        previous = yaml.safe_load(file.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise NowcastError(f"{file} is unreadable ({str(e).splitlines()[0]}): remove "
+                           f"{running} or choose another job_id") from None
+    if not isinstance(previous, dict) or {k: v for k, v in previous.items() if k != "name"} != \
+            {k: v for k, v in cfg.to_dict().items() if k != "name"}:
+        raise NowcastError(f"{running} holds an unfinished run of other params: "
+                           f"remove it or choose another job_id")
+
+
+def _remove_partial_writes(run_dir: Path) -> None:
+    """util.atomic_path's temporary files (.<name>.<pid>.tmp) left by a killed writer."""
+    for tmp in Path(run_dir).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def stop_reason(run_dir: Path) -> Optional[str]:
+    """Why a preempted run stopped (status.json `stopped_by`, training.STOP_REASONS and
+    errors.RunStopped): launchers requeue only a `preemption`."""
+    reason = read_json(Path(run_dir) / "status.json").get("stopped_by")
+    return reason if isinstance(reason, str) else None
 
 
 def final_path(run_dir: Path) -> Path:
@@ -121,9 +156,11 @@ def _finish(run_dir: Path, status: str, error: Optional[str]) -> Path:
     state.update(status=status, ended=_now(), error=error)
     write_json(run_dir / "status.json", state)
     final = final_path(run_dir)
+    _remove_partial_writes(run_dir)
     if final != run_dir:
         ensure_new(final.parent, final.name)
         os.rename(run_dir, final)
+    runlock.release(final)  # after the rename: no second run can slip in before it
     return final
 
 
@@ -132,7 +169,8 @@ def complete_run(run_dir: Path, notebook: Optional[Path] = None) -> Path:
     run_dir = Path(run_dir)
     if notebook is not None and Path(notebook).is_file():
         shutil.move(str(notebook), run_dir / "train.ipynb")
-    (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # model.pt holds the final state
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):  # model.pt holds the final state
+        (run_dir / name).unlink(missing_ok=True)
     return _finish(run_dir, "completed", None)
 
 
@@ -146,28 +184,34 @@ def fail_run(run_dir: Path, error: BaseException | str, notebook: Optional[Path]
     return _finish(run_dir, "failed", message.splitlines()[0] if message else "failed")
 
 
-def mark_preempted(run_dir: Path, message: str) -> Path:
+def mark_preempted(run_dir: Path, message: str, stopped_by: str = "request") -> Path:
     """Record that the run stopped on request with a checkpoint: it stays in progress (same
-    folder), resumable by a run with the same job id; launchers read this status."""
+    folder), resumable by a run with the same job id; launchers read this status.
+    stopped_by (errors.RunStopped.reason) says why: only `preemption` asks for a requeue."""
     run_dir = Path(run_dir)
     state = read_json(run_dir / "status.json")
-    state.update(status="preempted", error=message, preempted_at=_now())
+    state.update(status="preempted", error=message, preempted_at=_now(), stopped_by=stopped_by)
     write_json(run_dir / "status.json", state)
+    runlock.release(run_dir)
     return run_dir
 
 
 def find_completed(results_dir: str | Path, cfg: Config) -> Optional[Path]:
     """A completed folder whose resolved params equal cfg's (up to name, job id and location)."""
-    want = params_hash(cfg)
+    return completed_by_params(results_dir).get(params_hash(cfg))
+
+
+def completed_by_params(results_dir: str | Path) -> dict[str, Path]:
+    """params_hash -> a completed folder with those params: read once for many sets."""
+    found: dict[str, Path] = {}
     for run in find_runs([results_dir]):
         if run.status != "completed":
             continue
         try:
-            if params_hash(Config(**run.params)) == want:
-                return run.path
+            found.setdefault(params_hash(Config(**run.params)), run.path)
         except TypeError:  # params of an older or damaged run
             continue
-    return None
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,6 +232,12 @@ class Run:
     metrics: Optional[dict] = None
     started: Optional[str] = None
     ended: Optional[str] = None
+    progress: dict = field(default_factory=dict)  # progress.json (nowcast/progress.py)
+    heartbeat: Optional[float] = None  # its heartbeat, else status.json's modification time
+    state: str = ""                 # status, with `stale` for a running run whose writer is gone
+
+    def __post_init__(self) -> None:
+        self.state = self.state or self.status
 
     @property
     def slug(self) -> str:
@@ -203,7 +253,8 @@ class Run:
     @property
     def follows_protocol(self) -> bool:
         m = self.metrics or {}
-        return bool(m.get("follows_protocol", self.protocol != "none")) and self.protocol != "none"
+        known = self.protocol != "none" and self.protocol in PROTOCOL_NAMES  # data: may be any text
+        return bool(m.get("follows_protocol", known)) and known
 
     @property
     def group(self) -> str:
@@ -266,8 +317,9 @@ def read_run(path: str | Path, reference: bool = False) -> Optional[Run]:
     if metrics_file.exists() and run.status == "completed":
         try:
             m = _load_json(metrics_file)
-            if not isinstance(m, dict) or not isinstance(m.get("mean", {}), dict):
-                raise ValueError("not a metrics object")
+            problem = metrics_problem(m)
+            if problem:
+                raise ValueError(problem)
             run.metrics = m
         except (OSError, ValueError) as e:
             problems.append(f"metrics.json unreadable ({str(e).splitlines()[0]})")
@@ -278,7 +330,21 @@ def read_run(path: str | Path, reference: bool = False) -> Optional[Run]:
     if problems:
         run.status = "unreadable" if run.status == "completed" else run.status
         run.error = "; ".join(([run.error] if run.error else []) + problems)
+    _read_progress(run, status_file)
     return run
+
+
+def _read_progress(run: Run, status_file: Path) -> None:
+    """The progress record, its heartbeat and the state derived from them (no queue known)."""
+    run.progress = read_json(run.path / PROGRESS)
+    beat = run.progress.get("heartbeat")
+    if not isinstance(beat, (int, float)):
+        try:
+            beat = status_file.stat().st_mtime
+        except OSError:
+            beat = None
+    run.heartbeat = beat
+    run.state = derive_state(run.status, run.progress, beat, time.time(), socket.gethostname())
 
 
 def find_runs(results_dirs: Iterable[Path | str],

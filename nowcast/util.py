@@ -9,6 +9,7 @@ import csv
 import importlib
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,8 +40,21 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Strict JSON (no NaN/Infinity tokens would be written by a well-formed caller)."""
-    return write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+    """Strict JSON: a NaN or infinity raises ValueError (it is no JSON token, and other readers
+    refuse it); map scores that may legitimately be undefined with `finite_or_none` first."""
+    return write_text(path, json.dumps(obj, indent=2, default=str, allow_nan=False) + "\n")
+
+
+def finite_or_none(obj: Any) -> Any:
+    """obj with every non-finite float (in nested dicts, lists and tuples) replaced by None:
+    JSON's null for a score that is undefined (e.g. CSI with no event in truth or forecast)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
 
 
 def write_csv(path: str | Path, rows: list[dict]) -> Path:

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from nowcast import results
+from nowcast.cli import main
 from nowcast.launch import local, params, slurm
 from nowcast.config import load_config, to_yaml
 from nowcast.errors import NowcastError
@@ -98,6 +99,44 @@ def test_submit_sweep_dry_run_submits_nothing(tmp_path, fake_sbatch, in_root, ca
     assert not fake_sbatch.exists()
     printed = capsys.readouterr().out
     assert "sbatch" in printed and "--gres=none" in printed and out["array"] == "DRYRUN"
+
+
+def _completed_folder(res: Path, name: str, cfg) -> Path:
+    """A completed results folder of cfg's params (as results.find_completed recognises)."""
+    done = res / name
+    done.mkdir(parents=True)
+    (done / "params.yaml").write_text(to_yaml(cfg))
+    (done / "status.json").write_text(json.dumps({"status": "completed"}))
+    (done / "metrics.json").write_text(json.dumps({"mean": {}}))
+    return done
+
+
+def test_submit_sweep_skips_completed_sets_and_resumes(tmp_path, fake_sbatch, in_root, capsys):
+    res = tmp_path / "results"
+    done = _completed_folder(res, "earlier", load_config(SMOKE, [f"results_dir={res}"]))
+    out = slurm.submit_sweep([str(SMOKE), str(GRID)], str(res))
+    array = fake_sbatch.read_text().splitlines()[0]
+    # smoke is done, and so is the grid point with smoke's params (names do not count)
+    assert "--array=0-2" in array
+    assert [(s["name"], s["results"]) for s in out["skipped"]] == [
+        ("smoke", str(done)), ("example-filter_size=3-loss=bce", str(done))]
+    assert [t["name"] for t in out["tasks"]] == [
+        "example-filter_size=3-loss=mse", "example-filter_size=5-loss=bce", "example-filter_size=5-loss=mse"]
+    assert len(Path(out["list"]).read_text().split()) == 3
+    printed = capsys.readouterr().out
+    assert "skipped, completed in" in printed and "2 completed sets skipped" in printed
+    assert yaml.safe_load((Path(out["sweep_dir"]) / "jobs.yaml").read_text())["skipped"] == out["skipped"]
+
+    # nothing left: nothing submitted, and it says so
+    fake_sbatch.unlink()
+    out = slurm.submit_sweep([str(SMOKE)], str(res))
+    assert out["array"] is None and out["tasks"] == [] and not fake_sbatch.exists()
+    assert "nothing to submit" in capsys.readouterr().out
+    assert len(list((res / slurm.SWEEPS).iterdir())) == 1  # no sweep folder for nothing
+
+    # --force submits it again
+    assert main(["sweep", str(SMOKE), "--results", str(res), "--force", "--no-report"]) == 0
+    assert "--array=0-0" in fake_sbatch.read_text()
 
 
 def _spec(**options) -> slurm.SweepSpec:
@@ -221,9 +260,13 @@ time.sleep(20)
 # --- for real, through papermill --------------------------------------------------------------
 
 @pytest.mark.slow
-def test_run_local_runs_notebook_into_results_and_then_skips(tmp_path, in_root):
+def test_run_local_runs_notebook_into_results_and_then_skips(tmp_path, in_root, capsys):
     res = tmp_path / "results"
-    assert local.run_local([str(SMOKE)], str(res), [], progress=False) == 0
+    assert local.run_local([str(SMOKE)], str(res), []) == 0
+    # the run's progress line (plain lines: not a terminal), not papermill's cell counter
+    printed = capsys.readouterr().out
+    assert "  smoke  train  step " in printed and "step 8/8 (100%)" in printed, printed
+    assert "seq/s" in printed and "loss " in printed and "Executing" not in printed
     (run,) = [p for p in res.iterdir() if not p.name.startswith(".")]
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
     assert (run / "train.ipynb").is_file() and (run / "metrics.json").is_file()
@@ -273,13 +316,13 @@ def test_task_checkpoints_on_sigusr1_and_resumes(tmp_path, in_root):
     task = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
-        deadline = time.time() + 180
+        deadline = time.time() + 600  # a safety net, not a speed requirement
         while not (running / "checkpoint.pt").exists():
             assert task.poll() is None, task.stdout.read()
             assert time.time() < deadline, "no checkpoint appeared"
             time.sleep(0.5)
         task.send_signal(signal.SIGUSR1)
-        out, _ = task.communicate(timeout=120)
+        out, _ = task.communicate(timeout=600)
     finally:
         if task.poll() is None:
             task.kill()

@@ -104,7 +104,7 @@ def test_impossible_combination_is_rejected(tmp_path):
 
 
 def test_missing_data_file_is_rejected_before_anything_runs(tmp_path):
-    with pytest.raises(NowcastError, match="does not exist"):
+    with pytest.raises(NowcastError, match="file.npz: no such data file"):
         collect([_write(tmp_path, "dataset: npz\ndata_file: no/such/file.npz\n")])
 
 

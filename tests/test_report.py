@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -241,12 +240,13 @@ def test_rebuild_is_incremental(built, results):
     figs = sorted(gen.rglob("*.png")) + sorted(gen.rglob("*.gif"))
     assert figs
     before = {p: p.stat().st_mtime_ns for p in figs}
-    t = time.perf_counter()
+    rendered = {p: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix in (".html", ".pdf")}
     publish.build_report([results], reference_dirs=[], report_dir=report_dir, renderer="pandoc+typst",
                          quiet=True)
-    elapsed = time.perf_counter() - t
     assert {p: p.stat().st_mtime_ns for p in figs} == before, "unchanged figures were rewritten"
-    assert elapsed < 30, f"rebuild took {elapsed:.1f} s"
+    # nothing changed, so nothing is rendered again (what makes a rebuild take seconds; the
+    # check counts work, not seconds, so that it holds on a slow machine too)
+    assert {p: p.stat().st_mtime_ns for p in rendered} == rendered, "unchanged report re-rendered"
 
 
 def test_empty_results_folder_is_a_clear_message(tmp_path):

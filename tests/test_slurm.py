@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nowcast import status
 from nowcast.cli import build_parser
 from nowcast.launch import slurm
 
@@ -158,3 +159,89 @@ def test_preempted_task_checkpoints_requeues_and_resumes(tmp_path, monkeypatch):
     assert "requeueing" in log and "restart 1" in log, log
     env = json.loads((final / "env.json").read_text())
     assert env["slurm"].get("SLURM_RESTART_COUNT") == "1"
+
+
+def test_cancelled_task_stops_for_good_and_a_resubmission_resumes_it(tmp_path, monkeypatch):
+    """scancel (SIGTERM to every process of the task): the run checkpoints and stops, the task
+    is not requeued, status.json says it was cancelled (resumable), and the set submitted
+    again with its job id resumes from the checkpoint."""
+    conf = _cluster_conf()
+    monkeypatch.setenv("SLURM_CONF", conf)
+    monkeypatch.chdir(ROOT)
+
+    values = yaml.safe_load(SMOKE.read_text())
+    values.update(name="cancel-smoke", train_sequences=400, batch_size=4, checkpoint_every=2)
+    params = tmp_path / "cancel-smoke.yaml"
+    params.write_text(yaml.safe_dump(values))
+    results = tmp_path / "results"
+    options = dict(gpus="0", cpus=1, time="00:15:00", report=False)
+    out = slurm.submit_sweep([str(params)], str(results), **options)
+    array = out["array"]
+    job = f"{array}_0"
+    running = results / f".running-{job}"
+    deadline = time.time() + 300
+    while not (running / "checkpoint.pt").is_file():
+        assert time.time() < deadline, "no checkpoint appeared"
+        assert _squeue([array]), "the task ended before it was cancelled"
+        time.sleep(0.5)
+    subprocess.run(["scancel", job], check=True, timeout=30)
+
+    deadline = time.time() + 300
+    while _squeue([array]):
+        assert time.time() < deadline, f"still queued: {_squeue([array])}"
+        time.sleep(2)
+    log = (Path(out["sweep_dir"]) / "logs" / f"{job}.out").read_text()
+    assert running.is_dir() and not (results / job).exists(), log
+    state = json.loads((running / "status.json").read_text())
+    assert state["status"] == "preempted" and state["stopped_by"] == "cancel", (state, log)
+    assert (running / "checkpoint.pt").is_file(), log
+    assert "requeueing" not in log and "restart 1" not in log, log
+    assert f"--set job_id={job}" in log, log  # the task says how to resume
+
+    again = slurm.submit_sweep([str(params)], str(results), overrides=[f"job_id={job}"], **options)
+    deadline = time.time() + 600
+    while _squeue([again["array"]]):
+        assert time.time() < deadline, f"still queued: {_squeue([again['array']])}"
+        time.sleep(2)
+    log = (Path(again["sweep_dir"]) / "logs" / f"{again['array']}_0.out").read_text()
+    final = results / job
+    assert final.is_dir() and not running.exists(), log
+    state = json.loads((final / "status.json").read_text())
+    assert state["status"] == "completed" and state["attempts"] == 2, (state, log)
+
+
+def test_status_follows_a_sweep_and_a_resubmitted_sweep_skips_completed_sets(tmp_path, monkeypatch):
+    """`nowcast status` on a real queue: a held task shows as pending (with squeue's reason),
+    then running, then completed with its headline metric; the same sweep submitted again
+    submits nothing."""
+    conf = _cluster_conf()
+    monkeypatch.setenv("SLURM_CONF", conf)
+    monkeypatch.chdir(ROOT)
+    results = tmp_path / "results"
+    options = dict(gpus="0", cpus=1, time="00:15:00", report=False)
+    out = slurm.submit_sweep([str(SMOKE)], str(results), sbatch_args=["--hold"], **options)
+    array = out["array"]
+    job = f"{array}_0"
+    try:
+        (row,) = status.collect_rows([results])
+        assert (row.job_id, row.state, row.name) == (job, "pending", "smoke"), row
+        assert "JobHeldUser" in (row.queue or ""), row
+    finally:
+        subprocess.run(["scontrol", "release", array], check=True, timeout=30)
+
+    seen = set()
+    deadline = time.time() + 600
+    while _squeue([array]):
+        assert time.time() < deadline, f"still queued: {_squeue([array])}"
+        seen |= {r.state for r in status.collect_rows([results])}
+        time.sleep(1)
+    log = (Path(out["sweep_dir"]) / "logs" / f"{job}.out").read_text()
+    assert "running" in seen and "stale" not in seen, (seen, log)
+    assert "smoke  train" in log, log  # the task's log has its progress lines
+    (row,) = status.collect_rows([results])
+    assert (row.job_id, row.state) == (job, "completed"), (row, log)
+    assert row.result and "MSE/frame" in row.result
+
+    again = slurm.submit_sweep([str(SMOKE)], str(results), **options)
+    assert again["array"] is None and again["tasks"] == []
+    assert again["skipped"] == [{"source": str(SMOKE), "name": "smoke", "results": str(results / job)}]

@@ -15,6 +15,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..config import Config, data_dir
 from ..errors import MissingDependency, NowcastError
@@ -24,7 +25,8 @@ from .base import Batch, to_unit
 DIGIT = 28
 # Fixed seeds of the protocol's validation and test sets: the same sets for every run,
 # whatever the run's own seed, so that numbers are comparable across runs.
-SPLIT_SEEDS = {"val": 20190001, "test": 20190002}
+SPLIT_SEEDS = {"val": 20190001, "test": 20190002,
+               "train": 20190000}  # "train": a fixed sample of training sequences, for scoring
 
 
 def trajectories(rng: np.random.Generator, n: int, num_digits: int, length: int, canvas: int,
@@ -45,22 +47,50 @@ def trajectories(rng: np.random.Generator, n: int, num_digits: int, length: int,
     return np.clip(out, 0, limit)
 
 
-def generate(digits: np.ndarray, rng: np.random.Generator, n: int, length: int, canvas: int = 64,
-             num_digits: int = 2, speed_min: float = 2.0, speed_max: float = 5.0) -> np.ndarray:
-    """n sequences (n, length, canvas, canvas) uint8 from a pool of (N, 28, 28) uint8 digits."""
+def draw(rng: np.random.Generator, pool_size: int, n: int, length: int, canvas: int = 64,
+         num_digits: int = 2, speed_min: float = 2.0, speed_max: float = 5.0
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """The random part of n sequences: digit indices (n, num_digits) into the pool and their
+    top-left corners (n, num_digits, length, 2). Cheap: a few small arrays, drawn on the host."""
     if canvas < DIGIT:
         raise NowcastError(f"image_size {canvas} is smaller than a {DIGIT}px digit")
-    choice = rng.integers(0, len(digits), size=(n, num_digits))
-    corners = trajectories(rng, n, num_digits, length, canvas, speed_min, speed_max)
-    frames = np.zeros((n, length, canvas, canvas), dtype=np.uint8)
-    for s in range(n):
-        for d in range(num_digits):
-            digit = digits[choice[s, d]]
-            for t in range(length):
-                y, x = corners[s, d, t]
-                view = frames[s, t, y:y + DIGIT, x:x + DIGIT]
-                np.maximum(view, digit, out=view)
-    return frames
+    choice = rng.integers(0, pool_size, size=(n, num_digits))
+    return choice, trajectories(rng, n, num_digits, length, canvas, speed_min, speed_max)
+
+
+def render(digits: torch.Tensor, choice: np.ndarray, corners: np.ndarray, canvas: int) -> torch.Tensor:
+    """Frames (n, length, canvas, canvas) uint8 on the digits' device: each digit pasted at its
+    corner, digits combined by pixel-wise maximum.
+
+    One scatter with reduce "amax" into the flattened frames: every digit pixel goes to
+    frame (s, t), pixel (cy + i, cx + j). A maximum does not depend on the order of its
+    arguments, so the result is deterministic on every device and equal to pasting digit by
+    digit with np.maximum (tests/test_data.py checks this bit for bit).
+    """
+    device = digits.device
+    n, d, length, _ = corners.shape
+    corner = torch.as_tensor(corners, device=device)                      # (n, d, T, 2)
+    offset = torch.arange(DIGIT, device=device)
+    rows, cols = corner[..., 0, None] + offset, corner[..., 1, None] + offset   # (n, d, T, 28)
+    frame = (torch.arange(n, device=device)[:, None, None] * length
+             + torch.arange(length, device=device)[None, None, :])         # (n, 1, T)
+    index = (frame[..., None, None] * canvas + rows[..., :, None]) * canvas + cols[..., None, :]
+    pixels = digits[torch.as_tensor(choice, device=device)][:, :, None].expand(n, d, length, DIGIT, DIGIT)
+    out = torch.zeros(n * length * canvas * canvas, dtype=digits.dtype, device=device)
+    out.scatter_reduce_(0, index.reshape(-1), pixels.reshape(-1), reduce="amax")
+    return out.view(n, length, canvas, canvas)
+
+
+def generate(digits: torch.Tensor, rng: np.random.Generator, n: int, length: int, canvas: int = 64,
+             num_digits: int = 2, speed_min: float = 2.0, speed_max: float = 5.0,
+             chunk: int = 256) -> torch.Tensor:
+    """n sequences (n, length, canvas, canvas) uint8 from a pool of (N, 28, 28) uint8 digits
+    (a tensor: the frames are rendered on its device), `chunk` sequences at a time so that the
+    scatter's index stays small (a fixed set of 8,000 sequences at once would need gigabytes)."""
+    choice, corners = draw(rng, len(digits), n, length, canvas, num_digits, speed_min, speed_max)
+    parts = [render(digits, choice[i:i + chunk], corners[i:i + chunk], canvas)
+             for i in range(0, n, chunk)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def load_digit_pools(source: str, data_dir: Path | None) -> tuple[dict[str, np.ndarray], str, bool]:
@@ -77,6 +107,13 @@ def load_digit_pools(source: str, data_dir: Path | None) -> tuple[dict[str, np.n
                 x_train, x_test = f["x_train"], f["x_test"]
         except Exception as e:  # zip/key/format errors all mean the same to the user
             raise NowcastError(f"{path}: not a readable mnist.npz ({type(e).__name__}: {e})") from None
+        for key, x in (("x_train", x_train), ("x_test", x_test)):
+            if x.ndim != 3 or x.shape[1:] != (DIGIT, DIGIT) or len(x) == 0:
+                raise NowcastError(f"{path}: '{key}' must hold {DIGIT}x{DIGIT} digit images "
+                                   f"(N, {DIGIT}, {DIGIT}), got shape {x.shape}")
+        if len(x_train) <= 50000:  # the protocol's split: validation digits are x_train[50000:]
+            raise NowcastError(f"{path}: 'x_train' has {len(x_train)} digits; the split needs "
+                               f"more than 50,000 (validation digits are x_train[50000:])")
         pools = {"train": x_train[:50000], "val": x_train[50000:], "test": x_test}
         return pools, f"digits from {path.name} (x_train[:50000] / x_train[50000:] / x_test)", True
     if source == "mnist":
@@ -111,8 +148,8 @@ def cached_split(pool: np.ndarray, which: str, n: int, length: int, canvas: int,
                 return f["frames"]
         except Exception:
             pass  # a damaged cache file is regenerated
-    frames = generate(pool, np.random.default_rng(SPLIT_SEEDS[which]), n, length, canvas,
-                      num_digits, speed_min, speed_max)
+    frames = generate(torch.from_numpy(pool), np.random.default_rng(SPLIT_SEEDS[which]), n, length,
+                      canvas, num_digits, speed_min, speed_max).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     # a file object: np.savez would append ".npz" to the temporary name
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -125,9 +162,10 @@ class MovingMNIST:
     drawn from (seed, step), or the thesis's fixed training set; validation and test sets from
     their fixed seeds (`cached_split`)."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, device: torch.device = torch.device("cpu")):
         self.cfg = cfg
         self.pools, source, self.follows_protocol = load_digit_pools(cfg.digits, data_dir(cfg))
+        self.train_digits = torch.from_numpy(self.pools["train"]).to(device)  # rendered there
         self.follows_protocol = self.follows_protocol and cfg.protocol != "none"
         self.length = cfg.k_in + cfg.k_out
         self.frame_shape = (cfg.image_size, cfg.image_size)
@@ -138,29 +176,40 @@ class MovingMNIST:
         self._fixed_train = None
         self._splits: dict[str, Batch] = {}  # the cached file holds 160 MB for MMNIST-10's test set
 
-    def _generate(self, pool: np.ndarray, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+    def _generate(self, rng: np.random.Generator, n: int, length: int) -> torch.Tensor:
         c = self.cfg
-        return generate(pool, rng, n, length, c.image_size, c.num_digits, c.speed_min, c.speed_max)
+        return generate(self.train_digits, rng, n, length, c.image_size, c.num_digits,
+                        c.speed_min, c.speed_max)
 
     def train_batch(self, step: int, batch_size: int, length: int) -> Batch:
         c = self.cfg
         if not c.train_fixed:
             rng = np.random.default_rng([c.seed, step])
-            return Batch(to_unit(self._generate(self.pools["train"], rng, batch_size, length)), None)
+            return Batch(to_unit(self._generate(rng, batch_size, length)), None)
         if self._fixed_train is None:  # the thesis's fixed training set, drawn from the run's seed
             rng = np.random.default_rng([c.seed, 2**31])
-            self._fixed_train = self._generate(self.pools["train"], rng, c.train_sequences, self.length)
+            self._fixed_train = self._generate(rng, c.train_sequences, self.length)
         steps_per_epoch = max(1, c.train_sequences // batch_size)
         epoch, index = divmod(step, steps_per_epoch)
         order = np.random.default_rng([c.seed, epoch]).permutation(c.train_sequences)
-        rows = order[index * batch_size:(index + 1) * batch_size]
+        rows = torch.as_tensor(order[index * batch_size:(index + 1) * batch_size],
+                               device=self._fixed_train.device)
         return Batch(to_unit(self._fixed_train[rows, :length]), None)
 
     def split(self, which: str) -> Batch:
+        """The fixed validation or test set; "train": a fixed sample of training sequences as
+        large as the test set (the thesis's fixed training set itself, when train_fixed)."""
         if which not in self._splits:
-            c = self.cfg
-            n = c.val_sequences if which == "val" else c.test_sequences
-            frames = cached_split(self.pools[which], which, n, self.length, c.image_size,
-                                  c.num_digits, c.speed_min, c.speed_max, self.description)
-            self._splits[which] = Batch(to_unit(frames), None)
+            self._splits[which] = Batch(to_unit(self._split_frames(which)), None)
         return self._splits[which]
+
+    def _split_frames(self, which: str) -> np.ndarray:
+        c = self.cfg
+        if which == "train" and c.train_fixed:
+            if self._fixed_train is None:
+                self.train_batch(0, 1, self.length)  # draws the fixed set
+            return self._fixed_train[:min(c.train_sequences, c.test_sequences)].cpu().numpy()
+        n = {"val": c.val_sequences, "test": c.test_sequences,
+             "train": min(c.train_sequences, c.test_sequences)}[which]
+        return cached_split(self.pools[which], which, n, self.length, c.image_size,
+                            c.num_digits, c.speed_min, c.speed_max, self.description)

@@ -17,14 +17,16 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from .. import results
+from .. import results, runlock
 from ..config import Config
 from ..errors import NowcastError
 from ..util import optional_import, repo_file
 from .notebook import NOTEBOOK
 from .params import ParamsSet, collect
+from .watch import ProgressLines
 
 PREEMPTED = 75  # exit status of a task that checkpointed and wants to be requeued (EX_TEMPFAIL)
+STOPPED = 3     # checkpointed and stopped for good (cancelled): resumable, never requeued
 STAGING = ".staging"  # results/.staging/<job_id>.ipynb: executed notebooks in progress
 
 
@@ -78,6 +80,8 @@ def run_one(ps: ParamsSet, job_id: Optional[str] = None, progress: bool = True) 
     """Run one params set through experiments/train.ipynb; returns (status, results folder).
 
     status: 'completed' | 'failed' | 'preempted' (the run waits in results/.running-<job_id>/).
+    progress: a line with the run's training progress (watch.ProgressLines) instead of
+    papermill's cell counter.
     """
     pm = optional_import("papermill", "notebooks")
     cfg = ps.cfg
@@ -89,10 +93,10 @@ def run_one(ps: ParamsSet, job_id: Optional[str] = None, progress: bool = True) 
     parameters = dict(ps.values, job_id=job_id, results_dir=cfg.results_dir, finalize=False)
     print(f"nowcast: {ps.source} -> {root / job_id}", flush=True)
     error: Optional[BaseException] = None
-    with _Forwarder() as forwarder:
+    with _Forwarder() as forwarder, ProgressLines(root, job_id, cfg.name or job_id, enabled=progress):
         try:
             pm.execute_notebook(str(repo_file(NOTEBOOK)), str(staged), parameters=parameters,
-                                cwd=os.getcwd(), progress_bar=progress, log_output=False)
+                                cwd=os.getcwd(), progress_bar=False, log_output=False)
         except Exception as e:  # papermill's execution error carries the cell's traceback
             error = e
     try:
@@ -116,6 +120,9 @@ def _conclude(cfg: Config, job_id: str, staged: Path, error: Optional[BaseExcept
     if running.is_dir() and (signalled or _marked_preempted(running)):
         print(f"nowcast: preempted; checkpoint kept in {running} ({message})", flush=True)
         return "preempted", running
+    if running.is_dir() and runlock.holder(running):  # another live run owns it: hands off
+        print(f"nowcast: FAILED {running}: {message}", file=sys.stderr, flush=True)
+        return "failed", running
     if running.is_dir():  # the kernel died, or failed outside run_experiment's own handling
         path = results.fail_run(running, message, notebook=staged)
     elif final.is_dir():  # run_experiment marked it failed: add the executed notebook
@@ -188,9 +195,16 @@ def run_local(params_paths: list[str], results_dir: Optional[str] = None, overri
 
 
 def task_main(params: str, results_dir: Optional[str] = None) -> int:
-    """One SLURM array task: run one params file; exit PREEMPTED to ask for a requeue."""
+    """One SLURM array task: run one params file; exit PREEMPTED to ask for a requeue (SLURM's
+    warning signal), STOPPED when cancelled (SIGTERM) or otherwise stopped for good."""
     sets = collect([params], results_dir=results_dir)
     if len(sets) != 1:
         raise NowcastError(f"{params}: an array task runs one params set, got {len(sets)}")
-    status, _ = run_one(sets[0], progress=False)
+    status, path = run_one(sets[0], progress=True)  # plain progress lines in the task's log
+    if status == "preempted" and results.stop_reason(path) != "preemption":
+        # scancel (SIGTERM), Ctrl-C or a checkpoint that could not be written: resumable, but
+        # stopped for good (a resubmission with this job id resumes it)
+        print(f"nowcast: stopped ({results.stop_reason(path)}), not requeued; to resume: "
+              f"nowcast sweep {params} --set job_id={results.final_path(path).name}", flush=True)
+        return STOPPED
     return {"completed": 0, "preempted": PREEMPTED}.get(status, 1)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import Config, data_dir, expand_grid, load_config, parse_override, read_yaml
+from ..config import Config, expand_grid, load_config, parse_override, read_yaml
+from ..data.check import check_inputs
 from ..errors import NowcastError
 
 
@@ -23,20 +24,6 @@ class ParamsSet:
 def is_grid(path: str | Path) -> bool:
     data = read_yaml(path)
     return "axes" in data or "base" in data
-
-
-def check_paths(cfg: Config, where: str) -> None:
-    """Files the run will read must exist now (a corrupt one fails at run time, as it should)."""
-    if cfg.data_file and not Path(cfg.data_file).is_file():
-        raise NowcastError(f"{where}: data_file '{cfg.data_file}' does not exist "
-                           f"(relative paths are taken from {Path.cwd()})")
-    if cfg.data_dir and not Path(cfg.data_dir).is_dir():
-        raise NowcastError(f"{where}: data_dir '{cfg.data_dir}' is not a folder")
-    if cfg.dataset == "mmnist" and cfg.digits == "mnist":
-        folder = data_dir(cfg)
-        if folder is None or not (folder / "mnist.npz").is_file():
-            raise NowcastError(f"{where}: digits: mnist needs mnist.npz in data_dir or "
-                               f"$NOWCAST_DATA_DIR (found none)")
 
 
 def collect(paths: typing.Iterable[str | Path], overrides: typing.Sequence[str] = (),
@@ -65,14 +52,14 @@ def _grid_sets(path: Path, extra: list[str]) -> list[ParamsSet]:
             cfg = load_config(values=point, overrides=extra)
         except NowcastError as e:
             raise NowcastError(f"{where}: {e}") from None
-        check_paths(cfg, where)
+        check_inputs(cfg, where)
         sets.append(ParamsSet(where, _with_overrides(point, extra), cfg))
     return sets
 
 
 def _file_set(path: Path, extra: list[str]) -> ParamsSet:
     cfg = load_config(path, extra)
-    check_paths(cfg, str(path))
+    check_inputs(cfg, str(path))
     values = dict(read_yaml(path))
     values.setdefault("name", cfg.name)
     return ParamsSet(str(path), _with_overrides(values, extra), cfg)

@@ -21,6 +21,7 @@ from typing import Optional
 
 import yaml
 
+from .. import results
 from ..errors import NowcastError
 from ..util import repo_file, write_text
 from .params import ParamsSet, collect
@@ -120,14 +121,21 @@ def _safe(name: str) -> str:
 def submit_sweep(params_paths: list[str], results_dir: Optional[str] = None, partition: Optional[str] = None,
                  gpus: Optional[str] = None, time: Optional[str] = None, account: Optional[str] = None,
                  dry_run: bool = False, overrides: list[str] = (), report: bool = True,
-                 cpus: Optional[int] = None, sbatch_args: list[str] = ()) -> dict:
+                 cpus: Optional[int] = None, sbatch_args: list[str] = (), force: bool = False) -> dict:
     """Submit one SLURM array task per params set, then the report job (afterany on the array).
 
     Options as in SweepSpec. results_dir, when given, replaces every set's own results_dir; the
     report job reads it (else the first set's). Every set is validated before anything is
-    written or submitted. Returns the job ids and files (also written to jobs.yaml).
+    written or submitted. A set whose completed results exist with the same resolved params is
+    skipped (force=True submits it again), so that a sweep can be resumed; with nothing left,
+    nothing is submitted. Returns the job ids and files (also written to jobs.yaml).
     """
-    sets = collect(params_paths, overrides, results_dir)
+    sets, skipped = skip_completed(collect(params_paths, overrides, results_dir), force)
+    if not sets:
+        print(f"nowcast sweep: nothing to submit: all {len(skipped)} set"
+              f"{'s' * (len(skipped) != 1)} completed (--force submits them again)")
+        return {"array": None, "report": None, "sweep_dir": None, "list": None, "tasks": [],
+                "skipped": skipped}
     if not dry_run and shutil.which("sbatch") is None:
         raise NowcastError("sbatch not found: nowcast sweep needs a SLURM login node "
                            "(or use `nowcast run` to run the sets here)")
@@ -142,7 +150,8 @@ def submit_sweep(params_paths: list[str], results_dir: Optional[str] = None, par
     array = _run_sbatch(array_command(spec), dry_run)
     out = {"array": array, "report": None, "sweep_dir": str(sweep), "list": str(spec.list_file),
            "tasks": [{"index": i, "source": ps.source, "name": ps.cfg.name,
-                      "job_id": ps.cfg.job_id or f"{array}_{i}"} for i, ps in enumerate(sets)]}
+                      "job_id": ps.cfg.job_id or f"{array}_{i}"} for i, ps in enumerate(sets)],
+           "skipped": skipped}
     if report:
         out["report"] = _run_sbatch(report_command(spec, array), dry_run)
     write_text(sweep / "jobs.yaml", yaml.safe_dump(out, sort_keys=False))
@@ -151,8 +160,92 @@ def submit_sweep(params_paths: list[str], results_dir: Optional[str] = None, par
 
 
 def _print_summary(out: dict, sets: list[ParamsSet]) -> None:
-    n = len(sets)
-    print(f"nowcast sweep: array job {out['array']} ({n} task{'s' * (n != 1)}), "
+    n, k = len(sets), len(out["skipped"])
+    print(f"nowcast sweep: array job {out['array']} ({n} task{'s' * (n != 1)}"
+          f"{f'; {k} completed set' + 's' * (k != 1) + ' skipped' if k else ''}), "
           f"report job {out['report']}; logs in {out['sweep_dir']}/logs")
     for task in out["tasks"]:
         print(f"  {sets[task['index']].cfg.results_dir}/{task['job_id']}  <- {task['source']}")
+
+
+def skip_completed(sets: list[ParamsSet], force: bool = False) -> tuple[list[ParamsSet], list[dict]]:
+    """The sets still to run, and those skipped because their completed results exist (each
+    results folder read once); force: none skipped."""
+    if force:
+        return sets, []
+    done: dict[str, dict] = {}
+    todo, skipped = [], []
+    for ps in sets:
+        root = ps.cfg.results_dir
+        if root not in done:
+            done[root] = results.completed_by_params(root)
+        path = done[root].get(results.params_hash(ps.cfg))
+        if path is None:
+            todo.append(ps)
+            continue
+        print(f"nowcast sweep: {ps.source}: skipped, completed in {path}", flush=True)
+        skipped.append({"source": ps.source, "name": ps.cfg.name, "results": str(path)})
+    return todo, skipped
+
+
+# --------------------------------------------------------------------------------------------
+# what is queued: squeue, and the tasks of earlier sweeps
+# --------------------------------------------------------------------------------------------
+
+QUEUE_FORMAT = "%i|%T|%r"  # job id (<array>_<task> for array tasks), state, reason
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
+         "DEADLINE", "OUT_OF_MEMORY", "SPECIAL_EXIT", "REVOKED"}  # listed for a while after the end
+WAITING = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "RESV_DEL_HOLD")
+
+
+def squeue_command() -> list[str]:
+    """Our jobs, one line per array task (-r), pending tasks included."""
+    return ["squeue", "--me", "--noheader", "--array", "--format", QUEUE_FORMAT]
+
+
+def parse_queue(text: str) -> dict[str, str]:
+    """squeue's lines -> {job id: 'RUNNING' | 'PENDING (Resources)' | ...}, ended jobs left out."""
+    queue: dict[str, str] = {}
+    for row in text.splitlines():
+        job, _, rest = row.strip().partition("|")
+        state, _, reason = rest.partition("|")
+        if not job or not state or state in ENDED:
+            continue
+        waiting = state in WAITING and reason and reason != "None"
+        queue[job] = f"{state} ({reason})" if waiting else state
+    return queue
+
+
+def queue_states() -> Optional[dict[str, str]]:
+    """Our queued and running jobs; None where squeue is absent or does not answer (then
+    nothing can be said from the queue)."""
+    if shutil.which("squeue") is None:
+        return None
+    try:
+        done = subprocess.run(squeue_command(), capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_queue(done.stdout) if done.returncode == 0 else None
+
+
+def waiting(queue_state: Optional[str]) -> bool:
+    return bool(queue_state) and queue_state.split(" ")[0] in WAITING
+
+
+def sweep_tasks(results_dir: str | Path) -> list[dict]:
+    """Every task submitted by a sweep into results_dir (its jobs.yaml files, oldest first):
+    {job_id, name, source, array, log}; dry runs left out."""
+    tasks = []
+    for jobs in sorted(Path(results_dir, SWEEPS).glob("*/jobs.yaml")):
+        try:
+            sweep = yaml.safe_load(jobs.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(sweep, dict) or sweep.get("array") in (None, DRY_RUN_ID):
+            continue
+        for task in sweep.get("tasks") or []:
+            if isinstance(task, dict) and task.get("job_id"):
+                tasks.append({"job_id": str(task["job_id"]), "name": str(task.get("name") or ""),
+                              "source": str(task.get("source") or ""), "array": str(sweep["array"]),
+                              "log": str(jobs.parent / "logs" / f"{sweep['array']}_{task.get('index')}.out")})
+    return tasks

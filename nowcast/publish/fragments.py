@@ -20,8 +20,11 @@ from .incremental import RUN_FILES, copy_artifacts, digest, mark, needs
 from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
 from .tables import results_table, skill_table
 
+# By Run.state (nowcast/progress.py derive_state, as `nowcast status` shows it): stale is a
+# run left "running" whose process is gone.
 STATUS_LABEL = {"completed": "completed", "failed": "**failed**", "running": "running",
-                "preempted": "preempted (resumable)", "unreadable": "**unreadable**"}
+                "preempted": "preempted (resumable)", "stale": "**stale** (process gone)",
+                "unreadable": "**unreadable**"}
 
 
 def _completed(runs: list[Run]) -> list[Run]:
@@ -33,10 +36,10 @@ def _groups(runs: list[Run]) -> list[str]:
 
 
 def summary(runs: list[Run]) -> str:
-    counts = {s: sum(r.status == s for r in runs) for s in STATUS_LABEL}
+    counts = {s: sum(r.state == s for r in runs) for s in STATUS_LABEL}
     n_ref = sum(r.reference for r in runs)
     done = _completed(runs)
-    extra = "".join(f", {counts[s]} {s}" for s in ("preempted", "unreadable") if counts[s])
+    extra = "".join(f", {counts[s]} {s}" for s in ("preempted", "stale", "unreadable") if counts[s])
     return (f"This build of the report reads {len(runs)} results folder"
             f"{'s' if len(runs) != 1 else ''} ({counts['completed']} completed, "
             f"{counts['running']} running, {counts['failed']} failed{extra}"
@@ -47,9 +50,9 @@ def summary(runs: list[Run]) -> str:
 
 
 def runs_table(runs: list[Run]) -> str:
-    rows = [[esc(r.name), esc(r.job_id), STATUS_LABEL.get(r.status, esc(r.status)),
+    rows = [[esc(r.name), esc(r.job_id), STATUS_LABEL.get(r.state, esc(r.state)),
              esc(r.group if r.status == "completed" else r.protocol),
-             esc((r.started or "–")[:16].replace("T", " ")), esc(r.error)[:160] if r.error else ""]
+             esc((r.started or "–")[:16].replace("T", " ")), esc(r.error[:160]) if r.error else ""]
             for r in runs]
     return table(["Run", "Job", "Status", "Protocol", "Started (UTC)", "Error"], rows,
                  "Every results folder this report read, with its status; a failed run keeps "
@@ -172,7 +175,7 @@ def run_figures(r: Run, gen: Path) -> list[str]:
               + f"; data: {esc(r.data)}") if r.metrics else "no metrics")
     parts = [f"### {label} {{#sec-run-{r.slug} .unnumbered}}\n"]
     if r.status != "completed":
-        parts.append(f"Status: **{esc(r.status)}**" + (f": {esc(r.error)}" if r.error else "") + "\n")
+        parts.append(f"Status: **{esc(r.state)}**" + (f": {esc(r.error)}" if r.error else "") + "\n")
     if have["loss.png"]:
         parts.append(figure(f"{where}/loss.png", f"Training and validation loss of {label}.",
                             f"fig-loss-{r.slug}", "55%"))
@@ -200,7 +203,7 @@ def training(runs: list[Run], gen: Path) -> str:
 
 
 def provenance(runs: list[Run]) -> str:
-    rows = [[esc(r.job_id), esc(r.name), esc(r.status), commit(r), device(r),
+    rows = [[esc(r.job_id), esc(r.name), esc(r.state), commit(r), device(r),
              esc(r.env.get("precision") or "–"), wall(r),
              esc((r.ended or r.started or "–")[:16].replace("T", " ")),
              "reference_results" if r.reference else esc(r.path.parent.name + "/")] for r in runs]

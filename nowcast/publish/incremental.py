@@ -8,8 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
+
+from PIL import Image
 
 from ..results import Run
 from ..util import atomic_path
@@ -49,21 +52,40 @@ def inputs_digest(files: Iterable[Path], extra: Any = None) -> str:
     return digest([stats, extra])
 
 
-def copy_if_newer(src: Path, dst: Path) -> Path:
+def _up_to_date(src: Path, dst: Path) -> bool:
     try:
         s, d = src.stat(), dst.stat()
-        if d.st_size == s.st_size and d.st_mtime_ns >= s.st_mtime_ns:
-            return dst
     except FileNotFoundError:
-        pass
+        return False
+    return d.st_size == s.st_size and d.st_mtime_ns >= s.st_mtime_ns
+
+
+def copy_if_newer(src: Path, dst: Path) -> Path:
+    if _up_to_date(src, dst):
+        return dst
     dst.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dst) as tmp:
         shutil.copy2(src, tmp)
     return dst
 
 
+def image_problem(path: Path) -> Optional[str]:
+    """None when `path` is an image PIL can decode (a truncated or damaged PNG/GIF would stop
+    the PDF renderer), else what is wrong with it."""
+    try:
+        with Image.open(path) as im:
+            im.verify()  # structure and checksums
+        with Image.open(path) as im:
+            im.load()  # the pixels: verify() does not notice missing image data
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
+        return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+    return None
+
+
 def copy_artifacts(runs: list[Run], gen: Path, files: Iterable[str] = RUN_FILES) -> None:
-    """Copy each run's figures to gen/runs/<slug>/; folders of runs no longer listed go."""
+    """Copy each run's figures to gen/runs/<slug>/; folders of runs no longer listed go.
+    A damaged figure is left out (with any older copy of it), with a warning naming the run
+    and the file: one bad file never stops the report or the slides."""
     keep = {r.slug for r in runs}
     if (gen / "runs").is_dir():
         for old in (gen / "runs").iterdir():
@@ -71,6 +93,15 @@ def copy_artifacts(runs: list[Run], gen: Path, files: Iterable[str] = RUN_FILES)
                 shutil.rmtree(old)
     for r in runs:
         for name in files:
-            src = r.file(name)
-            if src is not None:
-                copy_if_newer(src, gen / "runs" / r.slug / name)
+            src, dst = r.file(name), gen / "runs" / r.slug / name
+            if src is None:
+                continue
+            if _up_to_date(src, dst):
+                continue
+            problem = image_problem(src)
+            if problem:
+                dst.unlink(missing_ok=True)
+                print(f"nowcast: warning: run {r.job_id}: {src} is damaged ({problem}); "
+                      f"left out", file=sys.stderr)
+                continue
+            copy_if_newer(src, dst)

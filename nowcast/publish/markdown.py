@@ -18,8 +18,8 @@ def fmt_value(x: Any) -> str:
         return "yes" if x else "no"
     if isinstance(x, int):
         return f"{x:,}"
-    if isinstance(x, str):  # already formatted (published numbers keep their precision)
-        return x
+    if isinstance(x, str):  # text where a number belongs: data, shown as it is, escaped
+        return esc(x)
     try:
         x = float(x)
     except (TypeError, ValueError):
@@ -53,9 +53,13 @@ def fmt_seconds(s: Any) -> str:
 
 
 def esc(text: Any) -> str:
-    """Markdown-escape free text (job ids with underscores, error messages) on one line."""
-    s = str(text).replace("\n", " ")
-    return re.sub(r"([\\`*_{}\[\]<>#|@$~^])", r"\\\1", s)
+    """Free text from a results folder (job ids with underscores, error messages) as inert
+    markdown on one line: every character markdown, raw HTML, citations, math or a Quarto
+    shortcode would act on is backslash-escaped, so pandoc prints it as text in HTML (`<`
+    as &lt;) and its typst writer escapes it again for the PDF (`#`, `$`, `@`, `<`, ...).
+    Line breaks and control characters become spaces: no line of data starts a block."""
+    s = re.sub(r"[\s\x00-\x1f\x7f]+", " ", str(text))
+    return re.sub(r"([\\`*_{}\[\]<>#|@$~^&\-])", r"\\\1", s)  # &: no entities; -: no dashes
 
 
 def _cell(text: Any) -> str:

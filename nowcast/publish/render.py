@@ -25,18 +25,36 @@ from .incremental import inputs_digest
 
 Renderer = Callable[[Path, Path, tuple[str, ...]], list[Path]]
 INCLUDE = re.compile(r"^\{\{<\s*include\s+(\S+)\s*>\}\}\s*$", re.M)
+GENERATED = "_generated"  # fragments written from run data: inserted, never expanded
 
 
-def expand_includes(text: str, base: Path, depth: int = 0) -> str:
-    """Quarto's {{< include path >}} shortcode, resolved as Quarto does (relative to base)."""
+def include_path(base: Path, name: str, root: Optional[Path] = None) -> Path:
+    """The file an include line of the project's own sources names, relative to `base`: a
+    relative path that stays inside `root` (default base; no absolute path, no '..' out of
+    it) and exists."""
+    path = (base / name).resolve()
+    if Path(name).is_absolute() or not path.is_relative_to(Path(root or base).resolve()):
+        raise NowcastError(f"{base}: include {name!r} points outside the project folder")
+    if not path.is_file():
+        raise NowcastError(f"{base / name}: included file missing")
+    return path
+
+
+def expand_includes(text: str, base: Path, depth: int = 0, root: Optional[Path] = None) -> str:
+    """Quarto's {{< include path >}} shortcode, resolved as Quarto does (relative to the
+    including file), in the report's own sources only: a generated fragment (_generated/)
+    holds run data and is inserted as it is, so no path taken from a results folder is ever
+    followed. Every include stays inside the report folder (root, default base)."""
     if depth > 5:
         raise NowcastError(f"{base}: includes nested too deeply")
+    root = Path(root or base)
+    generated = (root / GENERATED).resolve()
 
     def sub(m: re.Match) -> str:
-        path = base / m.group(1)
-        if not path.is_file():
-            raise NowcastError(f"{path}: included file missing")
-        return expand_includes(path.read_text(), path.parent if depth else base, depth + 1)
+        path = include_path(base, m.group(1), root)
+        if path.is_relative_to(generated):
+            return path.read_text()
+        return expand_includes(path.read_text(), path.parent, depth + 1, root)
     return INCLUDE.sub(sub, text)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -47,6 +48,9 @@ def build_report(results_dirs: list[Path], out_dir: Optional[Path] = None, *,
         raise NowcastError(f"{report_dir}: not a report project (index.qmd missing)")
     render = get_renderer(renderer)
     runs = read_all([Path(d) for d in results_dirs], reference_dirs)
+    for r in runs:  # listed as unreadable, with the reason; the report of the others builds
+        if r.status == "unreadable":
+            print(f"nowcast: warning: {r.path}: {r.error}; listed as unreadable", file=sys.stderr)
     write_report_fragments(runs, report_dir / "_generated")
     outputs = render(report_dir, out_dir, formats)
     if not quiet:

@@ -16,7 +16,7 @@ from ..util import repo_root, write_if_changed
 from .describe import headline, nondefault_params, wall
 from .incremental import copy_artifacts, inputs_digest
 from .markdown import esc, table, value_text
-from .render import run_tool
+from .render import include_path, run_tool
 from .report import read_all
 
 SLIDE_PARAMS = ["architecture", "hidden_sizes", "filter_size", "stride", "loss", "batch_size",
@@ -50,7 +50,7 @@ def run_slides(r: Run, gen: Path) -> list[str]:
     """One slide per run (two with its loss curve); a failed run gets a short one."""
     head = f"### {esc(r.label)}"
     if r.status != "completed":
-        return [f"<!-- _class: failed -->\n\n{head}\n\n**{esc(r.status)}**"
+        return [f"<!-- _class: failed -->\n\n{head}\n\n**{esc(r.state)}**"
                 + (f": {esc(r.error)[:200]}" if r.error else "") + "\n"]
     d = gen / "runs" / r.slug
     proto = r.protocol if r.follows_protocol else "no protocol"
@@ -68,7 +68,7 @@ def run_slides(r: Run, gen: Path) -> list[str]:
 
 
 def summary_slides(runs: list[Run]) -> list[str]:
-    rows = [[esc(r.name), esc(r.job_id), esc(r.status),
+    rows = [[esc(r.name), esc(r.job_id), esc(r.state),
              esc(r.protocol if r.follows_protocol else "none"),
              "; ".join(f"{n} {v}" for n, v in headline(r)) if r.metrics else "–", wall(r)]
             for r in runs]
@@ -102,10 +102,7 @@ def find_chromium() -> Optional[str]:
 def _deck(slides_dir: Path, gen: Path) -> Path:
     """deck.md with its <!-- include: --> lines expanded and the date filled in."""
     def sub(m: re.Match) -> str:
-        p = slides_dir / m.group(1)
-        if not p.is_file():
-            raise NowcastError(f"{p}: included file missing")
-        return p.read_text().strip() + "\n"
+        return include_path(slides_dir, m.group(1)).read_text().strip() + "\n"
     deck = SLIDE_INCLUDE.sub(sub, (slides_dir / "deck.md").read_text())
     out = gen / "deck.md"
     write_if_changed(out, deck.replace("{{date}}", _dt.date.today().isoformat()))

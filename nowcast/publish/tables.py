@@ -29,7 +29,8 @@ def _columns(group: str, runs: list[Run]) -> list[str]:
 
 def _header(keys: list[str]) -> list[str]:
     return (["Model (job)", "Params"]
-            + [f"{metric_label(k)} {METRICS[k].arrow if k in METRICS else ''}".strip() for k in keys]
+            + [f"{esc(metric_label(k))} {METRICS[k].arrow if k in METRICS else ''}".strip()
+               for k in keys]
             + ["Train loss", "Val. loss", "Test loss", "Wall time", "Device"])
 
 

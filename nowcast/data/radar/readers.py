@@ -99,6 +99,9 @@ def _read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict]:
         meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
     except ValueError:
         raise NowcastError(f"{path}: 'meta' is not a JSON string") from None
+    if not isinstance(meta, dict):
+        raise NowcastError(f"{path}: 'meta' must be a JSON object (source, dt_min, ...), "
+                           f"got {type(meta).__name__}")
     return arrays["frames"], arrays.get("times"), meta
 
 

@@ -1,0 +1,60 @@
+"""Sizes no run can have, refused when its params are validated (config.validate), before
+anything allocates them: a typo such as `batch_size: 1000000000` ends in one line naming the
+field, not in a MemoryError minutes later. Bounds are computed from the params alone (cheap);
+what does fit a given machine is found out at run time (experiment.out_of_memory).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from .errors import NowcastError
+
+MAX_JOB_ID = 200     # bytes: results/.running-<job_id>/ and its files stay under NAME_MAX (255)
+MAX_BYTES = 1 << 40  # no array of a run may pass 1 TiB: a size beyond it is a typo
+
+
+def size_text(n: float) -> str:
+    """Bytes as people read them: 305.2 TiB."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def check_job_id(job_id: Optional[str]) -> None:
+    if job_id is None:
+        return
+    if not job_id or "/" in job_id or job_id.startswith(".") or not job_id.isprintable():
+        raise NowcastError(f"'job_id' must be a plain folder name, got {job_id!r:.80}")
+    if len(job_id.encode()) > MAX_JOB_ID:
+        raise NowcastError(f"'job_id' is too long ({len(job_id.encode())} bytes; at most "
+                           f"{MAX_JOB_ID}: it names a folder)")
+
+
+def check_sizes(cfg: Any) -> None:
+    """The float32 frames a run holds at once: a training batch, and the Moving MNIST splits
+    (generated at image_size; data files bring their own frame size)."""
+    frames = max(cfg.k_in + cfg.k_out, 2 * max(cfg.curriculum or [0]))
+    frame = frames * cfg.image_size ** 2 * 4
+    counts = [("batch_size", cfg.batch_size, "one training batch")]
+    if cfg.dataset == "mmnist":
+        counts += [("val_sequences", cfg.val_sequences, "the validation split"),
+                   ("test_sequences", cfg.test_sequences, "the test split")]
+        if cfg.train_fixed:
+            counts.append(("train_sequences", cfg.train_sequences, "the fixed training set"))
+    for key, n, what in counts:
+        if n * frame > MAX_BYTES:
+            raise NowcastError(
+                f"'{key}' {n:,} makes {what} {size_text(n * frame)} ({key} x {frames} frames "
+                f"x image_size {cfg.image_size}² x 4 bytes); the limit is {size_text(MAX_BYTES)}")
+
+
+def check_weights(cfg: Any, parameters: int) -> None:
+    """The model's float32 weights (counted on the meta device: nothing allocated)."""
+    if 4 * parameters > MAX_BYTES:
+        raise NowcastError(
+            f"hidden_sizes {cfg.hidden_sizes}, filter_size {cfg.filter_size} and image_size "
+            f"{cfg.image_size} make {parameters:,} parameters ({size_text(4 * parameters)} of "
+            f"weights); the limit is {size_text(MAX_BYTES)}")

@@ -1,0 +1,315 @@
+"""The progress record of a run in progress, and the state of a run derived from it.
+
+A running run keeps `progress.json` in its folder (results/.running-<job_id>/; the last record
+stays in the folder when it is completed or failed): where training is (stage, step of total
+steps), how fast (sequences/s), the last losses, an ETA, and who writes it (host, pid, SLURM
+ids) with a heartbeat time. `Progress` writes it atomically, throttled by wall time (at most
+one write per `interval` seconds from `update`; stage changes are written at once), and a
+heartbeat thread rewrites it every `heartbeat` seconds while nothing else does (compile,
+validation, the test split), so that a silent record means a dead or stuck process.
+
+`derive_state` turns a status.json status plus this record into what `nowcast status` and the
+report show: a `running` status whose writer is gone is `stale`. It is the one source of that
+rule (results.read_run and nowcast status both call it).
+
+    record = {"stage": "train", "step": 120, "total_steps": 400, "seq_per_s": 35.2,
+              "loss": 0.1234, "val_loss": 0.13, "eta_s": 310.0, "updated": 1712345677.0,
+              "heartbeat": 1712345678.9, "started": 1712345000.0, "host": "node1", "pid": 4242, "pid_started": 1712344990.1,
+              "slurm": {"job_id": "103", "array_job_id": "101", "array_task_id": "2"}}
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .errors import MissingDependency
+from .util import finite_or_none, optional_import, write_json
+
+PROGRESS = "progress.json"
+WRITE_EVERY_S = 2.0    # `update` writes at most this often: cheap at any step rate
+HEARTBEAT_S = 10.0     # the heartbeat thread refreshes a record older than this
+# A run whose process is known to be gone (dead pid on this host, or a SLURM job squeue no
+# longer lists) is stale once its heartbeat is this old: the launcher completes or fails a
+# run within a moment of its process ending, so a short grace is enough.
+DEAD_GRACE_S = 3 * HEARTBEAT_S
+# Without a process to check (another host, no squeue): only the heartbeat's age tells.
+STALE_AFTER_S = 12 * HEARTBEAT_S
+SLURM_VARS = {"SLURM_JOB_ID": "job_id", "SLURM_ARRAY_JOB_ID": "array_job_id",
+              "SLURM_ARRAY_TASK_ID": "array_task_id", "SLURM_RESTART_COUNT": "restart_count"}
+
+
+def _psutil() -> Any:
+    """psutil (ipykernel's own dependency) when installed, else None: only the pid-reuse
+    check needs it."""
+    try:
+        return optional_import("psutil", "notebooks")
+    except MissingDependency:
+        return None
+
+
+def process_started(pid: int) -> Optional[float]:
+    """When process `pid` started (seconds since the epoch); None when unknown."""
+    psutil = _psutil()
+    try:
+        return None if psutil is None else float(psutil.Process(pid).create_time())
+    except Exception:  # psutil.Error: no such process, access denied
+        return None
+
+
+def process_alive(pid: Any, started: Any = None) -> bool:
+    """Whether process `pid` runs on this host, and is the same process (started at `started`,
+    when recorded: pids are reused)."""
+    try:
+        pid = int(pid)
+        os.kill(pid, 0)
+    except (TypeError, ValueError, ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    if isinstance(started, (int, float)):
+        now_started = process_started(pid)
+        return now_started is None or abs(now_started - started) < 1.0
+    return True
+
+
+def identity() -> dict:
+    """Who writes the record: host, pid (with its start time) and SLURM ids."""
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "pid_started": process_started(os.getpid()),
+            "slurm": {key: os.environ[var] for var, key in SLURM_VARS.items() if os.environ.get(var)}}
+
+
+class Progress:
+    """The progress record of one run. run_dir None: a record that writes nothing (other DDP
+    ranks, tests of train() alone). Use as a context manager (heartbeat thread from enter to
+    exit), or call `start`/`close`.
+
+    The training loop calls `on_step(step=, total=, loss=)` after each optimiser step (cheap:
+    it returns at once unless `interval` seconds passed; `loss` may be a device tensor,
+    converted only when written) and `on_step(step=, total=, val_loss=)` after a validation
+    (written at once); or `start_training` and `update` directly. The rest of the run calls
+    `stage(name)`, and `finish_training` with what the loop returned.
+    """
+
+    def __init__(self, run_dir: Optional[Path | str], batch_size: int = 1,
+                 interval: float = WRITE_EVERY_S, heartbeat: float = HEARTBEAT_S,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path = None if run_dir is None else Path(run_dir) / PROGRESS
+        self.batch_size, self.interval, self.heartbeat, self.clock = batch_size, interval, heartbeat, clock
+        self.record: dict[str, Any] = {"stage": "starting", "step": None, "total_steps": None,
+                                       "seq_per_s": None, "loss": None, "val_loss": None,
+                                       "eta_s": None, "updated": None, "heartbeat": None,
+                                       "started": clock(), **identity()}
+        self._lock = threading.Lock()
+        self._last_write = -math.inf
+        self._rate: Optional[float] = None  # steps/s, smoothed over writes
+        self._mark: tuple[int, float] = (0, clock())  # (step, time) the rate is measured from
+        self._budget_end: Optional[float] = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "Progress":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self._write()
+        if self.path is not None and self.heartbeat > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._beat, name="nowcast-heartbeat", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def stage(self, name: str, **fields: Any) -> None:
+        """A new stage ('data', 'model', 'train', 'test', 'outputs', ...): written at once."""
+        with self._lock:
+            self.record.update(fields, stage=name)
+        self._write()
+
+    def start_training(self, total_steps: int, step: int = 0, budget_s: Optional[float] = None) -> None:
+        """Before the first step (of this attempt: `step` is where a resumed run continues);
+        budget_s: a wall-time budget for training, which caps the ETA."""
+        now = self.clock()
+        self._mark, self._rate = (step, now), None
+        self._budget_end = None if budget_s is None else now + budget_s
+        self.stage("train", step=step, total_steps=total_steps)
+
+    def update(self, step: int, loss: Any = None, val_loss: Any = None, force: bool = False,
+               **fields: Any) -> bool:
+        """Record `step` (steps done) and losses; writes when `interval` seconds passed since the
+        last write, or force. Returns whether it wrote."""
+        now = self.clock()
+        if not force and now - self._last_write < self.interval:
+            return False
+        with self._lock:
+            self._measure(step, now)
+            self.record.update(fields, step=step, seq_per_s=self._seq_per_s(),
+                               eta_s=self._eta(step, now), updated=now)
+            if loss is not None:
+                self.record["loss"] = float(loss)
+            if val_loss is not None:
+                self.record["val_loss"] = float(val_loss)
+        self._write()
+        return True
+
+    def on_step(self, step: int, total: Optional[int] = None, loss: Any = None,
+                val_loss: Any = None, time_left: Optional[float] = None, **_: Any) -> None:
+        """The training loop's callback (training.train's on_step): `step` steps done of `total`;
+        the first call starts the train stage; a validation loss is written at once;
+        time_left: seconds left of a time budget (caps the ETA)."""
+        if total is not None and (self.record.get("stage") != "train"
+                                  or total != self.record.get("total_steps")):
+            self.start_training(total, step)
+        if time_left is not None:
+            self._budget_end = self.clock() + time_left
+        self.update(step, loss=loss, val_loss=val_loss, force=val_loss is not None)
+
+    def finish_training(self, steps: int, sequences: int, seconds: float, loss: Any = None,
+                        val_loss: Any = None) -> None:
+        """After training: the final step count and the whole run's throughput (what
+        TrainResult says), so that the record is right even if the loop never updated it."""
+        total = self.record.get("total_steps") or steps
+        self.stage("test", step=steps, total_steps=max(total, steps), eta_s=None,
+                   seq_per_s=round(sequences / seconds, 2) if seconds > 0 else None,
+                   loss=None if loss is None else float(loss),
+                   val_loss=None if val_loss is None else float(val_loss))
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _measure(self, step: int, now: float) -> None:
+        done, since = step - self._mark[0], now - self._mark[1]
+        if done > 0 and since > 0:
+            rate = done / since
+            # smoothed: the first window holds compile and warm-up, later ones validation pauses
+            self._rate = rate if self._rate is None else 0.5 * self._rate + 0.5 * rate
+            self._mark = (step, now)
+
+    def _seq_per_s(self) -> Optional[float]:
+        return None if self._rate is None else round(self._rate * self.batch_size, 2)
+
+    def _eta(self, step: int, now: float) -> Optional[float]:
+        total = self.record.get("total_steps")
+        eta = None
+        if self._rate and total is not None:
+            eta = max(0.0, (total - step) / self._rate)
+        if self._budget_end is not None:
+            left = max(0.0, self._budget_end - now)
+            eta = left if eta is None else min(eta, left)
+        return None if eta is None else round(eta, 1)
+
+    def _write(self) -> None:
+        if self.path is None:
+            return
+        with self._lock:
+            now = self.clock()
+            self.record["heartbeat"] = now
+            self._last_write = now
+            try:
+                write_json(self.path, finite_or_none(self.record))  # a NaN loss: null
+            except OSError:  # the folder was renamed or removed under us: the run has ended
+                pass
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat / 2):
+            if self.clock() - self._last_write >= self.heartbeat:
+                self._write()
+
+
+# --------------------------------------------------------------------------------------------
+# the state of a run
+# --------------------------------------------------------------------------------------------
+
+def slurm_key(record: dict) -> Optional[str]:
+    """The run's job as squeue's %i shows it ('<array>_<task>' or '<job>'); None outside SLURM."""
+    slurm = record.get("slurm") if isinstance(record.get("slurm"), dict) else {}
+    if slurm.get("array_job_id") and slurm.get("array_task_id") is not None:
+        return f"{slurm['array_job_id']}_{slurm['array_task_id']}"
+    return str(slurm["job_id"]) if slurm.get("job_id") else None
+
+
+def derive_state(status: str, record: dict, heartbeat: Optional[float], now: float, host: str,
+                 queue: Optional[str] = None,
+                 alive: Callable[[Any, Any], bool] = process_alive) -> str:
+    """What a run is: its status.json status, except that a `running` run whose writer is gone
+    is `stale` (its process was killed, or its node was lost).
+
+    heartbeat: the record's heartbeat (else status.json's modification time); queue: squeue's
+    state of the run's SLURM job ('' when squeue answered without it, None when not asked or
+    not a SLURM run). Gone means: no heartbeat for DEAD_GRACE_S and no live process (a dead
+    pid on this host, or a SLURM job no longer queued); where neither can be checked, no
+    heartbeat for STALE_AFTER_S.
+    """
+    if status != "running":
+        return status
+    if queue:  # squeue lists it (running, completing, requeued): alive whatever the heartbeat
+        return "running"
+    age = math.inf if heartbeat is None else now - heartbeat
+    pid = record.get("pid")
+    here = pid is not None and record.get("host") == host
+    if here and alive(pid, record.get("pid_started")):
+        return "running"
+    limit = DEAD_GRACE_S if here or queue == "" else STALE_AFTER_S
+    return "stale" if age > limit else "running"
+
+
+# --------------------------------------------------------------------------------------------
+# as text
+# --------------------------------------------------------------------------------------------
+
+def duration(seconds: Any) -> str:
+    """1h02m, 2m05s, 45s; '' when unknown."""
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return ""
+    s = int(round(max(0.0, seconds)))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def steps_text(record: dict) -> str:
+    """'120/400 (30%)', '120' without a total, '' before training."""
+    step, total = record.get("step"), record.get("total_steps")
+    if not isinstance(step, int):
+        return ""
+    if isinstance(total, int) and total > 0:
+        return f"{step}/{total} ({100 * step // total}%)"
+    return str(step)
+
+
+def eta_left(record: dict, now: float) -> Optional[float]:
+    """The record's ETA less the time since it was measured (`updated`: heartbeats alone
+    do not move it)."""
+    eta, beat = record.get("eta_s"), record.get("updated", record.get("heartbeat"))
+    if not isinstance(eta, (int, float)):
+        return None
+    return max(0.0, eta - (now - beat)) if isinstance(beat, (int, float)) else float(eta)
+
+
+def line(label: str, record: dict, now: float) -> str:
+    """One progress line: 'demo-filter-3  train  step 120/400 (30%)  35.2 seq/s  loss 0.1234
+    val 0.1300  ETA 2m05s'."""
+    parts = [label, str(record.get("stage") or "")]
+    if steps_text(record):
+        parts.append(f"step {steps_text(record)}")
+    if isinstance(record.get("seq_per_s"), (int, float)):
+        parts.append(f"{record['seq_per_s']:.1f} seq/s")
+    for key, name in (("loss", "loss"), ("val_loss", "val")):
+        if isinstance(record.get(key), (int, float)):
+            parts.append(f"{name} {record[key]:.4g}")
+    eta = eta_left(record, now)
+    if eta is not None and record.get("stage") == "train":
+        parts.append(f"ETA {duration(eta)}")
+    return "  ".join(p for p in parts if p)

@@ -1,0 +1,290 @@
+"""Every bad input is answered in one line (`nowcast: error: ...`, exit 2) before any results
+folder exists (README: "Every bad input ... stops with one line"). Each case runs the real
+command line in a subprocess; none depends on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import TINY
+from nowcast.config import load_config
+from nowcast.errors import NowcastError
+
+NOWCAST = [sys.executable, "-m", "nowcast"]
+
+
+def cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([*NOWCAST, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def one_line_error(done: subprocess.CompletedProcess, *needles: str) -> str:
+    """The single stderr line of a refused command, checked for exit 2 and the needles."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("nowcast: error: "), done.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def params(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def train(params, results, *extra):
+    return cli("train", "-c", str(params), "--results", str(results), "-q", *extra)
+
+
+def no_folder(results) -> None:
+    """Nothing was written: not even a failed or running folder."""
+    assert not results.exists() or not [p for p in results.iterdir() if p.name != ".staging"], \
+        sorted(p.name for p in results.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# item 7: params files that are not text, not files, or hold impossible values
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content, needle", [
+    (bytes(range(256)) * 4, "tiny.yaml"),                               # binary
+    (yaml.safe_dump(TINY).encode("utf-16"), "not UTF-8 text"),           # UTF-16 with BOM
+])
+def test_params_file_that_is_not_text(tmp_path, params, content, needle):
+    params.write_bytes(content)
+    one_line_error(train(params, tmp_path / "r"), needle)
+    no_folder(tmp_path / "r")
+
+
+def test_folder_as_params_file(tmp_path):
+    one_line_error(train(tmp_path, tmp_path / "r"), str(tmp_path), "not a file")
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("initial_lr=.nan", "'initial_lr' must be a finite number"),
+    ("initial_lr=.inf", "'initial_lr' must be a finite number"),
+    ("grad_clip=.nan", "'grad_clip' must be a finite number"),
+    ("speed_max=.inf", "'speed_max' must be a finite number"),
+    ("crop_size=-5", "'crop_size' must be >= 1 or null, got -5"),
+    ("batch_size=1000000000", "batch_size"),
+    ("image_size=4000000", "image_size"),
+    ("hidden_sizes=[100000, 100000]", "hidden_sizes"),
+    ("job_id=" + "x" * 300, "'job_id' is too long"),
+])
+def test_impossible_values(tmp_path, params, override, needle):
+    one_line_error(train(params, tmp_path / "r", "--set", override), needle)
+    no_folder(tmp_path / "r")
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError("Unable to allocate 9.77 GiB for an array with shape (400000, 6, 32, 32)"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                 "allocate memory: you tried to allocate 40000000000 bytes.")])
+def test_allocation_failure_names_the_size(tmp_path, params, monkeypatch, capsys, error):
+    """A size that passes validation but does not fit this machine's memory: one line naming
+    the allocation and the sizes, not a traceback (the allocation is made to fail)."""
+    from nowcast import cli, experiment
+
+    def no_memory(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(experiment, "get_data", no_memory)
+    code = cli.main(["train", "-c", str(params), "--results", str(tmp_path / "r"), "-q",
+                     "--job-id", "big"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("nowcast: error: "), err
+    assert "out of memory" in err[0] and "allocate" in err[0] and "batch_size=8" in err[0], err
+
+
+def test_corrupt_params_in_a_running_folder(tmp_path, params):
+    running = tmp_path / "r" / ".running-j"
+    running.mkdir(parents=True)
+    (running / "params.yaml").write_text("{[: not yaml\n")
+    one_line_error(train(params, tmp_path / "r", "--job-id", "j"), ".running-j", "params.yaml")
+    assert (running / "params.yaml").read_text() == "{[: not yaml\n"  # left for the user to see
+
+
+# ---------------------------------------------------------------------------------------------
+# items 2 and 5: data checked before any folder exists
+# ---------------------------------------------------------------------------------------------
+
+def _radar_file(path, size=64):
+    """PV-encoded radar sequences (no clock: each sequence is an event)."""
+    rng = np.random.default_rng(0)
+    np.savez(path, frames=rng.integers(0, 200, (6, 8, size, size), dtype=np.uint8))
+    return path
+
+
+@pytest.mark.parametrize("dataset, bound", [
+    ("npz", "peephole=per_position"), ("npz", "norm=layer"),
+    ("radar", "peephole=per_position"), ("radar", "norm=layer")])
+def test_size_bound_model_on_other_frames_is_refused_before_any_folder(tmp_path, params, dataset, bound):
+    if dataset == "npz":
+        data = tmp_path / "frames48.npz"
+        np.savez(data, frames=np.zeros((6, 8, 48, 48), np.uint8))
+    else:
+        data = _radar_file(tmp_path / "radar.npz")  # 4x4 blocks: 16x16 frames
+    done = train(params, tmp_path / "r", "--set", f"dataset={dataset}", "--set", f"data_file={data}",
+                 "--set", bound, "--set", "norm_groups=2" if bound != "norm=layer" else "peephole=per_channel")
+    one_line_error(done, "image_size 32", "cannot run on")
+    no_folder(tmp_path / "r")
+
+
+def test_crop_larger_than_radar_frames_is_refused_before_any_folder(tmp_path, params):
+    data = _radar_file(tmp_path / "radar.npz")
+    done = train(params, tmp_path / "r", "--set", "dataset=radar", "--set", f"data_file={data}",
+                 "--set", "crop_size=24")
+    one_line_error(done, "crop_size 24", "16x16")
+    no_folder(tmp_path / "r")
+
+
+def test_missing_data_file_writes_no_folder(tmp_path, params):
+    done = train(params, tmp_path / "r", "--set", "dataset=npz", "--set",
+                 f"data_file={tmp_path / 'absent.npz'}")
+    one_line_error(done, "absent.npz: no such data file")
+    no_folder(tmp_path / "r")
+
+
+def test_curriculum_longer_than_the_file_sequences(tmp_path, params):
+    data = tmp_path / "short.npz"
+    np.savez(data, frames=np.zeros((6, 6, 32, 32), np.uint8))
+    done = train(params, tmp_path / "r", "--set", "dataset=npz", "--set", f"data_file={data}",
+                 "--set", "curriculum=[2, 4]")
+    one_line_error(done, "short.npz", "curriculum stage 4 needs 8 frames", "6")
+    no_folder(tmp_path / "r")
+
+
+def test_radar_meta_that_is_not_a_mapping(tmp_path, params):
+    data = tmp_path / "meta.npz"
+    np.savez(data, frames=np.zeros((6, 8, 128, 128), np.uint8), meta=json.dumps([1, 2]))
+    done = train(params, tmp_path / "r", "--set", "dataset=radar", "--set", f"data_file={data}")
+    one_line_error(done, "meta.npz", "'meta'")
+
+
+def test_mnist_file_of_the_wrong_shape(tmp_path, params):
+    np.savez(tmp_path / "mnist.npz", x_train=np.zeros((100, 5), np.uint8), x_test=np.zeros((10, 5), np.uint8))
+    done = train(params, tmp_path / "r", "--set", "digits=mnist", "--set", f"data_dir={tmp_path}")
+    one_line_error(done, "mnist.npz", "28x28")
+
+
+# ---------------------------------------------------------------------------------------------
+# item 7: checkpoints whose weights do not match their config
+# ---------------------------------------------------------------------------------------------
+
+def test_checkpoint_weights_that_do_not_match_the_config(tmp_path):
+    cfg = load_config(values=TINY)
+    ckpt = tmp_path / "model.pt"
+    torch.save({"config": cfg.to_dict(), "model": {"not.a.weight": torch.zeros(3)}}, ckpt)
+    np.savez(tmp_path / "in.npz", np.zeros((3, 32, 32), np.uint8))
+    done = cli("predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "in.npz"),
+               "--steps", "2", "--out", str(tmp_path / "f.npz"))
+    one_line_error(done, "model.pt", "weights do not match")
+    torch.save({"config": "not a mapping", "model": {}}, ckpt)
+    done = cli("evaluate", "--checkpoint", str(ckpt), "--protocol", "mmnist-10",
+               "--results", str(tmp_path / "r"))
+    one_line_error(done, "model.pt", "config")
+    no_folder(tmp_path / "r")
+
+
+# ---------------------------------------------------------------------------------------------
+# item 6: nothing non-finite is accepted, and metrics.json is strict JSON
+# ---------------------------------------------------------------------------------------------
+
+def test_strict_json_maps_undefined_scores_to_null(tmp_path):
+    from nowcast.util import finite_or_none, write_json
+    with pytest.raises(ValueError):
+        write_json(tmp_path / "x.json", {"a": float("nan")})
+    assert finite_or_none({"a": [1.0, float("inf")], "b": float("nan"), "c": "x"}) == \
+        {"a": [1.0, None], "b": None, "c": "x"}
+
+
+def test_nan_test_loss_fails_the_run(tiny_values, monkeypatch):
+    from nowcast import experiment
+    original = experiment.score_test_split
+
+    def nan_loss(*args, **kwargs):
+        scores = original(*args, **kwargs)
+        scores.loss = float("nan")
+        return scores
+    monkeypatch.setattr(experiment, "score_test_split", nan_loss)
+    cfg = load_config(values=dict(tiny_values, job_id="nan", num_epochs=1))
+    with pytest.raises(NowcastError, match="test loss is nan"):
+        experiment.run_experiment(cfg, progress=False)
+    status = json.loads((Path(cfg.results_dir) / "nan" / "status.json").read_text())
+    assert status["status"] == "failed" and "test loss is nan" in status["error"]
+    assert not (Path(cfg.results_dir) / "nan" / "metrics.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# item 9: where exactly the mistake is
+# ---------------------------------------------------------------------------------------------
+
+def test_yaml_syntax_error_names_line_and_column(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nk_in: 3\nhidden_sizes: [8, 8\nstride: 2\n")
+    with pytest.raises(NowcastError, match=r"bad.yaml: not valid YAML \(line \d+, column \d+: ") as e:
+        load_config(bad)
+    assert "\n" not in str(e.value)
+
+
+def test_preset_conflict_blames_the_layer_that_set_it(tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text("protocol: mmnist-10\n")
+    with pytest.raises(NowcastError, match=r"^--set: protocol 'mmnist-10' \(set in .*p.yaml\) "
+                                           r"fixes k_in=10, got 3"):
+        load_config(params, ["k_in=3"])
+    params.write_text("k_in: 3\n")
+    with pytest.raises(NowcastError, match=r"p.yaml: protocol 'mmnist-10' \(set in --set\) fixes k_in=10"):
+        load_config(params, ["protocol=mmnist-10"])
+
+
+# ---------------------------------------------------------------------------------------------
+# item 11: option values that YAML reads as another type
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, field, value", [
+    ("compile: on", "compile", "on"), ("compile: off", "compile", "off"),
+    ("compile: yes", "compile", "on"), ("compile: no", "compile", "off"),
+    ("compile: auto", "compile", "auto"),
+    ("norm: none", "norm", "none"), ("norm: null", "norm", "none"),
+    ("peephole: none", "peephole", "none"), ("peephole: ~", "peephole", "none"),
+    ("scheduler: none", "scheduler", "none"), ("scheduler: null", "scheduler", "none"),
+    ("protocol: none", "protocol", "none"),
+])
+def test_documented_values_that_yaml_reads_as_other_types(tmp_path, text, field, value):
+    f = tmp_path / "p.yaml"
+    f.write_text(text + "\n")
+    assert getattr(load_config(f), field) == value
+    key, raw = text.split(": ")
+    assert getattr(load_config(overrides=[f"{key}={raw}"]), field) == value
+
+
+@pytest.mark.parametrize("override, field, value", [
+    ("job_id=17_0", "job_id", "17_0"), ("job_id=0012", "job_id", "0012"),
+    ("name=2024", "name", "2024"), ("name=true", "name", "true"), ("job_id=null", "job_id", None)])
+def test_text_fields_from_the_command_line_stay_text(override, field, value):
+    """--set job_id=<array>_<task> (how a cancelled SLURM task is resumed): YAML reads 17_0
+    as the number 170."""
+    assert getattr(load_config(overrides=[override]), field) == value
+
+
+def test_compile_on_from_the_command_line(tmp_path, params):
+    done = cli("train", "-c", str(params), "--results", str(tmp_path / "r"), "-q",
+               "--set", "compile=off", "--set", "num_epochs=1", "--job-id", "c")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert yaml.safe_load((tmp_path / "r" / "c" / "params.yaml").read_text())["compile"] == "off"
+
+
+def test_other_booleans_for_choices_are_still_refused():
+    with pytest.raises(NowcastError, match="'norm' must be"):
+        load_config(overrides=["norm=yes"])

@@ -1,0 +1,158 @@
+"""Everything read from a results folder is data: escaped wherever the report renders it, never
+followed as a path, and a damaged file costs its own run a figure (or a listing as unreadable),
+never the report.
+
+The folders are written by hand with hostile contents (no training needed); the report is
+built with pandoc + typst into a copy of report/.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nowcast import publish
+from nowcast.errors import NowcastError
+from nowcast.publish.render import expand_includes
+from nowcast.results import find_runs
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = ["_quarto.yml", "index.qmd", "references.bib", "crossref.lua", "style.css", "style.typ"]
+SECRET = "nowcast-secret-file-contents-1234"
+HTML_ATTACK = "<img src=x onerror=alert(3)>"
+TYPST_ATTACK = '#set page(fill: red) $x$ @foo `code` *b* _i_ #read("/etc/hostname") <lab>'
+
+
+def _run(root: Path, name: str, status: str, error=None, metrics=None, params=None, files=()):
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "status.json").write_text(json.dumps(dict(status=status, job_id=name, name=name,
+                                                   error=error, started="2024-01-01T00:00:00")))
+    (d / "params.yaml").write_text(json.dumps(params or {"name": name}))
+    if metrics is not None:
+        (d / "metrics.json").write_text(json.dumps(metrics))
+    for f in files:
+        Image.fromarray(np.full((40, 60, 3), 120, np.uint8)).save(d / f)
+    return d
+
+
+def _metrics(name: str, **extra) -> dict:
+    m = {"name": name, "job_id": name, "architecture": "convlstm_ed", "parameters": 12,
+         "protocol": "none", "follows_protocol": False, "data": "some data", "k_in": 3,
+         "k_out": 3, "losses": {"train": 0.1, "val": 0.2, "test": 0.3, "loss": "bce"},
+         "mean": {"mse_frame": 1.5, "ssim": 0.4}, "per_lead": {"mse_frame": [1, None, 3]},
+         "headline": ["mse_frame", "ssim"]}
+    m.update(extra)
+    return m
+
+
+def build(results: Path, tmp_path: Path) -> tuple[Path, str]:
+    report_dir = tmp_path / "report"
+    report_dir.mkdir()
+    for n in SOURCES:
+        shutil.copy2(REPO / "report" / n, report_dir / n)
+    out = publish.build_report([results], reference_dirs=[], report_dir=report_dir,
+                               renderer="pandoc+typst", quiet=True, out_dir=tmp_path / "out")
+    pdf = subprocess.run(["pdftotext", str(out / "report.pdf"), "-"], capture_output=True,
+                         text=True, check=True).stdout
+    return out, re.sub(r"\s+", "", pdf)  # table cells wrap anywhere: compare without spaces
+
+
+class _Live(html.parser.HTMLParser):
+    """Elements and attributes that would act in a browser."""
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "iframe", "object", "embed") or any(k.startswith("on") for k, _ in attrs):
+            self.found.append(f"<{tag} {attrs}>")
+        if tag == "img" and any(v == "x" for k, v in attrs if k == "src"):
+            self.found.append(f"<{tag} {attrs}>")
+
+
+def test_run_data_is_inert_in_html_and_pdf(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text(SECRET + "\n")
+    include = f"{{{{< include {secret} >}}}}"
+    results = tmp_path / "results"
+    _run(results, "failed-html", "failed", error=f"{HTML_ATTACK} {TYPST_ATTACK}")
+    _run(results, "failed-include", "failed", error=f"x\n{include}\n<script>alert(9)</script>")
+    _run(results, "odd-status", "<img src=x onerror=alert(5)>", error="e")
+    _run(results, "proto", "completed", metrics=_metrics(
+        "proto", protocol="<img src=x onerror=alert(4)>", follows_protocol=True, data=HTML_ATTACK))
+    _run(results, "typed", "completed", params={"name": "typed $\\undefined$", "norm": HTML_ATTACK},
+         metrics=_metrics("typed", mean={"mse_frame": 1.0, "<img src=x onerror=alert(7)>": 0.5,
+                                         f"k\n{include}\nz": 0.1},
+                          headline=["mse_frame", "<img src=x onerror=alert(7)>"]))
+    out, pdf = build(results, tmp_path)
+    page = (out / "report.html").read_text()
+    live = _Live()
+    live.feed(page)
+    assert live.found == [], live.found
+    assert SECRET not in page and SECRET not in pdf, "a path from a results folder was included"
+    assert "onerror=alert(3)" in page and "alert(9)" in page  # shown, as text
+    assert "#setpage(fill:red)" in pdf and "onerror=alert(3)" in pdf  # typst printed it
+    # a run whose protocol is no protocol's name is listed with the runs that follow none
+    assert "onerror=alert(4)" in pdf and "proto" in pdf
+
+
+def test_includes_stay_inside_the_report_and_out_of_generated_text(tmp_path):
+    (tmp_path / "_generated").mkdir()
+    (tmp_path / "_generated" / "a.md").write_text("{{< include ../chapter.qmd >}}\n")
+    (tmp_path / "chapter.qmd").write_text("chapter text\n")
+    assert expand_includes("{{< include chapter.qmd >}}\n", tmp_path) == "chapter text\n"
+    # a fragment is inserted as it is: a shortcode in it is never followed
+    assert expand_includes("{{< include _generated/a.md >}}\n", tmp_path) == \
+        "{{< include ../chapter.qmd >}}\n"
+    for bad in ("/etc/passwd", "../outside.md", "_generated/../../outside.md"):
+        with pytest.raises(NowcastError, match="outside the project folder"):
+            expand_includes(f"{{{{< include {bad} >}}}}\n", tmp_path)
+
+
+def test_damaged_figure_is_left_out_with_a_warning(tmp_path, capsys):
+    results = tmp_path / "results"
+    good = _run(results, "good", "completed", metrics=_metrics("good"), files=["loss.png"])
+    bad = _run(results, "broken", "completed", metrics=_metrics("broken"),
+               files=["loss.png", "test_strip.png"])
+    data = (bad / "loss.png").read_bytes()
+    (bad / "loss.png").write_bytes(data[:len(data) // 2])  # truncated by a full disk
+    out, pdf = build(results, tmp_path)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "broken" in warnings[0] and "loss.png" in warnings[0], warnings
+    gen = tmp_path / "report" / "_generated" / "runs"
+    assert not (gen / "broken" / "loss.png").exists() and (gen / "broken" / "test_strip.png").exists()
+    assert (gen / "good" / "loss.png").exists()
+    assert "broken" in pdf and (out / "report.html").is_file()
+    assert good.is_dir()
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("mean", {"ssim": "abc"}, "'mean': 'ssim' must be a number"),
+    ("baselines", {"persistence": {"mean": 5}}, "'baselines': 'persistence'"),
+    ("per_lead", {"mse_frame": "abc"}, "'per_lead': 'mse_frame' must be a list"),
+    ("headline", "ssim", "'headline' must be a list"),
+    ("parameters", "many", "'parameters' must be an integer"),
+    ("losses", [1, 2], "'losses' must be a mapping"),
+])
+def test_wrong_typed_metrics_make_the_run_unreadable(tmp_path, capsys, field, value, needle):
+    results = tmp_path / "results"
+    _run(results, "ok", "completed", metrics=_metrics("ok"))
+    _run(results, "odd", "completed", metrics=_metrics("odd", **{field: value}))
+    runs = {r.job_id: r for r in find_runs([results])}
+    assert runs["odd"].status == "unreadable" and needle in runs["odd"].error
+    assert runs["ok"].status == "completed"
+    out, pdf = build(results, tmp_path)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(warnings) == 1 and warnings[0].startswith("nowcast: warning: ")
+    assert "metrics.json" in warnings[0] and needle in warnings[0]
+    assert "odd" in pdf and "unreadable" in pdf

@@ -1,0 +1,212 @@
+"""Nothing lost: an interrupted run stays resumable (Ctrl-C, a full disk while checkpointing, a
+corrupt checkpoint), two runs never share a folder, and a completed folder holds no leftovers.
+
+Interruptions are made at a fixed training step (a patched batch source sends the signal), so
+no test depends on how fast the machine trains.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import TINY
+from nowcast import runlock
+from nowcast.checkpoint import CHECKPOINT, previous
+from nowcast.config import load_config
+from nowcast.errors import NowcastError, RunStopped
+from nowcast.experiment import run_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# `nowcast train` whose training batch of step STEP sends SIGINT (Ctrl-C) COUNT times first.
+INTERRUPT_AT = """
+import os, signal, sys
+from nowcast.data.moving_mnist import MovingMNIST
+STEP, COUNT = int(sys.argv[1]), int(sys.argv[2])
+original = MovingMNIST.train_batch
+def train_batch(self, step, *args, **kwargs):
+    if step == STEP:
+        for _ in range(COUNT):
+            os.kill(os.getpid(), signal.SIGINT)
+    return original(self, step, *args, **kwargs)
+MovingMNIST.train_batch = train_batch
+from nowcast.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def status(folder: Path) -> dict:
+    return json.loads((folder / "status.json").read_text())
+
+
+@pytest.fixture
+def params(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_keeps_the_run_resumable(tmp_path, params, presses):
+    """One Ctrl-C: checkpoint at the next step and stop; two: stop at once, keeping the last
+    checkpoint. Either way the folder is in progress (not failed) and resumes."""
+    results = tmp_path / "r"
+    argv = ["train", "-c", str(params), "--results", str(results), "--job-id", "c", "-q"]
+    done = subprocess.run([sys.executable, "-c", INTERRUPT_AT, "5", str(presses), *argv],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 3, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nowcast: stopped (interrupt)"), lines
+    assert "--job-id c" in lines[0]
+    running = results / ".running-c"
+    assert not (results / "c").exists()
+    state = status(running)
+    assert state["status"] == "preempted" and state["stopped_by"] == "interrupt"
+    step = torch.load(running / CHECKPOINT, weights_only=True)["step"]
+    # one press: the checkpoint of the step after it; two: the last one before it is kept
+    assert step in (5, 6) if presses == 1 else 0 < step <= 5
+    again = subprocess.run([sys.executable, "-m", "nowcast", *argv], capture_output=True,
+                           text=True, timeout=600, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert status(results / "c")["status"] == "completed" and status(results / "c")["attempts"] == 2
+
+
+def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tiny_values, monkeypatch, capsys):
+    saves = []
+    real_save = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        saves.append(obj.get("step") if isinstance(obj, dict) else None)
+        if len(saves) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+    monkeypatch.setattr(torch, "save", save)
+    cfg = load_config(values=dict(tiny_values, job_id="full"))
+    with pytest.raises(RunStopped, match="checkpoint.pt could not be written .No space left"):
+        run_experiment(cfg, progress=False)
+    running = Path(tiny_values["results_dir"]) / ".running-full"
+    state = status(running)
+    assert state["status"] == "preempted" and state["stopped_by"] == "write_error"
+    assert torch.load(running / CHECKPOINT, weights_only=True)["step"] == saves[0]
+    assert not list(running.glob(".*.tmp"))
+    monkeypatch.setattr(torch, "save", real_save)  # space again: the run resumes and completes
+    path = run_experiment(load_config(values=dict(tiny_values, job_id="full")), progress=False)
+    assert status(path)["status"] == "completed" and status(path)["attempts"] == 2
+
+
+def test_file_size_limit_while_checkpointing(tmp_path, params):
+    """A real short write (RLIMIT_FSIZE; torch reports it as a RuntimeError), through the CLI."""
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000)); "
+            "from nowcast.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "train", "-c", str(params), "--results",
+                           str(tmp_path / "r"), "--job-id", "fs", "-q",
+                           "--set", "hidden_sizes=[16, 16]"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 3, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "stopped (write_error)" in lines[0] and "checkpoint.pt" in lines[0]
+    assert status(tmp_path / "r" / ".running-fs")["stopped_by"] == "write_error"
+
+
+def _stopped_run(tiny_values, job_id: str, steps: int) -> Path:
+    cfg = load_config(values=dict(tiny_values, job_id=job_id))
+    with pytest.raises(RunStopped):
+        run_experiment(cfg, progress=False, finalize=False, stop_after_steps=steps)
+    return Path(tiny_values["results_dir"]) / f".running-{job_id}"
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(tiny_values, capsys):
+    running = _stopped_run(tiny_values, "cor", 7)
+    ckpt = running / CHECKPOINT
+    assert previous(ckpt).is_file()
+    kept = torch.load(previous(ckpt), weights_only=True)["step"]
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated, as by a crash of the filesystem
+    path = run_experiment(load_config(values=dict(tiny_values, job_id="cor")), progress=False)
+    assert status(path)["status"] == "completed"
+    err = [line for line in capsys.readouterr().err.splitlines() if "unreadable" in line]
+    assert len(err) == 1 and f"resuming from checkpoint.prev.pt (step {kept})" in err[0]
+
+
+def test_no_readable_checkpoint_starts_again(tiny_values, capsys):
+    running = _stopped_run(tiny_values, "none", 7)
+    for f in (running / CHECKPOINT, previous(running / CHECKPOINT)):
+        f.write_bytes(b"garbage")
+    path = run_experiment(load_config(values=dict(tiny_values, job_id="none")), progress=False)
+    assert status(path)["status"] == "completed"
+    assert "training starts again from step 0" in capsys.readouterr().err
+
+
+def test_leftover_temporary_files_do_not_reach_a_completed_folder(tiny_values):
+    running = _stopped_run(tiny_values, "tmp", 2)
+    for name in (".error.txt.tmp", ".status.json.4242.tmp", ".checkpoint.pt.77.tmp"):
+        (running / name).write_text("half-written by a process that was killed")
+    path = run_experiment(load_config(values=dict(tiny_values, job_id="tmp")), progress=False)
+    assert status(path)["status"] == "completed"
+    assert sorted(p.name for p in path.glob(".*")) == [], "leftovers in a completed folder"
+
+
+HOLD = """
+import sys, time
+from nowcast.config import load_config
+from nowcast.results import start_run
+start_run(load_config(sys.argv[3], [f"job_id={sys.argv[1]}", f"results_dir={sys.argv[2]}"]))
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_run_with_the_same_job_id_is_refused(tmp_path, params):
+    results = tmp_path / "r"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, "j", str(results), str(params)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        done = subprocess.run([sys.executable, "-m", "nowcast", "train", "-c", str(params),
+                               "--results", str(results), "--job-id", "j", "-q"],
+                              capture_output=True, text=True, timeout=600, cwd=ROOT)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+        assert lines[0].startswith("nowcast: error: ") and f"pid {holder.pid} on " in lines[0]
+        assert status(results / ".running-j")["status"] == "running"  # the holder's, untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone (killed): its lock is stale and the next run takes the folder over
+    path = run_experiment(load_config(params, [f"results_dir={results}", "job_id=j"]), progress=False)
+    assert status(path)["status"] == "completed" and status(path)["attempts"] == 2
+    assert not (path / runlock.LOCK).exists()
+
+
+def test_lock_of_another_host_is_respected_and_same_job_restart_is_stale(tmp_path, monkeypatch):
+    folder = tmp_path / ".running-x"
+    folder.mkdir()
+    lock = folder / runlock.LOCK
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "slurm": {"job_id": "7"}}))
+    with pytest.raises(NowcastError, match="in use by pid 1 on elsewhere, SLURM job 7"):
+        runlock.acquire(folder)
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # requeued: the earlier run of job 7 ended
+    runlock.acquire(folder)
+    assert json.loads(lock.read_text())["host"] == socket.gethostname()
+    runlock.release(folder)
+    assert not lock.exists()
+
+
+def test_dead_holder_on_this_host_is_stale(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    folder = tmp_path / ".running-y"
+    folder.mkdir()
+    (folder / runlock.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead)}))
+    runlock.acquire(folder)
+    assert json.loads((folder / runlock.LOCK).read_text())["pid"] == os.getpid()
