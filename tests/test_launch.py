@@ -263,9 +263,10 @@ time.sleep(20)
 def test_run_local_runs_notebook_into_results_and_then_skips(tmp_path, in_root, capsys):
     res = tmp_path / "results"
     assert local.run_local([str(SMOKE)], str(res), []) == 0
-    # the run's progress line (plain lines: not a terminal), not papermill's cell counter
+    # the run's progress lines (plain lines: not a terminal), not papermill's cell counter;
+    # which stages a poll catches depends on the machine's speed, the final step count does not
     printed = capsys.readouterr().out
-    assert "  smoke  train  step " in printed and "step 8/8 (100%)" in printed, printed
+    assert "  smoke  " in printed and "step 8/8 (100%)" in printed, printed
     assert "seq/s" in printed and "loss " in printed and "Executing" not in printed
     (run,) = [p for p in res.iterdir() if not p.name.startswith(".")]
     assert json.loads((run / "status.json").read_text())["status"] == "completed"
