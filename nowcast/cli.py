@@ -16,12 +16,13 @@ import sys
 from pathlib import Path
 
 from .baselines import BASELINES
+from .distributed import DEFAULT_TIMEOUT_S
 from .errors import NowcastError
 from .evaluate import evaluate_baseline, evaluate_checkpoint
 from .experiment import train_from_params
 from .launch.local import run_local, task_main
 from .launch.notebook import sync_notebook
-from .launch.slurm import submit_sweep
+from .launch.slurm import Launch, submit_sweep
 from .predict import predict_frames
 from .protocols import PRESETS
 from .publish import build_report, build_slides
@@ -31,7 +32,8 @@ from .status import show_status
 
 def _train(args) -> int:
     return train_from_params(args.config, args.set or [], job_id=args.job_id,
-                            results_dir=args.results, progress=not args.quiet)
+                            results_dir=args.results, progress=not args.quiet,
+                            collective_timeout_s=args.collective_timeout)
 
 
 def _evaluate(args) -> int:
@@ -53,7 +55,9 @@ def _sweep(args) -> int:
     submit_sweep(args.params, args.results, partition=args.partition, gpus=args.gpus,
                  time=args.time, account=args.account, dry_run=args.dry_run,
                  overrides=args.set, report=not args.no_report, cpus=args.cpus,
-                 sbatch_args=args.sbatch_arg, force=args.force)
+                 sbatch_args=args.sbatch_arg, force=args.force,
+                 gpus_per_task=args.gpus_per_task, procs_per_task=args.procs_per_task,
+                 nodes=args.nodes, collective_timeout=args.collective_timeout)
     return 0
 
 
@@ -75,7 +79,11 @@ def _slides(args) -> int:
 
 
 def _task(args) -> int:
-    return task_main(args.params, args.results)
+    launch = None
+    if args.procs_per_node is not None or args.collective_timeout is not None:
+        launch = Launch(per_node=args.procs_per_node or 1, nodes=args.nodes or 1,
+                        timeout_s=args.collective_timeout or DEFAULT_TIMEOUT_S)
+    return task_main(args.params, args.results, launch=launch, rendezvous=args.rendezvous)
 
 
 def _sync_notebook(args) -> int:
@@ -98,6 +106,9 @@ def _add_train(sub) -> None:
     p.add_argument("--job-id", help="results folder name (default: SLURM ids or time + params hash)")
     p.add_argument("--results", help="results root folder (default: results)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--collective-timeout", type=float, metavar="SECONDS",
+                   help="under torchrun: a collective waits at most this long for the other "
+                   f"processes (default {DEFAULT_TIMEOUT_S:g})")
     p.set_defaults(func=_train)
 
 
@@ -149,7 +160,19 @@ def _add_sweep(sub) -> None:
     p.add_argument("--gpus", help="GPUs per task, e.g. 1, 2, a100:1; 0 for none (default: 1, the script header)")
     p.add_argument("--time", help="time limit per task, e.g. 04:00:00 (default: $SBATCH_TIMELIMIT, else 4 h)")
     p.add_argument("--account", help="SLURM account (default: $SBATCH_ACCOUNT)")
-    p.add_argument("--cpus", type=int, help="CPUs per task (default: 4, the script header)")
+    p.add_argument("--cpus", type=int, help="CPUs per task; per process with --gpus-per-task or "
+                   "--procs-per-task (default: 4, the script header)")
+    p.add_argument("--gpus-per-task", metavar="N|TYPE:N",
+                   help="data-parallel: N processes per node, one GPU each (NCCL), same global "
+                   "batch and loss curve (default: $SBATCH_GPUS_PER_TASK, else one process)")
+    p.add_argument("--procs-per-task", type=int, metavar="N",
+                   help="data-parallel on CPUs: N processes per node without GPUs (gloo)")
+    p.add_argument("--nodes", type=int, metavar="M",
+                   help="with --gpus-per-task/--procs-per-task: M nodes of N processes each "
+                   "(default: $SBATCH_NODES, else 1)")
+    p.add_argument("--collective-timeout", type=float, metavar="SECONDS",
+                   help="a collective waits at most this long for the other processes: a "
+                   f"failed or hung rank ends the task (default {DEFAULT_TIMEOUT_S:g})")
     p.add_argument("--sbatch-arg", action="append", default=[], metavar="OPTION",
                    help="any further sbatch option for the array, e.g. --sbatch-arg=--mem=32G (repeatable)")
     p.add_argument("--no-report", action="store_true", help="submit the array only")
@@ -203,6 +226,13 @@ def _add_internal(sub) -> None:
                        "notebook; exit 75 to ask for a requeue (experiments/slurm/train_array.sbatch).")
     p.add_argument("params", help="one params file")
     p.add_argument("results", nargs="?", help="results root folder (default: the params' results_dir)")
+    p.add_argument("--procs-per-node", type=int, help="processes per node: more than one starts "
+                   "them with srun (data-parallel)")
+    p.add_argument("--nodes", type=int, help="nodes (with --procs-per-node)")
+    p.add_argument("--collective-timeout", type=float, metavar="SECONDS",
+                   help=f"how long a collective waits for the other processes (default {DEFAULT_TIMEOUT_S:g})")
+    p.add_argument("--rendezvous", metavar="HOST:PORT", help="this process is one of srun's "
+                   "ranks (set by the task that starts them)")
     p.set_defaults(func=_task)
     p = sub.add_parser("sync-notebook", description="Regenerate the parameters cell of "
                        "experiments/train.py from Config and pair experiments/train.ipynb.")

@@ -5,6 +5,7 @@ This is what `nowcast train` (`train_from_params`) and the notebook experiments/
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -13,19 +14,21 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import figures, results
+from . import figures, results, training
 from .checkpoint import CHECKPOINT, MODEL, load_resume
 from .checkpoint import save as save_checkpoint
 from .config import Config, load_config
 from .data import get_data
 from .data.check import check_inputs
+from .distributed import (StopVote, end_together, init_distributed, rank_failure, rank_world,
+                          write_rank_error)
 from .errors import NowcastError, RunStopped
 from .forecast import forecast
 from .models import count_parameters, get_model
 from .progress import Progress
 from .runtime import resolve_runtime, set_determinism
-from .scoring import Scores, score_test_split, split_means
-from .training import check_finite, init_distributed, install_preemption_handler, rank_world, train
+from .scoring import Scores, score_ood_split, score_test_split, split_means
+from .training import check_finite, install_preemption_handler, train
 from .util import atomic_path, finite_or_none, write_csv, write_json
 
 SCORES = "scores.npz"
@@ -52,6 +55,30 @@ def save_scores(run_dir: Path, scores: Scores) -> None:
         np.savez_compressed(f, **scores.per_item)
 
 
+def default_name(cfg: Config) -> str:
+    """The name of a run given none (a bare papermill call, an empty params file): what it
+    is, e.g. 'convlstm_ed-64x32x32x16-s2', '-mmnist-10' appended under a protocol. The
+    stride only where the architecture down-samples."""
+    parts = [cfg.architecture, "x".join(str(h) for h in cfg.hidden_sizes)]
+    if cfg.architecture == "convlstm_ed":
+        parts.append(f"s{cfg.stride}")
+    if cfg.protocol != "none":
+        parts.append(cfg.protocol)
+    return "-".join(parts)
+
+
+def add_ood_scores(cfg: Config, data, model, runtime, metrics: dict, scores: Scores) -> None:
+    """With test_num_digits: the out-of-domain split scored after the test split, into
+    metrics.json (splits.test_ood: its means; ood: what it is) and scores.npz (its values
+    per sequence as test_ood__<metric>)."""
+    ood = score_ood_split(cfg, data, model, runtime)
+    if ood is None:
+        return
+    metrics["splits"]["test_ood"] = ood.metrics["mean"]
+    metrics["ood"] = dict(ood.metrics["ood"], per_lead=ood.metrics["per_lead"])
+    scores.per_item.update({f"test_ood__{k}": v for k, v in ood.per_item.items()})
+
+
 def run_facts(cfg: Config, data, model, **losses: float) -> dict:
     """What metrics.json says besides the scores: which model, which protocol and data, losses."""
     return dict(name=cfg.name, job_id=cfg.job_id, architecture=cfg.architecture,
@@ -61,16 +88,19 @@ def run_facts(cfg: Config, data, model, **losses: float) -> dict:
 
 
 def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
-                   stop_after_steps: int | None = None) -> Path:
+                   stop_after_steps: int | None = None,
+                   collective_timeout_s: Optional[float] = None) -> Path:
     """Train and evaluate one params set; returns results/<job_id>/ (or the running folder when
     finalize=False, for a launcher that moves the executed notebook in first).
 
-    Under torchrun (WORLD_SIZE > 1) every process trains on its shard of each global batch and
-    rank 0 alone writes the results folder.
+    Under torchrun or srun (WORLD_SIZE > 1) every process trains on its shard of each global
+    batch and rank 0 alone writes the results folder (docs/multi_gpu.md); collectives time out
+    after collective_timeout_s (default: distributed.collective_timeout_s()).
     """
     check_inputs(cfg)  # before any folder exists: the data files exist and fit the model
+    cfg.name = cfg.name or default_name(cfg)  # into params.yaml, status, metrics, progress bar
     runtime = resolve_runtime(cfg)
-    distributed = init_distributed(runtime.device.type)
+    distributed = init_distributed(runtime.device.type, collective_timeout_s)
     rank = rank_world()[0]
     run_dir = _start_run(cfg, distributed, rank)
     started = time.time()
@@ -81,9 +111,12 @@ def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
         tracker.stage("data")
         data = get_data(cfg, runtime.device)
         tracker.stage("model")
-        model = get_model(cfg, device=runtime.device)
+        # built for the training frames: crops, else the data's own frames (npz, radar)
+        model = get_model(cfg, device=runtime.device,
+                          frame_shape=(cfg.crop_size,) * 2 if cfg.crop_size else data.frame_shape)
         result = train(cfg, data, model, runtime, run_dir, progress=progress,
-                       stop_after_steps=stop_after_steps, on_step=tracker.on_step)
+                       stop_after_steps=stop_after_steps,
+                       on_step=_stop_vote(tracker.on_step) if distributed else tracker.on_step)
         tracker.finish_training(result.steps, result.sequences, result.train_seconds,
                                 result.history[-1]["train_loss"], result.best_val)
         if rank == 0:
@@ -96,36 +129,73 @@ def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
                 test=scores.loss))
             metrics["splits"] = dict(split_means(cfg, data, model, runtime),
                                      test=scores.metrics["mean"])
+            add_ood_scores(cfg, data, model, runtime, metrics, scores)
             metrics["training"] = {"steps": result.steps, "stopped": result.stopped}
             save_scores(run_dir, scores)
             tracker.stage("outputs")
             finish_outputs(cfg, data, model, runtime, run_dir, result, metrics, last_state, started)
-        if distributed:
-            torch.distributed.barrier()
     except BaseException as error:
         tracker.close()  # no heartbeat once the folder is marked or renamed
-        if rank == 0:
-            _record_end(run_dir, error)
+        _record_end(run_dir, error, rank, distributed)
         oom = out_of_memory(cfg, error)
         if oom is not None:
             raise oom from None
         raise
     tracker.close()
-    if rank != 0:
-        return results.final_path(run_dir)
-    return results.complete_run(run_dir) if finalize else run_dir
+    return _end_run(run_dir, rank, finalize, distributed)
 
 
-def _record_end(run_dir: Path, error: BaseException) -> None:
+def _end_run(run_dir: Path, rank: int, finalize: bool, distributed: bool) -> Path:
+    """Rank 0 completes the folder (finalize) and returns it; the others return its final path.
+    Then every rank meets the others at the end (ranks > 0 wait until rank 0 is done)."""
+    try:
+        if rank != 0:
+            return results.final_path(run_dir)
+        return results.complete_run(run_dir) if finalize else run_dir
+    finally:
+        _leave(distributed, rank)
+
+
+def _record_end(run_dir: Path, error: BaseException, rank: int = 0, distributed: bool = False) -> None:
     """A stop (signal, Ctrl-C, a checkpoint that could not be written) leaves the folder in
-    progress and resumable, marked `preempted` with why; any other error fails it."""
-    if isinstance(error, RunStopped):  # a requeued or resubmitted job resumes it
+    progress and resumable, marked `preempted` with why; any other error fails it. With several
+    processes a failing rank writes rank-<k>.error, rank 0 alone marks the folder (a rank > 0's
+    error first: rank 0 has usually only timed out waiting for it), then all meet at the end."""
+    stopped = isinstance(error, (RunStopped, KeyboardInterrupt))
+    if distributed and not stopped:
+        write_rank_error(run_dir, rank, error)
+    if rank != 0:
+        pass
+    elif isinstance(error, RunStopped):  # a requeued or resubmitted job resumes it
         results.mark_preempted(run_dir, str(error), error.reason)
     elif isinstance(error, KeyboardInterrupt):
         results.mark_preempted(run_dir, "interrupted (Ctrl-C); the last checkpoint is kept",
                                "interrupt")
     else:
-        results.fail_run(run_dir, error)
+        results.fail_run(run_dir, rank_failure(run_dir, error) if distributed else error)
+    _leave(distributed, rank)
+
+
+def _leave(distributed: bool, rank: int) -> None:
+    """Several processes: meet the other ranks at the end (ranks > 0 wait until rank 0 has
+    written the folder) and leave the process group."""
+    problem = end_together() if distributed else None
+    if problem:
+        print(f"nowcast: rank {rank}: the ranks did not end together: {problem}", file=sys.stderr)
+
+
+def _stop_vote(on_step):
+    """Several processes: the stop signals that training's handler took (install_preemption_
+    handler) go to a StopVote instead, so that every rank stops at the same step."""
+    pending, training._stop_requested = training._stop_requested, None
+    vote = StopVote(lambda signum: training._request_stop(signum, None), pending)
+    ours = tuple(s for s in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
+                 if signal.getsignal(s) is training._request_stop)
+    try:
+        vote.install(ours)
+    except ValueError:  # not the main thread: no handlers here, nothing to take over
+        pass
+    return vote.wrap(on_step)
 
 
 def out_of_memory(cfg: Config, error: BaseException) -> Optional[NowcastError]:
@@ -177,7 +247,8 @@ def finish_outputs(cfg: Config, data, model, runtime, run_dir: Path, result, met
     figures.per_lead_plot(metrics, run_dir / "per_lead.png")
     sample_figures(cfg, data, model, runtime, run_dir)
     checkpoint = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
-    checkpoint.update(model=result.best_state, last_model=last_state)
+    checkpoint.update(model=result.best_state, last_model=last_state,
+                      frame_shape=list(model.frame_shape))  # what load_checkpoint rebuilds at
     save_checkpoint({k: v for k, v in checkpoint.items() if k not in ("history", "batch_losses")},
                     run_dir / MODEL)
     write_json(run_dir / "env.json", results.environment(runtime, {
@@ -196,16 +267,18 @@ TRAIN_PREEMPTED = 3  # exit status of `nowcast train` stopped with a checkpoint
 
 
 def train_from_params(config: str, overrides: list[str] = (), job_id: Optional[str] = None,
-                      results_dir: Optional[str] = None, progress: bool = True) -> int:
+                      results_dir: Optional[str] = None, progress: bool = True,
+                      collective_timeout_s: Optional[float] = None) -> int:
     """`nowcast train`: one params set in this process, without the notebook; prints the
-    results folder. Returns TRAIN_PREEMPTED when stopped by a signal with a checkpoint."""
+    results folder. Returns TRAIN_PREEMPTED when stopped by a signal with a checkpoint.
+    Under torchrun, collectives time out after collective_timeout_s."""
     extra = list(overrides or []) + ([f"job_id={job_id}"] if job_id else []) \
         + ([f"results_dir={results_dir}"] if results_dir else [])
     cfg = load_config(config, extra)
     check_inputs(cfg, config)  # names the params file (run_experiment checks again, unnamed)
     install_preemption_handler(interrupt=True)  # Ctrl-C: checkpoint and stop, resumable
     try:
-        path = run_experiment(cfg, progress=progress)
+        path = run_experiment(cfg, progress=progress, collective_timeout_s=collective_timeout_s)
     except (RunStopped, KeyboardInterrupt) as e:  # the folder stays resumable: say how, once
         again = " ".join([f"nowcast train -c {config}", *(f"--set {o}" for o in overrides or []),
                           f"--job-id {cfg.job_id}",

@@ -51,8 +51,9 @@ def resolve_runtime(cfg) -> Runtime:
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise NowcastError("device: cuda requested but no CUDA device is available")
     device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
-    if device.type == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per process under torchrun
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per process (torchrun,
+        # srun): the node's GPUs in order, or the one GPU a cluster shows each of its tasks
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
     gpu = device.type == "cuda"
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if gpu else "fp32")
     compile_ = cfg.compile == "on" or (cfg.compile == "auto" and gpu)

@@ -17,7 +17,6 @@ budget and after how many steps.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import statistics
 import time
@@ -33,10 +32,12 @@ from tqdm.auto import tqdm
 from .checkpoint import CHECKPOINT
 from .checkpoint import save as save_checkpoint_file
 from .config import Config
+from .distributed import init_distributed, rank_world  # noqa: F401 (init_distributed: re-exported)
 from .errors import NowcastError, RunStopped
 from .forecast import evaluate_split, padded
 from .losses import make_loss
 from .models import compile_cells
+from .progress import PlanClock
 from .runtime import Runtime
 
 
@@ -148,20 +149,6 @@ class TrainResult:
         return self.stopped == "early_stopping"
 
 
-def init_distributed(device_type: str) -> bool:
-    """Join the process group torchrun / srun describe (WORLD_SIZE > 1); gloo on CPU, nccl on GPU."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
-        return dist.is_available() and dist.is_initialized()
-    dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return True
-
-
-def rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _make_scheduler(cfg: Config, optimizer):
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
@@ -210,7 +197,7 @@ class Trainer:
             raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
         self.cfg, self.data, self.model, self.runtime = cfg, data, model, runtime
         self.plan = make_plan(cfg)
-        self.loss_fn = make_loss(cfg.loss, cfg.ssim_weight)
+        self.loss_fn = make_loss(cfg.loss, cfg.ssim_weight, cfg.output)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.initial_lr,
                                           fused=runtime.device.type == "cuda" or None)
         self.scheduler = _make_scheduler(cfg, self.optimizer)
@@ -289,6 +276,7 @@ class Trainer:
         self.losses.append(loss)
         self.result.sequences += cfg.batch_size
         self.bar.update(cfg.batch_size)
+        self.clock.after_step(step + 1, loss)
         if (step + 1) % 10 == 0:
             self.bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{self.lr:.2e}")
         if self.on_step is not None:
@@ -359,6 +347,12 @@ class Trainer:
 
     def run(self, stop_after_steps: Optional[int] = None) -> TrainResult:
         step = self.resume()
+        cfg, plan, rt = self.cfg, self.plan, self.runtime  # the plan line: on stdout, tty or not
+        device = f"{rt.device} ({rt.precision}{', compiled' * rt.compile})"
+        self.clock = PlanClock(cfg.name or "train", device, plan.total, plan.steps_per_epoch,
+                               len(plan.stages), plan.epochs, cfg.batch_size, step, self.world,
+                               cfg.time_budget_min, self.rank == 0, tqdm.write)
+        self.clock.begin()
         self.model.train()
         while step < self.plan.total and self.result.stopped is None:
             if _stop_requested or (stop_after_steps is not None and step >= stop_after_steps):

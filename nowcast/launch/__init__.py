@@ -16,10 +16,13 @@ Modules, one job each:
   `run_notebook_experiment`, `show_results`), and its parameters cell generated from Config's
   field metadata (`parameters_cell`, `sync_notebook`: `python -m nowcast sync-notebook`).
 - `local`: one set through papermill (`run_one`), signal forwarding to the kernel, `nowcast run`
-  (`run_local`), one SLURM array task (`task_main`: `python -m nowcast task PARAMS`).
+  (`run_local`), one SLURM array task (`task_main`: `python -m nowcast task PARAMS`), with
+  several processes started by srun (`run_ranks`, `rank_worker`; docs/multi_gpu.md).
   (`nowcast train` needs no launcher: `experiment.train_from_params`.)
 - `slurm`: `nowcast sweep`. Pure functions build the sbatch command lines (`array_command`,
-  `report_command`); `submit_sweep` writes the sweep folder and runs them.
+  `report_command`) and, for several processes per task (`Launch`), the srun line and each
+  rank's environment (`srun_command`, `rank_env`); `submit_sweep` writes the sweep folder and
+  runs them.
 
 How a launched run ends up with its executed notebook inside its results folder: the launcher
 picks the job id and runs the notebook with papermill into a staging file, injecting the
@@ -33,5 +36,7 @@ Preemption (SLURM): the batch script forwards SIGUSR1/SIGTERM to the task; the t
 them to the notebook's kernel, where training checkpoints and stops (training.Preempted) and
 run_experiment marks the folder `preempted` in its status.json; the task then exits with
 PREEMPTED (75) and the batch script requeues the job, which resumes from the checkpoint in
-results/.running-<job_id>/ (same array job and task ids, same folder).
+results/.running-<job_id>/ (same array job and task ids, same folder). With several processes
+the task forwards the signals to srun, which passes them on to every rank; the ranks agree on
+the step to stop at (distributed.StopVote) and rank 0 saves the checkpoint.
 """

@@ -1,5 +1,7 @@
 """Running params sets in this process: one set through papermill (`run_one`), several one after
-another (`nowcast run`: `run_local`), one SLURM array task (`task_main`).
+another (`nowcast run`: `run_local`), one SLURM array task (`task_main`), with several
+processes started by srun (`run_ranks`: rank 0 runs the notebook, the others train beside it;
+docs/multi_gpu.md).
 
 A launched run ends up with its executed notebook inside its results folder: `run_one` picks the
 job id, runs the notebook into results/.staging/<job_id>.ipynb with the notebook parameter
@@ -11,18 +13,24 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 from .. import results, runlock
 from ..config import Config
-from ..errors import NowcastError
+from ..distributed import rank_failure
+from ..errors import NowcastError, RunStopped
+from ..experiment import run_experiment
+from ..training import install_preemption_handler
 from ..util import optional_import, repo_file
 from .notebook import NOTEBOOK
 from .params import ParamsSet, collect
+from .slurm import Launch, hostnames_command, master_port, rank_env, srun_command
 from .watch import ProgressLines
 
 PREEMPTED = 75  # exit status of a task that checkpointed and wants to be requeued (EX_TEMPFAIL)
@@ -124,7 +132,7 @@ def _conclude(cfg: Config, job_id: str, staged: Path, error: Optional[BaseExcept
         print(f"nowcast: FAILED {running}: {message}", file=sys.stderr, flush=True)
         return "failed", running
     if running.is_dir():  # the kernel died, or failed outside run_experiment's own handling
-        path = results.fail_run(running, message, notebook=staged)
+        path = results.fail_run(running, rank_failure(running, message), notebook=staged)
     elif final.is_dir():  # run_experiment marked it failed: add the executed notebook
         path = final
         if staged.is_file() and not (final / "train.ipynb").exists():
@@ -194,13 +202,26 @@ def run_local(params_paths: list[str], results_dir: Optional[str] = None, overri
     return 0 if all(s in ("completed", "skipped") for s, _, _ in summary) else 1
 
 
-def task_main(params: str, results_dir: Optional[str] = None) -> int:
+def task_main(params: str, results_dir: Optional[str] = None, launch: Optional[Launch] = None,
+              rendezvous: Optional[str] = None) -> int:
     """One SLURM array task: run one params file; exit PREEMPTED to ask for a requeue (SLURM's
-    warning signal), STOPPED when cancelled (SIGTERM) or otherwise stopped for good."""
+    warning signal), STOPPED when cancelled (SIGTERM) or otherwise stopped for good.
+
+    launch with several processes: start them with srun (run_ranks). rendezvous (HOST:PORT):
+    this process is one of them; rank 0 runs the notebook, the others train beside it."""
     sets = collect([params], results_dir=results_dir)
     if len(sets) != 1:
         raise NowcastError(f"{params}: an array task runs one params set, got {len(sets)}")
-    status, path = run_one(sets[0], progress=True)  # plain progress lines in the task's log
+    if rendezvous is not None:
+        os.environ.update(rank_env(os.environ, rendezvous, (launch or Launch()).timeout_s))
+        if os.environ["RANK"] != "0":
+            return rank_worker(sets[0], (launch or Launch()).timeout_s)
+        status, path = run_one(sets[0], progress=True)  # the kernel inherits the environment
+        return {"completed": 0, "preempted": PREEMPTED}.get(status, 1)  # the launcher decides
+    if launch is not None and launch.processes > 1:
+        status, path = run_ranks(sets[0], params, results_dir, launch)
+    else:
+        status, path = run_one(sets[0], progress=True)  # plain progress lines in the task's log
     if status == "preempted" and results.stop_reason(path) != "preemption":
         # scancel (SIGTERM), Ctrl-C or a checkpoint that could not be written: resumable, but
         # stopped for good (a resubmission with this job id resumes it)
@@ -208,3 +229,80 @@ def task_main(params: str, results_dir: Optional[str] = None) -> int:
               f"nowcast sweep {params} --set job_id={results.final_path(path).name}", flush=True)
         return STOPPED
     return {"completed": 0, "preempted": PREEMPTED}.get(status, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# several processes per task (srun)
+# --------------------------------------------------------------------------------------------
+
+def run_ranks(ps: ParamsSet, params: str, results_dir: Optional[str], launch: Launch) -> tuple[str, Path]:
+    """Start the task's processes with srun, one SLURM task each, and wait; this task's signals
+    go to srun, which passes them on to every rank. The outcome is what the results folder
+    says (rank 0 writes it), whatever the ranks' exit statuses."""
+    job, restart = os.environ.get("SLURM_JOB_ID"), os.environ.get("SLURM_RESTART_COUNT", "0")
+    if not job:
+        raise NowcastError("several processes per task need SLURM (srun); here, use "
+                           "torchrun --nproc_per_node N -m nowcast train")
+    job_id = results.resolve_job_id(ps.cfg)
+    results.ensure_new(ps.cfg.results_dir, job_id)
+    rendezvous = f"{_first_host(os.environ.get('SLURM_JOB_NODELIST', ''))}:{master_port(job, restart)}"
+    rank = [sys.executable, "-m", "nowcast", "task", params, *([results_dir] if results_dir else []),
+            "--rendezvous", rendezvous, "--collective-timeout", f"{launch.timeout_s:g}"]
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    argv = srun_command(launch, rank, int(cpus) if cpus and cpus.isdigit() else None)
+    print(f"nowcast: {ps.source} -> {Path(ps.cfg.results_dir) / job_id} on {launch.processes} "
+          f"processes\n+ {shlex.join(argv)}", flush=True)
+    with _Forwarder():
+        code = subprocess.Popen(argv).wait()
+    return _ranks_outcome(ps.cfg, job_id, code)
+
+
+def _first_host(nodelist: str) -> str:
+    """MASTER_ADDR: the first host of the job's nodes (scontrol expands host[1-4] lists)."""
+    try:
+        done = subprocess.run(hostnames_command(nodelist), capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise NowcastError(f"scontrol show hostnames {nodelist!r}: {e}") from None
+    hosts = done.stdout.split()
+    if done.returncode != 0 or not hosts:
+        raise NowcastError(f"scontrol show hostnames {nodelist!r}: {done.stderr.strip() or 'no hosts'}")
+    return hosts[0]
+
+
+def _ranks_outcome(cfg: Config, job_id: str, code: int) -> tuple[str, Path]:
+    """(status, folder) once srun has ended: the folder rank 0 left, failed here when no rank
+    recorded an end (a rank killed, rank 0 among them)."""
+    root = Path(cfg.results_dir)
+    running, final = results.running_path(root, job_id), root / job_id
+    for folder in (final, running):
+        run = results.read_run(folder) if folder.is_dir() else None
+        if run is not None and run.status in ("completed", "failed", "preempted"):
+            return run.status, folder
+    why = f"the ranks ended (srun exit status {code}) without recording an end"
+    if running.is_dir() and runlock.holder(running):  # another live run owns it
+        print(f"nowcast: FAILED {running}: {why}", file=sys.stderr, flush=True)
+        return "failed", running
+    if not running.is_dir():
+        running = results.start_run(dataclasses.replace(cfg, job_id=job_id))
+    path = results.fail_run(running, rank_failure(running, why))
+    print(f"nowcast: FAILED {path}: {results.read_run(path).error}", file=sys.stderr, flush=True)
+    return "failed", path
+
+
+def rank_worker(ps: ParamsSet, timeout_s: float) -> int:
+    """A rank > 0 of a task: trains beside rank 0, which runs the notebook and writes the
+    folder; a failure is written to rank-<k>.error there (run_experiment) and ends the others
+    within the collective timeout. Exits as rank 0 does (0, PREEMPTED, STOPPED, 1)."""
+    cfg = dataclasses.replace(ps.cfg, job_id=results.resolve_job_id(ps.cfg))
+    install_preemption_handler()
+    try:
+        run_experiment(cfg, finalize=False, progress=False, collective_timeout_s=timeout_s)
+    except RunStopped as e:
+        return PREEMPTED if e.reason == "preemption" else STOPPED
+    except KeyboardInterrupt:
+        return STOPPED
+    except Exception as e:  # noqa: BLE001 (recorded in the folder; one line in the log)
+        print(f"nowcast: rank {os.environ.get('RANK')}: {type(e).__name__}: {e}".splitlines()[0],
+              file=sys.stderr, flush=True)
+        return 1
+    return 0

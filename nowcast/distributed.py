@@ -1,0 +1,192 @@
+"""Data-parallel processes: joining the process group, which rank this is, and what keeps the
+ranks of one run together: the same stop step, the same end, and each rank's error in the folder.
+
+A launcher describes the processes with torch's env:// variables (RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR, MASTER_PORT): torchrun (`torchrun --nproc_per_node N -m nowcast
+train`), or `nowcast task --rank` under srun, which maps SLURM's ids onto them
+(launch.slurm.rank_env). The backend is NCCL on GPUs, gloo on CPUs (docs/multi_gpu.md).
+
+- Collectives time out after `timeout_s` (`--collective-timeout`; default DEFAULT_TIMEOUT_S): a
+  rank that fails or hangs ends its peers' wait, not the job's time limit.
+- A stop signal reaches every rank at a slightly different moment; `StopVote` makes them stop at
+  the same step (an all-reduce after every step; the strongest signal wins).
+- `end_together`: ranks > 0 wait (gloo, no short timeout) until rank 0 has written the folder,
+  so that no rank leaves while rank 0 still writes (srun --kill-on-bad-exit ends the others
+  when one exits with an error); rank 0 waits for the others at most END_WAIT_FACTOR timeouts.
+- `write_rank_error`: a failing rank writes rank-<k>.error (its traceback) into the running
+  folder; `rank_failure` is the one line status.json says: the first failing rank > 0 first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import torch
+import torch.distributed as dist
+
+DEFAULT_TIMEOUT_S = 300.0
+TIMEOUT_ENV = "NOWCAST_COLLECTIVE_TIMEOUT_S"  # set by `nowcast task --rank` for papermill's kernel
+END_WAIT = timedelta(days=7)  # ranks > 0 wait this long for rank 0 (its outputs take what they take)
+END_WAIT_FACTOR = 2           # rank 0 waits 2 timeouts + END_SLACK_S for ranks stuck in a collective
+END_SLACK_S = 30.0
+RANK_ERROR = "rank-{rank}.error"
+
+# Stop signals by strength: a cancel outranks an interrupt, which outranks SLURM's warning.
+_STRENGTH = {signal.SIGUSR1: 1, signal.SIGINT: 2, signal.SIGTERM: 3}
+
+
+class _Groups:
+    """The side groups of this process's process group (set by init_distributed)."""
+    vote: Any = None   # gloo, the collective timeout: stop votes (None: the default group)
+    end: Any = None    # gloo, END_WAIT: the end of a run
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+
+def collective_timeout_s(env: Mapping[str, str] = os.environ) -> float:
+    """The collective timeout a launcher gave (TIMEOUT_ENV), else DEFAULT_TIMEOUT_S."""
+    value = env.get(TIMEOUT_ENV)
+    return float(value) if value else DEFAULT_TIMEOUT_S
+
+
+def init_distributed(device_type: str, timeout_s: Optional[float] = None) -> bool:
+    """Join the process group torchrun / srun describe (WORLD_SIZE > 1); NCCL on GPU, gloo on CPU.
+    Collectives time out after timeout_s (default: collective_timeout_s())."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+        return dist.is_available() and dist.is_initialized()
+    _Groups.timeout_s = timeout_s or collective_timeout_s()
+    timeout = timedelta(seconds=_Groups.timeout_s)
+    nccl = device_type == "cuda"
+    if nccl:  # a timed-out collective raises in the rank instead of killing it unannounced
+        os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "2")
+    dist.init_process_group(backend="nccl" if nccl else "gloo", timeout=timeout)
+    _Groups.vote = dist.new_group(backend="gloo", timeout=timeout) if nccl else None
+    _Groups.end = dist.new_group(backend="gloo", timeout=END_WAIT)
+    return True
+
+
+def rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def end_together() -> Optional[str]:
+    """Every rank's last collective, then the process group is left. Ranks > 0 wait for rank 0
+    (END_WAIT); rank 0 waits for the others at most END_WAIT_FACTOR timeouts + END_SLACK_S (a
+    rank stuck in a collective needs one timeout to get here). Returns None, or one line
+    naming what went wrong (the run's outcome is already recorded: never raises)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    problem = None
+    try:
+        if dist.get_rank() == 0:
+            wait = timedelta(seconds=END_WAIT_FACTOR * _Groups.timeout_s + END_SLACK_S)
+            dist.monitored_barrier(group=_Groups.end, timeout=wait, wait_all_ranks=True)
+        else:
+            dist.monitored_barrier(group=_Groups.end)
+    except RuntimeError as e:
+        problem = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    try:
+        dist.destroy_process_group()
+    except RuntimeError:
+        pass
+    _Groups.vote = _Groups.end = None
+    return problem
+
+
+# --------------------------------------------------------------------------------------------
+# stopping at the same step
+# --------------------------------------------------------------------------------------------
+
+class StopVote:
+    """Stop signals under several processes: the handler only notes the signal here; after
+    every step the ranks agree on the strongest one noted anywhere (an all-reduce on CPU, no
+    device synchronisation), and `apply(signum)` hands it to the training loop, which then
+    stops at the next step boundary on every rank. `pending`: a signal noted before the vote
+    took over. A second Ctrl-C stops at once, as without the vote."""
+
+    def __init__(self, apply: Callable[[int], None], pending: Optional[int] = None):
+        self.apply, self.local, self.agreed = apply, pending, None
+
+    def install(self, signals: tuple[int, ...]) -> "StopVote":
+        for sig in signals:
+            signal.signal(sig, self._note)
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        if signum == signal.SIGINT and self.local == signal.SIGINT:
+            raise KeyboardInterrupt
+        if _STRENGTH.get(signum, 0) > _STRENGTH.get(self.local, 0):
+            self.local = signum
+
+    def after_step(self) -> None:
+        """The vote, on every rank after the same step; once agreed, no more votes."""
+        if self.agreed is not None:
+            return
+        vote = torch.tensor([_STRENGTH.get(self.local, 0)], dtype=torch.int32)
+        dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=_Groups.vote)
+        strength = int(vote.item())
+        if strength:
+            self.agreed = next(s for s, v in _STRENGTH.items() if v == strength)
+            self.apply(self.agreed)
+
+    def wrap(self, on_step: Callable[..., None]) -> Callable[..., None]:
+        """on_step plus the vote after each optimiser step (not after validations)."""
+        def on_step_and_vote(**info: Any) -> None:
+            on_step(**info)
+            if "loss" in info:
+                self.after_step()
+        return on_step_and_vote
+
+
+# --------------------------------------------------------------------------------------------
+# each rank's error
+# --------------------------------------------------------------------------------------------
+
+def write_rank_error(run_dir: Path, rank: int, error: BaseException) -> None:
+    """rank-<k>.error in the running folder: the rank's traceback. Never creates the folder
+    (rank 0 may have renamed it already) and never raises: the error itself is what matters."""
+    path = Path(run_dir) / RANK_ERROR.format(rank=rank)
+    text = f"rank {rank} on {os.uname().nodename}:\n" + "".join(traceback.format_exception(error))
+    try:
+        if Path(run_dir).is_dir():
+            path.write_text(text)
+    except OSError as e:
+        print(f"nowcast: rank {rank}: could not write {path}: {e}", file=sys.stderr)
+
+
+def rank_errors(run_dir: Path) -> dict[int, str]:
+    """{rank: the last line of its traceback (the exception)} of the ranks > 0 that wrote one."""
+    found: dict[int, str] = {}
+    for path in sorted(Path(run_dir).glob(RANK_ERROR.format(rank="*"))):
+        rank = path.name[len("rank-"):-len(".error")]
+        lines = [line for line in _read(path).splitlines() if line.strip()]
+        if rank.isdigit() and int(rank) > 0 and lines:
+            found[int(rank)] = lines[-1].strip()
+    return found
+
+
+def rank_failure(run_dir: Path, error: BaseException | str) -> BaseException | str:
+    """What status.json says of a failed run with several ranks: a rank > 0's own error first
+    (rank 0 then usually only timed out waiting for it), rank 0's after it; error itself when
+    no other rank wrote one."""
+    others = rank_errors(run_dir)
+    if not others:
+        return error
+    own = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    first = min(others)
+    more = f"; {len(others) - 1} more rank error(s) in rank-*.error" if len(others) > 1 else ""
+    return f"rank {first} failed: {others[first]} (rank 0: {own.splitlines()[0] if own else ''}){more}"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
