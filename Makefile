@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 NOWCAST := $(VENV)/bin/nowcast
-PARAMS ?= params/demo/*.yaml
+PARAMS ?= params/demo/*.yaml params/grids/demo-seeds.yaml
 RESULTS ?=
 SWEEP_ARGS ?=
 # --results only when RESULTS is given: otherwise each params set's own results_dir applies

@@ -78,23 +78,34 @@ def per_lead_plot(metrics: dict, path: Path, names: list[str] | None = None) -> 
                     lead_unit=protocol.lead_unit)
 
 
-def per_lead_figure(series: list[tuple[str, dict, str]], names: list[str], path: Path,
+def _values(values: list) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def per_lead_figure(series: list[tuple], names: list[str], path: Path,
                     lead_unit: str = "frames") -> None:
-    """Panels of per-lead scores, one per metric name; series are (label, per_lead, style):
-    style "-" for models (coloured, one colour each), "--" for baselines (grey)."""
-    models = [label for label, _, style in series if style == "-"]
+    """Panels of per-lead scores, one per metric name; series are (label, per_lead, style)
+    or (label, per_lead, style, bands): style "-" for models (coloured, one colour each),
+    "--" for baselines (grey); bands {name: (low, high)} per lead, drawn as a shaded band
+    (a model repeated over seeds: its t interval)."""
+    models = [s[0] for s in series if s[2] == "-"]
     with plt.rc_context(REPORT_STYLE):
         fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names) + 1.2, 2.7),
                                  squeeze=False, constrained_layout=True)
         cmap = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")
         for ax, name in zip(axes[0], names):
-            for label, per_lead, style in series:
+            for label, per_lead, style, *bands in series:
                 values = per_lead.get(name)
                 if not isinstance(values, list) or not values:
                     continue
                 color = cmap(models.index(label) % cmap.N) if style == "-" else "0.45"
-                ax.plot(range(1, len(values) + 1), values, style, color=color, lw=1.4,
+                leads = np.arange(1, len(values) + 1)
+                ax.plot(leads, _values(values), style, color=color, lw=1.4,
                         marker="o" if style == "-" else None, ms=2.5, label=label)
+                band = (bands[0] if bands else {}).get(name)
+                if band is not None and len(band[0]) == len(values) == len(band[1]):
+                    ax.fill_between(leads, _values(band[0]), _values(band[1]), color=color,
+                                    alpha=0.2, lw=0)
             better = {-1: " (lower is better)", 1: " (higher is better)"}.get(metric_direction(name), "")
             ax.set_title(metric_label(name) + better, fontsize=8)
             ax.set_xlabel(f"lead time ({lead_unit})")

@@ -186,6 +186,9 @@ PRESETS: dict[str, dict[str, Any]] = {name: p.preset for name, p in PROTOCOLS.it
 KNMI_FILE = "knmi_2021_refl_5min.npz"
 KNMI_SPLITS = {"train": range(0, 8), "val": range(8, 10), "test": range(10, 20)}
 KNMI_EVAL_STRIDE = 6            # test windows start every 6 frames
+# the test windows start at frames 0, 6, 12, 18 of each of the 10 test events and are saved in
+# event order (data/radar/windows.py): a folder without per-window event ids is read this way
+KNMI_WINDOWS_PER_EVENT = 4
 KNMI_DT_MIN = 5                 # minutes between frames
 
 

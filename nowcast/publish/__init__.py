@@ -6,6 +6,8 @@
 | slides.py       | `build_slides`: the Marp deck and its generated experiment slides     |
 | fragments.py    | the report's generated markdown, one function per fragment            |
 | tables.py       | results table per protocol (with published numbers), skill table      |
+| uncertainty.py  | seed groups (t interval), one run's bootstrap from scores.npz, paired |
+| intervals.py    | interval, paired-comparison and train/val/test tables; methods text   |
 | describe.py     | what is said about one run: architecture, provenance, headline        |
 | markdown.py     | number formats, escaping, tables, figure markup                       |
 | render.py       | the renderer registry: quarto | pandoc+typst                          |

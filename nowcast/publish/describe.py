@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from .. import options
 from ..config import defaults
 from ..protocols import metric_label, protocol_or_none
 from ..results import Run
@@ -63,10 +64,12 @@ def _defaults() -> dict:
 
 
 def nondefault_params(run: Run) -> dict:
-    """The run's parameters that differ from Config's defaults (what makes it this run)."""
+    """The run's parameters that differ from Config's defaults (what makes it this run); the
+    fields its architecture and dataset do not use (null in params.yaml) say nothing about it."""
     defaults = _defaults()
+    ignored = options.unused(run.params, defaults) if isinstance(run.params, dict) else {}
     return {k: v for k, v in run.params.items()
-            if k not in PLACEMENT and (k not in defaults or defaults[k] != v)}
+            if k not in PLACEMENT and k not in ignored and (k not in defaults or defaults[k] != v)}
 
 
 def headline(run: Run) -> list[tuple[str, str]]:

@@ -17,8 +17,10 @@ from ..util import write_if_changed
 from .describe import (architecture, commit, data_note, device, is_baseline, metric,
                        nondefault_params, protocol_caption, wall)
 from .incremental import RUN_FILES, copy_artifacts, digest, mark, needs
+from .intervals import interval_table, paired_table, splits_table, statistics_paragraph
 from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
-from .tables import results_table, skill_table
+from .tables import results_table, skill_table, table_keys
+from .uncertainty import seed_groups
 
 # By Run.state (nowcast/progress.py derive_state, as `nowcast status` shows it): stale is a
 # run left "running" whose process is gone.
@@ -88,8 +90,15 @@ def per_lead_for(group: str, runs: list[Run], out: Path) -> Optional[Path]:
     names = protocol_or_none(group).per_lead or list(dict.fromkeys(
         k for r in runs for k in (metric(r, "headline") or []) if isinstance(k, str)))[:3]
     series = []
-    for r in runs:
-        series.append((r.label, metric(r, "per_lead") or {}, "-"))
+    for g in seed_groups(runs):
+        bands = {k: g.per_lead(k) for k in names} if g.n > 1 else {}
+        bands = {k: v for k, v in bands.items() if v is not None}
+        if bands:  # one line (the mean over seeds) with its band (the t interval per lead)
+            series.append((f"{g.name} (n = {g.n} seeds)", {k: v[0] for k, v in bands.items()},
+                           "-", {k: v[1:] for k, v in bands.items()}))
+        else:
+            series += [(r.label, metric(r, "per_lead") or {}, "-") for r in g.runs]
+        r = g.runs[0]  # a group's baselines are the same data's: drawn once
         for name, b in (metric(r, "baselines") or {}).items():
             if isinstance(b, dict) and isinstance(b.get("per_lead"), dict):
                 series.append((f"{name} [{r.job_id}]", b["per_lead"], "--"))
@@ -118,16 +127,22 @@ def results_section(group: str, runs: list[Run], gen: Path) -> str:
     if fig is not None:
         parts.append(figure(f"_generated/fig/{fig.name}",
                             f"Scores by lead time, {protocol_caption(group)}: one line per model "
-                            "(solid) and baseline (dashed). " + data_note(runs), f"fig-lead-{group}"))
-    skill = skill_table(group, runs, f"tbl-skill-{group}")
-    return "\n".join(parts + ([skill] if skill else []))
+                            "(solid) and baseline (dashed); a model run over several seeds is "
+                            "one line, their mean, in a band, the 95 % t interval per lead. "
+                            + data_note(runs), f"fig-lead-{group}"))
+    extra = [skill_table(group, runs, f"tbl-skill-{group}"),
+             interval_table(group, runs, table_keys(group, runs), f"tbl-ci-{group}"),
+             paired_table(group, runs, f"tbl-paired-{group}"),
+             splits_table(group, runs, f"tbl-splits-{group}")]
+    return "\n".join(parts + [t for t in extra if t])
 
 
 def results(runs: list[Run], gen: Path) -> str:
     done = _completed(runs)
     if not done:
         return "*No run has completed yet: tables and figures appear here once one does.*\n"
-    return "\n".join(results_section(g, [r for r in done if r.group == g], gen) for g in _groups(runs))
+    return "\n".join([statistics_paragraph()] + [
+        results_section(g, [r for r in done if r.group == g], gen) for g in _groups(runs)])
 
 
 def _val_curve(run: Run) -> list[tuple[float, float]]:

@@ -1,5 +1,8 @@
 """The report's results tables: one per protocol (ours beside the published numbers, the
-thesis's Table 4.1 in shape) and the radar skill table against the baselines."""
+thesis's Table 4.1 in shape, runs repeated over seeds as mean ± t interval), the radar skill
+table against the baselines, and the uncertainty tables: bootstrap intervals of each run's
+test scores, paired comparisons with the baselines, and train/validation/test side by side
+(docs/statistics.md)."""
 
 from __future__ import annotations
 
@@ -9,9 +12,10 @@ from ..protocols import METRICS, get_metric, metric_label, protocol_or_none
 from ..results import Run
 from .describe import data_note, device, metric, protocol_caption, wall
 from .markdown import esc, fmt_loss, fmt_value, table
+from .uncertainty import SeedGroup, fmt_pm, seed_groups
 
 
-def _columns(group: str, runs: list[Run]) -> list[str]:
+def table_keys(group: str, runs: list[Run]) -> list[str]:
     """The protocol's table metrics, then any headline metric a run has; a table of runs
     that follow no protocol shows their first few metrics."""
     protocol = protocol_or_none(group)
@@ -34,14 +38,22 @@ def _header(keys: list[str]) -> list[str]:
             + ["Train loss", "Val. loss", "Test loss", "Wall time", "Device"])
 
 
-def _run_rows(r: Run, keys: list[str]) -> list[list[str]]:
+def _group_row(g: SeedGroup, keys: list[str]) -> list[str]:
+    """A seed group's row: every number the mean over its runs ± the t interval's half-width."""
+    return ([f"**{g.label}, mean of {g.count_text}**", fmt_value(metric(g.runs[0], "parameters"))]
+            + [fmt_pm(g.interval("mean", k)) for k in keys]
+            + [fmt_pm(g.interval("losses", s), fmt_loss) for s in ("train", "val", "test")]
+            + ["–", "–"])
+
+
+def _run_rows(r: Run, keys: list[str], baselines: bool = True) -> list[list[str]]:
     mean = metric(r, "mean") or {}
     ref = " (reference)" if r.reference else ""
     rows = [[f"{esc(r.name)}{ref} ({esc(r.job_id)})", fmt_value(metric(r, "parameters"))]
             + [fmt_value(mean.get(k)) for k in keys]
             + [fmt_loss(metric(r, "losses", s)) for s in ("train", "val", "test")]
             + [wall(r), device(r)]]
-    for name, b in (metric(r, "baselines") or {}).items():
+    for name, b in (metric(r, "baselines") or {}).items() if baselines else ():
         bmean = (b.get("mean") if isinstance(b, dict) else None) or {}
         rows.append([f"*{esc(name)}* ({esc(r.job_id)})", "0"]
                     + [fmt_value(bmean.get(k)) for k in keys] + ["–"] * 5)
@@ -58,14 +70,22 @@ def _caption(group: str, runs: list[Run]) -> str:
             + ("baselines in italics, " if any(metric(r, "baselines") for r in runs) else "")
             + radar + "metrics are means over lead times, losses ("
             + "/".join(losses) + ") are the final mean training losses on each split. "
+            + ("A row in bold is the mean over runs that differ only in their seed, ± the "
+               "half-width of its 95 % Student t interval (n − 1 degrees of freedom); its runs "
+               "follow it. " if any(g.n > 1 for g in seed_groups(runs)) else "")
             + data_note(runs))
 
 
 def results_table(group: str, runs: list[Run], ident: str) -> str:
     """The thesis's Table 4.1 for one protocol: ours beside the published numbers."""
     protocol = protocol_or_none(group)
-    keys = _columns(group, runs)
-    rows = [row for r in runs for row in _run_rows(r, keys)]
+    keys = table_keys(group, runs)
+    rows = []
+    for g in seed_groups(runs):
+        if g.n > 1:
+            rows.append(_group_row(g, keys))
+        for i, r in enumerate(g.runs):  # a group's baselines are the same data's: listed once
+            rows += _run_rows(r, keys, baselines=i == 0)
     for p in protocol.published:
         rows.append([f"*{p.model}* [@{p.cite}]", fmt_value(p.parameters)]
                     + [p.mean.get(k, "–") for k in keys] + ["–"] * 5)

@@ -1,0 +1,116 @@
+"""The report's uncertainty tables (docs/statistics.md): bootstrap intervals of each run's test
+scores, paired comparisons with the baselines, train / validation / test (and out of domain)
+side by side, and the paragraph that states how the intervals were computed."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .. import stats
+from ..protocols import METRICS, metric_label, protocol_or_none
+from ..results import Run
+from .describe import data_note, metric, protocol_caption
+from .markdown import esc, fmt_value, table
+from .uncertainty import (PAIRED_BASELINES, fmt_interval, fmt_pm, paired_keys, seed_groups,
+                          uncertainty)
+
+SPLITS = ("train", "val", "test", "test_ood")
+SPLIT_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
+VERDICT_TEXT = {"better": "**better**", "worse": "**worse**"}
+
+
+def _header_label(k: str) -> str:
+    m = METRICS.get(k)
+    return f"{esc(metric_label(k))} {m.arrow if m else ''}".strip()
+
+
+def statistics_paragraph() -> str:
+    """The methods paragraph: how every interval and verdict of the results was computed."""
+    return (
+        "**How the intervals were computed.** Runs that differ only in their seed (the same "
+        "parameters otherwise, apart from name, job id and where they ran) are shown as the "
+        "mean over seeds ± the half-width of the 95 % Student t interval, "
+        "$\\bar x \\pm t_{0.975,\\,n-1}\\, s/\\sqrt{n}$, with the number of seeds $n$. "
+        "The uncertainty of one run's test score comes from the per-sequence scores and "
+        "per-window counts saved in its results folder (scores.npz; no model is rerun): a "
+        f"percentile bootstrap with {stats.RESAMPLES:,} resamples from a fixed seed "
+        f"({stats.SEED}), drawing Moving MNIST test sequences, or radar test events (the "
+        "windows of one event are correlated, so whole events are drawn), with replacement. "
+        "Each resample's scores are recomputed as the protocol defines them: image metrics as "
+        "means over the drawn sequences, CSI, POD, FAR and FSS from the drawn windows' "
+        "contingency counts and FSS sums added up before the ratio is taken; the interval is "
+        "the 2.5th to 97.5th percentile of the resampled lead-time means. A model is compared "
+        "with a baseline by the paired bootstrap of the difference model minus baseline (the "
+        "same resampled sequences or events for both): *better* or *worse* (by the metric's "
+        "direction) when the 95 % interval excludes 0, *not distinguishable* otherwise.\n")
+
+
+def interval_table(group: str, runs: list[Run], keys: list[str], ident: str) -> Optional[str]:
+    """Each run's test scores with their 95 % bootstrap intervals."""
+    rows, units = [], set()
+    for r in runs:
+        u = uncertainty(r)
+        if u is not None:
+            units.add(u.description)
+            rows.append([esc(r.label)] + [fmt_interval(u.means.get(k)) for k in keys])
+    if not rows or not keys:
+        return None
+    caption = (f"Test scores with 95 % percentile bootstrap intervals \\[low, high\\] "
+               f"({protocol_caption(group)}; {stats.RESAMPLES:,} resamples of "
+               + "; ".join(sorted(units)) + "; means over lead times). " + data_note(runs))
+    return table(["Model"] + [_header_label(k) for k in keys], rows, caption, ident,
+                 align="l" + "r" * len(keys))
+
+
+def paired_table(group: str, runs: list[Run], ident: str) -> Optional[str]:
+    """Model minus baseline, with its paired bootstrap interval and the verdict."""
+    keys = paired_keys(group, runs)
+    rows = []
+    for r in runs:
+        u = uncertainty(r)
+        for name in PAIRED_BASELINES:
+            found = (u.paired.get(name) if u else None) or {}
+            if found:
+                rows.append([esc(r.label), esc(name)] + [
+                    (f"{fmt_interval(c.difference, signed=True)} "
+                     f"{VERDICT_TEXT.get(c.verdict, c.verdict)}") if c else "–"
+                    for c in (found.get(k) for k in keys)])
+    if not rows or not keys:
+        return None
+    caption = (f"Paired comparison with the baselines ({protocol_caption(group)}): model minus "
+               "baseline on the same test items, with its 95 % paired bootstrap interval; "
+               "better or worse when the interval excludes 0 (arrows: the metric's direction), "
+               "not distinguishable otherwise. " + data_note(runs))
+    return table(["Model", "Against"] + [_header_label(k) for k in keys], rows, caption, ident,
+                 align="ll" + "r" * len(keys))
+
+
+def _ood_label(runs: list[Run]) -> str:
+    digits = sorted({str(d) for r in runs if metric(r, "splits", "test_ood") is not None
+                     for d in [metric(r, "ood", "num_digits") or r.params.get("test_num_digits")]
+                     if d is not None})
+    return "Out of domain" + (f" ({esc('/'.join(digits))} digits)" if digits else "")
+
+
+def splits_table(group: str, runs: list[Run], ident: str) -> Optional[str]:
+    """The thesis's Table 4.1: train, validation and test (and out-of-domain test) side by
+    side, from metrics.json `splits`; a seed group as mean ± t interval."""
+    present = [s for s in SPLITS if any(isinstance(metric(r, "splits", s), dict) for r in runs)]
+    protocol = protocol_or_none(group)
+    keys = [k for k in (protocol.headline if protocol.table else paired_keys(group, runs))
+            if any(isinstance(metric(r, "splits", s, k), (int, float)) for r in runs for s in present)]
+    if len(present) < 2 or not keys:
+        return None
+    labels = dict(SPLIT_LABELS, test_ood=_ood_label(runs))
+    rows = []
+    for g in seed_groups(runs):
+        name = esc(g.runs[0].label) if g.n == 1 else f"{g.label}, mean of {g.count_text}"
+        rows.append([name] + [fmt_pm(g.interval("splits", s, k)) for s in present for k in keys])
+    header = ["Model"] + [f"{labels[s]}: {_header_label(k)}" for s in present for k in keys]
+    caption = (f"Train, validation and test scores side by side ({protocol_caption(group)}; "
+               "the final model's means over lead times on each split, metrics.json; train: a "
+               "fixed sample of training sequences as large as the test set"
+               + ("; out of domain: test sequences with another number of digits"
+                  if "test_ood" in present else "")
+               + "). Seed groups: mean ± 95 % t interval. " + data_note(runs))
+    return table(header, rows, caption, ident, align="l" + "r" * (len(header) - 1))

@@ -1,0 +1,219 @@
+"""What the report says about uncertainty: runs grouped by seed (mean and Student t interval),
+one run's bootstrap intervals and its paired comparisons with the baselines, from the
+scores.npz of its results folder (docs/statistics.md; the statistics are `nowcast/stats.py`).
+
+Runs are "the same experiment" when their params.yaml agree on every field except those in
+SEED_IGNORED (the seed, the fields that name or place a run, and where and how often it ran
+and saved), and they share protocol group, data description and architecture.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .. import stats
+from ..protocols import KNMI_SPLITS, KNMI_WINDOWS_PER_EVENT, protocol_or_none
+from ..results import Run
+from .describe import is_baseline, metric
+from .markdown import esc, fmt_value
+
+SEED_IGNORED = frozenset({"seed", "name", "job_id", "results_dir", "data_dir", "checkpoint_every",
+                          "device", "compile"})
+SCORES = "scores.npz"
+PAIRED_BASELINES = ("persistence", "extrapolation")  # Moving MNIST: persistence; radar: both
+UNIT_WORDS = {"sequences": "test sequences", "events": "test events (blocks of windows)",
+              "windows": "test windows (event ids not saved: windows resampled one by one)"}
+
+
+# --------------------------------------------------------------------------------------------
+# seed groups
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class SeedGroup:
+    runs: list[Run]
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def seeds(self) -> list:
+        return [r.params.get("seed") for r in self.runs]
+
+    @property
+    def name(self) -> str:
+        """The runs' common name without its seed part (grid names end in '-seed=N'): data,
+        as it is (figures); `label` is the same, escaped (markdown)."""
+        return re.sub(r"[-_]?seed=[^-_]*", "", self.runs[0].name) or self.runs[0].name
+
+    @property
+    def label(self) -> str:
+        return esc(self.name)
+
+    @property
+    def count_text(self) -> str:
+        seeds = self.seeds
+        listed = ", ".join(esc(s) for s in seeds)
+        if len(set(map(str, seeds))) == len(seeds):
+            return f"n = {self.n} seeds ({listed})"
+        return f"n = {self.n} runs (seeds {listed})"
+
+    def interval(self, *path: str) -> stats.Interval:
+        """Mean over the runs of metrics.json's value at `path`, with its t interval."""
+        values = [metric(r, *path) for r in self.runs]
+        return stats.t_interval([v for v in values if isinstance(v, (int, float))
+                                 and not isinstance(v, bool)])
+
+    def per_lead(self, name: str) -> Optional[tuple[list, list, list]]:
+        """(mean, low, high) per lead over the runs' per_lead[name]; None unless all have it."""
+        curves = [metric(r, "per_lead", name) for r in self.runs]
+        if not all(isinstance(c, list) and c and len(c) == len(curves[0]) for c in curves):
+            return None
+        leads = [stats.t_interval([c[i] if isinstance(c[i], (int, float)) else None for c in curves])
+                 for i in range(len(curves[0]))]
+        return ([i.estimate for i in leads], [i.low for i in leads], [i.high for i in leads])
+
+
+def group_key(run: Run) -> str:
+    same = {k: v for k, v in sorted(run.params.items()) if k not in SEED_IGNORED}
+    return json.dumps([run.group, run.data, metric(run, "architecture"), same], default=str,
+                      sort_keys=True)
+
+
+def seed_groups(runs: list[Run]) -> list[SeedGroup]:
+    """The models among `runs` grouped by `group_key`, in order of first appearance; a run
+    without params (or a baseline) is a group of its own."""
+    groups: dict[str, SeedGroup] = {}
+    for i, r in enumerate(runs):
+        key = group_key(r) if r.params and not is_baseline(r) else f"#{i}"
+        groups.setdefault(key, SeedGroup([])).runs.append(r)
+    return list(groups.values())
+
+
+def fmt_pm(interval: stats.Interval, fmt=fmt_value) -> str:
+    """'mean ± half-width' (just the mean when there is no interval)."""
+    if interval.estimate is None:
+        return "–"
+    half = interval.half_width
+    return fmt(interval.estimate) + ("" if half is None else f" ± {fmt(half)}")
+
+
+def fmt_interval(interval: Optional[stats.Interval], signed: bool = False) -> str:
+    """'value \\[low, high\\]' (escaped brackets: text, never a link)."""
+    if interval is None or interval.estimate is None:
+        return "–"
+    plus = "+" if signed and interval.estimate > 0 else ""
+    text = plus + fmt_value(interval.estimate)
+    if interval.low is None or interval.high is None:
+        return text
+    return f"{text} \\[{fmt_value(interval.low)}, {fmt_value(interval.high)}\\]"
+
+
+# --------------------------------------------------------------------------------------------
+# one run: bootstrap over its test items
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class RunUncertainty:
+    """A run's test scores with bootstrap intervals, and its paired comparisons."""
+    scheme: str                          # a key of UNIT_WORDS
+    units: int                           # sequences, events or windows resampled
+    means: dict[str, stats.Interval]     # metric -> mean over leads, with its interval
+    paired: dict[str, dict[str, stats.Comparison]] = field(default_factory=dict)  # baseline -> metric
+
+    @property
+    def description(self) -> str:
+        return f"{self.units:,} {UNIT_WORDS[self.scheme]}"
+
+
+def read_scores(f: Path) -> Optional[dict[str, np.ndarray]]:
+    """A scores.npz as arrays (no pickles); None when damaged (with a warning)."""
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        print(f"nowcast: warning: {f}: unreadable ({e}); no intervals for this run", file=sys.stderr)
+        return None
+
+
+def blocks_of(group: str, per_item: dict[str, np.ndarray], n: int) -> tuple[str, Optional[np.ndarray]]:
+    """The resampling unit: sequences (Moving MNIST); radar events, from a saved `event` array
+    or the protocol's layout of its 40 test windows; else windows one by one."""
+    if "contingency" not in per_item:
+        return "sequences", None
+    event = per_item.get("event")
+    if event is not None and np.shape(event) == (n,):
+        return "events", np.asarray(event)
+    if group == "knmi-30-60" and n == KNMI_WINDOWS_PER_EVENT * len(KNMI_SPLITS["test"]):
+        return "events", np.arange(n) // KNMI_WINDOWS_PER_EVENT
+    return "windows", None
+
+
+def _test_items(per_item: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of the test split: the model's and the paired baselines' (other splits,
+    e.g. `test_ood__*`, have their own items)."""
+    keep = tuple(f"{b}__" for b in PAIRED_BASELINES)
+    return {k: v for k, v in per_item.items() if "__" not in k or k.startswith(keep)}
+
+
+def _items(per_item: dict[str, np.ndarray]) -> int:
+    """The number of items every per-item array agrees on (ValueError otherwise)."""
+    sizes = {len(v) for k, v in per_item.items() if np.ndim(v) >= 2}
+    if len(sizes) != 1 or min(sizes) < 2:
+        raise ValueError(f"per-item arrays disagree on their length or are too short: {sorted(sizes)}")
+    return sizes.pop()
+
+
+def uncertainty(run: Run) -> Optional[RunUncertainty]:
+    """Bootstrap intervals of a completed run (cached per scores.npz file state)."""
+    f = run.file(SCORES)
+    if f is None or run.status != "completed":
+        return None
+    st = f.stat()
+    return _uncertainty(run.group, str(f), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _uncertainty(group: str, path: str, mtime_ns: int, size: int) -> Optional[RunUncertainty]:
+    per_item = read_scores(Path(path))
+    if not per_item:
+        return None
+    try:
+        per_item = _test_items(per_item)
+        n = _items(per_item)
+        scheme, blocks = blocks_of(group, per_item, n)
+        weights = stats.resample_weights(n, blocks)
+        model = {k: stats.lead_mean(v) for k, v in stats.score_samples(per_item, weights).items()}
+        out = RunUncertainty(scheme, n if blocks is None else len(np.unique(blocks)),
+                             {k: stats.bootstrap_interval(v) for k, v in model.items()})
+        for name in PAIRED_BASELINES:
+            base = stats.score_samples(per_item, weights, f"{name}__")
+            if base:
+                out.paired[name] = {k: stats.compare(model[k], stats.lead_mean(v), k)
+                                    for k, v in base.items() if k in model}
+        return out
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        print(f"nowcast: warning: {path}: {e}; no intervals for this run", file=sys.stderr)
+        return None
+
+
+def paired_keys(group: str, runs: list[Run]) -> list[str]:
+    """The metrics compared with the baselines: the protocol's headline and skill metrics
+    (for runs of no protocol, their own headline)."""
+    protocol = protocol_or_none(group)
+    keys = list(dict.fromkeys(list(protocol.headline if protocol.table else [])
+                              + [k for k, _ in protocol.skill]))
+    if not keys:
+        keys = list(dict.fromkeys(k for r in runs for k in (metric(r, "headline") or [])
+                                  if isinstance(k, str)))
+    return keys

@@ -1,0 +1,209 @@
+"""Uncertainty of test scores: intervals over repeated seeds, bootstrap intervals of one run's
+test score, and paired comparisons against a baseline (docs/statistics.md).
+
+Three tools, all on numbers already saved in results folders (no model is rerun):
+
+- `t_interval(values)`: the mean of a handful of runs that differ only in their seed, with
+  the two-sided Student t interval  mean ± t_{1-α/2, n-1} · s / √n  (s: the sample standard
+  deviation, n - 1 degrees of freedom).
+- `resample_weights` + `score_samples` + `bootstrap_interval`: the percentile bootstrap of one
+  run's test score. Units (test sequences; radar events, i.e. blocks of windows) are drawn
+  with replacement, RESAMPLES times from a fixed seed; every score is recomputed from the
+  resampled items: Moving MNIST metrics as means of the per-sequence values, radar scores
+  (CSI, FSS, ...) from the **pooled** per-window counts and sums by `verification.py` itself
+  (never a mean of per-window ratios). The interval is the 2.5th and 97.5th percentile.
+- `compare`: the paired bootstrap of model minus baseline (the same resampled units for
+  both), with the verdict "better", "worse" or "not distinguishable" (the interval excludes
+  0 or not; the metric's direction from `protocols.METRICS`).
+
+Sample arrays carry the full-sample estimate as row 0 and the resamples after it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from .protocols import FSS_THRESHOLD_DBZ, direction
+from .verification import RadarVerification
+
+CONFIDENCE = 0.95
+RESAMPLES = 1000
+SEED = 20190101           # fixed: the same resample indices for every run of the same size
+MIN_DEFINED = 0.95        # a bootstrap interval needs the score defined in this share of resamples
+RADAR_KEYS = ("contingency", "fss_sums", "errors")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate and its interval; low/high None when there is none (one seed, undefined)."""
+    estimate: Optional[float]
+    low: Optional[float] = None
+    high: Optional[float] = None
+    n: int = 0                         # seeds (t interval) or resamples (bootstrap)
+
+    @property
+    def half_width(self) -> Optional[float]:
+        if self.low is None or self.high is None:
+            return None
+        return (self.high - self.low) / 2
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Model minus baseline on one metric, its paired bootstrap interval and the verdict."""
+    difference: Interval
+    verdict: str              # "better" | "worse" | "not distinguishable" | "undefined" | "higher" | "lower"
+
+
+# --------------------------------------------------------------------------------------------
+# repeated seeds: Student t
+# --------------------------------------------------------------------------------------------
+
+def _t_central_mass(theta: float, dof: int) -> float:
+    """P(|T| <= t) for Student t with integer dof, t = √dof · tan θ (Abramowitz and Stegun
+    26.7.3-4: a finite series in cos² θ, exact up to rounding)."""
+    c2, s = math.cos(theta) ** 2, math.sin(theta)
+    term = total = 1.0
+    if dof % 2:
+        if dof == 1:
+            return 2 * theta / math.pi
+        for k in range(1, (dof - 3) // 2 + 1):
+            term *= (2 * k) / (2 * k + 1) * c2
+            total += term
+        return 2 / math.pi * (theta + s * math.cos(theta) * total)
+    for k in range(1, (dof - 2) // 2 + 1):
+        term *= (2 * k - 1) / (2 * k) * c2
+        total += term
+    return s * total
+
+
+def t_quantile(p: float, dof: int) -> float:
+    """The p quantile (p > 0.5) of Student's t with an integer number of degrees of freedom,
+    by bisection on the exact distribution function (no scipy needed at report time)."""
+    if not (0.5 < p < 1) or dof < 1 or int(dof) != dof:
+        raise ValueError(f"t_quantile needs 0.5 < p < 1 and an integer dof >= 1, got {p}, {dof}")
+    mass = 2 * p - 1
+    lo, hi = 0.0, math.pi / 2
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _t_central_mass(mid, int(dof)) < mass else (lo, mid)
+    return math.sqrt(dof) * math.tan((lo + hi) / 2)
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """Mean of the finite values and its Student t interval (n - 1 dof); no interval for n < 2."""
+    x = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return Interval(None)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return Interval(mean, n=len(x))
+    half = t_quantile(0.5 + confidence / 2, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return Interval(mean, mean - half, mean + half, len(x))
+
+
+# --------------------------------------------------------------------------------------------
+# bootstrap
+# --------------------------------------------------------------------------------------------
+
+def resample_weights(n_items: int, blocks: Optional[np.ndarray] = None,
+                     resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """(1 + resamples, n_items) multiplicities: row 0 all ones (the sample itself), then one
+    row per resample. `blocks` (n_items,) names each item's unit (a radar window's event):
+    whole units are drawn with replacement and every item of a unit gets its count; None:
+    each item is its own unit."""
+    units = np.arange(n_items) if blocks is None else np.asarray(blocks)
+    if units.shape != (n_items,) or n_items < 1:
+        raise ValueError(f"blocks: expected ({n_items},) unit ids, got shape {units.shape}")
+    _, unit = np.unique(units, return_inverse=True)
+    m = int(unit.max()) + 1
+    draws = np.random.default_rng(seed).integers(0, m, size=(resamples, m))
+    offsets = (np.arange(resamples) * m)[:, None]
+    counts = np.bincount((draws + offsets).ravel(), minlength=resamples * m).reshape(resamples, m)
+    return np.concatenate([np.ones((1, n_items)), counts[:, unit].astype(np.float64)])
+
+
+def mean_samples(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted means over items of (N, k) per-item values: (rows of weights, k)."""
+    v = np.asarray(values, dtype=np.float64)
+    return (weights @ v.reshape(len(v), -1)) / weights.sum(1, keepdims=True)
+
+
+def pooled_radar_scores(contingency: np.ndarray, fss_sums: np.ndarray, errors: np.ndarray,
+                        thresholds: Sequence[float], scales: Sequence[int],
+                        fss_threshold: float = FSS_THRESHOLD_DBZ) -> dict[str, np.ndarray]:
+    """Per-lead radar scores from counts and sums already pooled over windows
+    (contingency (T, 4, k), fss_sums (S, 3, k), errors (3, k)), by verification.py's formulas:
+    {name: (k,) array, NaN where undefined}."""
+    k = contingency.shape[-1]
+    scores = RadarVerification(k, thresholds, fss_threshold, [int(s) for s in scales])
+    scores.contingency, scores.fss, scores.errors = [contingency[None]], [fss_sums[None]], [errors[None]]
+    return {name: np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            for name, values in scores.per_lead().items()}
+
+
+def radar_samples(per_window: Mapping[str, np.ndarray], weights: np.ndarray,
+                  prefix: str = "") -> dict[str, np.ndarray]:
+    """Per-lead radar scores of every row of weights from the per-window counts and sums
+    (scores.npz: `contingency`, `fss_sums`, `errors`; a baseline's with `prefix`):
+    {name: (rows, k)}. The resampled counts are summed first, then the ratios are taken."""
+    pooled = {key: np.tensordot(weights, np.asarray(per_window[prefix + key], np.float64), axes=(1, 0))
+              for key in RADAR_KEYS}
+    rows = [pooled_radar_scores(pooled["contingency"][i], pooled["fss_sums"][i], pooled["errors"][i],
+                                per_window["thresholds_dbz"], per_window["fss_scales"])
+            for i in range(len(weights))]
+    return {name: np.stack([r[name] for r in rows]) for name in rows[0]}
+
+
+def score_samples(per_item: Mapping[str, np.ndarray], weights: np.ndarray,
+                  prefix: str = "") -> dict[str, np.ndarray]:
+    """Per-lead scores (rows of weights, k) of a model (prefix "") or a baseline
+    ("<name>__") from scores.npz's per-item arrays: radar counts when present, else the
+    per-sequence image metrics (their means)."""
+    if prefix + "contingency" in per_item:
+        return radar_samples(per_item, weights, prefix)
+    return {key[len(prefix):]: mean_samples(v, weights) for key, v in per_item.items()
+            if key.startswith(prefix) and "__" not in key[len(prefix):] and np.ndim(v) == 2}
+
+
+def lead_mean(per_lead: np.ndarray) -> np.ndarray:
+    """The mean over leads of every row (NaN when a lead is undefined, as metrics.json's None)."""
+    return np.asarray(per_lead, dtype=np.float64).mean(axis=-1)
+
+
+def bootstrap_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> Interval:
+    """Row 0: the estimate; rows 1..: resamples -> the percentile interval (numpy's linear
+    interpolation). No interval when the score is undefined in more than 5 % of resamples."""
+    samples = np.asarray(samples, dtype=np.float64)
+    estimate = float(samples[0]) if np.isfinite(samples[0]) else None
+    rest = samples[1:]
+    finite = rest[np.isfinite(rest)]
+    if estimate is None or len(finite) < MIN_DEFINED * len(rest) or len(finite) == 0:
+        return Interval(estimate, n=len(rest))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return Interval(estimate, float(low), float(high), len(rest))
+
+
+def verdict(difference: Interval, metric_direction: int) -> str:
+    """'better' / 'worse' when the interval of model minus baseline excludes 0 (by the
+    metric's direction), else 'not distinguishable'."""
+    if difference.low is None or difference.high is None:
+        return "undefined"
+    sign = 1 if difference.low > 0 else -1 if difference.high < 0 else 0
+    if sign == 0:
+        return "not distinguishable"
+    if metric_direction == 0:
+        return "higher" if sign > 0 else "lower"
+    return "better" if sign == metric_direction else "worse"
+
+
+def compare(model: np.ndarray, baseline: np.ndarray, metric: str) -> Comparison:
+    """Paired bootstrap: model and baseline samples from the same rows of weights."""
+    difference = bootstrap_interval(np.asarray(model, np.float64) - np.asarray(baseline, np.float64))
+    return Comparison(difference, verdict(difference, direction(metric)))
