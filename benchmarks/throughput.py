@@ -52,7 +52,7 @@ WORKLOADS = {
                                k_in=9, k_out=9),
     # the thesis's 3-layer encoder-forecaster on MMNIST-10
     "thesis-ef-64-32-32": dict(architecture="encoder_forecaster", hidden_sizes=[64, 32, 32],
-                               filter_size=5, stride=1, max_pool=False, image_size=64,
+                               filter_size=5, stride=1, image_size=64,
                                batch_size=16, k_in=10, k_out=10, loss="mse"),
     # radar: the KNMI-30/60 4 km grid (191x175, padded to 192x176), 6 in, 12 out
     "radar-knmi": dict(hidden_sizes=[64, 32, 32, 16], filter_size=5, stride=2, max_pool=True,

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import torch
 
-from .config import Config, load_config
+from .config import Config, load_config, without_unused
 from .errors import NowcastError, RunStopped
 from .models import get_model
 from .util import atomic_path
@@ -120,11 +120,15 @@ def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:
     if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["model"], dict):
         raise NowcastError(f"{path}: not a nowcast checkpoint (its config or weights are not "
                            f"mappings)")
-    try:
-        cfg = load_config(values=ckpt["config"])
+    try:  # a config written before unused fields were null: they are no given values
+        cfg = load_config(values=without_unused(ckpt["config"]))
     except NowcastError as e:
         raise NowcastError(f"{path}: the checkpoint's config is invalid ({e})") from None
-    model = get_model(cfg)
+    shape = ckpt.get("frame_shape")  # the training frames it was built for (older: image_size)
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 2
+            and all(isinstance(s, int) and s > 0 for s in shape)):
+        shape = None
+    model = get_model(cfg, frame_shape=shape)
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, TypeError, ValueError) as e:

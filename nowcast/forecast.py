@@ -1,5 +1,6 @@
 """Running a model over frames: forecasts (padded to the model's down-sampling and cropped
-back), and the loss and per-lead image metrics over a whole split."""
+back), and the loss and per-lead image metrics over a whole split. Frames are
+to_frames(raw, model.output, clip=True): in [0, 1] whatever the output mapping."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .metrics import ImageMetrics
+from .models.base import to_frames
 from .runtime import Runtime
 
 
@@ -17,9 +19,15 @@ def padded(frames: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int
     return (F.pad(frames, (0, pw, 0, ph)) if ph or pw else frames), (h, w)
 
 
+def output_of(model) -> str:
+    """The model's output mapping (base.OUTPUTS); 'sigmoid' for a model that does not say."""
+    return getattr(model, "output", "sigmoid")
+
+
 def forecast_logits(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -> torch.Tensor:
-    """Logits (B, k_out, H, W) for inputs (B, k_in, H, W) in [0, 1], without gradients; inputs
-    are padded to the model's down-sampling and the forecast cropped back."""
+    """Raw outputs (B, k_out, H, W) (logits for output 'sigmoid') for inputs (B, k_in, H, W)
+    in [0, 1], without gradients; inputs are padded to the model's down-sampling and the
+    forecast cropped back."""
     x, (h, w) = padded(inputs, getattr(model, "downsampling", 1))
     with torch.no_grad(), runtime.autocast():
         return model(x, k_out)[..., :h, :w]
@@ -27,7 +35,7 @@ def forecast_logits(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -
 
 def forecast(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -> torch.Tensor:
     """Predicted frames (B, k_out, H, W) in [0, 1] for inputs (B, k_in, H, W) in [0, 1]."""
-    return torch.sigmoid(forecast_logits(model, inputs, k_out, runtime).float())
+    return to_frames(forecast_logits(model, inputs, k_out, runtime).float(), output_of(model))
 
 
 def evaluate_split(model, batch, k_in: int, k_out: int, loss_fn, runtime: Runtime,
@@ -49,6 +57,6 @@ def evaluate_split(model, batch, k_in: int, k_out: int, loss_fn, runtime: Runtim
         total += float(loss_fn(logits, target, mask)) * len(chunk)
         count += len(chunk)
         if metrics is not None:
-            metrics.update(torch.sigmoid(logits.float()), target)
+            metrics.update(to_frames(logits.float(), output_of(model)), target)
     model.train(was_training)
     return total / max(count, 1), metrics

@@ -35,7 +35,10 @@ def check_job_id(job_id: Optional[str]) -> None:
 
 def check_sizes(cfg: Any) -> None:
     """The float32 frames a run holds at once: a training batch, and the Moving MNIST splits
-    (generated at image_size; data files bring their own frame size)."""
+    (generated at image_size). Data files (npz, radar: image_size null) bring their own frame
+    size, bounded when they are read (data.check)."""
+    if cfg.image_size is None:
+        return
     frames = max(cfg.k_in + cfg.k_out, 2 * max(cfg.curriculum or [0]))
     frame = frames * cfg.image_size ** 2 * 4
     counts = [("batch_size", cfg.batch_size, "one training batch")]

@@ -229,6 +229,69 @@ class Progress:
 
 
 # --------------------------------------------------------------------------------------------
+# the plan line
+# --------------------------------------------------------------------------------------------
+
+MEASURED_STEPS = 3  # steps timed for the estimate, after the first (which holds compilation)
+
+
+class PlanClock:
+    """What a run is about to do, said on stdout before its first step, and after
+    1 + MEASURED_STEPS steps how long the whole plan will take: a run launched without a
+    terminal (papermill, a batch job) would otherwise train for hours without a word.
+
+        nowcast: tiny: 8 steps (2 epochs x 4 steps) x 8 sequences = 64 sequences on cpu (fp32)
+        nowcast: tiny: estimated 2m10s for the plan (8 steps; 16.2 s/step measured over ...)
+
+    `after_step` is called with steps done and the step's loss (a device tensor: converting
+    it waits for the device, so the measured time is the device's, twice per run only).
+    enabled False (DDP ranks other than 0): silent.
+    """
+
+    def __init__(self, name: str, device: str, total: int, steps_per_epoch: int, stages: int,
+                 epochs: int, batch_size: int, start: int = 0, processes: int = 1,
+                 budget_min: Optional[float] = None, enabled: bool = True,
+                 out: Callable[[str], None] = print) -> None:
+        self.name, self.total, self.start, self.budget_min = name, total, start, budget_min
+        self.enabled, self.out = enabled, out
+        self._t0: Optional[float] = None
+        self._begun = time.perf_counter()
+        blocks = [f"{stages} stages"] * (stages > 1) + [f"{epochs} epochs"] * (epochs > 1)
+        layout = " x ".join(blocks + [f"{steps_per_epoch} steps"])
+        self.text = (f"{total} steps ({layout}) x {batch_size} sequences = "
+                     f"{total * batch_size} sequences on {device}"
+                     + (f", {processes} processes" if processes > 1 else "")
+                     + (f"; resuming at step {start}" if start else "")
+                     + (f"; time budget {duration(60 * budget_min)}" if budget_min else ""))
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            self.out(f"nowcast: {self.name}: {text}")
+
+    def begin(self) -> None:
+        self._begun = time.perf_counter()
+        self.say(self.text)
+
+    def after_step(self, done: int, loss: Any = None) -> None:
+        first, last = self.start + 1, self.start + 1 + MEASURED_STEPS
+        if not self.enabled or done not in (first, last) or last >= self.total:
+            return
+        if loss is not None:
+            float(loss)  # waits for the device
+        now = time.perf_counter()
+        if done == first:
+            self._t0 = now
+            return
+        per_step = (now - self._t0) / MEASURED_STEPS
+        whole = now - self._begun + (self.total - done) * per_step
+        budget = (f"; the time budget stops it at {duration(60 * self.budget_min)}"
+                  if self.budget_min and whole > 60 * self.budget_min else "")
+        self.say(f"estimated {duration(whole)} for the {'rest of the ' * bool(self.start)}plan "
+                 f"({self.total - self.start} steps; {per_step:.3g} s/step measured over steps "
+                 f"{first + 1}-{last}, validation not included){budget}")
+
+
+# --------------------------------------------------------------------------------------------
 # the state of a run
 # --------------------------------------------------------------------------------------------
 

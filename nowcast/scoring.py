@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
 from .baselines import baseline_scores, mean_frame, persistence
 from .config import Config
+from .data.moving_mnist import SPLIT_SEEDS
 from .data.radar import RadarData
 from .forecast import evaluate_split, forecast
 from .losses import make_loss
@@ -45,12 +46,15 @@ def score_test_split(cfg: Config, data, model, runtime) -> Scores:
     radar = isinstance(data, RadarData)
     test = data.split("test")
     loss, image = evaluate_split(model, test, cfg.k_in, cfg.k_out,
-                                 make_loss(cfg.loss, cfg.ssim_weight), runtime,
+                                 make_loss(cfg.loss, cfg.ssim_weight, cfg.output), runtime,
                                  batch_size=max(cfg.batch_size, 32), with_metrics=not radar)
     if radar:
         verification = verify_radar(model_forecaster(cfg, model, runtime), data)
         baselines = cached_baseline_scores(data, RADAR_BASELINES)
         per_item = verification.per_window()
+        # the event of each window: windows of one event are correlated, the bootstrap
+        # (stats.py) resamples whole events
+        per_item["event"] = np.asarray(data.split_windows("test").event, dtype=np.int64)
         for name, b in baselines.items():  # the same windows: paired comparisons need no rerun
             if isinstance(b, RadarVerification):
                 per_item.update({f"{name}__{k}": v for k, v in b.per_window().items()})
@@ -65,6 +69,22 @@ def score_test_split(cfg: Config, data, model, runtime) -> Scores:
     return Scores(loss, dict(image.result(), headline=get_protocol(cfg.protocol).headline,
                              n_sequences=len(test.frames),
                              baselines={name: b.result() for name, b in baselines.items()}), per_item)
+
+
+def score_ood_split(cfg: Config, data, model, runtime) -> Optional[Scores]:
+    """The out-of-domain test (the thesis's 3-digit test of a 2-digit model): the test split's
+    metrics on test_sequences sequences of test_num_digits test digits (MovingMNIST's fixed
+    "test_ood" split); None when test_num_digits is not set. metrics: mean, per_lead and
+    `ood` (what the split is); per_item: per sequence, as the test split's."""
+    if cfg.test_num_digits is None or cfg.dataset != "mmnist":
+        return None
+    ood = data.split("test_ood")
+    loss, image = evaluate_split(model, ood, cfg.k_in, cfg.k_out,
+                                 make_loss(cfg.loss, cfg.ssim_weight, cfg.output), runtime,
+                                 batch_size=max(cfg.batch_size, 32))
+    facts = {"num_digits": cfg.test_num_digits, "sequences": len(ood.frames), "loss": loss,
+             "seed": SPLIT_SEEDS["test_ood"], "pool": "test"}
+    return Scores(loss, dict(image.result(), ood=facts), image.per_sequence())
 
 
 def image_baselines(data, k_in: int, k_out: int) -> dict[str, ImageMetrics]:
@@ -100,7 +120,7 @@ def split_means(cfg: Config, data, model, runtime, splits=("train", "val")) -> d
             out[split] = verify_radar(model_forecaster(cfg, model, runtime), data, split).result()["mean"]
             continue
         _, image = evaluate_split(model, data.split(split), cfg.k_in, cfg.k_out,
-                                  make_loss(cfg.loss, cfg.ssim_weight), runtime,
+                                  make_loss(cfg.loss, cfg.ssim_weight, cfg.output), runtime,
                                   batch_size=max(cfg.batch_size, 32))
         out[split] = image.result()["mean"]
     return out

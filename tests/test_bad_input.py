@@ -15,9 +15,11 @@ import pytest
 import torch
 import yaml
 
-from conftest import TINY
+from conftest import TINY, TINY_FILE
 from nowcast.config import load_config
+from nowcast.data.check import check_inputs, frame_shapes
 from nowcast.errors import NowcastError
+from nowcast.models import get_model
 
 NOWCAST = [sys.executable, "-m", "nowcast"]
 
@@ -40,6 +42,14 @@ def one_line_error(done: subprocess.CompletedProcess, *needles: str) -> str:
 def params(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.fixture
+def file_params(tmp_path):
+    """Tiny params for dataset npz/radar runs (no Moving MNIST fields)."""
+    path = tmp_path / "tiny-file.yaml"
+    path.write_text(yaml.safe_dump(TINY_FILE))
     return path
 
 
@@ -76,7 +86,7 @@ def test_folder_as_params_file(tmp_path):
     ("initial_lr=.inf", "'initial_lr' must be a finite number"),
     ("grad_clip=.nan", "'grad_clip' must be a finite number"),
     ("speed_max=.inf", "'speed_max' must be a finite number"),
-    ("crop_size=-5", "'crop_size' must be >= 1 or null, got -5"),
+    ("crop_size=-5", "'crop_size' is not used with dataset: mmnist"),
     ("batch_size=1000000000", "batch_size"),
     ("image_size=4000000", "image_size"),
     ("hidden_sizes=[100000, 100000]", "hidden_sizes"),
@@ -125,49 +135,65 @@ def _radar_file(path, size=64):
     return path
 
 
-@pytest.mark.parametrize("dataset, bound", [
-    ("npz", "peephole=per_position"), ("npz", "norm=layer"),
-    ("radar", "peephole=per_position"), ("radar", "norm=layer")])
-def test_size_bound_model_on_other_frames_is_refused_before_any_folder(tmp_path, params, dataset, bound):
-    if dataset == "npz":
-        data = tmp_path / "frames48.npz"
-        np.savez(data, frames=np.zeros((6, 8, 48, 48), np.uint8))
-    else:
-        data = _radar_file(tmp_path / "radar.npz")  # 4x4 blocks: 16x16 frames
-    done = train(params, tmp_path / "r", "--set", f"dataset={dataset}", "--set", f"data_file={data}",
-                 "--set", bound, "--set", "norm_groups=2" if bound != "norm=layer" else "peephole=per_channel")
-    one_line_error(done, "image_size 32", "cannot run on")
+@pytest.mark.parametrize("bound", ["peephole=per_position", "norm=layer"])
+def test_size_bound_model_trained_on_crops_is_refused_before_any_folder(tmp_path, file_params, bound):
+    """A size-bound model is built for its training frames (here 8x8 crops): the 16x16 test
+    frames cannot go through it, found before any folder exists."""
+    data = _radar_file(tmp_path / "radar.npz")  # 4x4 blocks: 16x16 frames
+    done = train(file_params, tmp_path / "r", "--set", "dataset=radar", "--set", f"data_file={data}",
+                 "--set", "crop_size=8", "--set", bound,
+                 *(["--set", "norm_groups=null", "--set", "peephole=per_channel"]
+                   if bound == "norm=layer" else []))
+    one_line_error(done, "built for 8x8 training frames", "cannot run on 16x16")
     no_folder(tmp_path / "r")
 
 
-def test_crop_larger_than_radar_frames_is_refused_before_any_folder(tmp_path, params):
+@pytest.mark.parametrize("dataset", ["npz", "radar"])
+def test_size_bound_model_is_built_for_the_data_frames(tmp_path, dataset):
+    """image_size means Moving MNIST's canvas; a file's frames give the model its size."""
+    if dataset == "npz":
+        data = tmp_path / "frames48.npz"
+        np.savez(data, frames=np.zeros((6, 8, 48, 48), np.uint8))
+        shape = (48, 48)
+    else:
+        data, shape = _radar_file(tmp_path / "radar.npz"), (16, 16)
+    cfg = load_config(values=dict(TINY_FILE, dataset=dataset, data_file=str(data),
+                                  peephole="per_position", norm="layer", norm_groups=None))
+    assert cfg.image_size is None
+    check_inputs(cfg)  # the model fits the data's frames: no error
+    assert frame_shapes(cfg) == ({"data": shape} if dataset == "npz" else {"train": shape, "test": shape})
+    model = get_model(cfg, frame_shape=shape)
+    assert model.frame_shape == shape and model.cells[0].peephole.shape[-2:] == (shape[0] // 2, shape[1] // 2)
+
+
+def test_crop_larger_than_radar_frames_is_refused_before_any_folder(tmp_path, file_params):
     data = _radar_file(tmp_path / "radar.npz")
-    done = train(params, tmp_path / "r", "--set", "dataset=radar", "--set", f"data_file={data}",
+    done = train(file_params, tmp_path / "r", "--set", "dataset=radar", "--set", f"data_file={data}",
                  "--set", "crop_size=24")
     one_line_error(done, "crop_size 24", "16x16")
     no_folder(tmp_path / "r")
 
 
-def test_missing_data_file_writes_no_folder(tmp_path, params):
-    done = train(params, tmp_path / "r", "--set", "dataset=npz", "--set",
+def test_missing_data_file_writes_no_folder(tmp_path, file_params):
+    done = train(file_params, tmp_path / "r", "--set", "dataset=npz", "--set",
                  f"data_file={tmp_path / 'absent.npz'}")
     one_line_error(done, "absent.npz: no such data file")
     no_folder(tmp_path / "r")
 
 
-def test_curriculum_longer_than_the_file_sequences(tmp_path, params):
+def test_curriculum_longer_than_the_file_sequences(tmp_path, file_params):
     data = tmp_path / "short.npz"
     np.savez(data, frames=np.zeros((6, 6, 32, 32), np.uint8))
-    done = train(params, tmp_path / "r", "--set", "dataset=npz", "--set", f"data_file={data}",
+    done = train(file_params, tmp_path / "r", "--set", "dataset=npz", "--set", f"data_file={data}",
                  "--set", "curriculum=[2, 4]")
     one_line_error(done, "short.npz", "curriculum stage 4 needs 8 frames", "6")
     no_folder(tmp_path / "r")
 
 
-def test_radar_meta_that_is_not_a_mapping(tmp_path, params):
+def test_radar_meta_that_is_not_a_mapping(tmp_path, file_params):
     data = tmp_path / "meta.npz"
     np.savez(data, frames=np.zeros((6, 8, 128, 128), np.uint8), meta=json.dumps([1, 2]))
-    done = train(params, tmp_path / "r", "--set", "dataset=radar", "--set", f"data_file={data}")
+    done = train(file_params, tmp_path / "r", "--set", "dataset=radar", "--set", f"data_file={data}")
     one_line_error(done, "meta.npz", "'meta'")
 
 

@@ -26,9 +26,10 @@ def params(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--set", "strid=2"], "unknown parameter 'strid' (did you mean 'stride'?)"),
-    (["--set", "stride=two"], "'stride' must be 1 | 2, got 'two'"),
+    (["--set", "stride=two"], "'stride' must be 1 | 2 or null, got 'two'"),
     (["--set", "hidden_sizes=[8, 8, 8]"], "stride 2 needs an even number of layers"),
-    (["--set", "dataset=npz", "--set", "data_file=/nonexistent.npz"], "/nonexistent.npz: no such data file"),
+    (["--set", "dataset=npz", "--set", "data_file=/nonexistent.npz"],
+     "'image_size', 'speed_min', 'speed_max', 'val_sequences', 'test_sequences' are not used with dataset: npz"),
 ])
 def test_bad_input_one_line_nonzero(params, tmp_path, extra, message):
     done = run("train", "-c", str(params), "--results", str(tmp_path / "r"), "-q", *extra)

@@ -10,18 +10,20 @@ import torch
 from torch._dynamo.utils import counters
 
 from conftest import TINY
-from nowcast.config import load_config
+from nowcast.config import load_config, without_unused
 from nowcast.losses import make_loss
 from nowcast.models import compile_cells, get_model, recurrent_cells
 from nowcast.runtime import Runtime
 from nowcast.training import optimisation_step
 
 ARCHITECTURES = {"convlstm_ed": {}, "encoder_forecaster": {"stride": 1},
-                 "fc_lstm": {"stride": 1, "hidden_sizes": [32, 32]}}
+                 "fc_lstm": {"hidden_sizes": [32, 32]}}
 
 
 def build(architecture: str):
-    cfg = load_config(values=dict(TINY, architecture=architecture, **ARCHITECTURES[architecture]))
+    # TINY's convolution options mean nothing to fc_lstm: null them as a stored config would be
+    cfg = load_config(values=without_unused(dict(TINY, architecture=architecture,
+                                                 **ARCHITECTURES[architecture])))
     torch.manual_seed(0)
     return cfg, get_model(cfg)
 

@@ -97,7 +97,7 @@ def test_sequence_file_splits_by_sequence(tmp_path):
     frames = np.arange(30, dtype=np.uint8)[:, None, None, None] * np.ones((30, 8, 16, 16), np.uint8)
     np.savez(tmp_path / "seq.npz", frames=frames)
     cfg = load_config(values=dict(dataset="npz", data_file=str(tmp_path / "seq.npz"), k_in=4, k_out=4,
-                                  image_size=16, hidden_sizes=[4, 4], max_pool=False))
+                                  hidden_sizes=[4, 4], max_pool=False))
     data = SequenceFile(cfg)
     ids = {s: set(np.round(data.split(s).frames[:, 0, 0, 0] * 255).astype(int)) for s in ("val", "test")}
     train_ids = set()
@@ -117,7 +117,7 @@ def test_bad_sequence_files(tmp_path, content, message):
         np.savez(path, frames=np.zeros((3, 8, 16, 16), np.float32))
     else:
         path.write_bytes(content)
-    cfg = load_config(values=dict(dataset="npz", data_file=str(path), k_in=2, k_out=2, image_size=16,
+    cfg = load_config(values=dict(dataset="npz", data_file=str(path), k_in=2, k_out=2,
                                   hidden_sizes=[4, 4], max_pool=False))
     with pytest.raises(NowcastError, match=f"bad.npz: {message}"):
         get_data(cfg)

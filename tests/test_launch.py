@@ -18,7 +18,7 @@ import yaml
 from nowcast import results
 from nowcast.cli import main
 from nowcast.launch import local, params, slurm
-from nowcast.config import load_config, to_yaml
+from nowcast.config import load_config, to_yaml, without_unused
 from nowcast.errors import NowcastError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,8 +289,9 @@ def test_run_local_marks_a_failing_run_failed_with_its_notebook(tmp_path, in_roo
     res = tmp_path / "results"
     data = _corrupt_npz(tmp_path / "corrupt.npz")
     bad = tmp_path / "corrupt-data.yaml"
-    bad.write_text(SMOKE.read_text().replace("name: smoke", "name: corrupt-data").replace(
-        "dataset: mmnist", f"dataset: npz\ndata_file: {data}"))
+    values = without_unused(dict(yaml.safe_load(SMOKE.read_text()), name="corrupt-data",
+                                 dataset="npz", data_file=str(data)))
+    bad.write_text(yaml.safe_dump({k: v for k, v in values.items() if v is not None}))
     assert local.run_local([str(bad), str(SMOKE)], str(res), [], progress=False) == 1
     runs = {json.loads((p / "status.json").read_text())["name"]: p
             for p in res.iterdir() if not p.name.startswith(".")}

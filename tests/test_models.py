@@ -1,11 +1,21 @@
 """Models: the seed's architecture exactly, the cell's equations, options that do what they say."""
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from nowcast.config import load_config
-from nowcast.models import ConvLSTMCell, count_parameters, get_model
+from nowcast.errors import NowcastError
+from nowcast.forecast import evaluate_split, forecast
+from nowcast.losses import make_loss
+from nowcast.models import (FCLSTM, ConvLSTMCell, FCLSTMCell, count_parameters, get_model,
+                            recurrent_cells, to_frames)
+from nowcast.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SEED_BEST = dict(hidden_sizes=[64, 32, 32, 16], filter_size=5, stride=2, max_pool=True, transpose=True,
                  norm="layer", bias=False, peephole="per_position", image_size=64)
@@ -86,7 +96,8 @@ def test_size_independent_options_run_at_any_size():
     assert count_parameters(small) == count_parameters(big)
     for size in (32, 48, 96):
         assert small(torch.rand(1, 2, size, size), 2).shape == (1, 2, size, size)
-    seed_like = get_model(load_config(values=dict(values, norm="layer", image_size=32)))
+    seed_like = get_model(load_config(values=dict(values, norm="layer", norm_groups=None,
+                                                  image_size=32)))
     with pytest.raises(RuntimeError):
         seed_like(torch.rand(1, 2, 48, 48), 2)
 
@@ -95,7 +106,7 @@ def test_feed_upward_passes_what_it_says():
     """Defect 6: 'output_gate' feeds o upward, 'hidden' feeds h."""
     for option in ("hidden", "output_gate"):
         model = get_model(load_config(values=dict(hidden_sizes=[4, 4], filter_size=3, image_size=16,
-                                                  stride=1, max_pool=False, feed_upward=option)))
+                                                  stride=1, feed_upward=option)))
         seen = {}
         model.cells[0].register_forward_hook(lambda m, i, out: seen.__setitem__("out", out))
         model.cells[1].register_forward_hook(lambda m, i, out: seen.__setitem__("in", i[0]))
@@ -107,24 +118,22 @@ def test_feed_upward_passes_what_it_says():
 
 def test_encoder_forecaster_and_fc_lstm():
     ef = get_model(load_config(values=dict(architecture="encoder_forecaster", hidden_sizes=[8, 4], stride=1,
-                                           max_pool=False, filter_size=3, image_size=16)))
+                                           filter_size=3, image_size=16)))
     assert ef(torch.rand(2, 4, 16, 16), 3).shape == (2, 3, 16, 16)
     # the forecaster starts from the encoder's states: different inputs, different first prediction
     a, b = ef(torch.zeros(1, 4, 16, 16), 1), ef(torch.ones(1, 4, 16, 16), 1)
     assert not torch.allclose(a, b)
-    fc = get_model(load_config(values=dict(architecture="fc_lstm", hidden_sizes=[32, 32], stride=1,
-                                           max_pool=False, image_size=16)))
+    fc = get_model(load_config(values=dict(architecture="fc_lstm", hidden_sizes=[32, 32],
+                                           image_size=16)))
     assert fc(torch.rand(2, 4, 16, 16), 3).shape == (2, 3, 16, 16)
-    # thesis FC-LSTM 2x2048 on 64x64 frames: 4*(4096+2048+1)*2048 + ... parameters
-    big = get_model(load_config(values=dict(architecture="fc_lstm", hidden_sizes=[2048, 2048], stride=1,
-                                            max_pool=False)), device="meta")
-    lstm = 4 * 2048 * (4096 + 2048 + 2) + 4 * 2048 * (2048 + 2048 + 2)
-    assert count_parameters(big) == 2 * lstm + 4096 * 4096 + 4096
+    # the forecaster starts from the encoder's state: different inputs, different forecasts
+    a, b = fc(torch.zeros(1, 4, 16, 16), 2), fc(torch.ones(1, 4, 16, 16), 2)
+    assert not torch.allclose(a, b)
 
 
 def test_teacher_mask_feeds_targets():
-    model = get_model(load_config(values=dict(hidden_sizes=[4, 4], filter_size=3, image_size=16, stride=1,
-                                              max_pool=False)))
+    model = get_model(load_config(values=dict(hidden_sizes=[4, 4], filter_size=3, image_size=16,
+                                              stride=1)))
     x, target = torch.rand(2, 2, 16, 16), torch.rand(2, 3, 16, 16)
     free = model(x, 3)
     forced = model(x, 3, target, torch.ones(2, 2, dtype=torch.bool))
@@ -133,3 +142,172 @@ def test_teacher_mask_feeds_targets():
     mixed = model(x, 3, target, torch.tensor([[True, True], [False, False]]))
     torch.testing.assert_close(mixed[0], forced[0])
     torch.testing.assert_close(mixed[1], free[1])
+
+
+# Wu 2019, Table 4.1: published parameters, and the thesis code's output layer (a 1 x W row
+# convolution of the last forecaster layer: W * C + 1), docs/thesis_models.md
+THESIS_CONVLSTM = {"thesis-ef-1x128": (3_311_617, 8_193),
+                   "thesis-ef-2x64": (2_475_521, 4_097),
+                   "thesis-ef-3-64-32-32": (1_858_049, 1_025)}
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+@pytest.mark.parametrize("stem", list(THESIS_CONVLSTM))
+def test_thesis_convlstm_parameter_counts(stem):
+    published, head = THESIS_CONVLSTM[stem]
+    cfg = load_config(ROOT / "params" / f"{stem}.yaml")
+    model = get_model(cfg, device="meta")
+    assert count_parameters(model) == published
+    stacks = count_parameters(model.encoder) + count_parameters(model.forecaster)
+    assert count_parameters(model.head) == head == cfg.head_width * cfg.hidden_sizes[-1] + 1
+    # one bias per gate, no peepholes: 4H(Cin+H)k^2 + 4H per layer, 1-channel input
+    ins = [1] + cfg.hidden_sizes[:-1]
+    per_stack = sum(4 * h * (i + h) * 25 + 4 * h for i, h in zip(ins, cfg.hidden_sizes))
+    assert stacks == 2 * per_stack == published - head
+    row = (ROOT / "docs" / "thesis_models.md").read_text()
+    line = next(x for x in row.splitlines() if f"`{stem}`" in x)
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[2:6] == [_fmt(published), _fmt(stacks), _fmt(head), _fmt(published)]
+    assert model.output == "relu" and all(c.activation == "relu" for c in recurrent_cells(model))
+
+
+def test_row_head_reads_the_last_layer_along_rows():
+    """head: row is Keras's Conv3D((1, 1, W), 'same') of the thesis's code: each output pixel
+    depends on its own row of the last forecaster layer only, W columns wide."""
+    cfg = load_config(values=dict(architecture="encoder_forecaster", hidden_sizes=[4, 3],
+                                  filter_size=3, image_size=16, peephole="none", head="row",
+                                  head_width=4, k_in=2, k_out=1))
+    model = get_model(cfg)
+    assert count_parameters(model.head) == 4 * 3 + 1 and model.head.in_channels == 3
+    state = torch.zeros(1, 3, 16, 16, requires_grad=True)
+    out = model.head(state)
+    out[0, 0, 5, 8].backward()
+    touched = state.grad[0].abs().sum(0).nonzero().tolist()
+    # rows: 5 only; columns: 8-1 .. 8+2 (an even kernel pads one more on the right, as Keras)
+    assert sorted({r for r, _ in touched}) == [5] and sorted({c for _, c in touched}) == [7, 8, 9, 10]
+    assert model(torch.rand(2, 2, 16, 16), 3).shape == (2, 3, 16, 16)
+
+
+def test_thesis_fc_lstm_is_exact():
+    cfg = load_config(ROOT / "params" / "thesis-fclstm-2x2048.yaml")
+    model = get_model(cfg, device="meta")
+    assert count_parameters(model) == 92_295_168
+    assert count_parameters(model.encoder) == 50_339_840    # 4*2048*(4096+2048) + 4*2048
+    assert count_parameters(model.forecaster) == 33_562_624  # 4*2048*(2048+2048) + 4*2048
+    assert count_parameters(model.head) == 8_392_704         # 2048*4096 + 4096
+    assert recurrent_cells(model) == [model.encoder, model.forecaster]
+    line = next(x for x in (ROOT / "docs" / "thesis_models.md").read_text().splitlines()
+                if "`thesis-fclstm-2x2048`" in x)
+    assert "92,295,168" in line
+
+
+@pytest.mark.parametrize("sizes", [[2048], [32, 16], [8, 8, 8]])
+def test_fc_lstm_needs_two_equal_hidden_sizes(sizes):
+    with pytest.raises(NowcastError, match=r"hidden_sizes.*" + str(sizes).replace("[", r"\[")):
+        load_config(values=dict(architecture="fc_lstm", hidden_sizes=sizes, image_size=8))
+
+
+def test_fc_cell_computes_the_equations():
+    torch.manual_seed(0)
+    x, h, c = torch.randn(3, 5), torch.randn(3, 4), torch.randn(3, 4)
+    for name, act in (("tanh", torch.tanh), ("relu", torch.relu)):
+        cell = FCLSTMCell(5, 4, activation=name)
+        assert count_parameters(cell) == 4 * 4 * (5 + 4) + 4 * 4
+        w, b = cell.linear.weight, cell.linear.bias
+        i, f, g, o = (torch.cat([x, h], 1) @ w.T + b).split(4, 1)
+        want_c = torch.sigmoid(f) * c + torch.sigmoid(i) * act(g)
+        want_h = torch.sigmoid(o) * act(want_c)
+        got_h, got_c, _ = cell(x, (h, c))
+        torch.testing.assert_close(got_c, want_c)
+        torch.testing.assert_close(got_h, want_h)
+        zero_h, zero_c, _ = cell(x)  # None: zero state
+        torch.testing.assert_close(zero_h, cell(x, (torch.zeros(3, 4), torch.zeros(3, 4)))[0])
+
+
+def test_relu_activation_is_applied_to_candidate_and_cell():
+    torch.manual_seed(0)
+    tanh = ConvLSTMCell(2, 3, 3, peephole="none", fused=True)
+    relu = ConvLSTMCell(2, 3, 3, peephole="none", fused=True, activation="relu")
+    relu.load_state_dict(tanh.state_dict())
+    x, h, c = torch.randn(1, 2, 6, 6), torch.randn(1, 3, 6, 6), torch.randn(1, 3, 6, 6)
+    i, f, g, o = tanh.conv(torch.cat([x, h], 1)).chunk(4, 1)
+    want_c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.relu(g)
+    got_h, got_c, _ = relu(x, (h, c))
+    torch.testing.assert_close(got_c, want_c)
+    torch.testing.assert_close(got_h, torch.sigmoid(o) * torch.relu(want_c))
+    assert (got_h >= 0).all() and (got_h == 0).any()  # relu(c) is 0 where c < 0
+    assert not torch.allclose(got_h, tanh(x, (h, c))[0])
+    with pytest.raises(NowcastError, match="activation"):
+        load_config(values=dict(activation="sigmoid"))
+
+
+def test_output_mapping():
+    raw = torch.tensor([-3.0, -0.5, 0.0, 0.25, 1.0, 7.5])
+    assert to_frames(raw, "relu", clip=False).tolist() == [0, 0, 0, 0.25, 1, 7.5]
+    assert to_frames(raw, "relu", clip=True).tolist() == [0, 0, 0, 0.25, 1, 1]
+    torch.testing.assert_close(to_frames(raw, "sigmoid", clip=True), torch.sigmoid(raw))
+    with pytest.raises(NowcastError, match="output 'softplus' is not one of: sigmoid, relu"):
+        to_frames(raw, "softplus")
+
+
+def test_relu_loss_is_unclipped_and_bce_refuses_it():
+    raw, target = torch.tensor([[-1.0, 3.0]]), torch.tensor([[0.5, 1.0]])
+    # relu frames 0 and 3 (not clipped to 1): ((0-0.5)^2 + (3-1)^2) / 2
+    assert float(make_loss("mse", output="relu")(raw, target)) == 2.125
+    sig = float(make_loss("mse")(raw, target))
+    assert sig == pytest.approx(((torch.sigmoid(raw) - target) ** 2).mean().item())
+    with pytest.raises(NowcastError, match="loss 'bce'.*output 'relu'"):
+        make_loss("bce", output="relu")
+
+
+def _constant_model(output: str, value: float):
+    """An encoder-forecaster whose raw output is `value` everywhere (zero weights, head bias)."""
+    model = get_model(load_config(values=dict(architecture="encoder_forecaster", hidden_sizes=[2],
+                                              stride=1, filter_size=3, image_size=8, loss="mse",
+                                              output=output)))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.head.bias.fill_(value)
+    return model
+
+
+def test_relu_forecasts_and_feedback_are_clamped_at_one():
+    runtime = Runtime(torch.device("cpu"), "fp32", False)
+    x = torch.rand(2, 3, 8, 8)
+    high, low = _constant_model("relu", 2.5), _constant_model("relu", -2.5)
+    assert high.output == "relu"
+    assert torch.equal(high(x, 2), torch.full((2, 2, 8, 8), 2.5))  # raw: unclipped
+    assert torch.equal(forecast(high, x, 2, runtime), torch.ones(2, 2, 8, 8))
+    assert torch.equal(forecast(low, x, 2, runtime), torch.zeros(2, 2, 8, 8))
+    assert torch.equal(high.feedback(high(x, 1), 1, None, None), torch.ones(2, 1, 8, 8))
+    sig = _constant_model("sigmoid", 2.5)
+    torch.testing.assert_close(forecast(sig, x, 1, runtime),
+                               torch.full((2, 1, 8, 8), torch.sigmoid(torch.tensor(2.5)).item()))
+    # a split: the loss sees unclipped frames, the metrics clipped ones
+    batch = SimpleNamespace(frames=torch.ones(4, 5, 8, 8).numpy(), mask=None)
+    loss, metrics = evaluate_split(high, batch, 3, 2, make_loss("mse", output="relu"), runtime)
+    assert loss == 1.5 ** 2
+    assert metrics.result()["mean"]["mse_frame"] == 0
+
+
+def test_resize_convolution_instead_of_transpose():
+    values = dict(hidden_sizes=[4, 4], filter_size=3, image_size=16, stride=2, max_pool=False)
+    up = get_model(load_config(values=dict(values, transpose=True)))
+    resize = get_model(load_config(values=dict(values, transpose=False)))
+    x = torch.rand(2, 3, 16, 16)
+    assert up(x, 2).shape == resize(x, 2).shape == (2, 2, 16, 16)
+    kinds = lambda m: {type(l).__name__ for l in m.modules()}
+    assert "ConvTranspose2d" in kinds(up) and "Upsample" not in kinds(up)
+    assert "ConvTranspose2d" not in kinds(resize) and "Upsample" in kinds(resize)
+    # a k x k transposed conv and a k x k conv after the resize hold the same weights: the
+    # count does not change. Gate convs 9*(1*16 + 4*16) + 9*(4*16 + 4*16), no bias;
+    # per-position peepholes 3*4*8*8 + 3*4*16*16; head 4
+    assert count_parameters(up) == count_parameters(resize) == 720 + 1_152 + 768 + 3_072 + 4
+    seen = {}
+    resize.cells[1].register_forward_hook(lambda m, i, out: seen.__setitem__("h", out[0]))
+    resize(x, 1)
+    assert seen["h"].shape == (2, 4, 16, 16)  # the up-sampling layer works at full size again

@@ -109,10 +109,10 @@ def test_notebook_config_defaults_do_not_fight_protocol_presets():
 
 def test_notebook_config_reads_strings_from_the_command_line():
     given = {name: _default(name) for name in FIELDS}
-    given.update(hidden_sizes="[8, 8]", max_pool="false", filter_size="3", name="x", stride=1)
+    given.update(hidden_sizes="[8, 8]", max_pool="false", filter_size="3", name="x")
     cfg = notebook_config(given)
     assert cfg.hidden_sizes == [8, 8] and cfg.max_pool is False and cfg.filter_size == 3
-    assert cfg.stride == 1 and cfg.name == "x"
+    assert cfg.stride == 2 and cfg.name == "x"
 
 
 def test_notebook_config_equals_load_config_of_the_params_file():

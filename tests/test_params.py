@@ -65,8 +65,10 @@ def test_seed_best_mmnist_is_the_seed_model():
 def test_thesis_sets(stem):
     cfg = load_config(ROOT / "params" / f"{stem}.yaml")
     assert cfg.protocol == "mmnist-t" and cfg.loss == "mse" and cfg.early_stopping == 5
-    assert cfg.stride == 1 and not cfg.max_pool
     assert cfg.architecture == ("fc_lstm" if "fclstm" in stem else "encoder_forecaster")
+    # options.USES: encoder_forecaster takes stride 1 only; fc_lstm uses no convolution field
+    assert cfg.stride == (None if cfg.architecture == "fc_lstm" else 1)
+    assert cfg.max_pool is None and cfg.transpose is None and cfg.feed_upward is None
 
 
 @pytest.mark.parametrize("protocol", sorted(PRESETS))

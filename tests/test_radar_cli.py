@@ -42,7 +42,7 @@ def test_evaluate_baseline_writes_protocol_scores(tmp_path):
 
 def test_predict_radar_in_pv_encoding(tmp_path):
     cfg = load_config(values=dict(protocol="knmi-30-60", hidden_sizes=[4, 4], filter_size=3, max_pool=False,
-                                  norm="group", norm_groups=2, peephole="per_channel", image_size=192))
+                                  norm="group", norm_groups=2, peephole="per_channel"))
     torch.manual_seed(0)
     checkpoint = tmp_path / "model.pt"
     torch.save({"model": get_model(cfg).state_dict(), "config": cfg.to_dict()}, checkpoint)

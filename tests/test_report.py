@@ -15,9 +15,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import imageio.v3 as iio
+import numpy as np
 import pytest
+import yaml
 
 from nowcast import publish
+from nowcast.publish import fragments
 from nowcast.publish.markdown import fmt_loss, fmt_value
 from nowcast.publish.slides import find_chromium
 from nowcast.publish.tables import results_table
@@ -50,9 +54,13 @@ def shared_results(tmp_path_factory) -> Path:
                                overrides=common + ["job_id=smoke-ok"]), progress=False)
     corrupt = root / "corrupt.npz"
     corrupt.write_bytes(b"this is not an npz file")
+    bad = yaml.safe_load((REPO / "params" / "smoke.yaml").read_text())
+    for key in ("num_digits", "image_size", "train_sequences", "val_sequences", "test_sequences"):
+        bad.pop(key, None)  # Moving MNIST generator fields: refused with a sequence file
+    bad.update(results_dir=str(results), device="cpu", job_id="smoke-bad", dataset="npz",
+               data_file=str(corrupt))
     with pytest.raises(Exception):
-        run_experiment(load_config(REPO / "params" / "smoke.yaml", overrides=common + [
-            "job_id=smoke-bad", "dataset=npz", f"data_file={corrupt}"]), progress=False)
+        run_experiment(load_config(values=bad), progress=False)
     try:  # stopped after one step and never finalised: stays results/.running-smoke-run/
         run_experiment(load_config(REPO / "params" / "smoke.yaml",
                                    overrides=common + ["job_id=smoke-run"]),
@@ -294,3 +302,25 @@ def test_reference_runs_are_read_and_labelled(results, tmp_path):
     assert "(reference)" in table
     # a missing results/ is fine when reference runs exist (a fresh clone)
     assert find_runs([tmp_path / "no-results-yet"], [ref])
+
+
+def test_each_run_section_shows_its_own_figures(results, tmp_path):
+    """Defect 12 of the seed: its report embedded another run's GIF. Two runs with different
+    figures: each run's section names its own copy, and that copy holds its own bytes."""
+    runs_dir = tmp_path / "results"
+    for n, job in enumerate(("first", "second")):
+        folder = shutil.copytree(results / "smoke-ok", runs_dir / job)
+        frames = np.full((2, 8, 8), 40 * (n + 1), np.uint8)  # a different GIF per run
+        iio.imwrite(folder / "test.gif", frames, extension=".gif")
+        iio.imwrite(folder / "loss.png", frames[0] + n, extension=".png")
+    runs = [r for r in find_runs([runs_dir]) if r.status == "completed"]
+    assert len(runs) == 2 and len({r.slug for r in runs}) == 2
+    gen = tmp_path / "_generated"
+    fragments.copy_artifacts(runs, gen)
+    for r in runs:
+        for name in ("test.gif", "loss.png"):
+            assert (gen / "runs" / r.slug / name).read_bytes() == (r.path / name).read_bytes()
+        section = "\n".join(fragments.run_figures(r, gen))
+        assert f"_generated/runs/{r.slug}/test.gif" in section
+        others = [o.slug for o in runs if o.slug != r.slug]
+        assert not any(f"_generated/runs/{o}/" in section for o in others)

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import TINY_FILE
 from nowcast.config import load_config
 from nowcast.data import get_data
 from nowcast.errors import NowcastError
@@ -55,7 +56,8 @@ def test_failed_run_is_marked_failed(tiny_values, tmp_path):
     corrupt = tmp_path / "corrupt.npz"
     np.savez(corrupt, frames=np.zeros((4, 8, 32, 32), np.uint8))
     corrupt.write_bytes(corrupt.read_bytes()[:200])  # exists, passes validation, breaks at run time
-    cfg = load_config(values=dict(tiny_values, dataset="npz", data_file=str(corrupt), job_id="bad"))
+    cfg = load_config(values=dict(TINY_FILE, results_dir=tiny_values["results_dir"], dataset="npz",
+                                  data_file=str(corrupt), job_id="bad"))
     with pytest.raises(NowcastError):
         run_experiment(cfg, progress=False)
     folder = tmp_path / "results" / "bad"

@@ -113,8 +113,8 @@ def test_diverged_training_fails_the_run_clearly(tiny_values, monkeypatch):
     from nowcast.errors import NowcastError
     real = nowcast.training.make_loss
 
-    def exploding(name, weight):  # a loss that turns NaN, as a diverging run's does
-        loss = real(name, weight)
+    def exploding(name, weight, output="sigmoid"):  # a loss that turns NaN, as a diverging run's does
+        loss = real(name, weight, output)
         return lambda logits, target, mask=None: loss(logits, target, mask) * float("nan")
     monkeypatch.setattr(nowcast.training, "make_loss", exploding)
     cfg = load_config(values=dict(tiny_values, job_id="nan"))
@@ -144,3 +144,22 @@ def test_val_every_validates_between_epochs(tiny_values):
                           progress=False)
     steps = [int(r.split(",")[3]) for r in (path / "history.csv").read_text().splitlines()[1:]]
     assert steps == [3, 6, 8]
+
+
+def test_plan_line_and_default_name(tiny_values, capsys):
+    """A run says its plan on stdout before the first step (not only to a terminal) and,
+    after the first step and 3 more, how long the plan will take; a run given no name (a bare
+    papermill call, an empty params file) is named for what it is, everywhere the name goes."""
+    from nowcast.experiment import default_name
+    assert default_name(load_config()) == "convlstm_ed-64x32x32x16-s2"
+    assert default_name(load_config(values=dict(protocol="mmnist-10"))) == "convlstm_ed-64x32x32x16-s2-mmnist-10"
+    path = run_experiment(load_config(values=dict(tiny_values, name="", job_id="plan")), progress=False)
+    out = capsys.readouterr().out.splitlines()
+    plan = [line for line in out if line.startswith("nowcast: convlstm_ed-8x8-s2: ")]
+    assert plan[0] == ("nowcast: convlstm_ed-8x8-s2: 8 steps (2 epochs x 4 steps) x 8 sequences "
+                       "= 64 sequences on cpu (fp32)")
+    assert len(plan) == 2 and plan[1].startswith("nowcast: convlstm_ed-8x8-s2: estimated ")
+    assert "for the plan (8 steps; " in plan[1] and "measured over steps 2-4" in plan[1]
+    for name in ("metrics.json", "status.json"):
+        assert json.loads((path / name).read_text())["name"] == "convlstm_ed-8x8-s2"
+    assert "name: convlstm_ed-8x8-s2" in (path / "params.yaml").read_text()

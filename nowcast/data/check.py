@@ -56,8 +56,9 @@ def _radar_frame(cfg: Config, name: str) -> Optional[tuple[int, int]]:
 
 
 def frame_shapes(cfg: Config) -> dict[str, tuple[int, int]]:
-    """Frame shapes the model will be given, by use ('train', 'test'); {} for Moving MNIST
-    (made at image_size) and for files whose header does not tell."""
+    """Frame shapes the model will be given, by use ('train', 'test'; npz: 'data'): the model
+    is built for the training frames (models.model_size); {} for Moving MNIST (made at
+    image_size) and for files whose header does not tell."""
     if cfg.dataset == "npz":
         shape = npz_shape(Path(cfg.data_file))
         return {"data": tuple(shape[-2:])} if shape is not None and len(shape) == 4 else {}
@@ -95,7 +96,9 @@ def check_inputs(cfg: Config, where: str = "parameters") -> None:
     check_paths(cfg, where)
     try:
         _check_sequence_lengths(cfg)
-        for shape in dict.fromkeys(frame_shapes(cfg).values()):
-            check_frame_size(cfg, shape)
+        shapes = frame_shapes(cfg)
+        built = shapes.get("train", shapes.get("data"))  # the model is built for these frames
+        for shape in dict.fromkeys(shapes.values()):
+            check_frame_size(cfg, shape, built)
     except NowcastError as e:
         raise NowcastError(f"{where}: {e}") from None

@@ -26,7 +26,8 @@ DIGIT = 28
 # Fixed seeds of the protocol's validation and test sets: the same sets for every run,
 # whatever the run's own seed, so that numbers are comparable across runs.
 SPLIT_SEEDS = {"val": 20190001, "test": 20190002,
-               "train": 20190000}  # "train": a fixed sample of training sequences, for scoring
+               "train": 20190000,      # "train": a fixed sample of training sequences, for scoring
+               "test_ood": 20190003}   # test digits, test_num_digits of them (out of domain)
 
 
 def trajectories(rng: np.random.Generator, n: int, num_digits: int, length: int, canvas: int,
@@ -198,13 +199,20 @@ class MovingMNIST:
 
     def split(self, which: str) -> Batch:
         """The fixed validation or test set; "train": a fixed sample of training sequences as
-        large as the test set (the thesis's fixed training set itself, when train_fixed)."""
+        large as the test set (the thesis's fixed training set itself, when train_fixed);
+        "test_ood": as many sequences as the test set, of test_num_digits test digits."""
         if which not in self._splits:
             self._splits[which] = Batch(to_unit(self._split_frames(which)), None)
         return self._splits[which]
 
     def _split_frames(self, which: str) -> np.ndarray:
         c = self.cfg
+        if which == "test_ood":  # the thesis's out-of-domain test: more digits than in training
+            if c.test_num_digits is None:
+                raise NowcastError("the test_ood split needs test_num_digits (e.g. 3)")
+            return cached_split(self.pools["test"], which, c.test_sequences, self.length,
+                                c.image_size, c.test_num_digits, c.speed_min, c.speed_max,
+                                self.description)
         if which == "train" and c.train_fixed:
             if self._fixed_train is None:
                 self.train_batch(0, 1, self.length)  # draws the fixed set

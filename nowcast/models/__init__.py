@@ -4,80 +4,117 @@
 |---------------------|---------------|---------------------------------------------------------|
 | convlstm_ed         | ed.py         | the seed's down/up-sampling ConvLSTM stack, autoregressive |
 | encoder_forecaster  | forecaster.py | the thesis's encoder + conditional forecaster (Shi et al.)  |
-| fc_lstm             | forecaster.py | FC-LSTM baseline on flattened frames                    |
+| fc_lstm             | forecaster.py | FC-LSTM encoder-forecaster baseline on flattened frames |
+
+Every builder passes `activation` (the cells' candidate/output nonlinearity) and `output`
+(how the raw output becomes frames, base.OUTPUTS, stored as `model.output`).
 """
 
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 import torch
 
 from ..errors import NowcastError
-from .base import SequenceModel
-from .cell import ConvLSTMCell
+from ..options import nominal_size
+from .base import OUTPUTS, SequenceModel, to_frames
+from .cell import ConvLSTMCell, FCLSTMCell
 from .ed import ConvLSTMED
 from .forecaster import FCLSTM, EncoderForecaster, conv_encoder_forecaster
 
-__all__ = ["get_model", "check_architecture", "check_frame_size", "count_parameters", "compile_cells", "SequenceModel",
-           "ConvLSTMCell", "ConvLSTMED", "EncoderForecaster", "FCLSTM"]
+__all__ = ["get_model", "model_size", "downsampling", "check_architecture", "check_frame_size", "count_parameters", "compile_cells", "SequenceModel",
+           "ConvLSTMCell", "FCLSTMCell", "ConvLSTMED", "EncoderForecaster", "FCLSTM", "OUTPUTS",
+           "to_frames"]
 
 
-def _convlstm_ed(cfg) -> SequenceModel:
-    return ConvLSTMED(cfg.hidden_sizes, cfg.filter_sizes, cfg.image_size, stride=cfg.stride,
+def _convlstm_ed(cfg, size: tuple[int, int]) -> SequenceModel:
+    return ConvLSTMED(cfg.hidden_sizes, cfg.filter_sizes, size, stride=cfg.stride,
                       max_pool=cfg.max_pool, transpose=cfg.transpose, norm=cfg.norm,
                       norm_groups=cfg.norm_groups, peephole=cfg.peephole, bias=cfg.bias,
                       leaky_slope=cfg.leaky_slope, feed_upward=cfg.feed_upward,
-                      fused_gates=cfg.fused_gates)
+                      fused_gates=cfg.fused_gates, activation=cfg.activation, output=cfg.output)
 
 
-def _encoder_forecaster(cfg) -> SequenceModel:
-    if cfg.max_pool:
-        raise NowcastError("encoder_forecaster does not down-sample: set max_pool: false")
-    if cfg.feed_upward != "hidden":
+def _encoder_forecaster(cfg, size: tuple[int, int]) -> SequenceModel:
+    # max_pool and transpose are not read: every state keeps the frame's size; null
+    # feed_upward: not used (config's options table), each layer is fed the hidden state below
+    if cfg.feed_upward not in (None, "hidden"):
         raise NowcastError("feed_upward applies to convlstm_ed only")
-    return conv_encoder_forecaster(cfg.hidden_sizes, cfg.filter_sizes, cfg.image_size,
+    return conv_encoder_forecaster(cfg.hidden_sizes, cfg.filter_sizes, size,
                                    stride=cfg.stride, norm=cfg.norm, norm_groups=cfg.norm_groups,
                                    peephole=cfg.peephole, bias=cfg.bias,
-                                   leaky_slope=cfg.leaky_slope, fused_gates=cfg.fused_gates)
+                                   leaky_slope=cfg.leaky_slope, fused_gates=cfg.fused_gates,
+                                   activation=cfg.activation, output=cfg.output,
+                                   head=cfg.head, head_width=cfg.head_width)
 
 
-def _fc_lstm(cfg) -> SequenceModel:
-    return FCLSTM(cfg.hidden_sizes, cfg.image_size)
+def _fc_lstm(cfg, size: tuple[int, int]) -> SequenceModel:
+    # reads hidden_sizes, the frame size, activation and output only: the FC cell always has one
+    # bias per gate and no peepholes (the thesis's Keras LSTM)
+    return FCLSTM(cfg.hidden_sizes, size, activation=cfg.activation, output=cfg.output)
 
 
 MODELS = {"convlstm_ed": _convlstm_ed, "encoder_forecaster": _encoder_forecaster,
           "fc_lstm": _fc_lstm}
 
 
-def get_model(cfg, device: str | torch.device = "cpu") -> SequenceModel:
+def downsampling(cfg) -> int:
+    """The factor frames are padded to (forecast.padded): 2 per down-sampling layer."""
+    if cfg.architecture == "convlstm_ed" and cfg.stride == 2:
+        return 2 ** (len(cfg.hidden_sizes) // 2)
+    return 1
+
+
+def model_size(cfg, frame_shape: Optional[Sequence[int]] = None) -> tuple[int, int]:
+    """(H, W) the size-bound layers (per-position peepholes, LayerNorm over [4C,H,W], FC-LSTM)
+    are built for: the training frames (`frame_shape`: a data file's frames or crops, padded to
+    the down-sampling as forecast.padded pads them), else Moving MNIST's image_size, else (the
+    data not known yet: config checks) options.nominal_size."""
+    if frame_shape is None:
+        side = cfg.image_size or nominal_size(cfg.hidden_sizes, cfg.stride)
+        return side, side
+    m = downsampling(cfg)
+    h, w = (-(-int(s) // m) * m for s in frame_shape[-2:])
+    return h, w
+
+
+def get_model(cfg, device: str | torch.device = "cpu",
+              frame_shape: Optional[Sequence[int]] = None) -> SequenceModel:
+    """The model of `cfg`, built for training frames of `frame_shape` (see model_size); the
+    size is kept as `model.frame_shape` (model.pt records it: a model is rebuilt at it)."""
     try:
         build = MODELS[cfg.architecture]
     except KeyError:
         raise NowcastError(f"unknown architecture '{cfg.architecture}' "
                            f"(choose from {', '.join(MODELS)})") from None
+    size = model_size(cfg, frame_shape)
     with torch.device(device):
-        return build(cfg)
+        model = build(cfg, size)
+    model.frame_shape = size
+    return model
 
 
-def check_architecture(cfg) -> SequenceModel:
+def check_architecture(cfg, frame_shape: Optional[Sequence[int]] = None) -> SequenceModel:
     """Raise NowcastError for an impossible architecture without allocating any weights;
     returns the model built on the meta device (its sizes, no storage)."""
-    return get_model(cfg, device="meta")
+    return get_model(cfg, device="meta", frame_shape=frame_shape)
 
 
-def check_frame_size(cfg, shape: tuple[int, int]) -> None:
-    """NowcastError when the model cannot run on frames of `shape` (size-bound layers:
-    per-position peepholes, LayerNorm over [4C,H,W], FC-LSTM), found by running it on the
-    meta device: no weights, no data, no time."""
-    model = get_model(cfg, device="meta")
-    multiple = getattr(model, "downsampling", 1)
-    h, w = (-(-s // multiple) * multiple for s in shape)  # padded as forecast.padded pads
+def check_frame_size(cfg, shape: Sequence[int], built: Optional[Sequence[int]] = None) -> None:
+    """NowcastError when the model built for training frames `built` (see model_size) cannot
+    run on frames of `shape` (size-bound layers), found by running it on the meta device: no
+    weights, no data, no time."""
+    model = get_model(cfg, device="meta", frame_shape=built)
+    h, w = model_size(cfg, shape)  # padded as forecast.padded pads
     try:
         with torch.no_grad():
             model(torch.zeros(1, cfg.k_in, h, w, device="meta"), 1)
     except (RuntimeError, ValueError) as e:
-        raise NowcastError(f"the model (image_size {cfg.image_size}, peephole {cfg.peephole}, "
-                           f"norm {cfg.norm}) cannot run on {shape[0]}x{shape[1]} frames "
-                           f"({str(e).splitlines()[0][:120]})") from None
+        bh, bw = model.frame_shape
+        raise NowcastError(f"the model (built for {bh}x{bw} training frames, peephole "
+                           f"{cfg.peephole}, norm {cfg.norm}) cannot run on {shape[0]}x{shape[1]} "
+                           f"frames ({str(e).splitlines()[0][:120]})") from None
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -86,7 +123,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 def recurrent_cells(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The modules applied once per time step: ConvLSTM cells, and FC-LSTM's LSTM cells."""
-    return [m for m in model.modules() if isinstance(m, (ConvLSTMCell, torch.nn.LSTMCell))]
+    return [m for m in model.modules() if isinstance(m, (ConvLSTMCell, FCLSTMCell))]
 
 
 # Compiled variants one cell may need: zero state or not, with gradients or not (validation),

@@ -1,5 +1,6 @@
 """The seed's ConvLSTM encoder-decoder: one stack of cells, down-sampling in its first half and
-up-sampling in its second, run over the input frames and then over its own predictions."""
+up-sampling in its second (transposed convolutions, or with transpose: false nearest-neighbour
+resize + convolution), run over the input frames and then over its own predictions."""
 
 from __future__ import annotations
 
@@ -21,33 +22,36 @@ def layer_plan(n_layers: int, stride: int) -> list[str]:
 
 
 class ConvLSTMED(SequenceModel):
-    def __init__(self, hidden_sizes: list[int], filter_sizes: list[int], image_size: int,
+    def __init__(self, hidden_sizes: list[int], filter_sizes: list[int],
+                 image_size: int | tuple[int, int],
                  stride: int = 2, max_pool: bool = True, transpose: bool = True,
                  norm: str = "none", norm_groups: int = 4, peephole: str = "per_position",
                  bias: bool = False, leaky_slope: Optional[float] = None,
-                 feed_upward: str = "hidden", fused_gates: bool = False, in_channels: int = 1):
+                 feed_upward: str = "hidden", fused_gates: bool = False, in_channels: int = 1,
+                 activation: str = "tanh", output: str = "sigmoid"):
         super().__init__()
+        self.set_output(output)
         n = len(hidden_sizes)
         if stride == 2 and n % 2:
             raise NowcastError(f"stride 2 needs an even number of layers (down then up), got {n}")
-        if stride == 2 and not transpose:
-            raise NowcastError("stride 2 needs transpose: true (the second half up-samples "
-                               "with transposed convolutions)")
         if stride == 1 and max_pool:
             raise NowcastError("max_pool down-samples: it needs stride 2 (set max_pool: false)")
         self.downsampling = 2 ** (n // 2) if stride == 2 else 1
-        if image_size % self.downsampling:
-            raise NowcastError(f"image_size {image_size} is not divisible by the total "
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if size[0] % self.downsampling or size[1] % self.downsampling:
+            raise NowcastError(f"frame size {size[0]}x{size[1]} is not divisible by the total "
                                f"down-sampling {self.downsampling} of {n} layers at stride 2")
         self.feed_upward = feed_upward
-        cells, size, channels = [], image_size, in_channels
+        cells, channels = [], in_channels
+        scale = {"down": 0.5, "up": 2, "same": 1}
         for hidden, kernel, resample in zip(hidden_sizes, filter_sizes, layer_plan(n, stride)):
-            size = size // 2 if resample == "down" else size * 2 if resample == "up" else size
+            size = tuple(int(s * scale[resample]) for s in size)
             try:
                 cells.append(ConvLSTMCell(channels, hidden, kernel, resample=resample,
                                           max_pool=max_pool, norm=norm, norm_groups=norm_groups,
-                                          size=(size, size), peephole=peephole, bias=bias,
-                                          leaky_slope=leaky_slope, fused=fused_gates))
+                                          size=size, peephole=peephole, bias=bias,
+                                          leaky_slope=leaky_slope, fused=fused_gates,
+                                          transpose=transpose, activation=activation))
             except ValueError as e:
                 raise NowcastError(str(e)) from None
             channels = hidden
