@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import yaml
@@ -60,6 +61,53 @@ def _squeue(ids: list[str], fmt: str = "%i %T") -> list[str]:
     done = subprocess.run(["squeue", "-h", "-j", ",".join(ids), "-o", fmt], capture_output=True,
                           text=True, timeout=30)
     return [line for line in done.stdout.splitlines() if line.strip()]
+
+
+HOLD_PLUGIN = """
+# tests/test_slurm.py: loaded at start-up by every Python of the job (PYTHONPATH): training
+# waits before optimiser step {step} until {gate} exists
+import os, time
+import nowcast.training as training
+_step_once = training.Trainer.train_step
+def train_step(self, step, stage):
+    while step == {step} and not os.path.exists({gate!r}):
+        time.sleep(0.1)
+    return _step_once(self, step, stage)
+training.Trainer.train_step = train_step
+"""
+
+
+def hold_training(tmp_path: Path, monkeypatch, step: int = 3) -> Path:
+    """Every process of the next job holds its training before step `step` until the returned
+    gate file exists: a signal sent before the gate opens finds the run still training,
+    however fast the machine (no race between the signal and the end of training)."""
+    plugin, gate = tmp_path / "hold-plugin", tmp_path / "gate"
+    plugin.mkdir()
+    (plugin / "sitecustomize.py").write_text(HOLD_PLUGIN.format(step=step, gate=str(gate)))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(plugin), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    return gate
+
+
+def signal_when_checkpointed(array: str, running: Path, gate: Path, *scancel: str) -> None:
+    """Wait for the run's first checkpoint (it is then held before its next steps), signal the
+    task (`scancel *scancel`), then open the gate."""
+    deadline = time.time() + 600
+    while not (running / "checkpoint.pt").is_file():
+        assert time.time() < deadline, "no checkpoint appeared"
+        assert _squeue([array]), "the task ended before it was signalled"
+        time.sleep(0.5)
+    subprocess.run(["scancel", *scancel], check=True, timeout=30)
+    time.sleep(1)  # the signal is delivered (and noted) while the run is held
+    gate.touch()
+
+
+def wait_gone(array: str, running: Optional[Path] = None, seconds: float = 600) -> None:
+    """Until the array has left the queue (and, if given, the running folder is gone)."""
+    deadline = time.time() + seconds
+    while _squeue([array]) or (running is not None and running.exists()):
+        assert time.time() < deadline, f"still queued: {_squeue([array])}"
+        time.sleep(2)
 
 
 def _cli_has(command: str) -> bool:
@@ -138,21 +186,13 @@ def test_preempted_task_checkpoints_requeues_and_resumes(tmp_path, monkeypatch):
     params = tmp_path / "long-smoke.yaml"
     params.write_text(yaml.safe_dump(values))
     results = tmp_path / "results"
+    gate = hold_training(tmp_path, monkeypatch)
     out = slurm.submit_sweep([str(params)], str(results), gpus="0", cpus=1, time="00:15:00",
                               report=False)
     array = out["array"]
     running = results / f".running-{array}_0"
-    deadline = time.time() + 300
-    while not (running / "checkpoint.pt").is_file():
-        assert time.time() < deadline, "no checkpoint appeared"
-        assert _squeue([array]), "the task ended before it was signalled"
-        time.sleep(0.5)
-    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{array}_0"], check=True, timeout=30)
-
-    deadline = time.time() + 600
-    while _squeue([array]) or running.exists():
-        assert time.time() < deadline, f"still queued: {_squeue([array])}"
-        time.sleep(2)
+    signal_when_checkpointed(array, running, gate, "--signal=USR1", "--batch", f"{array}_0")
+    wait_gone(array, running)
     final = results / f"{array}_0"
     log = (Path(out["sweep_dir"]) / "logs" / f"{array}_0.out").read_text()
     assert final.is_dir(), log
@@ -177,21 +217,13 @@ def test_cancelled_task_stops_for_good_and_a_resubmission_resumes_it(tmp_path, m
     params.write_text(yaml.safe_dump(values))
     results = tmp_path / "results"
     options = dict(gpus="0", cpus=1, time="00:15:00", report=False)
+    gate = hold_training(tmp_path, monkeypatch)
     out = slurm.submit_sweep([str(params)], str(results), **options)
     array = out["array"]
     job = f"{array}_0"
     running = results / f".running-{job}"
-    deadline = time.time() + 300
-    while not (running / "checkpoint.pt").is_file():
-        assert time.time() < deadline, "no checkpoint appeared"
-        assert _squeue([array]), "the task ended before it was cancelled"
-        time.sleep(0.5)
-    subprocess.run(["scancel", job], check=True, timeout=30)
-
-    deadline = time.time() + 300
-    while _squeue([array]):
-        assert time.time() < deadline, f"still queued: {_squeue([array])}"
-        time.sleep(2)
+    signal_when_checkpointed(array, running, gate, job)
+    wait_gone(array)
     log = (Path(out["sweep_dir"]) / "logs" / f"{job}.out").read_text()
     assert running.is_dir() and not (results / job).exists(), log
     state = json.loads((running / "status.json").read_text())
@@ -201,10 +233,7 @@ def test_cancelled_task_stops_for_good_and_a_resubmission_resumes_it(tmp_path, m
     assert f"--set job_id={job}" in log, log  # the task says how to resume
 
     again = slurm.submit_sweep([str(params)], str(results), overrides=[f"job_id={job}"], **options)
-    deadline = time.time() + 600
-    while _squeue([again["array"]]):
-        assert time.time() < deadline, f"still queued: {_squeue([again['array']])}"
-        time.sleep(2)
+    wait_gone(again["array"])
     log = (Path(again["sweep_dir"]) / "logs" / f"{again['array']}_0.out").read_text()
     final = results / job
     assert final.is_dir() and not running.exists(), log
