@@ -112,6 +112,7 @@ deterministic = None                # deterministic kernels; None: follow the mo
 
 # notebook (not Config fields)
 finalize = True                     # set False by nowcast run/sweep, which complete the run after saving the executed notebook
+collective_timeout_s = None         # several processes (set by nowcast task): seconds a collective waits for the others; None: the default
 
 # %% [markdown]
 # ## Configuration
@@ -129,7 +130,7 @@ print(to_yaml(cfg))
 # resumes from the last one), then the test split scored once with the protocol's metrics.
 
 # %%
-run_dir = launch.run_notebook_experiment(cfg, finalize=finalize)
+run_dir = launch.run_notebook_experiment(cfg, finalize=finalize, collective_timeout_s=collective_timeout_s)
 print(run_dir)
 
 # %% [markdown]

@@ -25,13 +25,12 @@ import sys
 import traceback
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
 
 DEFAULT_TIMEOUT_S = 300.0
-TIMEOUT_ENV = "NOWCAST_COLLECTIVE_TIMEOUT_S"  # set by `nowcast task --rank` for papermill's kernel
 END_WAIT = timedelta(days=7)  # ranks > 0 wait this long for rank 0 (its outputs take what they take)
 END_WAIT_FACTOR = 2           # rank 0 waits 2 timeouts + END_SLACK_S for ranks stuck in a collective
 END_SLACK_S = 30.0
@@ -48,18 +47,12 @@ class _Groups:
     timeout_s: float = DEFAULT_TIMEOUT_S
 
 
-def collective_timeout_s(env: Mapping[str, str] = os.environ) -> float:
-    """The collective timeout a launcher gave (TIMEOUT_ENV), else DEFAULT_TIMEOUT_S."""
-    value = env.get(TIMEOUT_ENV)
-    return float(value) if value else DEFAULT_TIMEOUT_S
-
-
 def init_distributed(device_type: str, timeout_s: Optional[float] = None) -> bool:
     """Join the process group torchrun / srun describe (WORLD_SIZE > 1); NCCL on GPU, gloo on CPU.
-    Collectives time out after timeout_s (default: collective_timeout_s())."""
+    Collectives time out after timeout_s (default: DEFAULT_TIMEOUT_S)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
         return dist.is_available() and dist.is_initialized()
-    _Groups.timeout_s = timeout_s or collective_timeout_s()
+    _Groups.timeout_s = timeout_s or DEFAULT_TIMEOUT_S
     timeout = timedelta(seconds=_Groups.timeout_s)
     nccl = device_type == "cuda"
     if nccl:  # a timed-out collective raises in the rank instead of killing it unannounced

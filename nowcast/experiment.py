@@ -5,7 +5,6 @@ This is what `nowcast train` (`train_from_params`) and the notebook experiments/
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import figures, results, training
+from . import figures, results, stopping
 from .checkpoint import CHECKPOINT, MODEL, load_resume
 from .checkpoint import save as save_checkpoint
 from .config import Config, load_config
@@ -28,7 +27,8 @@ from .models import count_parameters, get_model
 from .progress import Progress
 from .runtime import resolve_runtime, set_determinism
 from .scoring import Scores, score_ood_split, score_test_split, split_means
-from .training import check_finite, install_preemption_handler, train
+from .stopping import install_preemption_handler
+from .training import check_finite, train
 from .util import atomic_path, finite_or_none, write_csv, write_json
 
 SCORES = "scores.npz"
@@ -95,7 +95,7 @@ def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
 
     Under torchrun or srun (WORLD_SIZE > 1) every process trains on its shard of each global
     batch and rank 0 alone writes the results folder (docs/multi_gpu.md); collectives time out
-    after collective_timeout_s (default: distributed.collective_timeout_s()).
+    after collective_timeout_s (default: distributed.DEFAULT_TIMEOUT_S).
     """
     check_inputs(cfg)  # before any folder exists: the data files exist and fit the model
     cfg.name = cfg.name or default_name(cfg)  # into params.yaml, status, metrics, progress bar
@@ -187,10 +187,8 @@ def _leave(distributed: bool, rank: int) -> None:
 def _stop_vote(on_step):
     """Several processes: the stop signals that training's handler took (install_preemption_
     handler) go to a StopVote instead, so that every rank stops at the same step."""
-    pending, training._stop_requested = training._stop_requested, None
-    vote = StopVote(lambda signum: training._request_stop(signum, None), pending)
-    ours = tuple(s for s in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
-                 if signal.getsignal(s) is training._request_stop)
+    vote = StopVote(stopping.request, stopping.take_pending())
+    ours = stopping.handled()
     try:
         vote.install(ours)
     except ValueError:  # not the main thread: no handlers here, nothing to take over

@@ -139,7 +139,7 @@ def _remove_partial_writes(run_dir: Path) -> None:
 
 
 def stop_reason(run_dir: Path) -> Optional[str]:
-    """Why a preempted run stopped (status.json `stopped_by`, training.STOP_REASONS and
+    """Why a preempted run stopped (status.json `stopped_by`, stopping.STOP_REASONS and
     errors.RunStopped): launchers requeue only a `preemption`."""
     reason = read_json(Path(run_dir) / "status.json").get("stopped_by")
     return reason if isinstance(reason, str) else None

@@ -17,7 +17,6 @@ budget and after how many steps.
 from __future__ import annotations
 
 import math
-import signal
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -33,43 +32,14 @@ from .checkpoint import CHECKPOINT
 from .checkpoint import save as save_checkpoint_file
 from .config import Config
 from .distributed import init_distributed, rank_world  # noqa: F401 (init_distributed: re-exported)
-from .errors import NowcastError, RunStopped
+from .errors import NowcastError
 from .forecast import evaluate_split, padded
 from .losses import make_loss
 from .models import compile_cells
 from .progress import PlanClock
+from . import stopping
 from .runtime import Runtime
-
-
-# What status.json's `stopped_by` says for each stop signal: only SLURM's warning signal
-# (--signal=B:USR1@...) asks for a requeue; SIGTERM (scancel) and Ctrl-C stop for good.
-STOP_REASONS = {signal.SIGUSR1: "preemption", signal.SIGTERM: "cancel", signal.SIGINT: "interrupt"}
-
-
-class Preempted(RunStopped):
-    """Raised after a checkpoint was saved because SLURM (or the user) asked the job to stop;
-    `reason` says which signal asked (STOP_REASONS), "request" for none (stop_after_steps)."""
-
-    def __init__(self, message: str, reason: Optional[str] = None):
-        super().__init__(message, reason or STOP_REASONS.get(_stop_requested, "request"))
-
-
-_stop_requested: Optional[int] = None  # the first stop signal received, None before any
-
-
-def _request_stop(signum, frame):  # noqa: ARG001
-    global _stop_requested
-    if signum == signal.SIGINT and _stop_requested == signal.SIGINT:
-        raise KeyboardInterrupt  # a second Ctrl-C: stop now, without waiting for a step
-    if _stop_requested is None or signum != signal.SIGUSR1:  # a cancel outranks a warning
-        _stop_requested = signum
-
-
-def install_preemption_handler(interrupt: bool = False) -> None:
-    """SIGUSR1 (SLURM's --signal warning) and SIGTERM: checkpoint at the next step, then stop.
-    interrupt=True (`nowcast train` in a terminal): Ctrl-C too, and a second Ctrl-C at once."""
-    for sig in (signal.SIGUSR1, signal.SIGTERM) + ((signal.SIGINT,) if interrupt else ()):
-        signal.signal(sig, _request_stop)
+from .stopping import Preempted
 
 
 def check_finite(value, what: str) -> float:
@@ -355,7 +325,7 @@ class Trainer:
         self.clock.begin()
         self.model.train()
         while step < self.plan.total and self.result.stopped is None:
-            if _stop_requested or (stop_after_steps is not None and step >= stop_after_steps):
+            if stopping.requested() or (stop_after_steps is not None and step >= stop_after_steps):
                 self.stop(step)
             if step % self.plan.steps_per_epoch == 0:
                 self.new_epoch(step)

@@ -16,7 +16,7 @@ import torch
 from nowcast.config import load_config
 from nowcast.experiment import run_experiment
 from nowcast.runtime import FAST_REPEAT_RTOL, FAST_VS_REFERENCE_RTOL
-from nowcast.training import Preempted
+from nowcast.stopping import Preempted
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

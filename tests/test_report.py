@@ -65,7 +65,7 @@ def shared_results(tmp_path_factory) -> Path:
         run_experiment(load_config(REPO / "params" / "smoke.yaml",
                                    overrides=common + ["job_id=smoke-run"]),
                        progress=False, finalize=False, stop_after_steps=1)
-    except BaseException as e:  # noqa: BLE001 - training.Preempted by design
+    except BaseException as e:  # noqa: BLE001 - stopping.Preempted by design
         if isinstance(e, KeyboardInterrupt):
             raise
     done.touch()

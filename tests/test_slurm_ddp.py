@@ -70,11 +70,11 @@ def test_srun_command_rendezvous_and_rank_environment():
     assert port == slurm.master_port("123456") and 20000 <= port < 30000
     assert slurm.master_port("123456", "1") != port  # a requeued run does not wait for the old port
     env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "9"}
-    assert slurm.rank_env(env, "node07:20123", 60) == {
+    assert slurm.rank_env(env, "node07:20123") == {
         "RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "MASTER_ADDR": "node07",
-        "MASTER_PORT": "20123", "NOWCAST_COLLECTIVE_TIMEOUT_S": "60"}
+        "MASTER_PORT": "20123"}
     with pytest.raises(NowcastError, match="SLURM_PROCID"):
-        slurm.rank_env({}, "node07:20123", 60)
+        slurm.rank_env({}, "node07:20123")
 
 
 def test_sweep_launch_from_options_and_sbatch_variables():

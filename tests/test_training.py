@@ -9,7 +9,8 @@ import torch
 
 from nowcast.config import load_config
 from nowcast.experiment import run_experiment
-from nowcast.training import Preempted, teacher_mask, teacher_probability
+from nowcast.stopping import Preempted
+from nowcast.training import teacher_mask, teacher_probability
 
 
 def _weights(path):

@@ -26,7 +26,7 @@ from ..config import Config
 from ..distributed import rank_failure
 from ..errors import NowcastError, RunStopped
 from ..experiment import run_experiment
-from ..training import install_preemption_handler
+from ..stopping import install_preemption_handler
 from ..util import optional_import, repo_file
 from .notebook import NOTEBOOK
 from .params import ParamsSet, collect
@@ -84,12 +84,14 @@ def _children(pid: int) -> list[int]:
 # one set through papermill
 # --------------------------------------------------------------------------------------------
 
-def run_one(ps: ParamsSet, job_id: Optional[str] = None, progress: bool = True) -> tuple[str, Path]:
+def run_one(ps: ParamsSet, job_id: Optional[str] = None, progress: bool = True,
+            collective_timeout_s: Optional[float] = None) -> tuple[str, Path]:
     """Run one params set through experiments/train.ipynb; returns (status, results folder).
 
     status: 'completed' | 'failed' | 'preempted' (the run waits in results/.running-<job_id>/).
     progress: a line with the run's training progress (watch.ProgressLines) instead of
-    papermill's cell counter.
+    papermill's cell counter. collective_timeout_s: rank 0 of several processes (the notebook's
+    parameter of that name).
     """
     pm = optional_import("papermill", "notebooks")
     cfg = ps.cfg
@@ -99,6 +101,8 @@ def run_one(ps: ParamsSet, job_id: Optional[str] = None, progress: bool = True) 
     (root / STAGING).mkdir(parents=True, exist_ok=True)
     staged = root / STAGING / f"{job_id}.ipynb"
     parameters = dict(ps.values, job_id=job_id, results_dir=cfg.results_dir, finalize=False)
+    if collective_timeout_s is not None:
+        parameters["collective_timeout_s"] = collective_timeout_s
     print(f"nowcast: {ps.source} -> {root / job_id}", flush=True)
     error: Optional[BaseException] = None
     with _Forwarder() as forwarder, ProgressLines(root, job_id, cfg.name or job_id, enabled=progress):
@@ -213,10 +217,11 @@ def task_main(params: str, results_dir: Optional[str] = None, launch: Optional[L
     if len(sets) != 1:
         raise NowcastError(f"{params}: an array task runs one params set, got {len(sets)}")
     if rendezvous is not None:
-        os.environ.update(rank_env(os.environ, rendezvous, (launch or Launch()).timeout_s))
+        timeout_s = (launch or Launch()).timeout_s
+        os.environ.update(rank_env(os.environ, rendezvous))  # the kernel inherits them
         if os.environ["RANK"] != "0":
-            return rank_worker(sets[0], (launch or Launch()).timeout_s)
-        status, path = run_one(sets[0], progress=True)  # the kernel inherits the environment
+            return rank_worker(sets[0], timeout_s)
+        status, path = run_one(sets[0], progress=True, collective_timeout_s=timeout_s)
         return {"completed": 0, "preempted": PREEMPTED}.get(status, 1)  # the launcher decides
     if launch is not None and launch.processes > 1:
         status, path = run_ranks(sets[0], params, results_dir, launch)

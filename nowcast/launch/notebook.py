@@ -1,9 +1,9 @@
 """The glue experiments/train.ipynb calls, and the generation of its parameters cell.
 
 The notebook's cells, in order: `begin_parameters` (what the kernel holds before the
-parameters), the parameters cell (every Config field, then the notebook-only `finalize`),
-papermill's injected cell when launched, `notebook_config`, `run_notebook_experiment`,
-`show_results`. `sync_notebook` regenerates the parameters cell from Config's field metadata.
+parameters), the parameters cell (every Config field, then the notebook-only `finalize` and
+`collective_timeout_s`), papermill's injected cell when launched, `notebook_config`,
+`run_notebook_experiment`, `show_results`. `sync_notebook` regenerates the parameters cell from Config's field metadata.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .. import results
 from ..config import FIELDS, Config, defaults, load_config
 from ..errors import NowcastError
 from ..experiment import run_experiment
-from ..training import install_preemption_handler
+from ..stopping import install_preemption_handler
 from ..util import optional_import, repo_file, write_text
 
 NOTEBOOK = Path("experiments/train.ipynb")
@@ -33,6 +33,8 @@ NOTEBOOK_PY = Path("experiments/train.py")  # its jupytext pair, the one to revi
 NOTEBOOK_ONLY: dict[str, tuple[Any, str]] = {
     "finalize": (True, "set False by nowcast run/sweep, which complete the run after saving "
                        "the executed notebook"),
+    "collective_timeout_s": (None, "several processes (set by nowcast task): seconds a "
+                                   "collective waits for the others; None: the default"),
 }
 NOTEBOOK_SECTION = "notebook (not Config fields)"
 
@@ -129,7 +131,8 @@ def notebook_config(parameters: dict[str, Any], injected: typing.Collection[str]
 
     - A name that is not a Config field is rejected with the closest field name (a typo in
       `-p strde 2` must not silently run the default); the notebook-only parameters
-      (NOTEBOOK_ONLY: finalize) are not Config fields and are left to the notebook.
+      (NOTEBOOK_ONLY: finalize, collective_timeout_s) are not Config fields and are left to
+      the notebook.
     - A value counts as given when papermill injected it (`injected`, see injected_names) or
       when it differs from the parameters cell's default (edited by hand). Others count as not
       given, so that a protocol preset (`-p protocol mmnist-t`) fills its own data fields, while
@@ -156,19 +159,28 @@ def notebook_config(parameters: dict[str, Any], injected: typing.Collection[str]
     return load_config(values=values)
 
 
-def run_notebook_experiment(cfg: Config, finalize: bool = True) -> Path:
+def run_notebook_experiment(cfg: Config, finalize: bool = True,
+                            collective_timeout_s: Optional[float] = None) -> Path:
     """What the notebook's run cell does: install the preemption handler, train, evaluate.
 
     finalize (the notebook's own parameter): True, run by hand, completes the run and returns
     results/<job_id>/; False (nowcast run/sweep) returns results/.running-<job_id>/, which the
-    launcher completes once the executed notebook is saved into it.
+    launcher completes once the executed notebook is saved into it. collective_timeout_s (its
+    parameter too): what `nowcast task` gives rank 0 of several processes.
     """
     if isinstance(finalize, str):
         finalize = _from_command_line(finalize)
     if not isinstance(finalize, bool):
         raise NowcastError(f"parameters: 'finalize' must be true or false, got {finalize!r}")
+    if isinstance(collective_timeout_s, str):
+        collective_timeout_s = _from_command_line(collective_timeout_s)
+    if collective_timeout_s is not None and (isinstance(collective_timeout_s, bool) or not
+                                             isinstance(collective_timeout_s, (int, float))
+                                             or not collective_timeout_s > 0):
+        raise NowcastError(f"parameters: 'collective_timeout_s' must be a positive number of "
+                           f"seconds or None, got {collective_timeout_s!r}")
     install_preemption_handler()
-    return run_experiment(cfg, finalize=finalize)
+    return run_experiment(cfg, finalize=finalize, collective_timeout_s=collective_timeout_s)
 
 
 def _headline(run_dir: Path, metrics: dict) -> str:

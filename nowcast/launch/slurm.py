@@ -24,7 +24,7 @@ from typing import Mapping, Optional
 import yaml
 
 from .. import results
-from ..distributed import DEFAULT_TIMEOUT_S, TIMEOUT_ENV
+from ..distributed import DEFAULT_TIMEOUT_S
 from ..errors import NowcastError
 from ..util import repo_file, write_text
 from .params import ParamsSet, collect
@@ -186,16 +186,15 @@ def master_port(job_id: str, restart: str | int = 0) -> int:
     return first + (int(job_id) + 7919 * int(restart or 0)) % span
 
 
-def rank_env(env: Mapping[str, str], rendezvous: str, timeout_s: float) -> dict[str, str]:
+def rank_env(env: Mapping[str, str], rendezvous: str) -> dict[str, str]:
     """torch's env:// variables of one srun task, from SLURM's (SLURM_PROCID, SLURM_NTASKS,
-    SLURM_LOCALID) and the rendezvous HOST:PORT, with the collective timeout."""
+    SLURM_LOCALID) and the rendezvous HOST:PORT."""
     missing = [k for k in ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID") if k not in env]
     if missing:
         raise NowcastError(f"nowcast task --rendezvous runs under srun: {', '.join(missing)} not set")
     host, _, port = rendezvous.rpartition(":")
     return {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": env["SLURM_NTASKS"],
-            "LOCAL_RANK": env["SLURM_LOCALID"], "MASTER_ADDR": host, "MASTER_PORT": port,
-            TIMEOUT_ENV: f"{timeout_s:g}"}
+            "LOCAL_RANK": env["SLURM_LOCALID"], "MASTER_ADDR": host, "MASTER_PORT": port}
 
 
 def _run_sbatch(argv: list[str], dry_run: bool) -> str:
