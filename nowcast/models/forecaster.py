@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..errors import NowcastError
 from .base import SequenceModel
@@ -63,6 +64,19 @@ class EncoderForecaster(SequenceModel):
         return torch.cat(outputs, dim=1)
 
 
+class RowConv(nn.Conv2d):
+    """A 1 x W convolution along each row with Keras's 'same' padding: (W-1)//2 columns on the
+    left, W//2 on the right (the thesis code's Conv3D((1, 1, W))). Padded explicitly: torch's
+    padding='same' warns on every even W."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: int):
+        super().__init__(in_channels, out_channels, (1, width))
+        self.pad = ((width - 1) // 2, width // 2, 0, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, self.pad))
+
+
 def conv_encoder_forecaster(hidden_sizes: list[int], filter_sizes: list[int],
                             image_size: int | tuple[int, int],
                             stride: int = 1, norm: str = "none", norm_groups: int = 4,
@@ -73,8 +87,7 @@ def conv_encoder_forecaster(hidden_sizes: list[int], filter_sizes: list[int],
                             head_width: Optional[int] = None) -> EncoderForecaster:
     """Encoder and forecaster stacks of ConvLSTM cells (1-channel input to both) and a head:
     "1x1": nn.Conv2d(sum(hidden_sizes), 1, 1), sum(hidden_sizes) + 1 parameters; "row":
-    nn.Conv2d(hidden_sizes[-1], 1, (1, W), padding="same"), hidden_sizes[-1] * W + 1 parameters
-    (an even W pads (W-1)//2 on the left, one more on the right, as Keras's "same")."""
+    RowConv(hidden_sizes[-1], 1, W), hidden_sizes[-1] * W + 1 parameters."""
     if stride != 1:
         raise NowcastError(f"encoder_forecaster keeps every state at full size: stride must be 1, "
                            f"got {stride}")
@@ -90,7 +103,7 @@ def conv_encoder_forecaster(hidden_sizes: list[int], filter_sizes: list[int],
             raise NowcastError(str(e)) from None
 
     if head == "row":
-        out = nn.Conv2d(hidden_sizes[-1], in_channels, (1, head_width or 64), padding="same")
+        out = RowConv(hidden_sizes[-1], in_channels, head_width or 64)
     elif head in (None, "1x1"):
         out = nn.Conv2d(sum(hidden_sizes), in_channels, 1)
     else:
