@@ -3,7 +3,7 @@ ranks of one run together: the same stop step, the same end, and each rank's err
 
 A launcher describes the processes with torch's env:// variables (RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR, MASTER_PORT): torchrun (`torchrun --nproc_per_node N -m nowcast
-train`), or `nowcast task --rank` under srun, which maps SLURM's ids onto them
+train`), or `nowcast task --rendezvous` under srun, which maps SLURM's ids onto them
 (launch.slurm.rank_env). The backend is NCCL on GPUs, gloo on CPUs (docs/multi_gpu.md).
 
 - Collectives time out after `timeout_s` (`--collective-timeout`; default DEFAULT_TIMEOUT_S): a

@@ -31,7 +31,6 @@ from .stopping import install_preemption_handler
 from .training import check_finite, train
 from .util import atomic_path, finite_or_none, write_csv, write_json
 
-SCORES = "scores.npz"
 
 
 def sample_figures(cfg: Config, data, model, runtime, run_dir: Path) -> None:
@@ -51,7 +50,7 @@ def sample_figures(cfg: Config, data, model, runtime, run_dir: Path) -> None:
 
 def save_scores(run_dir: Path, scores: Scores) -> None:
     """scores.npz: the per-sequence (or per-window) values behind metrics.json, compact."""
-    with atomic_path(run_dir / SCORES) as tmp, open(tmp, "wb") as f:  # np.savez names a path .npz
+    with atomic_path(run_dir / results.SCORES) as tmp, open(tmp, "wb") as f:  # np.savez names a path .npz
         np.savez_compressed(f, **scores.per_item)
 
 
@@ -164,15 +163,14 @@ def _record_end(run_dir: Path, error: BaseException, rank: int = 0, distributed:
     stopped = isinstance(error, (RunStopped, KeyboardInterrupt))
     if distributed and not stopped:
         write_rank_error(run_dir, rank, error)
-    if rank != 0:
-        pass
-    elif isinstance(error, RunStopped):  # a requeued or resubmitted job resumes it
-        results.mark_preempted(run_dir, str(error), error.reason)
-    elif isinstance(error, KeyboardInterrupt):
-        results.mark_preempted(run_dir, "interrupted (Ctrl-C); the last checkpoint is kept",
-                               "interrupt")
-    else:
-        results.fail_run(run_dir, rank_failure(run_dir, error) if distributed else error)
+    if rank == 0:
+        if isinstance(error, RunStopped):  # a requeued or resubmitted job resumes it
+            results.mark_preempted(run_dir, str(error), error.reason)
+        elif isinstance(error, KeyboardInterrupt):
+            results.mark_preempted(run_dir, "interrupted (Ctrl-C); the last checkpoint is kept",
+                                   "interrupt")
+        else:
+            results.fail_run(run_dir, rank_failure(run_dir, error) if distributed else error)
     _leave(distributed, rank)
 
 

@@ -109,10 +109,10 @@ def resolve(values: dict[str, Any], given: Mapping[str, str], defaults: Mapping[
     `given`, which names where it was given) for an unused field is refused. `spelled_null`:
     keys given as null that YAML choice words turned into 'none' (norm, peephole)."""
     for chooser, choices in USES.items():
-        choice = choices.get(values.get(chooser, defaults[chooser]))
+        value = values.get(chooser, defaults[chooser])
+        choice = choices.get(value)
         if choice is None:  # the chooser is itself unused (null)
             continue
-        value = values.get(chooser, defaults[chooser])
         _refuse([key for key in FIELDS[chooser] if key not in choice.uses and key in given
                  and values.get(key) is not None and key not in spelled_null],
                 given, f"{chooser}: {value} ({choice.why})")
@@ -169,9 +169,3 @@ def without_unused(values: Mapping[str, Any], defaults: Mapping[str, Any]) -> di
     user-given, so load_config(values=without_unused(...)) accepts it."""
     drop = unused(values, defaults)
     return {k: (None if k in drop else v) for k, v in values.items()}
-
-
-def nominal_size(hidden_sizes: list[int], stride: Any) -> int:
-    """NOMINAL_SIZE rounded up to a multiple of the model's down-sampling."""
-    multiple = 2 ** (len(hidden_sizes) // 2) if stride == 2 else 1
-    return -(-NOMINAL_SIZE // multiple) * multiple

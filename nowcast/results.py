@@ -45,6 +45,7 @@ RUNNING_PREFIX = ".running-"
 STATES = ("completed", "running", "preempted", "failed", "unreadable")  # report order
 # Fields that name or place a run without changing what it computes.
 NON_SEMANTIC = {"name", "job_id", "results_dir"}
+SCORES = "scores.npz"  # the per-sequence / per-window values behind metrics.json
 
 
 def params_hash(cfg: Config) -> str:

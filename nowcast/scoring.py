@@ -41,13 +41,18 @@ class Scores:
     per_item: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def _evaluate(cfg: Config, model, batch, runtime, with_metrics: bool = True):
+    """evaluate_split with the run's loss, in scoring batches of at least 32 sequences."""
+    return evaluate_split(model, batch, cfg.k_in, cfg.k_out,
+                          make_loss(cfg.loss, cfg.ssim_weight, cfg.output), runtime,
+                          batch_size=max(cfg.batch_size, 32), with_metrics=with_metrics)
+
+
 def score_test_split(cfg: Config, data, model, runtime) -> Scores:
     """Test loss and the protocol's metrics, on the test split, scored once."""
     radar = isinstance(data, RadarData)
     test = data.split("test")
-    loss, image = evaluate_split(model, test, cfg.k_in, cfg.k_out,
-                                 make_loss(cfg.loss, cfg.ssim_weight, cfg.output), runtime,
-                                 batch_size=max(cfg.batch_size, 32), with_metrics=not radar)
+    loss, image = _evaluate(cfg, model, test, runtime, with_metrics=not radar)
     if radar:
         verification = verify_radar(model_forecaster(cfg, model, runtime), data)
         baselines = cached_baseline_scores(data, RADAR_BASELINES)
@@ -79,9 +84,7 @@ def score_ood_split(cfg: Config, data, model, runtime) -> Optional[Scores]:
     if cfg.test_num_digits is None or cfg.dataset != "mmnist":
         return None
     ood = data.split("test_ood")
-    loss, image = evaluate_split(model, ood, cfg.k_in, cfg.k_out,
-                                 make_loss(cfg.loss, cfg.ssim_weight, cfg.output), runtime,
-                                 batch_size=max(cfg.batch_size, 32))
+    loss, image = _evaluate(cfg, model, ood, runtime)
     facts = {"num_digits": cfg.test_num_digits, "sequences": len(ood.frames), "loss": loss,
              "seed": SPLIT_SEEDS["test_ood"], "pool": "test"}
     return Scores(loss, dict(image.result(), ood=facts), image.per_sequence())
@@ -119,9 +122,7 @@ def split_means(cfg: Config, data, model, runtime, splits=("train", "val")) -> d
         if isinstance(data, RadarData):
             out[split] = verify_radar(model_forecaster(cfg, model, runtime), data, split).result()["mean"]
             continue
-        _, image = evaluate_split(model, data.split(split), cfg.k_in, cfg.k_out,
-                                  make_loss(cfg.loss, cfg.ssim_weight, cfg.output), runtime,
-                                  batch_size=max(cfg.batch_size, 32))
+        _, image = _evaluate(cfg, model, data.split(split), runtime)
         out[split] = image.result()["mean"]
     return out
 

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .checkpoint import CHECKPOINT
 from .checkpoint import save as save_checkpoint_file
 from .config import Config
-from .distributed import init_distributed, rank_world  # noqa: F401 (init_distributed: re-exported)
+from .distributed import rank_world
 from .errors import NowcastError
 from .forecast import evaluate_split, padded
 from .losses import make_loss

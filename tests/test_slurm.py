@@ -110,6 +110,19 @@ def wait_gone(array: str, running: Optional[Path] = None, seconds: float = 600) 
         time.sleep(2)
 
 
+def _on_cluster_with_smoke(tmp_path: Path, monkeypatch, name: str, **changes) -> Path:
+    """The cluster's configuration in the environment, the repository as working folder, and
+    a params file: the smoke set named `name`, checkpointing every 2 steps of 4 sequences,
+    with `changes`."""
+    monkeypatch.setenv("SLURM_CONF", _cluster_conf())
+    monkeypatch.chdir(ROOT)
+    values = dict(yaml.safe_load(SMOKE.read_text()), name=name, batch_size=4, checkpoint_every=2,
+                  **changes)
+    params = tmp_path / f"{name}.yaml"
+    params.write_text(yaml.safe_dump(values))
+    return params
+
+
 def _cli_has(command: str) -> bool:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
@@ -177,14 +190,7 @@ def test_preempted_task_checkpoints_requeues_and_resumes(tmp_path, monkeypatch):
     """SIGUSR1 to the batch script (what #SBATCH --signal=B:USR1@120 sends before the time
     limit): the run checkpoints, the script requeues the task, the requeued task resumes in the
     same folder (same array ids) and completes."""
-    conf = _cluster_conf()
-    monkeypatch.setenv("SLURM_CONF", conf)
-    monkeypatch.chdir(ROOT)
-
-    values = yaml.safe_load(SMOKE.read_text())
-    values.update(name="long-smoke", train_sequences=96, batch_size=4, checkpoint_every=2)
-    params = tmp_path / "long-smoke.yaml"
-    params.write_text(yaml.safe_dump(values))
+    params = _on_cluster_with_smoke(tmp_path, monkeypatch, "long-smoke", train_sequences=96)
     results = tmp_path / "results"
     gate = hold_training(tmp_path, monkeypatch)
     out = slurm.submit_sweep([str(params)], str(results), gpus="0", cpus=1, time="00:15:00",
@@ -207,14 +213,7 @@ def test_cancelled_task_stops_for_good_and_a_resubmission_resumes_it(tmp_path, m
     """scancel (SIGTERM to every process of the task): the run checkpoints and stops, the task
     is not requeued, status.json says it was cancelled (resumable), and the set submitted
     again with its job id resumes from the checkpoint."""
-    conf = _cluster_conf()
-    monkeypatch.setenv("SLURM_CONF", conf)
-    monkeypatch.chdir(ROOT)
-
-    values = yaml.safe_load(SMOKE.read_text())
-    values.update(name="cancel-smoke", train_sequences=400, batch_size=4, checkpoint_every=2)
-    params = tmp_path / "cancel-smoke.yaml"
-    params.write_text(yaml.safe_dump(values))
+    params = _on_cluster_with_smoke(tmp_path, monkeypatch, "cancel-smoke", train_sequences=400)
     results = tmp_path / "results"
     options = dict(gpus="0", cpus=1, time="00:15:00", report=False)
     gate = hold_training(tmp_path, monkeypatch)

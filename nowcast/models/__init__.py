@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..errors import NowcastError
-from ..options import nominal_size
+from ..options import NOMINAL_SIZE
 from .base import OUTPUTS, SequenceModel, to_frames
 from .cell import ConvLSTMCell, FCLSTMCell
 from .ed import ConvLSTMED
@@ -70,12 +70,11 @@ def model_size(cfg, frame_shape: Optional[Sequence[int]] = None) -> tuple[int, i
     """(H, W) the size-bound layers (per-position peepholes, LayerNorm over [4C,H,W], FC-LSTM)
     are built for: the training frames (`frame_shape`: a data file's frames or crops, padded to
     the down-sampling as forecast.padded pads them), else Moving MNIST's image_size, else (the
-    data not known yet: config checks) options.nominal_size."""
-    if frame_shape is None:
-        side = cfg.image_size or nominal_size(cfg.hidden_sizes, cfg.stride)
-        return side, side
+    data not known yet: config checks) options.NOMINAL_SIZE, padded likewise."""
+    if frame_shape is None and cfg.image_size:
+        return cfg.image_size, cfg.image_size  # as given: a size the model cannot take is refused
     m = downsampling(cfg)
-    h, w = (-(-int(s) // m) * m for s in frame_shape[-2:])
+    h, w = (-(-int(s) // m) * m for s in (frame_shape or (NOMINAL_SIZE,) * 2)[-2:])
     return h, w
 
 

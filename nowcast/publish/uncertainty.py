@@ -22,13 +22,11 @@ import numpy as np
 
 from .. import stats
 from ..protocols import KNMI_SPLITS, KNMI_WINDOWS_PER_EVENT, protocol_or_none
-from ..results import Run
+from ..results import NON_SEMANTIC, SCORES, Run
 from .describe import is_baseline, metric
 from .markdown import esc, fmt_value
 
-SEED_IGNORED = frozenset({"seed", "name", "job_id", "results_dir", "data_dir", "checkpoint_every",
-                          "device", "compile"})
-SCORES = "scores.npz"
+SEED_IGNORED = frozenset(NON_SEMANTIC | {"seed", "data_dir", "checkpoint_every", "device", "compile"})
 PAIRED_BASELINES = ("persistence", "extrapolation")  # Moving MNIST: persistence; radar: both
 UNIT_WORDS = {"sequences": "test sequences", "events": "test events (blocks of windows)",
               "windows": "test windows (event ids not saved: windows resampled one by one)"}
