@@ -187,15 +187,20 @@ class MovingMNIST:
         if not c.train_fixed:
             rng = np.random.default_rng([c.seed, step])
             return Batch(to_unit(self._generate(rng, batch_size, length)), None)
-        if self._fixed_train is None:  # the thesis's fixed training set, drawn from the run's seed
-            rng = np.random.default_rng([c.seed, 2**31])
-            self._fixed_train = self._generate(rng, c.train_sequences, self.length)
+        fixed = self._fixed_set()
         steps_per_epoch = max(1, c.train_sequences // batch_size)
         epoch, index = divmod(step, steps_per_epoch)
         order = np.random.default_rng([c.seed, epoch]).permutation(c.train_sequences)
         rows = torch.as_tensor(order[index * batch_size:(index + 1) * batch_size],
-                               device=self._fixed_train.device)
-        return Batch(to_unit(self._fixed_train[rows, :length]), None)
+                               device=fixed.device)
+        return Batch(to_unit(fixed[rows, :length]), None)
+
+    def _fixed_set(self) -> torch.Tensor:
+        """The thesis's fixed training set (train_fixed), drawn from the run's seed on first use."""
+        if self._fixed_train is None:
+            rng = np.random.default_rng([self.cfg.seed, 2**31])
+            self._fixed_train = self._generate(rng, self.cfg.train_sequences, self.length)
+        return self._fixed_train
 
     def split(self, which: str) -> Batch:
         """The fixed validation or test set; "train": a fixed sample of training sequences as
@@ -213,11 +218,9 @@ class MovingMNIST:
             return cached_split(self.pools["test"], which, c.test_sequences, self.length,
                                 c.image_size, c.test_num_digits, c.speed_min, c.speed_max,
                                 self.description)
-        if which == "train" and c.train_fixed:
-            if self._fixed_train is None:
-                self.train_batch(0, 1, self.length)  # draws the fixed set
-            return self._fixed_train[:min(c.train_sequences, c.test_sequences)].cpu().numpy()
         n = {"val": c.val_sequences, "test": c.test_sequences,
              "train": min(c.train_sequences, c.test_sequences)}[which]
+        if which == "train" and c.train_fixed:
+            return self._fixed_set()[:n].cpu().numpy()
         return cached_split(self.pools[which], which, n, self.length, c.image_size,
                             c.num_digits, c.speed_min, c.speed_max, self.description)

@@ -20,7 +20,7 @@ from ..errors import NowcastError
 from ..options import NOMINAL_SIZE
 from .base import OUTPUTS, SequenceModel, to_frames
 from .cell import ConvLSTMCell, FCLSTMCell
-from .ed import ConvLSTMED
+from .ed import ConvLSTMED, total_downsampling
 from .forecaster import FCLSTM, EncoderForecaster, conv_encoder_forecaster
 
 __all__ = ["get_model", "model_size", "downsampling", "check_architecture", "check_frame_size", "count_parameters", "compile_cells", "SequenceModel",
@@ -37,10 +37,8 @@ def _convlstm_ed(cfg, size: tuple[int, int]) -> SequenceModel:
 
 
 def _encoder_forecaster(cfg, size: tuple[int, int]) -> SequenceModel:
-    # max_pool and transpose are not read: every state keeps the frame's size; null
-    # feed_upward: not used (config's options table), each layer is fed the hidden state below
-    if cfg.feed_upward not in (None, "hidden"):
-        raise NowcastError("feed_upward applies to convlstm_ed only")
+    # max_pool, transpose and feed_upward are not read (options.USES refuses them): every state
+    # keeps the frame's size, and each layer is fed the hidden state below
     return conv_encoder_forecaster(cfg.hidden_sizes, cfg.filter_sizes, size,
                                    stride=cfg.stride, norm=cfg.norm, norm_groups=cfg.norm_groups,
                                    peephole=cfg.peephole, bias=cfg.bias,
@@ -61,8 +59,8 @@ MODELS = {"convlstm_ed": _convlstm_ed, "encoder_forecaster": _encoder_forecaster
 
 def downsampling(cfg) -> int:
     """The factor frames are padded to (forecast.padded): 2 per down-sampling layer."""
-    if cfg.architecture == "convlstm_ed" and cfg.stride == 2:
-        return 2 ** (len(cfg.hidden_sizes) // 2)
+    if cfg.architecture == "convlstm_ed":
+        return total_downsampling(len(cfg.hidden_sizes), cfg.stride)
     return 1
 
 

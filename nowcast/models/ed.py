@@ -21,6 +21,11 @@ def layer_plan(n_layers: int, stride: int) -> list[str]:
     return ["down"] * (n_layers // 2) + ["up"] * (n_layers // 2)
 
 
+def total_downsampling(n_layers: int, stride: int) -> int:
+    """The factor a frame's sides must divide by: 2 per 'down' layer of layer_plan."""
+    return 2 ** layer_plan(n_layers, stride).count("down")
+
+
 class ConvLSTMED(SequenceModel):
     def __init__(self, hidden_sizes: list[int], filter_sizes: list[int],
                  image_size: int | tuple[int, int],
@@ -36,7 +41,7 @@ class ConvLSTMED(SequenceModel):
             raise NowcastError(f"stride 2 needs an even number of layers (down then up), got {n}")
         if stride == 1 and max_pool:
             raise NowcastError("max_pool down-samples: it needs stride 2 (set max_pool: false)")
-        self.downsampling = 2 ** (n // 2) if stride == 2 else 1
+        self.downsampling = total_downsampling(n, stride)
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if size[0] % self.downsampling or size[1] % self.downsampling:
             raise NowcastError(f"frame size {size[0]}x{size[1]} is not divisible by the total "
