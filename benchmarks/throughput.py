@@ -33,7 +33,7 @@ import torch
 from nowcast.config import load_config
 from nowcast.losses import make_loss
 from nowcast.models import compile_cells, count_parameters, get_model
-from nowcast.runtime import FAST_VS_REFERENCE_RTOL, Runtime, set_determinism
+from nowcast.runtime import FAST_VS_REFERENCE_RTOL, resolve_runtime, set_determinism
 from nowcast.training import optimisation_step
 
 # Dense bf16 tensor-core peaks (TFLOP/s, without sparsity), from the vendors' data sheets.
@@ -84,8 +84,8 @@ def build(workload: dict, mode: Mode, device: torch.device, seed: int = 0):
     values = {k: v for k, v in workload.items() if k != "frame_shape"}
     cfg = load_config(values=dict(values, device=device.type, precision=mode.precision,
                                   compile="on" if mode.compile else "off"))
-    runtime = Runtime(device, mode.precision, mode.compile,
-                      deterministic=mode.precision == "fp32" and not mode.compile)  # as training
+    # training's rule (deterministic kernels in the reference mode), on this exact device
+    runtime = replace(resolve_runtime(cfg), device=device)
     set_determinism(seed, runtime.deterministic)
     model = get_model(cfg, device=device)
     memory_format = torch.channels_last if mode.channels_last else torch.contiguous_format
@@ -95,11 +95,10 @@ def build(workload: dict, mode: Mode, device: torch.device, seed: int = 0):
                                  foreach=None if mode.fused_adam else False)
     if mode.compile:
         compile_cells(model)
-    step_fn = model
     h, w = workload.get("frame_shape", (cfg.image_size, cfg.image_size))
     gen = torch.Generator(device="cpu").manual_seed(seed)
     frames = torch.rand(cfg.batch_size, cfg.k_in + cfg.k_out, h, w, generator=gen).to(device)
-    return cfg, model, optimizer, runtime, step_fn, frames
+    return cfg, model, optimizer, runtime, frames
 
 
 def sync(device: torch.device) -> None:
@@ -107,7 +106,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def count_flops(cfg, model, optimizer, runtime, step_fn, frames) -> int:
+def count_flops(cfg, model, optimizer, runtime, frames) -> int:
     from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
     with counter:
@@ -117,23 +116,23 @@ def count_flops(cfg, model, optimizer, runtime, step_fn, frames) -> int:
 
 
 def measure(name: str, workload: dict, mode: Mode, device: torch.device, warmup: int, steps: int) -> dict:
-    cfg, model, optimizer, runtime, step_fn, frames = build(workload, mode, device)
+    cfg, model, optimizer, runtime, frames = build(workload, mode, device)
     loss_fn = make_loss(cfg.loss)
     inputs, target = frames[:, :cfg.k_in], frames[:, cfg.k_in:]
     t0 = time.perf_counter()
-    optimisation_step(step_fn, model, optimizer, loss_fn, runtime, inputs, target, grad_clip=cfg.grad_clip)
+    optimisation_step(model, model, optimizer, loss_fn, runtime, inputs, target, grad_clip=cfg.grad_clip)
     sync(device)
     first_step = time.perf_counter() - t0  # compilation, when the mode compiles
-    flops = count_flops(cfg, model, optimizer, runtime, step_fn, frames)
+    flops = count_flops(cfg, model, optimizer, runtime, frames)
     for _ in range(warmup):
-        optimisation_step(step_fn, model, optimizer, loss_fn, runtime, inputs, target, grad_clip=cfg.grad_clip)
+        optimisation_step(model, model, optimizer, loss_fn, runtime, inputs, target, grad_clip=cfg.grad_clip)
     sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        optimisation_step(step_fn, model, optimizer, loss_fn, runtime, inputs, target, grad_clip=cfg.grad_clip)
+        optimisation_step(model, model, optimizer, loss_fn, runtime, inputs, target, grad_clip=cfg.grad_clip)
         sync(device)
         times.append(time.perf_counter() - t0)
     ms = statistics.median(times) * 1000
@@ -157,13 +156,13 @@ def check_numerics(workload: dict, device: torch.device, steps: int) -> dict:
     """Train reference and fast from the same weights on the same batches; compare losses."""
     losses = {}
     for mode in (MODES["reference"], MODES["fast"] if device.type == "cuda" else Mode("fast-cpu", precision="bf16")):
-        cfg, model, optimizer, runtime, step_fn, frames = build(workload, mode, device, seed=0)
+        cfg, model, optimizer, runtime, frames = build(workload, mode, device, seed=0)
         loss_fn = make_loss(cfg.loss)
         gen = torch.Generator(device="cpu").manual_seed(1)
         out = []
         for _ in range(steps):
             batch = (torch.rand(frames.shape, generator=gen) > 0.7).float().to(device)
-            out.append(optimisation_step(step_fn, model, optimizer, loss_fn, runtime,
+            out.append(optimisation_step(model, model, optimizer, loss_fn, runtime,
                                          batch[:, :cfg.k_in], batch[:, cfg.k_in:], grad_clip=cfg.grad_clip))
         losses[mode.name] = torch.stack(out).float().cpu()
     ref, fast = losses.values()

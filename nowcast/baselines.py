@@ -54,7 +54,8 @@ def mean_frame(train_frames: np.ndarray) -> Baseline:
     """Moving MNIST's floor: the mean training frame (per pixel, over every frame of a fixed
     training sample), the same for every lead. A model that does not beat it has learnt no
     motion at all."""
-    frame = np.asarray(train_frames, np.float64).mean(axis=(0, 1)).astype(np.float32)
+    # accumulated in float64 without a float64 copy of the split (the same bits, checked)
+    frame = np.asarray(train_frames).mean(axis=(0, 1), dtype=np.float64).astype(np.float32)
     return lambda inputs, k_out: np.broadcast_to(frame, (len(inputs), k_out, *frame.shape))
 
 
@@ -71,13 +72,15 @@ def verify_baseline(name: str, data, which: str = "test") -> RadarVerification:
     return verify_radar(lambda x: baseline(x, data.k_out), data, which)
 
 
-def evaluate_baseline(name: str, data, which: str = "test") -> dict:
+def evaluate_baseline(name: str, data, which: str = "test") -> tuple[dict, RadarVerification]:
     """The verification scores of one baseline on a RadarData's windows (evaluate_radar's
-    dict, plus "architecture": name, "parameters": 0 and "seconds" of wall time)."""
+    dict, plus "architecture": name, "parameters": 0 and "seconds" of wall time), and the
+    accumulator they came from (its per-window counts go to scores.npz)."""
     started = time.perf_counter()
-    metrics = radar_facts(data, verify_baseline(name, data, which))
+    verification = verify_baseline(name, data, which)
+    metrics = radar_facts(data, verification)
     metrics.update(architecture=name, parameters=0, seconds=round(time.perf_counter() - started, 2))
-    return metrics
+    return metrics, verification
 
 
 def baseline_scores(data, names: Sequence[str] = ("persistence", "extrapolation")
@@ -100,9 +103,5 @@ def run_baseline_evaluation(name: str, cfg) -> tuple[dict, dict]:
     """`nowcast evaluate --baseline NAME`: build the data from a Config (protocol knmi-30-60,
     and/or dataset radar with data_file); the metrics.json dict and the per-window values."""
     get_baseline(name)  # fail on a bad name before loading data
-    data = RadarData(cfg)
-    started = time.perf_counter()
-    verification = verify_baseline(name, data)
-    metrics = radar_facts(data, verification)
-    metrics.update(architecture=name, parameters=0, seconds=round(time.perf_counter() - started, 2))
+    metrics, verification = evaluate_baseline(name, RadarData(cfg))
     return metrics, verification.per_window()

@@ -27,14 +27,13 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from .protocols import FSS_THRESHOLD_DBZ, direction
-from .verification import RadarVerification
+from .protocols import direction
+from .verification import RADAR_KEYS, RadarVerification
 
 CONFIDENCE = 0.95
 RESAMPLES = 1000
 SEED = 20190101           # fixed: the same resample indices for every run of the same size
 MIN_DEFINED = 0.95        # a bootstrap interval needs the score defined in this share of resamples
-RADAR_KEYS = ("contingency", "fss_sums", "errors")
 
 
 @dataclass(frozen=True)
@@ -134,30 +133,19 @@ def mean_samples(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (weights @ v.reshape(len(v), -1)) / weights.sum(1, keepdims=True)
 
 
-def pooled_radar_scores(contingency: np.ndarray, fss_sums: np.ndarray, errors: np.ndarray,
-                        thresholds: Sequence[float], scales: Sequence[int],
-                        fss_threshold: float = FSS_THRESHOLD_DBZ) -> dict[str, np.ndarray]:
-    """Per-lead radar scores from counts and sums already pooled over windows
-    (contingency (T, 4, k), fss_sums (S, 3, k), errors (3, k)), by verification.py's formulas:
-    {name: (k,) array, NaN where undefined}."""
-    k = contingency.shape[-1]
-    scores = RadarVerification(k, thresholds, fss_threshold, [int(s) for s in scales])
-    scores.contingency, scores.fss, scores.errors = [contingency[None]], [fss_sums[None]], [errors[None]]
-    return {name: np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-            for name, values in scores.per_lead().items()}
-
-
 def radar_samples(per_window: Mapping[str, np.ndarray], weights: np.ndarray,
                   prefix: str = "") -> dict[str, np.ndarray]:
     """Per-lead radar scores of every row of weights from the per-window counts and sums
     (scores.npz: `contingency`, `fss_sums`, `errors`; a baseline's with `prefix`):
-    {name: (rows, k)}. The resampled counts are summed first, then the ratios are taken."""
+    {name: (rows, k)}, NaN where undefined. The resampled counts are summed first, then the
+    ratios are taken by verification.py's formulas."""
     pooled = {key: np.tensordot(weights, np.asarray(per_window[prefix + key], np.float64), axes=(1, 0))
               for key in RADAR_KEYS}
-    rows = [pooled_radar_scores(pooled["contingency"][i], pooled["fss_sums"][i], pooled["errors"][i],
-                                per_window["thresholds_dbz"], per_window["fss_scales"])
-            for i in range(len(weights))]
-    return {name: np.stack([r[name] for r in rows]) for name in rows[0]}
+    verification = RadarVerification(pooled["contingency"].shape[-1], per_window["thresholds_dbz"],
+                                     fss_scales=[int(s) for s in per_window["fss_scales"]])
+    rows = [verification.scores(*(pooled[key][i] for key in RADAR_KEYS)) for i in range(len(weights))]
+    return {name: np.array([[np.nan if v is None else v for v in r[name]] for r in rows], dtype=np.float64)
+            for name in rows[0]}
 
 
 def score_samples(per_item: Mapping[str, np.ndarray], weights: np.ndarray,

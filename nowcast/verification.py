@@ -39,6 +39,9 @@ from .data.radar.units import dbz_to_unit, unit_to_dbz
 from .errors import NowcastError
 from .protocols import FSS_SCALES, FSS_THRESHOLD_DBZ, THRESHOLDS_DBZ, get_protocol, threshold_tag
 
+# The per-window counts and sums that are pooled before any ratio (a bootstrap resamples them).
+RADAR_KEYS = ("contingency", "fss_sums", "errors")
+
 
 def box_mean(field: np.ndarray, size: int) -> np.ndarray:
     """n x n moving average over the last two axes with zeros outside the grid
@@ -124,18 +127,25 @@ class RadarVerification:
 
     def per_lead(self) -> dict[str, list[float | None]]:
         """Scores per lead from the counts and sums pooled over every window."""
-        pooled = {k: v.sum(0) for k, v in self.per_window().items() if k in ("contingency", "fss_sums", "errors")}
-        abs_error, sq_error, count = pooled["errors"]
+        per_window = self.per_window()
+        return self.scores(*(per_window[key].sum(0) for key in RADAR_KEYS))
+
+    def scores(self, contingency: np.ndarray, fss_sums: np.ndarray,
+               errors: np.ndarray) -> dict[str, list[float | None]]:
+        """Scores per lead from counts and sums already pooled over windows (contingency
+        (thresholds, 4, k), fss_sums (scales, 3, k), errors (3, k)): the bootstrap pools
+        resampled windows itself and takes the ratios here."""
+        abs_error, sq_error, count = errors
         scores: dict[str, list[float | None]] = {}
         for i, thr in enumerate(self.thresholds):
-            h, m, fa, r = pooled["contingency"][i].astype(np.float64)
+            h, m, fa, r = contingency[i].astype(np.float64)
             t = threshold_tag(thr)
             scores[f"csi_{t}"] = _ratio(h, h + m + fa)
             scores[f"pod_{t}"] = _ratio(h, h + m)
             scores[f"far_{t}"] = _ratio(fa, h + fa)
             scores[f"hss_{t}"] = _ratio(2 * (h * r - fa * m), (h + m) * (m + r) + (h + fa) * (fa + r))
         for j, scale in enumerate(self.fss_scales):
-            ff, fo, oo = pooled["fss_sums"][j]
+            ff, fo, oo = fss_sums[j]
             skill = _ratio(ff - 2 * fo + oo, ff + oo)
             name = f"fss_{threshold_tag(self.fss_threshold)}_{scale}"
             scores[name] = [None if s is None else 1.0 - s for s in skill]

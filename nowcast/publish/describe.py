@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import options
 from ..config import defaults
-from ..protocols import metric_label, protocol_or_none
+from ..protocols import METRICS, metric_label, protocol_or_none
 from ..results import Run
 from .markdown import esc, fmt_seconds, fmt_value
 
@@ -79,6 +79,12 @@ def headline(run: Run) -> list[tuple[str, str]]:
     keys = [k for k in (m.get("headline") or protocol_or_none(run.protocol).headline)
             if isinstance(k, str) and k in mean] or list(mean)[:2]
     return [(esc(metric_label(k)), fmt_value(mean[k])) for k in keys]
+
+
+def metric_heading(k: str) -> str:
+    """A table's column head for a metric: its label (with unit) and its direction's arrow."""
+    m = METRICS.get(k)
+    return f"{esc(metric_label(k))} {m.arrow if m else ''}".strip()
 
 
 def protocol_caption(group: str) -> str:

@@ -122,7 +122,8 @@ def results_section(group: str, runs: list[Run], gen: Path) -> str:
                      "fallback digits, or changed protocol settings"
                      + (f"; declared protocol: {esc(', '.join(declared))}" if declared != ["none"] else "")
                      + "). Their numbers describe their own data only.\n")
-    parts.append(results_table(group, runs, f"tbl-results-{group}"))
+    keys = table_keys(group, runs)  # the results table's columns, and the intervals'
+    parts.append(results_table(group, runs, f"tbl-results-{group}", keys))
     fig = per_lead_for(group, runs, gen / "fig" / f"per_lead-{group}.png")
     if fig is not None:
         parts.append(figure(f"_generated/fig/{fig.name}",
@@ -131,7 +132,7 @@ def results_section(group: str, runs: list[Run], gen: Path) -> str:
                             "one line, their mean, in a band, the 95 % t interval per lead. "
                             + data_note(runs), f"fig-lead-{group}"))
     extra = [skill_table(group, runs, f"tbl-skill-{group}"),
-             interval_table(group, runs, table_keys(group, runs), f"tbl-ci-{group}"),
+             interval_table(group, runs, keys, f"tbl-ci-{group}"),
              paired_table(group, runs, f"tbl-paired-{group}"),
              splits_table(group, runs, f"tbl-splits-{group}")]
     return "\n".join(parts + [t for t in extra if t])

@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Optional
 
 from .. import stats
-from ..protocols import METRICS, metric_label, protocol_or_none
+from ..protocols import protocol_or_none
 from ..results import Run
-from .describe import data_note, metric, protocol_caption
+from .describe import data_note, metric, metric_heading, protocol_caption
 from .markdown import esc, fmt_value, table
 from .uncertainty import (PAIRED_BASELINES, fmt_interval, fmt_pm, paired_keys, seed_groups,
                           uncertainty)
@@ -17,11 +17,6 @@ from .uncertainty import (PAIRED_BASELINES, fmt_interval, fmt_pm, paired_keys, s
 SPLITS = ("train", "val", "test", "test_ood")
 SPLIT_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
 VERDICT_TEXT = {"better": "**better**", "worse": "**worse**"}
-
-
-def _header_label(k: str) -> str:
-    m = METRICS.get(k)
-    return f"{esc(metric_label(k))} {m.arrow if m else ''}".strip()
 
 
 def statistics_paragraph() -> str:
@@ -58,7 +53,7 @@ def interval_table(group: str, runs: list[Run], keys: list[str], ident: str) -> 
     caption = (f"Test scores with 95 % percentile bootstrap intervals \\[low, high\\] "
                f"({protocol_caption(group)}; {stats.RESAMPLES:,} resamples of "
                + "; ".join(sorted(units)) + "; means over lead times). " + data_note(runs))
-    return table(["Model"] + [_header_label(k) for k in keys], rows, caption, ident,
+    return table(["Model"] + [metric_heading(k) for k in keys], rows, caption, ident,
                  align="l" + "r" * len(keys))
 
 
@@ -81,7 +76,7 @@ def paired_table(group: str, runs: list[Run], ident: str) -> Optional[str]:
                "baseline on the same test items, with its 95 % paired bootstrap interval; "
                "better or worse when the interval excludes 0 (arrows: the metric's direction), "
                "not distinguishable otherwise. " + data_note(runs))
-    return table(["Model", "Against"] + [_header_label(k) for k in keys], rows, caption, ident,
+    return table(["Model", "Against"] + [metric_heading(k) for k in keys], rows, caption, ident,
                  align="ll" + "r" * len(keys))
 
 
@@ -106,7 +101,7 @@ def splits_table(group: str, runs: list[Run], ident: str) -> Optional[str]:
     for g in seed_groups(runs):
         name = esc(g.runs[0].label) if g.n == 1 else f"{g.label}, mean of {g.count_text}"
         rows.append([name] + [fmt_pm(g.interval("splits", s, k)) for s in present for k in keys])
-    header = ["Model"] + [f"{labels[s]}: {_header_label(k)}" for s in present for k in keys]
+    header = ["Model"] + [f"{labels[s]}: {metric_heading(k)}" for s in present for k in keys]
     caption = (f"Train, validation and test scores side by side ({protocol_caption(group)}; "
                "the final model's means over lead times on each split, metrics.json; train: a "
                "fixed sample of training sequences as large as the test set"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..protocols import METRICS, get_metric, metric_label, protocol_or_none
+from ..protocols import get_metric, protocol_or_none
 from ..results import Run
-from .describe import data_note, device, metric, protocol_caption, wall
+from .describe import data_note, device, metric, metric_heading, protocol_caption, wall
 from .markdown import esc, fmt_loss, fmt_value, table
 from .uncertainty import SeedGroup, fmt_pm, seed_groups
 
@@ -33,8 +33,7 @@ def table_keys(group: str, runs: list[Run]) -> list[str]:
 
 def _header(keys: list[str]) -> list[str]:
     return (["Model (job)", "Params"]
-            + [f"{esc(metric_label(k))} {METRICS[k].arrow if k in METRICS else ''}".strip()
-               for k in keys]
+            + [metric_heading(k) for k in keys]
             + ["Train loss", "Val. loss", "Test loss", "Wall time", "Device"])
 
 
@@ -76,10 +75,11 @@ def _caption(group: str, runs: list[Run]) -> str:
             + data_note(runs))
 
 
-def results_table(group: str, runs: list[Run], ident: str) -> str:
-    """The thesis's Table 4.1 for one protocol: ours beside the published numbers."""
+def results_table(group: str, runs: list[Run], ident: str, keys: Optional[list[str]] = None) -> str:
+    """The thesis's Table 4.1 for one protocol: ours beside the published numbers; `keys`:
+    its metric columns, table_keys(group, runs) unless the caller has them already."""
     protocol = protocol_or_none(group)
-    keys = table_keys(group, runs)
+    keys = table_keys(group, runs) if keys is None else keys
     rows = []
     for g in seed_groups(runs):
         if g.n > 1:
