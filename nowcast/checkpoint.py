@@ -39,14 +39,13 @@ def previous(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
-def save(obj: dict, path: str | Path, keep_previous: Optional[bool] = None) -> None:
-    """torch.save, atomically: an interrupted write leaves the previous file intact.
-
-    keep_previous (default: for checkpoint.pt) keeps the file it replaces as *.prev.pt.
+def save(obj: dict, path: str | Path) -> None:
+    """torch.save, atomically: an interrupted write leaves the previous file intact; a
+    checkpoint.pt it replaces is kept as checkpoint.prev.pt.
     Raises CheckpointWriteError when the file cannot be written (torch reports a short write
     as a RuntimeError, the OS as OSError)."""
     path = Path(path)
-    keep_previous = path.name == CHECKPOINT if keep_previous is None else keep_previous
+    keep_previous = path.name == CHECKPOINT
     try:
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)

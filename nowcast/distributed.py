@@ -8,8 +8,9 @@ train`), or `nowcast task --rendezvous` under srun, which maps SLURM's ids onto 
 
 - Collectives time out after `timeout_s` (`--collective-timeout`; default DEFAULT_TIMEOUT_S): a
   rank that fails or hangs ends its peers' wait, not the job's time limit.
-- A stop signal reaches every rank at a slightly different moment; `StopVote` makes them stop at
-  the same step (an all-reduce after every step; the strongest signal wins).
+- A stop signal reaches every rank at a slightly different moment; `strongest_signal` makes them
+  stop at the same step (an all-reduce at every step boundary; the strongest signal wins), and
+  `rank0_flag` gives every rank rank 0's time-budget decision.
 - `end_together`: ranks > 0 wait (gloo, no short timeout) until rank 0 has written the folder,
   so that no rank leaves while rank 0 still writes (srun --kill-on-bad-exit ends the others
   when one exits with an error); rank 0 waits for the others at most END_WAIT_FACTOR timeouts.
@@ -19,16 +20,19 @@ train`), or `nowcast task --rendezvous` under srun, which maps SLURM's ids onto 
 
 from __future__ import annotations
 
+import math
 import os
-import signal
 import sys
 import traceback
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
+
+from .errors import NowcastError
+from .stopping import STRENGTH
 
 DEFAULT_TIMEOUT_S = 300.0
 END_WAIT = timedelta(days=7)  # ranks > 0 wait this long for rank 0 (its outputs take what they take)
@@ -36,23 +40,31 @@ END_WAIT_FACTOR = 2           # rank 0 waits 2 timeouts + END_SLACK_S for ranks 
 END_SLACK_S = 30.0
 RANK_ERROR = "rank-{rank}.error"
 
-# Stop signals by strength: a cancel outranks an interrupt, which outranks SLURM's warning.
-_STRENGTH = {signal.SIGUSR1: 1, signal.SIGINT: 2, signal.SIGTERM: 3}
-
 
 class _Groups:
     """The side groups of this process's process group (set by init_distributed)."""
-    vote: Any = None   # gloo, the collective timeout: stop votes (None: the default group)
+    vote: Any = None   # gloo, the collective timeout: stop votes, the budget flag (None: default)
     end: Any = None    # gloo, END_WAIT: the end of a run
     timeout_s: float = DEFAULT_TIMEOUT_S
 
 
+def collective_timeout(value: Any, what: str = "--collective-timeout") -> float:
+    """The collective timeout in seconds: DEFAULT_TIMEOUT_S for None, else a positive number
+    (NowcastError naming `what` otherwise: 0 or less would end every collective at once)."""
+    if value is None:
+        return DEFAULT_TIMEOUT_S
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise NowcastError(f"{what} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
 def init_distributed(device_type: str, timeout_s: Optional[float] = None) -> bool:
     """Join the process group torchrun / srun describe (WORLD_SIZE > 1); NCCL on GPU, gloo on CPU.
-    Collectives time out after timeout_s (default: DEFAULT_TIMEOUT_S)."""
+    Collectives time out after timeout_s (collective_timeout: default DEFAULT_TIMEOUT_S)."""
+    timeout_s = collective_timeout(timeout_s)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
         return dist.is_available() and dist.is_initialized()
-    _Groups.timeout_s = timeout_s or DEFAULT_TIMEOUT_S
+    _Groups.timeout_s = timeout_s
     timeout = timedelta(seconds=_Groups.timeout_s)
     nccl = device_type == "cuda"
     if nccl:  # a timed-out collective raises in the rank instead of killing it unannounced
@@ -97,45 +109,20 @@ def end_together() -> Optional[str]:
 # stopping at the same step
 # --------------------------------------------------------------------------------------------
 
-class StopVote:
-    """Stop signals under several processes: the handler only notes the signal here; after
-    every step the ranks agree on the strongest one noted anywhere (an all-reduce on CPU, no
-    device synchronisation), and `apply(signum)` hands it to the training loop, which then
-    stops at the next step boundary on every rank. `pending`: a signal noted before the vote
-    took over. A second Ctrl-C stops at once, as without the vote."""
+def strongest_signal(local: Optional[int]) -> Optional[int]:
+    """The stop signal to act on at this step boundary: the strongest (stopping.STRENGTH) that
+    any rank noted, None for none. Every rank calls it at the same step (an all-reduce on the
+    CPU: no device synchronisation), so all of them stop at the same step."""
+    vote = torch.tensor([STRENGTH.get(local, 0)], dtype=torch.int32)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=_Groups.vote)
+    return next((s for s, v in STRENGTH.items() if v == int(vote.item())), None)
 
-    def __init__(self, apply: Callable[[int], None], pending: Optional[int] = None):
-        self.apply, self.local, self.agreed = apply, pending, None
 
-    def install(self, signals: tuple[int, ...]) -> "StopVote":
-        for sig in signals:
-            signal.signal(sig, self._note)
-        return self
-
-    def _note(self, signum: int, frame: Any) -> None:  # noqa: ARG002
-        if signum == signal.SIGINT and self.local == signal.SIGINT:
-            raise KeyboardInterrupt
-        if _STRENGTH.get(signum, 0) > _STRENGTH.get(self.local, 0):
-            self.local = signum
-
-    def after_step(self) -> None:
-        """The vote, on every rank after the same step; once agreed, no more votes."""
-        if self.agreed is not None:
-            return
-        vote = torch.tensor([_STRENGTH.get(self.local, 0)], dtype=torch.int32)
-        dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=_Groups.vote)
-        strength = int(vote.item())
-        if strength:
-            self.agreed = next(s for s, v in _STRENGTH.items() if v == strength)
-            self.apply(self.agreed)
-
-    def wrap(self, on_step: Callable[..., None]) -> Callable[..., None]:
-        """on_step plus the vote after each optimiser step (not after validations)."""
-        def on_step_and_vote(**info: Any) -> None:
-            on_step(**info)
-            if "loss" in info:
-                self.after_step()
-        return on_step_and_vote
+def rank0_flag(flag: bool) -> bool:
+    """Rank 0's `flag` on every rank (a broadcast on the CPU: no device synchronisation)."""
+    value = torch.tensor([int(flag)], dtype=torch.int32)
+    dist.broadcast(value, src=0, group=_Groups.vote)
+    return bool(value.item())
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,14 +13,13 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import figures, results, stopping
+from . import figures, results
 from .checkpoint import CHECKPOINT, MODEL, load_resume
 from .checkpoint import save as save_checkpoint
 from .config import Config, load_config
 from .data import get_data
 from .data.check import check_inputs
-from .distributed import (StopVote, end_together, init_distributed, rank_failure, rank_world,
-                          write_rank_error)
+from .distributed import end_together, init_distributed, rank_failure, rank_world, write_rank_error
 from .errors import NowcastError, RunStopped
 from .forecast import forecast
 from .models import count_parameters, get_model
@@ -115,7 +114,7 @@ def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
                           frame_shape=(cfg.crop_size,) * 2 if cfg.crop_size else data.frame_shape)
         result = train(cfg, data, model, runtime, run_dir, progress=progress,
                        stop_after_steps=stop_after_steps,
-                       on_step=_stop_vote(tracker.on_step) if distributed else tracker.on_step)
+                       on_step=tracker.on_step)
         tracker.finish_training(result.steps, result.sequences, result.train_seconds,
                                 result.history[-1]["train_loss"], result.best_val)
         if rank == 0:
@@ -182,18 +181,6 @@ def _leave(distributed: bool, rank: int) -> None:
         print(f"nowcast: rank {rank}: the ranks did not end together: {problem}", file=sys.stderr)
 
 
-def _stop_vote(on_step):
-    """Several processes: the stop signals that training's handler took (install_preemption_
-    handler) go to a StopVote instead, so that every rank stops at the same step."""
-    vote = StopVote(stopping.request, stopping.take_pending())
-    ours = stopping.handled()
-    try:
-        vote.install(ours)
-    except ValueError:  # not the main thread: no handlers here, nothing to take over
-        pass
-    return vote.wrap(on_step)
-
-
 def out_of_memory(cfg: Config, error: BaseException) -> Optional[NowcastError]:
     """A failed allocation as one line naming it and the sizes of the run; None for any other
     error. (torch's CPU allocator raises a plain RuntimeError, told only by its text.)"""
@@ -208,22 +195,18 @@ def out_of_memory(cfg: Config, error: BaseException) -> Optional[NowcastError]:
         f"hidden_sizes={cfg.hidden_sizes}: make the largest smaller")
 
 
-def _open_run(cfg: Config) -> Path:
-    """start_run, then make sure a resumed run finds a readable checkpoint.pt (checkpoint.
-    load_resume falls back to checkpoint.prev.pt) before training loads it."""
-    run_dir = results.start_run(cfg)
-    load_resume(run_dir / CHECKPOINT)
-    return run_dir
-
-
 def _start_run(cfg: Config, distributed: bool, rank: int) -> Path:
-    """Rank 0 creates (or finds again) the running folder; the others learn its path."""
+    """Rank 0 creates (or finds again) the running folder; the others learn its path. Several
+    processes: rank 0 makes sure checkpoint.pt is readable (checkpoint.load_resume falls back
+    to checkpoint.prev.pt) before every rank loads it."""
     if not distributed:
-        return _open_run(cfg)
+        return results.start_run(cfg)
     holder: list = [None]
     if rank == 0:
         try:
-            holder = [str(_open_run(cfg))]
+            run_dir = results.start_run(cfg)
+            load_resume(run_dir / CHECKPOINT)
+            holder = [str(run_dir)]
         except BaseException as error:  # every process must stop, not only rank 0
             holder = [f"{type(error).__name__}: {error}"]
     torch.distributed.broadcast_object_list(holder, src=0)

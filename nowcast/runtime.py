@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -57,9 +57,9 @@ def resolve_runtime(cfg) -> Runtime:
     gpu = device.type == "cuda"
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if gpu else "fp32")
     compile_ = cfg.compile == "on" or (cfg.compile == "auto" and gpu)
-    reference = precision == "fp32" and not compile_
-    deterministic = reference if cfg.deterministic is None else cfg.deterministic
-    return Runtime(device, precision, compile_, deterministic)
+    runtime = Runtime(device, precision, compile_)
+    deterministic = runtime.mode == "reference" if cfg.deterministic is None else cfg.deterministic
+    return replace(runtime, deterministic=deterministic)
 
 
 def set_determinism(seed: int, deterministic: bool) -> None:

@@ -1,8 +1,8 @@
 """Stop signals: SLURM's warning (SIGUSR1), a cancel (SIGTERM), Ctrl-C. A signal is only noted;
 the training loop checks `requested()` at every step boundary, saves a checkpoint and raises
-Preempted, whose `reason` status.json records as `stopped_by`. Under several processes a
-launcher takes the signals over (`take_pending`, `handled`) and hands the agreed one back
-(`request`) so that every rank stops at the same step (distributed.StopVote).
+Preempted, whose `reason` status.json records as `stopped_by`. Under several processes the
+ranks agree on the STRONGEST signal noted on any of them at every step boundary
+(distributed.strongest_signal), so that every rank stops at the same step.
 """
 
 from __future__ import annotations
@@ -16,13 +16,18 @@ from .errors import RunStopped
 # (--signal=B:USR1@...) asks for a requeue; SIGTERM (scancel) and Ctrl-C stop for good.
 STOP_REASONS = {signal.SIGUSR1: "preemption", signal.SIGTERM: "cancel", signal.SIGINT: "interrupt"}
 
+# Which signal wins when ranks noted different ones: a cancel outranks an interrupt, which
+# outranks SLURM's warning (only the warning asks for a requeue).
+STRENGTH = {signal.SIGUSR1: 1, signal.SIGINT: 2, signal.SIGTERM: 3}
+
 
 class Preempted(RunStopped):
     """Raised after a checkpoint was saved because SLURM (or the user) asked the job to stop;
-    `reason` says which signal asked (STOP_REASONS), "request" for none (stop_after_steps)."""
+    `reason` says which signal asked (STOP_REASONS): `signum`, the one the ranks agreed on,
+    else this process's own; "request" for none (stop_after_steps)."""
 
-    def __init__(self, message: str, reason: Optional[str] = None):
-        super().__init__(message, reason or STOP_REASONS.get(_stop_requested, "request"))
+    def __init__(self, message: str, signum: Optional[int] = None):
+        super().__init__(message, STOP_REASONS.get(signum or _stop_requested, "request"))
 
 
 _stop_requested: Optional[int] = None  # the first stop signal received, None before any
@@ -39,25 +44,6 @@ def _request_stop(signum, frame):  # noqa: ARG001
 def requested() -> Optional[int]:
     """The stop signal noted so far; None: none."""
     return _stop_requested
-
-
-def take_pending() -> Optional[int]:
-    """The stop signal received so far (None: none), cleared: a launcher that takes over the
-    signals (distributed.StopVote) carries it on."""
-    global _stop_requested
-    pending, _stop_requested = _stop_requested, None
-    return pending
-
-
-def request(signum: int) -> None:
-    """Stop at the next step boundary as if `signum` had been received here."""
-    _request_stop(signum, None)
-
-
-def handled() -> tuple[int, ...]:
-    """The signals whose handler is the loop's own (install_preemption_handler)."""
-    return tuple(s for s in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT)
-                 if signal.getsignal(s) is _request_stop)
 
 
 def install_preemption_handler(interrupt: bool = False) -> None:

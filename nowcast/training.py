@@ -28,10 +28,10 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from .checkpoint import CHECKPOINT
+from .checkpoint import CHECKPOINT, load_resume
 from .checkpoint import save as save_checkpoint_file
 from .config import Config
-from .distributed import rank_world
+from .distributed import rank0_flag, rank_world, strongest_signal
 from .errors import NowcastError
 from .forecast import evaluate_split, padded
 from .losses import make_loss
@@ -191,9 +191,9 @@ class Trainer:
     # --- state on disk ----------------------------------------------------------------------
     def resume(self) -> int:
         """The step to continue from: 0, or the checkpoint's step with everything restored."""
-        if not self.ckpt_path.is_file():
+        ckpt = load_resume(self.ckpt_path)  # on the CPU: torch's RNG state must stay there
+        if ckpt is None:
             return 0
-        ckpt = torch.load(self.ckpt_path, map_location=self.runtime.device, weights_only=True)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -267,9 +267,7 @@ class Trainer:
         val_loss, _ = evaluate_split(self.model, self.val, stage.k_in, stage.k_out, self.loss_fn,
                                      self.runtime, batch_size=max(self.cfg.batch_size, 32),
                                      with_metrics=False)
-        if not math.isfinite(val_loss):
-            raise NowcastError(f"training diverged: the validation loss is {val_loss} at step "
-                               f"{step} (try a lower initial_lr or grad_clip)")
+        check_finite(val_loss, f"validation loss at step {step}")
         self.validation_seconds = time.perf_counter() - started
         if self.on_step is not None:
             self.on_step(step=step, total=self.plan.total, val_loss=val_loss)
@@ -309,11 +307,14 @@ class Trainer:
         rank 0's clock decides)."""
         if self.deadline is None:
             return False
-        late = torch.tensor(float(time.perf_counter() + self.validation_seconds >= self.deadline))
-        if self.world > 1:  # NCCL broadcasts device tensors only
-            late = late.to(self.runtime.device)
-            dist.broadcast(late, src=0)
-        return bool(late.item())
+        late = time.perf_counter() + self.validation_seconds >= self.deadline
+        return rank0_flag(late) if self.world > 1 else late
+
+    def stop_signal(self) -> Optional[int]:
+        """The stop signal to act on at this step boundary (None: none): this process's own,
+        or under several processes the strongest any rank noted (every rank stops here)."""
+        local = stopping.requested()
+        return strongest_signal(local) if self.world > 1 else local
 
     def run(self, stop_after_steps: Optional[int] = None) -> TrainResult:
         step = self.resume()
@@ -325,8 +326,9 @@ class Trainer:
         self.clock.begin()
         self.model.train()
         while step < self.plan.total and self.result.stopped is None:
-            if stopping.requested() or (stop_after_steps is not None and step >= stop_after_steps):
-                self.stop(step)
+            signum = self.stop_signal()
+            if signum is not None or (stop_after_steps is not None and step >= stop_after_steps):
+                self.stop(step, signum)
             if step % self.plan.steps_per_epoch == 0:
                 self.new_epoch(step)
             self.train_step(step, self.plan.stages[self.plan.locate(step)[0]])
@@ -339,24 +341,27 @@ class Trainer:
                 self.account(step)
             if self.result.stopped is None and step < self.plan.total and self.out_of_time():
                 self.result.stopped = "time_budget"  # at least one step: something to score
-        if not self.result.history or self.result.history[-1]["step"] < step:
+        ended_between = not self.result.history or self.result.history[-1]["step"] < step
+        if ended_between:
             self.validate(step)  # the weights at the end are a candidate too
-        self.account(step)
+        # the loop saved this step's checkpoint, unless a validation or the budget came after it
+        self.account(step, save=ended_between or self.result.stopped == "time_budget")
         self.bar.close()
         return self.finish()
 
-    def account(self, step: int) -> None:
-        """Wall time so far into the result, then a checkpoint."""
+    def account(self, step: int, save: bool = True) -> None:
+        """Wall time so far into the result, then (save) a checkpoint."""
         now = time.perf_counter()
         self.result.train_seconds += now - self.started
         self.started = now
         self.result.steps = step
-        self.save(step)
+        if save:
+            self.save(step)
 
-    def stop(self, step: int) -> None:
+    def stop(self, step: int, signum: Optional[int] = None) -> None:
         self.account(step)
         self.bar.close()
-        raise Preempted(f"stopped at step {step}; checkpoint saved to {self.ckpt_path}")
+        raise Preempted(f"stopped at step {step}; checkpoint saved to {self.ckpt_path}", signum)
 
     def finish(self) -> TrainResult:
         r = self.result

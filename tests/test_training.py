@@ -139,6 +139,21 @@ def test_time_budget_stops_at_a_step_boundary_and_completes(tiny_values):
     assert json.loads((path / "metrics.json").read_text())["mean"]["mse_frame"] > 0
 
 
+def test_each_checkpoint_is_written_once(tiny_values, monkeypatch):
+    """8 steps, checkpoint_every 3, a validation per 4-step epoch: checkpoints after steps 3, 4,
+    6 and 8, none twice (the end saves again only what came after the loop's last save)."""
+    import nowcast.training
+    saved, real = [], nowcast.training.save_checkpoint_file
+    monkeypatch.setattr(nowcast.training, "save_checkpoint_file",
+                        lambda obj, path: (saved.append(obj["step"]), real(obj, path)))
+    run_experiment(load_config(values=dict(tiny_values, job_id="once")), progress=False)
+    assert saved == [3, 4, 6, 8]
+    saved.clear()  # stopped on its budget after step 1: the last validation and the reason saved
+    run_experiment(load_config(values=dict(tiny_values, job_id="once-budget", time_budget_min=1e-9)),
+                   progress=False)
+    assert saved == [1]
+
+
 def test_val_every_validates_between_epochs(tiny_values):
     """val_every=3 over 2 epochs of 4 steps: validations after steps 3, 6 and at the end (8)."""
     path = run_experiment(load_config(values=dict(tiny_values, job_id="val3", val_every=3)),

@@ -38,5 +38,5 @@ run_experiment marks the folder `preempted` in its status.json; the task then ex
 PREEMPTED (75) and the batch script requeues the job, which resumes from the checkpoint in
 results/.running-<job_id>/ (same array job and task ids, same folder). With several processes
 the task forwards the signals to srun, which passes them on to every rank; the ranks agree on
-the step to stop at (distributed.StopVote) and rank 0 saves the checkpoint.
+the step to stop at (distributed.strongest_signal) and rank 0 saves the checkpoint.
 """
