@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from .baselines import BASELINES
-from .distributed import DEFAULT_TIMEOUT_S
+from .distributed import DEFAULT_TIMEOUT_S, collective_timeout
 from .errors import NowcastError
 from .evaluate import evaluate_baseline, evaluate_checkpoint
 from .experiment import train_from_params
@@ -82,7 +82,7 @@ def _task(args) -> int:
     launch = None
     if args.procs_per_node is not None or args.collective_timeout is not None:
         launch = Launch(per_node=args.procs_per_node or 1, nodes=args.nodes or 1,
-                        timeout_s=args.collective_timeout or DEFAULT_TIMEOUT_S)
+                        timeout_s=collective_timeout(args.collective_timeout))
     return task_main(args.params, args.results, launch=launch, rendezvous=args.rendezvous)
 
 

@@ -139,16 +139,14 @@ class Progress:
             self.record.update(fields, stage=name)
         self._write()
 
-    def start_training(self, total_steps: int, step: int = 0, budget_s: Optional[float] = None) -> None:
-        """Before the first step (of this attempt: `step` is where a resumed run continues);
-        budget_s: a wall-time budget for training, which caps the ETA."""
-        now = self.clock()
-        self._mark, self._rate = (step, now), None
-        self._budget_end = None if budget_s is None else now + budget_s
+    def start_training(self, total_steps: int, step: int = 0) -> None:
+        """Before the first step (of this attempt: `step` is where a resumed run continues); a
+        time budget, if any, comes with each step (on_step's time_left)."""
+        self._mark, self._rate = (step, self.clock()), None
+        self._budget_end = None
         self.stage("train", step=step, total_steps=total_steps)
 
-    def update(self, step: int, loss: Any = None, val_loss: Any = None, force: bool = False,
-               **fields: Any) -> bool:
+    def update(self, step: int, loss: Any = None, val_loss: Any = None, force: bool = False) -> bool:
         """Record `step` (steps done) and losses; writes when `interval` seconds passed since the
         last write, or force. Returns whether it wrote."""
         now = self.clock()
@@ -156,8 +154,8 @@ class Progress:
             return False
         with self._lock:
             self._measure(step, now)
-            self.record.update(fields, step=step, seq_per_s=self._seq_per_s(),
-                               eta_s=self._eta(step, now), updated=now)
+            self.record.update(step=step, seq_per_s=self._seq_per_s(), eta_s=self._eta(step, now),
+                               updated=now)
             if loss is not None:
                 self.record["loss"] = float(loss)
             if val_loss is not None:

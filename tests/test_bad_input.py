@@ -16,9 +16,11 @@ import torch
 import yaml
 
 from conftest import TINY, TINY_FILE
+from nowcast.cli import main as nowcast_main
 from nowcast.config import load_config
 from nowcast.data.check import check_inputs, frame_shapes
 from nowcast.errors import NowcastError
+from nowcast.launch import local, notebook
 from nowcast.models import get_model
 
 NOWCAST = [sys.executable, "-m", "nowcast"]
@@ -314,3 +316,39 @@ def test_compile_on_from_the_command_line(tmp_path, params):
 def test_other_booleans_for_choices_are_still_refused():
     with pytest.raises(NowcastError, match="'norm' must be"):
         load_config(overrides=["norm=yes"])
+
+
+# ---------------------------------------------------------------------------------------------
+# the collective timeout: 0 or less would end every collective at once; refused, naming where
+# it was given, before anything runs (distributed.collective_timeout)
+# ---------------------------------------------------------------------------------------------
+
+def must_not_run(*args, **kwargs):
+    raise AssertionError("a refused collective timeout went on to run")
+
+
+@pytest.mark.parametrize("command", ["task", "sweep"])
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_collective_timeout_of_zero_or_less_is_refused(tmp_path, params, monkeypatch, capsys,
+                                                       command, value):
+    monkeypatch.setattr(local, "run_one", must_not_run)  # `nowcast task` would run the notebook
+    results = tmp_path / "r"
+    argv = {"task": ["task", str(params), str(results)],
+            "sweep": ["sweep", str(params), "--results", str(results), "--procs-per-task", "2",
+                      "--dry-run"]}[command]
+    code = nowcast_main([*argv, f"--collective-timeout={value}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0] == f"nowcast: error: --collective-timeout must be a positive number of seconds, " \
+                     f"got {float(value)!r}", err
+    no_folder(results)  # a sweep's dry run would have written results/.sweeps/
+
+
+@pytest.mark.parametrize("value", [0, -1.5, "0", "-5"])
+def test_notebook_collective_timeout_of_zero_or_less_is_refused(params, monkeypatch, value):
+    monkeypatch.setattr(notebook, "install_preemption_handler", must_not_run)
+    monkeypatch.setattr(notebook, "run_experiment", must_not_run)
+    with pytest.raises(NowcastError, match=r"^parameters: 'collective_timeout_s' must be a "
+                                           r"positive number of seconds, got -?[0-9.]+$"):
+        notebook.run_notebook_experiment(load_config(params), finalize=False,
+                                         collective_timeout_s=value)

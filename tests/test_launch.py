@@ -228,6 +228,24 @@ def test_run_local_skips_completed_sets(tmp_path, monkeypatch, capsys):
     assert len(ran) == 1
 
 
+def test_run_local_skips_a_set_completed_earlier_in_the_same_call(tmp_path, monkeypatch, capsys):
+    """Two identical sets in one `nowcast run`: the second finds the first's completed folder
+    and is skipped."""
+    res = tmp_path / "results"
+    ran = []
+
+    def complete(ps, **k):
+        ran.append(ps)
+        return "completed", _completed_folder(res, f"run{len(ran)}", ps.cfg)
+
+    monkeypatch.setattr(local, "run_one", complete)
+    assert local.run_local([str(SMOKE), str(SMOKE)], str(res), []) == 0
+    assert len(ran) == 1
+    assert f"nowcast: {SMOKE}: skipped, completed in {res / 'run1'}" in capsys.readouterr().out
+    assert local.run_local([str(SMOKE), str(SMOKE)], str(res), [], force=True) == 0
+    assert len(ran) == 3  # force: both run again
+
+
 @pytest.mark.parametrize("sent,expected", [(signal.SIGUSR1, "SIGUSR1"), (signal.SIGTERM, "SIGTERM"),
                                            (signal.SIGINT, "SIGTERM")])
 def test_forwarder_passes_signals_to_child_processes(tmp_path, sent, expected):

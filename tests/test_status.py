@@ -81,7 +81,7 @@ def test_every_update_writes_with_interval_zero(tmp_path):
 def test_time_budget_caps_the_eta(tmp_path):
     clock = Clock()
     p = progress.Progress(tmp_path, interval=0, heartbeat=0, clock=clock)
-    p.start_training(total_steps=1000, step=0, budget_s=60)
+    p.on_step(step=0, total=1000, time_left=60)  # the training loop's call: 60 s of budget
     clock.t += 10
     p.update(10)  # 1 step/s: 990 s by steps, but 50 s of budget left
     assert p.record["eta_s"] == 50

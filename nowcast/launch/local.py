@@ -132,20 +132,29 @@ def _conclude(cfg: Config, job_id: str, staged: Path, error: Optional[BaseExcept
     if running.is_dir() and (signalled or _marked_preempted(running)):
         print(f"nowcast: preempted; checkpoint kept in {running} ({message})", flush=True)
         return "preempted", running
-    if running.is_dir() and runlock.holder(running):  # another live run owns it: hands off
-        print(f"nowcast: FAILED {running}: {message}", file=sys.stderr, flush=True)
-        return "failed", running
-    if running.is_dir():  # the kernel died, or failed outside run_experiment's own handling
-        path = results.fail_run(running, rank_failure(running, message), notebook=staged)
-    elif final.is_dir():  # run_experiment marked it failed: add the executed notebook
+    if running.is_dir() or not final.is_dir():
+        # the kernel died, failed outside run_experiment's own handling, or before a results
+        # folder existed (a failed folder is still left behind)
+        path = _fail_here(cfg, job_id, message, notebook=staged) or running
+    else:  # run_experiment marked it failed: add the executed notebook
         path = final
         if staged.is_file() and not (final / "train.ipynb").exists():
             shutil.move(str(staged), final / "train.ipynb")
-    else:  # failed before a results folder existed: still leave a failed folder behind
-        path = results.fail_run(results.start_run(dataclasses.replace(cfg, job_id=job_id)),
-                                message, notebook=staged)
     print(f"nowcast: FAILED {path}: {message}", file=sys.stderr, flush=True)
     return "failed", path
+
+
+def _fail_here(cfg: Config, job_id: str, message: str,
+               notebook: Optional[Path] = None) -> Optional[Path]:
+    """Fail the run here, after its process ended without marking it (a rank > 0's own error
+    first: rank_failure); a folder is started when none exists. None: another live run holds
+    the folder's lock (it is that run's: left alone)."""
+    running = results.running_path(Path(cfg.results_dir), job_id)
+    if running.is_dir() and runlock.holder(running):
+        return None
+    if not running.is_dir():
+        running = results.start_run(dataclasses.replace(cfg, job_id=job_id))
+    return results.fail_run(running, rank_failure(running, message), notebook=notebook)
 
 
 def _marked_preempted(running: Path) -> bool:
@@ -227,10 +236,11 @@ def task_main(params: str, results_dir: Optional[str] = None, launch: Optional[L
         status, path = run_ranks(sets[0], params, results_dir, launch)
     else:
         status, path = run_one(sets[0], progress=True)  # plain progress lines in the task's log
-    if status == "preempted" and results.stop_reason(path) != "preemption":
+    reason = results.stop_reason(path) if status == "preempted" else None
+    if status == "preempted" and reason != "preemption":
         # scancel (SIGTERM), Ctrl-C or a checkpoint that could not be written: resumable, but
         # stopped for good (a resubmission with this job id resumes it)
-        print(f"nowcast: stopped ({results.stop_reason(path)}), not requeued; to resume: "
+        print(f"nowcast: stopped ({reason}), not requeued; to resume: "
               f"nowcast sweep {params} --set job_id={results.final_path(path).name}", flush=True)
         return STOPPED
     return {"completed": 0, "preempted": PREEMPTED}.get(status, 1)
@@ -284,14 +294,10 @@ def _ranks_outcome(cfg: Config, job_id: str, code: int) -> tuple[str, Path]:
         if run is not None and run.status in ("completed", "failed", "preempted"):
             return run.status, folder
     why = f"the ranks ended (srun exit status {code}) without recording an end"
-    if running.is_dir() and runlock.holder(running):  # another live run owns it
-        print(f"nowcast: FAILED {running}: {why}", file=sys.stderr, flush=True)
-        return "failed", running
-    if not running.is_dir():
-        running = results.start_run(dataclasses.replace(cfg, job_id=job_id))
-    path = results.fail_run(running, rank_failure(running, why))
-    print(f"nowcast: FAILED {path}: {results.read_run(path).error}", file=sys.stderr, flush=True)
-    return "failed", path
+    path = _fail_here(cfg, job_id, why)
+    error = why if path is None else results.read_run(path).error
+    print(f"nowcast: FAILED {path or running}: {error}", file=sys.stderr, flush=True)
+    return "failed", path or running
 
 
 def rank_worker(ps: ParamsSet, timeout_s: float) -> int:

@@ -21,6 +21,7 @@ import yaml
 
 from .. import results
 from ..config import FIELDS, Config, defaults, load_config
+from ..distributed import collective_timeout
 from ..errors import NowcastError
 from ..experiment import run_experiment
 from ..stopping import install_preemption_handler
@@ -174,11 +175,9 @@ def run_notebook_experiment(cfg: Config, finalize: bool = True,
         raise NowcastError(f"parameters: 'finalize' must be true or false, got {finalize!r}")
     if isinstance(collective_timeout_s, str):
         collective_timeout_s = _from_command_line(collective_timeout_s)
-    if collective_timeout_s is not None and (isinstance(collective_timeout_s, bool) or not
-                                             isinstance(collective_timeout_s, (int, float))
-                                             or not collective_timeout_s > 0):
-        raise NowcastError(f"parameters: 'collective_timeout_s' must be a positive number of "
-                           f"seconds or None, got {collective_timeout_s!r}")
+    if collective_timeout_s is not None:  # None stays None: run_experiment's default
+        collective_timeout_s = collective_timeout(collective_timeout_s,
+                                                  "parameters: 'collective_timeout_s'")
     install_preemption_handler()
     return run_experiment(cfg, finalize=finalize, collective_timeout_s=collective_timeout_s)
 

@@ -24,7 +24,7 @@ from typing import Mapping, Optional
 import yaml
 
 from .. import results
-from ..distributed import DEFAULT_TIMEOUT_S
+from ..distributed import DEFAULT_TIMEOUT_S, collective_timeout
 from ..errors import NowcastError
 from ..util import repo_file, write_text
 from .params import ParamsSet, collect
@@ -143,11 +143,8 @@ def sweep_launch(gpus_per_task: Optional[str] = None, procs_per_task: Optional[i
     else:
         gpu_type, count = "", procs_per_task
     per_node, nodes_n = _positive(count, "processes per node"), _positive(nodes_given or 1, "--nodes")
-    timeout = DEFAULT_TIMEOUT_S if timeout_s is None else float(timeout_s)
-    if timeout <= 0:
-        raise NowcastError(f"--collective-timeout must be positive, got {timeout_s}")
     return Launch(per_node, nodes_n, gpus=gpus_per_task is not None, gpu_type=gpu_type or None,
-                  timeout_s=timeout)
+                  timeout_s=collective_timeout(timeout_s))
 
 
 def _positive(value, what: str) -> int:
@@ -286,7 +283,9 @@ def submit_sweep(params_paths: list[str], results_dir: Optional[str] = None, par
 
 def _check_divisible(sets: list[ParamsSet], launch: Optional[Launch]) -> None:
     """Each process trains on an equal share of the global batch: refused before submitting."""
-    n = 1 if launch is None else launch.processes
+    if launch is None:  # one process per task: any batch size divides
+        return
+    n = launch.processes
     for ps in sets:
         if ps.cfg.batch_size % n:
             raise NowcastError(f"{ps.source}: batch_size {ps.cfg.batch_size} is not divisible by "
