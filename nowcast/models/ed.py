@@ -27,8 +27,7 @@ def total_downsampling(n_layers: int, stride: int) -> int:
 
 
 class ConvLSTMED(SequenceModel):
-    def __init__(self, hidden_sizes: list[int], filter_sizes: list[int],
-                 image_size: int | tuple[int, int],
+    def __init__(self, hidden_sizes: list[int], filter_sizes: list[int], size: tuple[int, int],
                  stride: int = 2, max_pool: bool = True, transpose: bool = True,
                  norm: str = "none", norm_groups: int = 4, peephole: str = "per_position",
                  bias: bool = False, leaky_slope: Optional[float] = None,
@@ -42,7 +41,6 @@ class ConvLSTMED(SequenceModel):
         if stride == 1 and max_pool:
             raise NowcastError("max_pool down-samples: it needs stride 2 (set max_pool: false)")
         self.downsampling = total_downsampling(n, stride)
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if size[0] % self.downsampling or size[1] % self.downsampling:
             raise NowcastError(f"frame size {size[0]}x{size[1]} is not divisible by the total "
                                f"down-sampling {self.downsampling} of {n} layers at stride 2")

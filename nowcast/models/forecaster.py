@@ -78,9 +78,8 @@ class RowConv(nn.Conv2d):
 
 
 def conv_encoder_forecaster(hidden_sizes: list[int], filter_sizes: list[int],
-                            image_size: int | tuple[int, int],
-                            stride: int = 1, norm: str = "none", norm_groups: int = 4,
-                            peephole: str = "per_position", bias: bool = True,
+                            size: tuple[int, int], stride: int = 1, norm: str = "none",
+                            norm_groups: int = 4, peephole: str = "per_position", bias: bool = True,
                             leaky_slope: Optional[float] = None, fused_gates: bool = False,
                             in_channels: int = 1, activation: str = "tanh",
                             output: str = "sigmoid", head: str = "1x1",
@@ -91,8 +90,6 @@ def conv_encoder_forecaster(hidden_sizes: list[int], filter_sizes: list[int],
     if stride != 1:
         raise NowcastError(f"encoder_forecaster keeps every state at full size: stride must be 1, "
                            f"got {stride}")
-
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
 
     def make_cell(cin: int, hidden: int, layer: int) -> nn.Module:
         try:
@@ -120,8 +117,7 @@ class FCLSTM(SequenceModel):
     The forecaster is not conditional on its predictions: teacher forcing does not apply.
     """
 
-    def __init__(self, hidden_sizes: list[int], image_size: int | tuple[int, int],
-                 activation: str = "tanh",
+    def __init__(self, hidden_sizes: list[int], size: tuple[int, int], activation: str = "tanh",
                  output: str = "sigmoid"):
         super().__init__()
         self.set_output(output)
@@ -129,8 +125,7 @@ class FCLSTM(SequenceModel):
             raise NowcastError(f"fc_lstm: hidden_sizes must be [encoder, forecaster] with equal "
                                f"sizes (the forecaster starts from the encoder's state), "
                                f"got {hidden_sizes}")
-        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-        hidden, pixels = hidden_sizes[0], h * w
+        hidden, pixels = hidden_sizes[0], size[0] * size[1]
         try:
             self.encoder = FCLSTMCell(pixels, hidden, activation)
             self.forecaster = FCLSTMCell(hidden, hidden, activation)
