@@ -20,7 +20,7 @@ from .incremental import RUN_FILES, copy_artifacts, digest, mark, needs
 from .intervals import interval_table, paired_table, splits_table, statistics_paragraph
 from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
 from .tables import results_table, skill_table, table_keys
-from .uncertainty import seed_groups
+from .uncertainty import seed_groups, uncertainty
 
 # By Run.state (nowcast/progress.py derive_state, as `nowcast status` shows it): stale is a
 # run left "running" whose process is gone.
@@ -131,9 +131,10 @@ def results_section(group: str, runs: list[Run], gen: Path) -> str:
                             "(solid) and baseline (dashed); a model run over several seeds is "
                             "one line, their mean, in a band, the 95 % t interval per lead. "
                             + data_note(runs), f"fig-lead-{group}"))
+    bootstraps = [(r, u) for r in runs if (u := uncertainty(r)) is not None]  # once per run
     extra = [skill_table(group, runs, f"tbl-skill-{group}"),
-             interval_table(group, runs, keys, f"tbl-ci-{group}"),
-             paired_table(group, runs, f"tbl-paired-{group}"),
+             interval_table(group, runs, keys, f"tbl-ci-{group}", bootstraps),
+             paired_table(group, runs, f"tbl-paired-{group}", bootstraps),
              splits_table(group, runs, f"tbl-splits-{group}")]
     return "\n".join(parts + [t for t in extra if t])
 

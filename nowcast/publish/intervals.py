@@ -11,8 +11,8 @@ from ..protocols import protocol_or_none
 from ..results import Run
 from .describe import data_note, metric, metric_heading, protocol_caption
 from .markdown import esc, fmt_value, table
-from .uncertainty import (PAIRED_BASELINES, fmt_interval, fmt_pm, paired_keys, seed_groups,
-                          uncertainty)
+from .uncertainty import (PAIRED_BASELINES, RunUncertainty, fmt_interval, fmt_pm, paired_keys,
+                          seed_groups)
 
 SPLITS = ("train", "val", "test", "test_ood")
 SPLIT_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
@@ -40,14 +40,14 @@ def statistics_paragraph() -> str:
         "direction) when the 95 % interval excludes 0, *not distinguishable* otherwise.\n")
 
 
-def interval_table(group: str, runs: list[Run], keys: list[str], ident: str) -> Optional[str]:
-    """Each run's test scores with their 95 % bootstrap intervals."""
+def interval_table(group: str, runs: list[Run], keys: list[str], ident: str,
+                   bootstraps: list[tuple[Run, RunUncertainty]]) -> Optional[str]:
+    """Each run's test scores with their 95 % bootstrap intervals (`bootstraps`: the runs
+    that have them, with their uncertainty.uncertainty)."""
     rows, units = [], set()
-    for r in runs:
-        u = uncertainty(r)
-        if u is not None:
-            units.add(u.description)
-            rows.append([esc(r.label)] + [fmt_interval(u.means.get(k)) for k in keys])
+    for r, u in bootstraps:
+        units.add(u.description)
+        rows.append([esc(r.label)] + [fmt_interval(u.means.get(k)) for k in keys])
     if not rows or not keys:
         return None
     caption = (f"Test scores with 95 % percentile bootstrap intervals \\[low, high\\] "
@@ -57,14 +57,15 @@ def interval_table(group: str, runs: list[Run], keys: list[str], ident: str) -> 
                  align="l" + "r" * len(keys))
 
 
-def paired_table(group: str, runs: list[Run], ident: str) -> Optional[str]:
-    """Model minus baseline, with its paired bootstrap interval and the verdict."""
+def paired_table(group: str, runs: list[Run], ident: str,
+                 bootstraps: list[tuple[Run, RunUncertainty]]) -> Optional[str]:
+    """Model minus baseline, with its paired bootstrap interval and the verdict (`bootstraps`
+    as for interval_table)."""
     keys = paired_keys(group, runs)
     rows = []
-    for r in runs:
-        u = uncertainty(r)
+    for r, u in bootstraps:
         for name in PAIRED_BASELINES:
-            found = (u.paired.get(name) if u else None) or {}
+            found = u.paired.get(name) or {}
             if found:
                 rows.append([esc(r.label), esc(name)] + [
                     (f"{fmt_interval(c.difference, signed=True)} "

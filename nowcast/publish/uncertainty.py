@@ -9,7 +9,6 @@ and saved), and they share protocol group, data description and architecture.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import sys
@@ -173,23 +172,18 @@ def _items(per_item: dict[str, np.ndarray]) -> int:
 
 
 def uncertainty(run: Run) -> Optional[RunUncertainty]:
-    """Bootstrap intervals of a completed run (cached per scores.npz file state)."""
-    f = run.file(SCORES)
-    if f is None or run.status != "completed":
+    """Bootstrap intervals of a completed run from its scores.npz (None: none there, or
+    damaged, with a warning). The report computes it once per run (fragments.results_section)."""
+    path = run.file(SCORES)
+    if path is None or run.status != "completed":
         return None
-    st = f.stat()
-    return _uncertainty(run.group, str(f), st.st_mtime_ns, st.st_size)
-
-
-@functools.lru_cache(maxsize=64)
-def _uncertainty(group: str, path: str, mtime_ns: int, size: int) -> Optional[RunUncertainty]:
-    per_item = read_scores(Path(path))
+    per_item = read_scores(path)
     if not per_item:
         return None
     try:
         per_item = _test_items(per_item)
         n = _items(per_item)
-        scheme, blocks = blocks_of(group, per_item, n)
+        scheme, blocks = blocks_of(run.group, per_item, n)
         weights = stats.resample_weights(n, blocks)
         model = {k: stats.lead_mean(v) for k, v in stats.score_samples(per_item, weights).items()}
         out = RunUncertainty(scheme, n if blocks is None else len(np.unique(blocks)),
