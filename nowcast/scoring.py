@@ -80,8 +80,9 @@ def score_ood_split(cfg: Config, data, model, runtime) -> Optional[Scores]:
     """The out-of-domain test (the thesis's 3-digit test of a 2-digit model): the test split's
     metrics on test_sequences sequences of test_num_digits test digits (MovingMNIST's fixed
     "test_ood" split); None when test_num_digits is not set. metrics: mean, per_lead and
-    `ood` (what the split is); per_item: per sequence, as the test split's."""
-    if cfg.test_num_digits is None or cfg.dataset != "mmnist":
+    `ood` (what the split is); per_item: per sequence, as the test split's. (test_num_digits
+    is null off Moving MNIST: options.USES.)"""
+    if cfg.test_num_digits is None:
         return None
     ood = data.split("test_ood")
     loss, image = _evaluate(cfg, model, ood, runtime)

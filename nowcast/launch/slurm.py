@@ -62,6 +62,7 @@ class Launch:
         return ["--procs-per-node", str(self.per_node), "--nodes", str(self.nodes),
                 "--collective-timeout", f"{self.timeout_s:g}"]
 
+
 SWEEPS = ".sweeps"    # results/.sweeps/<stamp>/: params lists, expanded grid points, SLURM logs
 DRY_RUN_ID = "DRYRUN"  # the array job id a dry run shows in the report job's dependency
 
