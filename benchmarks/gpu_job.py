@@ -4,6 +4,7 @@ time cap, everything written as it goes and packed into a few files.
     python benchmarks/gpu_job.py --out $OUT --limit-s 540 bench
     python benchmarks/gpu_job.py --out $OUT --limit-s 540 train params/thesis-3layer.yaml params/X.yaml
     python benchmarks/gpu_job.py --out $OUT --limit-s 540 gpu-tests
+    python benchmarks/gpu_job.py --out $OUT --limit-s 540 speed     # the GPU speed issue's plan
     python benchmarks/gpu_job.py --out /tmp/o --device cpu --quick bench     # checks the script (CI)
 
 Made for short jobs on a bare machine (a debug partition, a lent GPU for ten minutes): only
@@ -20,8 +21,11 @@ only a few files come back. So:
   file may be; at most --max-files files of --max-file-mib MiB in all.
 
 Tasks: `bench` (throughput of the named workloads in both modes, the numerics check, the input
-pipeline), `train PARAMS...` (each params set with a time budget: `nowcast train`), and
-`gpu-tests` (pytest -m gpu: fast vs reference, repeatability, resume). Every task runs with
+pipeline), `train PARAMS...` (each params set with a time budget: `nowcast train`, `--set`
+applied to each), `gpu-tests` (pytest -m gpu: fast vs reference, repeatability, resume), and
+`speed` (the seed's model against the seed's own step: throughput of seed and fast with a
+profile of the fast step, an end-to-end training at 9+9, the numerics check, the gpu tests,
+the ablation; in that order, most important first). Every task runs with
 `--device cpu --quick` in the test suite, so no GPU minute is spent finding a typo.
 """
 
@@ -102,6 +106,24 @@ def child_env(device: str) -> dict:
 # tasks: each a list of steps
 # --------------------------------------------------------------------------------------------
 
+# first in every task: what the figures were measured on (device, driver, versions)
+ENVIRONMENT = """
+import json, platform, shutil, subprocess, time, torch
+cuda = torch.cuda.is_available()
+smi = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
+       "--format=csv,noheader"]
+print(json.dumps({"environment": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "python": platform.python_version(),
+    "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+    "device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
+    "nvidia_smi": subprocess.run(smi, capture_output=True, text=True).stdout.strip()
+    if cuda and shutil.which("nvidia-smi") else None}))
+"""
+
+
+def environment_step() -> tuple[str, list[str], float]:
+    return ("environment", [sys.executable, "-c", ENVIRONMENT], 30)
+
+
 def bench_steps(args) -> list[tuple[str, list[str], float]]:
     py, quick = sys.executable, ["--quick"] if args.quick else []
     device = ["--device", args.device]
@@ -121,8 +143,10 @@ def train_steps(args) -> list[tuple[str, list[str], float]]:
     steps = []
     for params in args.params:
         sets = [f"time_budget_min={budget:g}", f"device={args.device}",
-                "results_dir=" + str(args.work / "results")]
+                "results_dir=" + str(args.work / "results"), *args.set]
         sets += QUICK_TRAIN if args.quick else []
+        # on a CPU (the script's own check) eager: compiling costs minutes on a few cores
+        sets += ["compile=off"] if args.device == "cpu" else []
         cmd = [sys.executable, "-m", "nowcast", "train", "-c", params, "-q"]
         for s in sets:
             cmd += ["--set", s]
@@ -136,7 +160,34 @@ def gpu_test_steps(args) -> list[tuple[str, list[str], float]]:
                            "tests/test_gpu.py"], args.limit_s)]
 
 
-TASKS = {"bench": bench_steps, "train": train_steps, "gpu-tests": gpu_test_steps}
+# speed: the seed's best model (params/seed-best-mmnist.yaml) trained end to end at a fixed 9+9
+# in the fast mode, on the real pipeline (Moving MNIST rendered on the device), for its
+# sequences/s beside the model-only figure; small validation and test sets keep the scoring short
+SPEED_TRAIN = ["curriculum=null", "k_in=9", "k_out=9", "protocol=none", "precision=bf16",
+               "compile=on", "train_sequences=64000", "val_sequences=256", "test_sequences=512",
+               "job_id=seed-b64-9x9-fast"]
+
+
+def speed_steps(args) -> list[tuple[str, list[str], float]]:
+    py, quick = sys.executable, ["--quick"] if args.quick else []
+    bench = [py, "benchmarks/throughput.py", "--device", args.device, *quick, "--workloads", "seed-b64"]
+    short = ["--warmup", "1", "--steps", "2"] if args.quick else ["--warmup", "5", "--steps", "20"]
+    train = argparse.Namespace(**dict(vars(args), params=["params/seed-best-mmnist.yaml"],
+                                      budget_min=args.budget_min or 1.5,
+                                      set=[*SPEED_TRAIN, *args.set]))
+    (name, train_cmd, train_cap), = train_steps(train)
+    return [
+        ("throughput", [*bench, "seed-b16", "--modes", "seed", "fast", "--profile",
+                        "2" if args.quick else "10"], 200),
+        ("train seed-b64 9+9", train_cmd, train_cap),
+        ("numerics", [*bench, "--check-numerics", "5" if args.quick else "100"], 100),
+        ("gpu-tests", gpu_test_steps(args)[0][1], 150),
+        ("ablate", [*bench, "--ablate", *short], 240),
+    ]
+
+
+TASKS = {"bench": bench_steps, "train": train_steps, "gpu-tests": gpu_test_steps,
+         "speed": speed_steps}
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,6 +233,8 @@ def parse(argv=None) -> argparse.Namespace:
                    "(default: the limit shared between the sets)")
     p.add_argument("--after-training-s", type=float, default=90,
                    help="train: time allowed after the budget for scoring and outputs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="train: a params value for every set (repeatable)")
     p.add_argument("--workloads", nargs="*", help="bench: throughput workloads (default: all)")
     p.add_argument("--max-files", type=int, default=8)
     p.add_argument("--max-file-mib", type=float, default=16)
@@ -196,7 +249,7 @@ def main(argv=None) -> int:
     job.say(f"gpu_job {args.task} on {args.device}{' (quick)' if args.quick else ''}, "
             f"limit {args.limit_s:.0f} s")
     failed = 0
-    for name, cmd, cap in TASKS[args.task](args):
+    for name, cmd, cap in [environment_step(), *TASKS[args.task](args)]:
         if job.left() < 10:
             job.record({"step": name, "status": "skipped", "reason": "out of time"})
             failed += 1

@@ -8,7 +8,8 @@ of the device's dense bf16 peak, peak memory. A table follows at the end.
 
     python benchmarks/throughput.py                         # every workload, both modes (GPU)
     python benchmarks/throughput.py --workloads seed-b64 --modes reference fast
-    python benchmarks/throughput.py --ablate                # fast mode, one optimisation at a time
+    python benchmarks/throughput.py --ablate                # the seed's step, one optimisation at a time
+    python benchmarks/throughput.py --workloads seed-b64 --modes seed fast --profile 10
     python benchmarks/throughput.py --check-numerics 300    # fast vs reference loss trajectories
     python benchmarks/throughput.py --device cpu --quick    # CPU smoke run of the script itself
 
@@ -16,24 +17,34 @@ Data are generated before timing and kept on the device, so the figures measure 
 step, not the input pipeline (benchmarks/batches.py times that). Compilation is what training
 does (nowcast.models.compile_cells: each recurrent cell, once) and its cost is reported apart:
 `first_step_s` is the first step, compilation included; `ms_per_step` the median after
-warm-up. Speed-ups are ratios between modes measured in the same call.
+warm-up. Speed-ups are ratios between modes measured in the same call: `vs_seed` in the table
+is each row's sequences/s over the `seed` mode's of the same workload.
+
+Modes: `seed` is how the seed project ran (eager fp32, PyTorch's own kernel settings: cuDNN's
+default algorithms, TF32 convolutions, no determinism; Adam's default foreach implementation);
+`reference` and `fast` are nowcast's modes as training runs them (nowcast.runtime).
+`--profile N` profiles N steps of the last mode of the first workload (torch.profiler) and
+prints its kernels by device time, grouped (convolutions, compiled elementwise code, optimiser).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from dataclasses import dataclass, replace
 
 import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
 
 from nowcast.config import load_config
 from nowcast.losses import make_loss
 from nowcast.models import compile_cells, count_parameters, get_model
-from nowcast.runtime import FAST_VS_REFERENCE_RTOL, resolve_runtime, set_determinism
+from nowcast.runtime import CUBLAS_WORKSPACE, FAST_VS_REFERENCE_RTOL, resolve_runtime, set_determinism
 from nowcast.training import optimisation_step
 
 # Dense bf16 tensor-core peaks (TFLOP/s, without sparsity), from the vendors' data sheets.
@@ -63,37 +74,59 @@ QUICK = dict(hidden_sizes=[8, 8], filter_size=3, batch_size=4, image_size=32,
              frame_shape=(32, 32), k_in=3, k_out=3)
 
 
+# PyTorch's own kernel settings, read before anything here changes them (the seed's)
+TORCH_DEFAULTS = {"benchmark": torch.backends.cudnn.benchmark,
+                  "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+                  "matmul_tf32": torch.backends.cuda.matmul.allow_tf32}
+
+
 @dataclass(frozen=True)
 class Mode:
     name: str
     precision: str = "fp32"
     compile: bool = False
-    fused_adam: bool = False
+    adam: str = "fused"              # fused (training's, on CUDA) | foreach (torch's default)
+    kernels: str = "deterministic"   # deterministic | default (torch's own) | fastest
     channels_last: bool = False
 
 
-MODES = {"reference": Mode("reference"),
-         "fast": Mode("fast", precision="bf16", compile=True, fused_adam=True)}
-# --ablate: from reference, add one optimisation at a time, then all of them
-ABLATIONS = [Mode("ref+bf16", precision="bf16"), Mode("ref+compile", compile=True),
-             Mode("ref+fused_adam", fused_adam=True), Mode("ref+channels_last", channels_last=True),
-             MODES["fast"]]
+MODES = {"seed": Mode("seed", adam="foreach", kernels="default"),
+         "reference": Mode("reference"),
+         "fast": Mode("fast", precision="bf16", compile=True, kernels="fastest")}
+# --ablate: from the seed's step, one optimisation at a time, then all of them (fast), then
+# what nowcast adds on top, then the price of determinism (reference)
+_SEED = MODES["seed"]
+ABLATIONS = [_SEED, replace(_SEED, name="seed+fastest_kernels", kernels="fastest"),
+             replace(_SEED, name="seed+fused_adam", adam="fused"),
+             replace(_SEED, name="seed+bf16", precision="bf16"),
+             replace(_SEED, name="seed+compile", compile=True),
+             MODES["fast"], replace(MODES["fast"], name="fast+channels_last", channels_last=True),
+             MODES["reference"]]
+
+
+def set_kernels(kind: str, seed: int) -> None:
+    """Seed the generators and choose the kernels: nowcast's rule for `deterministic` and
+    `fastest` (runtime.set_determinism), PyTorch's own settings for `default`."""
+    set_determinism(seed, kind == "deterministic")
+    if kind == "default":
+        torch.backends.cudnn.benchmark = TORCH_DEFAULTS["benchmark"]
+        torch.backends.cudnn.allow_tf32 = TORCH_DEFAULTS["cudnn_tf32"]
+        torch.backends.cuda.matmul.allow_tf32 = TORCH_DEFAULTS["matmul_tf32"]
 
 
 def build(workload: dict, mode: Mode, device: torch.device, seed: int = 0):
     values = {k: v for k, v in workload.items() if k != "frame_shape"}
     cfg = load_config(values=dict(values, device=device.type, precision=mode.precision,
                                   compile="on" if mode.compile else "off"))
-    # training's rule (deterministic kernels in the reference mode), on this exact device
-    runtime = replace(resolve_runtime(cfg), device=device)
-    set_determinism(seed, runtime.deterministic)
+    runtime = replace(resolve_runtime(cfg), device=device, deterministic=mode.kernels == "deterministic")
+    set_kernels(mode.kernels, seed)
     model = get_model(cfg, device=device)
     memory_format = torch.channels_last if mode.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.initial_lr,
-                                 fused=mode.fused_adam and device.type == "cuda" or None,
-                                 foreach=None if mode.fused_adam else False)
+    fused = mode.adam == "fused" and device.type == "cuda"  # training's optimiser on CUDA
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.initial_lr, fused=fused or None)
     if mode.compile:
+        torch._dynamo.reset()  # compiled as training compiles: from this process's scratch
         compile_cells(model)
     h, w = workload.get("frame_shape", (cfg.image_size, cfg.image_size))
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -106,40 +139,52 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def count_flops(cfg, model, optimizer, runtime, frames) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-    counter = FlopCounterMode(display=False)
-    with counter:
-        optimisation_step(model, model, optimizer, make_loss(cfg.loss), runtime,
-                          frames[:, :cfg.k_in], frames[:, cfg.k_in:], grad_clip=cfg.grad_clip)
-    return counter.get_total_flops()
+FLOPS: dict[str, int] = {}  # per workload: the same whatever the mode
 
 
-def measure(name: str, workload: dict, mode: Mode, device: torch.device, warmup: int, steps: int) -> dict:
+def count_flops(name: str, workload: dict, device: torch.device) -> int:
+    """FLOP of one training step (torch.utils.flop_counter), counted once per workload on an
+    eager fp32 model: autocast and compilation change how the work is done, not how much."""
+    if name not in FLOPS:
+        cfg, model, optimizer, runtime, frames = build(workload, MODES["seed"], device)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            optimisation_step(model, model, optimizer, make_loss(cfg.loss), runtime,
+                              frames[:, :cfg.k_in], frames[:, cfg.k_in:], grad_clip=cfg.grad_clip)
+        FLOPS[name] = counter.get_total_flops()
+    return FLOPS[name]
+
+
+def measure(name: str, workload: dict, mode: Mode, device: torch.device, warmup: int, steps: int,
+            profile_steps: int = 0) -> dict:
+    flops = count_flops(name, workload, device)
     cfg, model, optimizer, runtime, frames = build(workload, mode, device)
     loss_fn = make_loss(cfg.loss)
     inputs, target = frames[:, :cfg.k_in], frames[:, cfg.k_in:]
+
+    def step():
+        optimisation_step(model, model, optimizer, loss_fn, runtime, inputs, target, grad_clip=cfg.grad_clip)
+
     t0 = time.perf_counter()
-    optimisation_step(model, model, optimizer, loss_fn, runtime, inputs, target, grad_clip=cfg.grad_clip)
+    step()
     sync(device)
     first_step = time.perf_counter() - t0  # compilation, when the mode compiles
-    flops = count_flops(cfg, model, optimizer, runtime, frames)
     for _ in range(warmup):
-        optimisation_step(model, model, optimizer, loss_fn, runtime, inputs, target, grad_clip=cfg.grad_clip)
+        step()
     sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
-        optimisation_step(model, model, optimizer, loss_fn, runtime, inputs, target, grad_clip=cfg.grad_clip)
+        step()
         sync(device)
         times.append(time.perf_counter() - t0)
     ms = statistics.median(times) * 1000
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = next((v for k, v in BF16_PEAK.items() if k in device_name), None)
     tflops = flops / (ms / 1000) / 1e12
-    return {
+    row = {
         "workload": name, "mode": mode.name, "device": device_name, "torch": torch.__version__,
         "batch": cfg.batch_size, "k_in": cfg.k_in, "k_out": cfg.k_out,
         "frame": list(frames.shape[-2:]), "parameters": count_parameters(model),
@@ -150,6 +195,66 @@ def measure(name: str, workload: dict, mode: Mode, device: torch.device, warmup:
         "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None,
         "steps_timed": steps, "date": time.strftime("%Y-%m-%d"),
     }
+    print(json.dumps(row), flush=True)
+    if profile_steps:
+        try:  # a profiler failure must not cost the figures above
+            print(json.dumps(dict(profile_kernels(step, device, profile_steps), workload=name,
+                                  mode=mode.name)), flush=True)
+        except Exception as e:
+            print(f"profile: failed ({type(e).__name__}: {e})", flush=True)
+    return row
+
+
+# kernel name fragments -> group (first match wins; names as CUDA and cuDNN spell them)
+KERNEL_GROUPS = [("optimiser", ("adam", "multi_tensor", "foreach")),
+                 ("convolution", ("conv", "xmma", "gemm", "cudnn", "wgrad", "dgrad", "implicit")),
+                 ("compiled (triton)", ("triton",)),
+                 ("copy / cast", ("copy", "memcpy", "memset", "fill", "cast"))]
+
+
+def kernel_group(name: str) -> str:
+    low = name.lower()
+    return next((group for group, keys in KERNEL_GROUPS if any(k in low for k in keys)), "other")
+
+
+def profile_kernels(step, device: torch.device, steps: int, top: int = 15) -> dict:
+    """torch.profiler over `steps` steps: the top kernels by device time (CPU ops on a CPU),
+    the time per group, and the share of the wall time the device was busy (low: launch-bound)."""
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sync(device)
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync(device)
+        wall = time.perf_counter() - t0
+    rows = []
+    for event in prof.key_averages():
+        if cuda and event.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        us = event.self_device_time_total if cuda else event.self_cpu_time_total
+        if us > 0:
+            rows.append({"kernel": event.key[:90], "calls_per_step": event.count / steps,
+                         "ms_per_step": us / 1000 / steps, "group": kernel_group(event.key)})
+    rows.sort(key=lambda r: -r["ms_per_step"])
+    if not rows:
+        raise RuntimeError("no timed events (profiler):\n" + prof.key_averages().table(row_limit=top))
+    busy = sum(r["ms_per_step"] for r in rows)
+    groups: dict[str, float] = {}
+    for r in rows:
+        groups[r["group"]] = groups.get(r["group"], 0.0) + r["ms_per_step"]
+    print(f"profile: {steps} steps, {1000 * wall / steps:.2f} ms/step wall, "
+          f"{busy:.2f} ms/step {'on the device' if cuda else 'in CPU ops'}")
+    print("| kernel | group | calls/step | ms/step | share |\n|---|---|---|---|---|")
+    for r in rows[:top]:
+        print(f"| {r['kernel']} | {r['group']} | {r['calls_per_step']:g} | {r['ms_per_step']:.3f} "
+              f"| {r['ms_per_step'] / busy:.1%} |")
+    return {"profile": steps, "wall_ms_per_step": round(1000 * wall / steps, 3),
+            "busy_ms_per_step": round(busy, 3), "device_busy_share": round(busy / (1000 * wall / steps), 4),
+            "kernels_per_step": round(sum(r["calls_per_step"] for r in rows), 1),
+            "groups_ms_per_step": {k: round(v, 3) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])},
+            "top": [dict(r, ms_per_step=round(r["ms_per_step"], 4)) for r in rows[:top]]}
 
 
 def check_numerics(workload: dict, device: torch.device, steps: int) -> dict:
@@ -176,9 +281,15 @@ def check_numerics(workload: dict, device: torch.device, steps: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    cols = ["workload", "mode", "batch", "first_step_s", "ms_per_step", "sequences_per_s", "tflops", "bf16_peak_share", "peak_memory_gib"]
+    """Markdown; `vs_seed`: sequences/s over the seed mode's of the same workload (same run)."""
+    seed = {r["workload"]: r["sequences_per_s"] for r in rows if r["mode"] == "seed"}
+    cols = ["workload", "mode", "batch", "first_step_s", "ms_per_step", "sequences_per_s", "vs_seed",
+            "tflops", "bf16_peak_share", "peak_memory_gib"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r.get(c)) for c in cols) + " |" for r in rows]
+    for r in rows:
+        base = seed.get(r["workload"])
+        r = dict(r, vs_seed=f"{r['sequences_per_s'] / base:.2f}x" if base else None)
+        lines.append("| " + " | ".join(str(r.get(c)) for c in cols) + " |")
     return "\n".join(lines)
 
 
@@ -186,19 +297,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
-    parser.add_argument("--ablate", action="store_true", help="one optimisation at a time (fast mode's parts)")
+    parser.add_argument("--ablate", action="store_true",
+                        help="from the seed's step, one optimisation at a time (fast mode's parts)")
     parser.add_argument("--check-numerics", type=int, metavar="STEPS", default=0,
                         help="compare fast and reference losses over STEPS steps on the first workload")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--warmup", type=int, help="untimed steps (default 10; --quick: 1)")
     parser.add_argument("--steps", type=int, help="timed steps (default 50; --quick: 3)")
     parser.add_argument("--quick", action="store_true", help="tiny shapes: checks the script, not the speed")
+    parser.add_argument("--profile", type=int, metavar="STEPS", default=0,
+                        help="profile STEPS steps of the first workload's last mode (top kernels)")
     parser.add_argument("--compile-on-cpu", action="store_true",
                         help="keep torch.compile on a CPU (measures the compiler's cost)")
     args = parser.parse_args(argv)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 10)
     args.steps = args.steps if args.steps is not None else (3 if args.quick else 50)
     device = torch.device(args.device)
+    # before cuBLAS's first call, whichever mode comes first (reference needs it; others ignore it)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     if device.type == "cpu":
         print("benchmark: running on the CPU: these figures are not GPU figures", file=sys.stderr)
     workloads = {k: dict(WORKLOADS[k], **QUICK) if args.quick else WORKLOADS[k] for k in args.workloads}
@@ -212,9 +328,8 @@ def main(argv=None) -> int:
     rows = []
     for name, workload in workloads.items():
         for mode in modes:
-            row = measure(name, workload, mode, device, args.warmup, args.steps)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            profiled = args.profile if (name, mode) == (next(iter(workloads)), modes[-1]) else 0
+            rows.append(measure(name, workload, mode, device, args.warmup, args.steps, profiled))
     print(table(rows))
     return 0
 

@@ -32,7 +32,8 @@ def job(tmp_path: Path, *args: str) -> tuple[int, list[dict]]:
 def test_bench_task(tmp_path):
     rc, rows = job(tmp_path, "bench")
     steps = {r["step"]: r["status"] for r in rows if "step" in r}
-    assert rc == 0 and steps == {"throughput": 0, "numerics": 0, "batches": 0}
+    assert rc == 0 and steps == {"environment": 0, "throughput": 0, "numerics": 0, "batches": 0}
+    assert next(r for r in rows if "environment" in r)["device"] != "cuda"
     measured = {(r["workload"], r["mode"]) for r in rows if "workload" in r and "ms_per_step" in r}
     assert ("seed-b64", "reference") in measured and ("radar-knmi", "fast") in measured
     numerics = next(r for r in rows if r.get("check") == "numerics")
@@ -43,7 +44,7 @@ def test_bench_task(tmp_path):
 def test_train_task_returns_packed_runs(tmp_path):
     rc, rows = job(tmp_path, "train", "params/smoke.yaml", "params/thesis-ef-3-64-32-32.yaml",
                    "--budget-min", "2")
-    assert rc == 0 and [r["status"] for r in rows if "step" in r] == [0, 0]
+    assert rc == 0 and [r["status"] for r in rows if "step" in r] == [0, 0, 0]
     with tarfile.open(tmp_path / "out" / "runs.tar.gz") as tar:
         names = tar.getnames()
         statuses = [json.load(tar.extractfile(n)) for n in names if n.endswith("status.json")]
@@ -56,8 +57,25 @@ def test_train_task_returns_packed_runs(tmp_path):
 
 def test_gpu_tests_task_skips_without_a_gpu(tmp_path):
     rc, rows = job(tmp_path, "gpu-tests")
-    assert rc == 0 and [r["status"] for r in rows if "step" in r] == [0]
+    assert rc == 0 and [r["status"] for r in rows if "step" in r] == [0, 0]
     assert "4 skipped" in (tmp_path / "out" / "job.log").read_text()
+
+
+def test_speed_task_runs_the_plan_in_order(tmp_path):
+    rc, rows = job(tmp_path, "speed")
+    steps = [(r["step"], r["status"]) for r in rows if "step" in r]
+    assert rc == 0 and steps == [("environment", 0), ("throughput", 0), ("train seed-b64 9+9", 0),
+                                 ("numerics", 0), ("gpu-tests", 0), ("ablate", 0)]
+    measured = [(r["workload"], r["mode"]) for r in rows if "ms_per_step" in r]
+    ablations = [m for w, m in measured[4:]]
+    assert measured[:4] == [("seed-b64", "seed"), ("seed-b64", "fast"), ("seed-b16", "seed"), ("seed-b16", "fast")]
+    assert ablations[0] == "seed" and "fast" in ablations and ablations[-1] == "reference"
+    profile = next(r for r in rows if "profile" in r)
+    assert profile["mode"] == "fast" and profile["busy_ms_per_step"] > 0 and profile["top"]
+    assert next(r for r in rows if r.get("check") == "numerics")["steps"] == 5
+    with tarfile.open(tmp_path / "out" / "runs.tar.gz") as tar:
+        env = json.load(tar.extractfile("results/seed-b64-9x9-fast/env.json"))
+    assert env["steps"] > 0 and env["mode"] == "fast" and env["precision"] == "bf16"
 
 
 def test_packing_respects_the_limits(tmp_path):
