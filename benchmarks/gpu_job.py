@@ -16,16 +16,16 @@ only a few files come back. So:
 - `job.log` (everything printed) and `steps.jsonl` (one JSON line per step: command, exit
   status, seconds; a benchmark's own JSON lines are copied in) are written as the steps go;
 - results folders (kept in --work, outside --out) are packed after every step into
-  `runs.tar.gz` (without
-  `checkpoint.pt`; `model.pt` only below --model-mib), split into parts when larger than a
-  file may be; at most --max-files files of --max-file-mib MiB in all.
+  `runs.tar.gz` (without checkpoints, `checkpoint.pt` and the `checkpoint.prev.pt` kept
+  beside it; `model.pt` only below --model-mib), split into parts when larger than a file may
+  be; at most --max-files files of --max-file-mib MiB in all.
 
 Tasks: `bench` (throughput of the named workloads in both modes, the numerics check, the input
 pipeline), `train PARAMS...` (each params set with a time budget: `nowcast train`, `--set`
 applied to each), `gpu-tests` (pytest -m gpu: fast vs reference, repeatability, resume), and
-`speed` (the seed's model against the seed's own step: throughput of seed and fast with a
-profile of the fast step, an end-to-end training at 9+9, the numerics check, the gpu tests,
-the ablation; in that order, most important first). Every task runs with
+`speed` (the seed's model against the seed's own step: throughput of seed and fast at batch
+64 with a profile of the fast step, an end-to-end training at 9+9, the gpu tests, batch 16,
+the numerics check, the ablation; most important first, `--only` picks and orders them). Every task runs with
 `--device cpu --quick` in the test suite, so no GPU minute is spent finding a typo.
 """
 
@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT_STEM = "checkpoint."  # checkpoint.pt and checkpoint.prev.pt: resume state, not results
 # --quick: every params set shrunk to seconds (sizes only: the architecture stays the set's)
 QUICK_TRAIN = ["hidden_sizes=[8, 8]", "filter_size=3", "batch_size=4", "train_sequences=8",
                "val_sequences=4", "test_sequences=4", "num_epochs=1", "curriculum=null",
@@ -169,21 +170,31 @@ SPEED_TRAIN = ["curriculum=null", "k_in=9", "k_out=9", "protocol=none", "precisi
 
 
 def speed_steps(args) -> list[tuple[str, list[str], float]]:
+    """The GPU speed issue's plan, most important first (--only: some steps, in the order
+    named). Caps from the first H200 job (benchmarks/RESULTS.md): compiling the seed model's
+    cells cold took 102 s there; the training step compiles again (warmer caches) inside its
+    time budget."""
     py, quick = sys.executable, ["--quick"] if args.quick else []
-    bench = [py, "benchmarks/throughput.py", "--device", args.device, *quick, "--workloads", "seed-b64"]
+    bench = [py, "benchmarks/throughput.py", "--device", args.device, *quick, "--workloads"]
     short = ["--warmup", "1", "--steps", "2"] if args.quick else ["--warmup", "5", "--steps", "20"]
     train = argparse.Namespace(**dict(vars(args), params=["params/seed-best-mmnist.yaml"],
-                                      budget_min=args.budget_min or 1.5,
+                                      budget_min=args.budget_min or 2.0,
                                       set=[*SPEED_TRAIN, *args.set]))
-    (name, train_cmd, train_cap), = train_steps(train)
-    return [
-        ("throughput", [*bench, "seed-b16", "--modes", "seed", "fast", "--profile",
-                        "2" if args.quick else "10"], 200),
-        ("train seed-b64 9+9", train_cmd, train_cap),
-        ("numerics", [*bench, "--check-numerics", "5" if args.quick else "100"], 100),
-        ("gpu-tests", gpu_test_steps(args)[0][1], 150),
-        ("ablate", [*bench, "--ablate", *short], 240),
-    ]
+    (_, train_cmd, train_cap), = train_steps(train)
+    steps = {
+        "throughput-b64": ([*bench, "seed-b64", "--modes", "seed", "fast", "--profile",
+                            "2" if args.quick else "10"], 170),
+        "train": (train_cmd, train_cap),
+        "gpu-tests": (gpu_test_steps(args)[0][1], 180),
+        "throughput-b16": ([*bench, "seed-b16", "--modes", "seed", "fast"], 170),
+        "numerics": ([*bench, "seed-b64", "--check-numerics", "5" if args.quick else "100"], 100),
+        "ablate": ([*bench, "seed-b64", "--ablate", *short], 300),
+    }
+    unknown = [name for name in args.only if name not in steps]
+    if unknown:
+        raise SystemExit(f"gpu_job: unknown speed step(s) {', '.join(unknown)} "
+                         f"(choose from {', '.join(steps)})")
+    return [(name, *steps[name]) for name in args.only or steps]
 
 
 TASKS = {"bench": bench_steps, "train": train_steps, "gpu-tests": gpu_test_steps,
@@ -195,13 +206,13 @@ TASKS = {"bench": bench_steps, "train": train_steps, "gpu-tests": gpu_test_steps
 # --------------------------------------------------------------------------------------------
 
 def pack_runs(results: Path, out: Path, budget_files: int, max_bytes: int, model_bytes: int) -> list[Path]:
-    """results/* as runs.tar.gz (parts when too large): no checkpoint.pt, no big model.pt."""
+    """results/* as runs.tar.gz (parts when too large): no checkpoints, no big model.pt."""
     if not results.is_dir():
         return []
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for f in sorted(results.rglob("*")):
-            if not f.is_file() or f.name == "checkpoint.pt" or f.name.endswith(".tmp"):
+            if not f.is_file() or f.name.startswith(CHECKPOINT_STEM) or f.name.endswith(".tmp"):
                 continue
             if f.name == "model.pt" and f.stat().st_size > model_bytes:
                 continue
@@ -233,6 +244,8 @@ def parse(argv=None) -> argparse.Namespace:
                    "(default: the limit shared between the sets)")
     p.add_argument("--after-training-s", type=float, default=90,
                    help="train: time allowed after the budget for scoring and outputs")
+    p.add_argument("--only", nargs="+", default=[], metavar="STEP",
+                   help="speed: these steps only, in this order")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="train: a params value for every set (repeatable)")
     p.add_argument("--workloads", nargs="*", help="bench: throughput workloads (default: all)")

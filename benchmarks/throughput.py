@@ -94,14 +94,17 @@ MODES = {"seed": Mode("seed", adam="foreach", kernels="default"),
          "reference": Mode("reference"),
          "fast": Mode("fast", precision="bf16", compile=True, kernels="fastest")}
 # --ablate: from the seed's step, one optimisation at a time, then all of them (fast), then
-# what nowcast adds on top, then the price of determinism (reference)
+# what nowcast adds on top, then the price of determinism (reference); eager modes first (a
+# compile costs minutes: a job cut short still has them)
 _SEED = MODES["seed"]
 ABLATIONS = [_SEED, replace(_SEED, name="seed+fastest_kernels", kernels="fastest"),
              replace(_SEED, name="seed+fused_adam", adam="fused"),
              replace(_SEED, name="seed+bf16", precision="bf16"),
+             replace(MODES["fast"], name="fast-eager", compile=False),
              replace(_SEED, name="seed+compile", compile=True),
              MODES["fast"], replace(MODES["fast"], name="fast+channels_last", channels_last=True),
              MODES["reference"]]
+VARIANTS = {m.name: m for m in ABLATIONS}  # each also by name (--modes)
 
 
 def set_kernels(kind: str, seed: int) -> None:
@@ -206,9 +209,10 @@ def measure(name: str, workload: dict, mode: Mode, device: torch.device, warmup:
 
 
 # kernel name fragments -> group (first match wins; names as CUDA and cuDNN spell them)
-KERNEL_GROUPS = [("optimiser", ("adam", "multi_tensor", "foreach")),
+KERNEL_GROUPS = [("compiled (triton)", ("triton",)),  # before "conv": inductor names its
+                 # kernels after the ops they fuse (triton_..._convolution_backward_...)
+                 ("optimiser", ("adam", "multi_tensor", "foreach")),
                  ("convolution", ("conv", "xmma", "gemm", "cudnn", "wgrad", "dgrad", "implicit")),
-                 ("compiled (triton)", ("triton",)),
                  ("copy / cast", ("copy", "memcpy", "memset", "fill", "cast"))]
 
 
@@ -296,7 +300,7 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
-    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
+    parser.add_argument("--modes", nargs="+", choices=list({**MODES, **VARIANTS}), default=list(MODES))
     parser.add_argument("--ablate", action="store_true",
                         help="from the seed's step, one optimisation at a time (fast mode's parts)")
     parser.add_argument("--check-numerics", type=int, metavar="STEPS", default=0,
@@ -307,6 +311,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny shapes: checks the script, not the speed")
     parser.add_argument("--profile", type=int, metavar="STEPS", default=0,
                         help="profile STEPS steps of the first workload's last mode (top kernels)")
+    parser.add_argument("--profile-modes", nargs="+", default=[], metavar="MODE",
+                        help="with --profile: these modes too")
     parser.add_argument("--compile-on-cpu", action="store_true",
                         help="keep torch.compile on a CPU (measures the compiler's cost)")
     args = parser.parse_args(argv)
@@ -322,13 +328,14 @@ def main(argv=None) -> int:
         name = next(iter(workloads))
         print(json.dumps(dict(check_numerics(workloads[name], device, args.check_numerics), workload=name)), flush=True)
         return 0
-    modes = ABLATIONS if args.ablate else [MODES[m] for m in args.modes]
+    modes = ABLATIONS if args.ablate else [{**MODES, **VARIANTS}[m] for m in args.modes]
     if device.type == "cpu" and not args.compile_on_cpu:  # 2 CPU cores: the compiler, not the model
         modes = [replace(m, compile=False) for m in modes]
     rows = []
     for name, workload in workloads.items():
         for mode in modes:
-            profiled = args.profile if (name, mode) == (next(iter(workloads)), modes[-1]) else 0
+            profiled = args.profile if name == next(iter(workloads)) and (
+                mode == modes[-1] or mode.name in args.profile_modes) else 0
             rows.append(measure(name, workload, mode, device, args.warmup, args.steps, profiled))
     print(table(rows))
     return 0

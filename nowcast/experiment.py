@@ -230,13 +230,14 @@ def finish_outputs(cfg: Config, data, model, runtime, run_dir: Path, result, met
                       frame_shape=list(model.frame_shape))  # what load_checkpoint rebuilds at
     save_checkpoint({k: v for k, v in checkpoint.items() if k not in ("history", "batch_losses")},
                     run_dir / MODEL)
+    steady = result.steady_sequences_per_s(cfg.batch_size)
     write_json(run_dir / "env.json", results.environment(runtime, {
         "wall_seconds": round(time.time() - started, 2),
         "train_seconds": round(result.train_seconds, 2),
         "validation_seconds": round(result.validation_seconds, 2),
         "first_step_seconds": result.first_step_seconds,
-        "train_sequences_per_s": round(result.sequences / max(
-            result.train_seconds - result.validation_seconds, 1e-9), 2),
+        "train_sequences_per_s": round(result.sequences_per_s, 2),
+        "steady_sequences_per_s": None if steady is None else round(steady, 2),
         "steps": result.steps, "stopped": result.stopped, "stopped_early": result.stopped_early,
         "time_budget_min": cfg.time_budget_min, "deterministic": runtime.deterministic,
         "processes": rank_world()[1]}))

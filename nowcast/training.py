@@ -118,6 +118,20 @@ class TrainResult:
     def stopped_early(self) -> bool:
         return self.stopped == "early_stopping"
 
+    @property
+    def sequences_per_s(self) -> float:
+        """Training sequences per second, validation excluded."""
+        return self.sequences / max(self.train_seconds - self.validation_seconds, 1e-9)
+
+    def steady_sequences_per_s(self, batch_size: int) -> Optional[float]:
+        """As sequences_per_s, without the first step (compilation, cuDNN's algorithm search:
+        on a GPU a minute or more of a short run): the rate a longer run tends to. None
+        before a second step."""
+        if self.first_step_seconds is None or self.sequences <= batch_size:
+            return None
+        seconds = self.train_seconds - self.validation_seconds - self.first_step_seconds
+        return (self.sequences - batch_size) / max(seconds, 1e-9)
+
 
 def _make_scheduler(cfg: Config, optimizer):
     if cfg.scheduler == "step":

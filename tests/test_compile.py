@@ -11,6 +11,7 @@ from torch._dynamo.utils import counters
 
 from conftest import TINY
 from nowcast.config import load_config, without_unused
+from nowcast.forecast import forecast
 from nowcast.losses import make_loss
 from nowcast.models import compile_cells, get_model, recurrent_cells
 from nowcast.runtime import Runtime
@@ -67,3 +68,36 @@ def test_a_new_sequence_length_compiles_nothing(architecture):
                           frames[:, :length], frames[:, length:])
         graphs.append(counters["stats"]["unique_graphs"] - before)
     assert graphs[0] > 0 and graphs[1] == 0
+
+
+def test_cells_compile_for_static_shapes():
+    """Each cell shape its own graph: torch's default turns a second shape into a symbolic graph
+    for every shape, which on an H200 recompiled the seed model's cell for minutes."""
+    torch._dynamo.reset()
+    _, model = build("convlstm_ed")
+    symbolic = []
+
+    def backend(gm, example_inputs):
+        symbolic.append(any(isinstance(a, torch.SymInt) or (isinstance(a, torch.Tensor) and any(
+            isinstance(s, torch.SymInt) for s in a.shape)) for a in example_inputs))
+        return gm.forward
+    compile_cells(model, backend=backend)
+    for batch in (2, 4):  # cells of two sizes, each at two batch sizes
+        model(torch.rand(batch, 3, 32, 32), 3)
+    assert len(symbolic) >= 2 * len(recurrent_cells(model)) and not any(symbolic)
+
+
+def test_forecasts_run_eager_after_training_compiled():
+    """Validation, scoring and figures reuse no compiled graph and compile none: a forecast's
+    batch size (a last partial batch, a figure's few sequences) would compile new ones."""
+    torch._dynamo.reset()
+    cfg, model = build("convlstm_ed")
+    compile_cells(model, backend="eager")
+    runtime = Runtime(torch.device("cpu"), "fp32", True, False)
+    frames = torch.rand(cfg.batch_size, 6, 32, 32)
+    optimisation_step(model, model, torch.optim.Adam(model.parameters()), make_loss(cfg.loss),
+                      runtime, frames[:, :3], frames[:, 3:])
+    before = counters["stats"]["unique_graphs"]
+    assert before > 0
+    out = forecast(model, torch.rand(3, 3, 32, 32), 2, runtime)
+    assert out.shape == (3, 2, 32, 32) and counters["stats"]["unique_graphs"] == before

@@ -64,8 +64,9 @@ def test_gpu_tests_task_skips_without_a_gpu(tmp_path):
 def test_speed_task_runs_the_plan_in_order(tmp_path):
     rc, rows = job(tmp_path, "speed")
     steps = [(r["step"], r["status"]) for r in rows if "step" in r]
-    assert rc == 0 and steps == [("environment", 0), ("throughput", 0), ("train seed-b64 9+9", 0),
-                                 ("numerics", 0), ("gpu-tests", 0), ("ablate", 0)]
+    assert rc == 0 and steps == [("environment", 0), ("throughput-b64", 0), ("train", 0),
+                                 ("gpu-tests", 0), ("throughput-b16", 0), ("numerics", 0),
+                                 ("ablate", 0)]
     measured = [(r["workload"], r["mode"]) for r in rows if "ms_per_step" in r]
     ablations = [m for w, m in measured[4:]]
     assert measured[:4] == [("seed-b64", "seed"), ("seed-b64", "fast"), ("seed-b16", "seed"), ("seed-b16", "fast")]
@@ -78,10 +79,20 @@ def test_speed_task_runs_the_plan_in_order(tmp_path):
     assert env["steps"] > 0 and env["mode"] == "fast" and env["precision"] == "bf16"
 
 
+def test_speed_steps_can_be_picked_and_ordered():
+    args = gpu_job.parse(["speed", "--out", "/tmp/unused", "--only", "numerics", "throughput-b64"])
+    steps = gpu_job.speed_steps(args)
+    assert [name for name, _, _ in steps] == ["numerics", "throughput-b64"]
+    assert "--check-numerics" in steps[0][1] and "--profile" in steps[1][1]
+    with pytest.raises(SystemExit, match="unknown speed step.*throughput-b64"):
+        gpu_job.speed_steps(gpu_job.parse(["speed", "--out", "/tmp/unused", "--only", "bench"]))
+
+
 def test_packing_respects_the_limits(tmp_path):
     run = tmp_path / "results" / "job1"
     run.mkdir(parents=True)
     (run / "checkpoint.pt").write_bytes(b"c" * 1000)
+    (run / "checkpoint.prev.pt").write_bytes(b"p" * 1000)
     (run / "model.pt").write_bytes(b"m" * 5000)
     noise = random.Random(0).randbytes(10000)   # incompressible: the archive needs 3 parts
     (run / "history.csv").write_bytes(noise)

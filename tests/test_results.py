@@ -24,6 +24,7 @@ def test_complete_folder_contents(tiny_values):
     env = json.loads((path / "env.json").read_text())
     assert env["mode"] == "reference" and env["precision"] == "fp32" and env["device"].startswith("cpu")
     assert env["train_sequences_per_s"] > 0 and env["versions"]["torch"]
+    assert env["steady_sequences_per_s"] > 0 and env["first_step_seconds"] > 0
     metrics = json.loads((path / "metrics.json").read_text())
     assert metrics["follows_protocol"] is False and metrics["protocol"] == "none"
     assert len(metrics["per_lead"]["mse_frame"]) == 3 and metrics["losses"]["loss"] == "bce"

@@ -10,7 +10,7 @@ import torch
 from nowcast.config import load_config
 from nowcast.experiment import run_experiment
 from nowcast.stopping import Preempted
-from nowcast.training import teacher_mask, teacher_probability
+from nowcast.training import TrainResult, teacher_mask, teacher_probability
 
 
 def _weights(path):
@@ -179,3 +179,12 @@ def test_plan_line_and_default_name(tiny_values, capsys):
     for name in ("metrics.json", "status.json"):
         assert json.loads((path / name).read_text())["name"] == "convlstm_ed-8x8-s2"
     assert "name: convlstm_ed-8x8-s2" in (path / "params.yaml").read_text()
+
+
+def test_steady_rate_leaves_the_first_step_out():
+    # 10 steps of 64 in 10 s, 1 s of it validation, 4 s the first step (compilation)
+    result = TrainResult(sequences=640, train_seconds=10.0, validation_seconds=1.0,
+                         first_step_seconds=4.0)
+    assert result.sequences_per_s == 640 / 9
+    assert result.steady_sequences_per_s(64) == 576 / 5
+    assert TrainResult(sequences=64, train_seconds=2.0, first_step_seconds=2.0).steady_sequences_per_s(64) is None

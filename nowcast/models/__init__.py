@@ -123,22 +123,29 @@ def recurrent_cells(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [m for m in model.modules() if isinstance(m, (ConvLSTMCell, FCLSTMCell))]
 
 
-# Compiled variants one cell may need: zero state or not, with gradients or not (validation),
-# the training and the evaluation batch size. Dynamo keeps them per code object, shared by
-# all cells of a class, and silently falls back to eager code past its cache limit (8).
+# Compiled variants one cell may need: zero state or not, at the training batch size, and a
+# few spare (forecasts without gradients run eager: forecast.forecast_logits). Dynamo keeps
+# them per code object, shared by all cells of a class, and silently falls back to eager code
+# past its cache limit (8).
 VARIANTS_PER_CELL = 8
 
 
 def compile_cells(model: torch.nn.Module, backend: str = "inductor") -> int:
-    """torch.compile each recurrent cell in place; returns how many.
+    """torch.compile each recurrent cell in place, for static shapes; returns how many.
 
     A cell sees the same shapes at every time step and every sequence length, so curriculum
-    stages, validation and test reuse its compiled code (tests/test_compile.py counts the
-    graphs): compiling the whole unrolled model would compile again for every new length.
+    stages reuse its compiled code (tests/test_compile.py counts the graphs): compiling the
+    whole unrolled model would compile again for every new length.
+
+    Static shapes (dynamic=False): the cells of one model differ in channels and size, and
+    torch's default turns a second shape into one symbolic graph for all of them. On an H200
+    (benchmarks/RESULTS.md) that recompiled the seed model's cell at least 8 times, about 45 s
+    each, before its first step ended; with static shapes the first step took 102 s and each
+    step after it 148 ms.
     """
     cells = recurrent_cells(model)
     limit = torch._dynamo.config.cache_size_limit
     torch._dynamo.config.cache_size_limit = max(limit, VARIANTS_PER_CELL * len(cells))
     for cell in cells:
-        cell.compile(backend=backend)
+        cell.compile(backend=backend, dynamic=False)
     return len(cells)
