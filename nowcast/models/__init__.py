@@ -139,9 +139,9 @@ def compile_cells(model: torch.nn.Module, backend: str = "inductor") -> int:
 
     Static shapes (dynamic=False): the cells of one model differ in channels and size, and
     torch's default turns a second shape into one symbolic graph for all of them. On an H200
-    (benchmarks/RESULTS.md) that recompiled the seed model's cell at least 8 times, about 45 s
-    each, before its first step ended; with static shapes the first step took 102 s and each
-    step after it 148 ms.
+    (benchmarks/RESULTS.md) that recompiled the seed model's cells at least 8 times and had not
+    finished the first step after about 175 s; with static shapes the first step took 102 s
+    and each step after it 148 ms.
     """
     cells = recurrent_cells(model)
     limit = torch._dynamo.config.cache_size_limit
