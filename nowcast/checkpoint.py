@@ -18,7 +18,7 @@ from typing import Any, Optional
 import torch
 
 from .config import Config, load_config, without_unused
-from .errors import NowcastError, RunStopped
+from .errors import NowcastError, RunStopped, first_line
 from .models import get_model
 from .util import atomic_path
 
@@ -54,13 +54,8 @@ def save(obj: dict, path: str | Path) -> None:
     except (OSError, RuntimeError) as e:
         kept = " the previous checkpoint is kept;" if path.is_file() or previous(path).is_file() else ""
         raise CheckpointWriteError(
-            f"{path} could not be written ({_first_line(e)}: disk full or file-size limit?);"
+            f"{path} could not be written ({first_line(getattr(e, 'strerror', None) or e)}: disk full or file-size limit?);"
             f"{kept} the run can resume once there is space") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 def _readable(path: Path, map_location: Any) -> tuple[Optional[dict], str]:

@@ -29,7 +29,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from . import limits, options
-from .errors import NowcastError
+from .errors import NowcastError, first_line
 from .models import check_architecture, count_parameters
 from .protocols import PRESETS, PROTOCOLS  # the data fields a protocol fixes
 
@@ -246,7 +246,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise NowcastError(f"{path}: not valid YAML ({at}{problem or str(e).splitlines()[0]})") from None
+        raise NowcastError(f"{path}: not valid YAML ({at}{problem or first_line(e)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -376,9 +376,7 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
 
 
 def without_unused(values: dict[str, Any]) -> dict[str, Any]:
-    """A stored config (a checkpoint's, or a params.yaml written before unused fields were
-    null) with the fields its architecture and dataset do not use set to null: what a run
-    wrote is not user-given, so load_config(values=without_unused(...)) accepts it."""
+    """options.without_unused against this Config's defaults."""
     return options.without_unused(values, defaults())
 
 

@@ -31,7 +31,7 @@ from typing import Any, Optional
 import torch
 import torch.distributed as dist
 
-from .errors import NowcastError
+from .errors import NowcastError, first_line
 from .stopping import STRENGTH
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -96,7 +96,7 @@ def end_together() -> Optional[str]:
         else:
             dist.monitored_barrier(group=_Groups.end)
     except RuntimeError as e:
-        problem = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        problem = first_line(e)
     try:
         dist.destroy_process_group()
     except RuntimeError:
@@ -162,7 +162,7 @@ def rank_failure(run_dir: Path, error: BaseException | str) -> BaseException | s
     own = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     first = min(others)
     more = f"; {len(others) - 1} more rank error(s) in rank-*.error" if len(others) > 1 else ""
-    return f"rank {first} failed: {others[first]} (rank 0: {own.splitlines()[0] if own else ''}){more}"
+    return f"rank {first} failed: {others[first]} (rank 0: {first_line(own)}){more}"
 
 
 def _read(path: Path) -> str:

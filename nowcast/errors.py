@@ -1,4 +1,16 @@
-"""The exception types users see: a one-line message naming the file, key or value at fault."""
+"""The exception types users see: a one-line message naming the file, key or value at fault,
+and `first_line`, the one way such a line is cut from a longer message."""
+
+
+def first_line(what, fallback: str | None = None) -> str:
+    """The first line of an error's message (or of a text), stripped: what a one-line report
+    shows. With no text: `fallback` if given, else an error's type name (a text's: "")."""
+    text = str(what).strip()
+    if text:
+        return text.splitlines()[0].strip()
+    if fallback is not None:
+        return fallback
+    return type(what).__name__ if isinstance(what, BaseException) else ""
 
 
 class NowcastError(Exception):

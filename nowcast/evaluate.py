@@ -14,7 +14,7 @@ from .baselines import run_baseline_evaluation
 from .checkpoint import load_checkpoint
 from .config import load_config, without_unused
 from .data import get_data
-from .errors import NowcastError
+from .errors import NowcastError, first_line
 from .experiment import run_facts, save_scores
 from .forecast import forecast
 from .protocols import PRESETS
@@ -79,7 +79,7 @@ def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file:
         forecast(model, probe, 1, runtime)
     except RuntimeError as e:
         raise NowcastError(f"{checkpoint}: the model cannot run on {data.frame_shape} frames "
-                           f"({str(e).splitlines()[0]})") from None
+                           f"({first_line(e)})") from None
 
     def score() -> Scores:
         scores = score_test_split(cfg, data, model, runtime)

@@ -20,7 +20,7 @@ from .config import Config, load_config
 from .data import get_data
 from .data.check import check_inputs
 from .distributed import end_together, init_distributed, rank_failure, rank_world, write_rank_error
-from .errors import NowcastError, RunStopped
+from .errors import NowcastError, RunStopped, first_line
 from .forecast import forecast
 from .models import count_parameters, get_model
 from .progress import Progress
@@ -184,7 +184,7 @@ def _leave(distributed: bool, rank: int) -> None:
 def out_of_memory(cfg: Config, error: BaseException) -> Optional[NowcastError]:
     """A failed allocation as one line naming it and the sizes of the run; None for any other
     error. (torch's CPU allocator raises a plain RuntimeError, told only by its text.)"""
-    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    text = first_line(error)
     if not (isinstance(error, (MemoryError, torch.OutOfMemoryError))
             or (isinstance(error, RuntimeError) and "can't allocate memory" in text)):
         return None

@@ -15,7 +15,7 @@ from .data.base import read_sequence_file
 from .data.radar.grid import read_radar_input
 from .data.radar.readers import forecast_times, write_radar_forecast
 from .data.radar.units import dbz_to_unit, unit_to_dbz
-from .errors import NowcastError
+from .errors import NowcastError, first_line
 from .forecast import forecast
 from .runtime import resolve_runtime
 
@@ -67,7 +67,7 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
                         steps, runtime)[0].cpu().numpy()
     except RuntimeError as e:
         raise NowcastError(f"{checkpoint}: the model cannot run on {frames.shape[1:]} frames "
-                           f"({str(e).splitlines()[0]})") from None
+                           f"({first_line(e)})") from None
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if out_path.suffix == ".npz":
         np.savez_compressed(out_path, frames=np.rint(pred * 255).astype(np.uint8))

@@ -35,7 +35,7 @@ import yaml
 
 from . import __version__, runlock
 from .config import Config, to_yaml
-from .errors import NowcastError
+from .errors import NowcastError, first_line
 from .progress import PROGRESS, derive_state
 from .protocols import PROTOCOL_NAMES
 from .schema import metrics_problem
@@ -125,7 +125,7 @@ def _same_params(running: Path, cfg: Config) -> None:
     try:
         previous = yaml.safe_load(file.read_text())
     except (OSError, ValueError, yaml.YAMLError) as e:
-        raise NowcastError(f"{file} is unreadable ({str(e).splitlines()[0]}): remove "
+        raise NowcastError(f"{file} is unreadable ({first_line(e)}): remove "
                            f"{running} or choose another job_id") from None
     if not isinstance(previous, dict) or {k: v for k, v in previous.items() if k != "name"} != \
             {k: v for k, v in cfg.to_dict().items() if k != "name"}:
@@ -182,7 +182,7 @@ def fail_run(run_dir: Path, error: BaseException | str, notebook: Optional[Path]
         write_text(run_dir / "error.txt", "".join(traceback.format_exception(error)))
     if notebook is not None and Path(notebook).is_file():
         shutil.move(str(notebook), run_dir / "train.ipynb")
-    return _finish(run_dir, "failed", message.splitlines()[0] if message else "failed")
+    return _finish(run_dir, "failed", first_line(message, "failed"))
 
 
 def mark_preempted(run_dir: Path, message: str, stopped_by: str = "request") -> Path:
@@ -306,7 +306,7 @@ def read_run(path: str | Path, reference: bool = False) -> Optional[Run]:
             run.started = None if st.get("started") is None else str(st["started"])
             run.ended = None if st.get("ended") is None else str(st["ended"])
         except (OSError, ValueError) as e:
-            problems.append(f"status.json unreadable ({str(e).splitlines()[0]})")
+            problems.append(f"status.json unreadable ({first_line(e)})")
     for attr, fname, loader in (("params", "params.yaml", _load_yaml), ("env", "env.json", _load_json)):
         f = path / fname
         if f.exists():
@@ -314,7 +314,7 @@ def read_run(path: str | Path, reference: bool = False) -> Optional[Run]:
                 value = loader(f)
                 setattr(run, attr, value if isinstance(value, dict) else {})
             except (OSError, ValueError, yaml.YAMLError) as e:
-                problems.append(f"{fname} unreadable ({str(e).splitlines()[0]})")
+                problems.append(f"{fname} unreadable ({first_line(e)})")
     if metrics_file.exists() and run.status == "completed":
         try:
             m = _load_json(metrics_file)
@@ -323,7 +323,7 @@ def read_run(path: str | Path, reference: bool = False) -> Optional[Run]:
                 raise ValueError(problem)
             run.metrics = m
         except (OSError, ValueError) as e:
-            problems.append(f"metrics.json unreadable ({str(e).splitlines()[0]})")
+            problems.append(f"metrics.json unreadable ({first_line(e)})")
     if run.name == run.job_id and run.params.get("name"):
         run.name = str(run.params["name"])
     if run.status == "completed" and run.metrics is None:

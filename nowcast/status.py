@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, TextIO
 
+from .errors import first_line
 from .launch.slurm import queue_states, sweep_tasks, waiting
 from .progress import derive_state, duration, eta_left, slurm_key, steps_text
 from .protocols import metric_label
@@ -90,7 +91,7 @@ def run_row(run: Run, queue: Optional[dict[str, str]], now: float, host: str,
     q = None if queue is None or key is None else queue.get(key, "")
     state = derive_state(run.status, rec, run.heartbeat, now, host, queue=q)
     age = None if run.heartbeat is None else round(max(0.0, now - run.heartbeat), 1)
-    error = run.error.splitlines()[0] if run.error else None
+    error = first_line(run.error) if run.error else None
     if state == "stale":
         error = _stale_note(run, age, q)
     step, total = _number(rec, "step"), _number(rec, "total_steps")

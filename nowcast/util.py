@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import MissingDependency
+from .errors import MissingDependency, first_line
 
 
 @contextlib.contextmanager
@@ -107,4 +107,4 @@ def optional_import(name: str, extra: str):
         with contextlib.redirect_stdout(io.StringIO()):
             return importlib.import_module(name)
     except ImportError as e:
-        raise MissingDependency(name, extra, str(e).splitlines()[0] if str(e) else "") from None
+        raise MissingDependency(name, extra, first_line(e, "")) from None

@@ -19,7 +19,7 @@ from conftest import TINY, TINY_FILE
 from nowcast.cli import main as nowcast_main
 from nowcast.config import load_config
 from nowcast.data.check import check_inputs, frame_shapes
-from nowcast.errors import NowcastError
+from nowcast.errors import NowcastError, first_line
 from nowcast.launch import local, notebook
 from nowcast.models import get_model
 
@@ -352,3 +352,12 @@ def test_notebook_collective_timeout_of_zero_or_less_is_refused(params, monkeypa
                                            r"positive number of seconds, got -?[0-9.]+$"):
         notebook.run_notebook_experiment(load_config(params), finalize=False,
                                          collective_timeout_s=value)
+
+
+@pytest.mark.parametrize("what, expected", [
+    (ValueError("bad value\nTraceback ..."), "bad value"), (ValueError(""), "ValueError"),
+    (OSError(), "OSError"), ("  \n  two words \n more", "two words"), ("", "")])
+def test_an_error_line_is_one_line_even_of_an_empty_message(what, expected):
+    """The one way a report's line is cut from a message (errors.first_line): an exception with
+    no text gives its type, where `str(e).splitlines()[0]` raised IndexError instead."""
+    assert first_line(what) == expected

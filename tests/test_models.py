@@ -11,7 +11,7 @@ from nowcast.config import load_config
 from nowcast.errors import NowcastError
 from nowcast.forecast import evaluate_split, forecast
 from nowcast.losses import make_loss
-from nowcast.models import (FCLSTM, ConvLSTMCell, FCLSTMCell, count_parameters, get_model,
+from nowcast.models import (ConvLSTMCell, FCLSTMCell, count_parameters, get_model,
                             recurrent_cells, to_frames)
 from nowcast.runtime import Runtime
 

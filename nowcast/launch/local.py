@@ -24,7 +24,7 @@ from typing import Any, Optional
 from .. import results, runlock
 from ..config import Config
 from ..distributed import rank_failure
-from ..errors import NowcastError, RunStopped
+from ..errors import NowcastError, RunStopped, first_line
 from ..experiment import run_experiment
 from ..stopping import install_preemption_handler
 from ..util import optional_import, repo_file
@@ -174,8 +174,8 @@ def _short_error(error: BaseException) -> str:
     """One line: the exception the notebook raised (papermill wraps it), else error's own."""
     ename = getattr(error, "ename", None)
     if ename:
-        return f"{ename}: {getattr(error, 'evalue', '')}".splitlines()[0]
-    return f"{type(error).__name__}: {error}".splitlines()[0]
+        return first_line(f"{ename}: {getattr(error, 'evalue', '')}")
+    return first_line(f"{type(error).__name__}: {error}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def rank_worker(ps: ParamsSet, timeout_s: float) -> int:
     except KeyboardInterrupt:
         return STOPPED
     except Exception as e:  # noqa: BLE001 (recorded in the folder; one line in the log)
-        print(f"nowcast: rank {os.environ.get('RANK')}: {type(e).__name__}: {e}".splitlines()[0],
+        print(first_line(f"nowcast: rank {os.environ.get('RANK')}: {type(e).__name__}: {e}"),
               file=sys.stderr, flush=True)
         return 1
     return 0

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..errors import NowcastError
+from ..errors import NowcastError, first_line
 from ..options import NOMINAL_SIZE
 from .base import OUTPUTS, SequenceModel, to_frames
 from .cell import ConvLSTMCell, FCLSTMCell
@@ -111,7 +111,7 @@ def check_frame_size(cfg, shape: Sequence[int], built: Optional[Sequence[int]] =
         bh, bw = model.frame_shape
         raise NowcastError(f"the model (built for {bh}x{bw} training frames, peephole "
                            f"{cfg.peephole}, norm {cfg.norm}) cannot run on {shape[0]}x{shape[1]} "
-                           f"frames ({str(e).splitlines()[0][:120]})") from None
+                           f"frames ({first_line(e)[:120]})") from None
 
 
 def count_parameters(model: torch.nn.Module) -> int:

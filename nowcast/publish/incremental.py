@@ -14,6 +14,7 @@ from typing import Any, Iterable, Optional
 
 from PIL import Image
 
+from ..errors import first_line
 from ..results import Run
 from ..util import atomic_path
 
@@ -78,7 +79,7 @@ def image_problem(path: Path) -> Optional[str]:
         with Image.open(path) as im:
             im.load()  # the pixels: verify() does not notice missing image data
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
-        return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+        return f"{type(e).__name__}: {first_line(e, '')}"
     return None
 
 

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..errors import NowcastError
+from ..errors import NowcastError, first_line
 from ..util import optional_import, write_if_changed
 from .incremental import inputs_digest
 
@@ -94,7 +94,7 @@ def _pandoc_pdf(common: list[str], report_dir: Path, out_dir: Path) -> Path:
     try:
         typst.compile(str(typ), output=str(pdf), root=str(report_dir))
     except Exception as e:  # typst raises its own error type with the source location
-        raise NowcastError(f"typst failed on {typ}: {str(e).strip().splitlines()[0]}") from None
+        raise NowcastError(f"typst failed on {typ}: {first_line(e)}") from None
     return pdf
 
 
