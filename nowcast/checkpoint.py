@@ -18,7 +18,7 @@ from typing import Any, Optional
 import torch
 
 from .config import Config, load_config, without_unused
-from .errors import NowcastError, RunStopped, first_line
+from .errors import NowcastError, RunStopped, described, first_line
 from .models import get_model
 from .util import atomic_path
 
@@ -63,7 +63,7 @@ def _readable(path: Path, map_location: Any) -> tuple[Optional[dict], str]:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, pickle or format errors: all mean unreadable
-        return None, f"{type(e).__name__}: {_first_line(e)}"
+        return None, described(e)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "step" not in ckpt:
         return None, "not a training checkpoint"
     return ckpt, ""
@@ -127,6 +127,6 @@ def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, TypeError, ValueError) as e:
         raise NowcastError(f"{path}: its weights do not match its config "
-                           f"({_first_line(e)})") from None
+                           f"({first_line(e)})") from None
     model.eval()
     return cfg, model

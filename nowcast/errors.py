@@ -1,5 +1,5 @@
 """The exception types users see: a one-line message naming the file, key or value at fault,
-and `first_line`, the one way such a line is cut from a longer message."""
+and the one way such a line is cut from a longer message (`first_line`, `described`)."""
 
 
 def first_line(what, fallback: str | None = None) -> str:
@@ -11,6 +11,12 @@ def first_line(what, fallback: str | None = None) -> str:
     if fallback is not None:
         return fallback
     return type(what).__name__ if isinstance(what, BaseException) else ""
+
+
+def described(error: BaseException) -> str:
+    """An error in one line: `TypeName: the first line of its message`, or the type alone."""
+    line = first_line(error, "")
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__
 
 
 class NowcastError(Exception):

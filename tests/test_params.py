@@ -29,7 +29,7 @@ def test_expected_sets_exist():
 
 @pytest.mark.parametrize("path", PARAMS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_params_file_loads(path):
-    cfg = load_config(path)  # types, choices, cross-field checks, the model built on 'meta'
+    load_config(path)  # types, choices, cross-field checks, the model built on 'meta'
     assert yaml.safe_load(path.read_text()).get("name")  # papermill -f FILE gets its name too
     text = path.read_text()
     assert "/home/" not in text and "/Users/" not in text and "\n/" not in text  # no personal paths

@@ -24,7 +24,7 @@ from typing import Any, Optional
 from .. import results, runlock
 from ..config import Config
 from ..distributed import rank_failure
-from ..errors import NowcastError, RunStopped, first_line
+from ..errors import NowcastError, RunStopped, described, first_line
 from ..experiment import run_experiment
 from ..stopping import install_preemption_handler
 from ..util import optional_import, repo_file
@@ -175,7 +175,7 @@ def _short_error(error: BaseException) -> str:
     ename = getattr(error, "ename", None)
     if ename:
         return first_line(f"{ename}: {getattr(error, 'evalue', '')}")
-    return first_line(f"{type(error).__name__}: {error}")
+    return described(error)
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Optional
 
 from PIL import Image
 
-from ..errors import first_line
+from ..errors import described
 from ..results import Run
 from ..util import atomic_path
 
@@ -79,7 +79,7 @@ def image_problem(path: Path) -> Optional[str]:
         with Image.open(path) as im:
             im.load()  # the pixels: verify() does not notice missing image data
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... for bad files
-        return f"{type(e).__name__}: {first_line(e, '')}"
+        return described(e)
     return None
 
 

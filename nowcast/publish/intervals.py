@@ -10,7 +10,7 @@ from .. import stats
 from ..protocols import protocol_or_none
 from ..results import Run
 from .describe import data_note, metric, metric_heading, protocol_caption
-from .markdown import esc, fmt_value, table
+from .markdown import esc, table
 from .uncertainty import (PAIRED_BASELINES, RunUncertainty, fmt_interval, fmt_pm, paired_keys,
                           seed_groups)
 

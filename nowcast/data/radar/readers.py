@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ...errors import NowcastError
+from ...errors import NowcastError, described
 from ...protocols import KNMI_DT_MIN
 from ...util import optional_import
 from ..base import load_npz
@@ -61,11 +61,6 @@ def split_events(times: np.ndarray, max_gap_min: float, path: Path | str) -> lis
     return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def _first_line(error: Exception) -> str:
-    lines = str(error).splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
 def _check_frames(frames: np.ndarray, path: Path) -> np.ndarray:
     if frames.dtype != np.uint8:
         raise NowcastError(f"{path}: expected uint8 frames in the PV encoding, got {frames.dtype}")
@@ -93,7 +88,7 @@ def _read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict]:
         except FileNotFoundError:
             raise NowcastError(f"{path}: no such radar file") from None
         except Exception as e:
-            raise NowcastError(f"{path}: not a readable radar file ({_first_line(e)})") from None
+            raise NowcastError(f"{path}: not a readable radar file ({described(e)})") from None
     arrays = load_npz(path, "radar")
     try:
         meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
@@ -197,7 +192,7 @@ def _read_native(path: Path) -> np.ndarray:
     except NowcastError:
         raise
     except Exception as e:
-        raise NowcastError(f"{path}: cannot read ({_first_line(e)})") from None
+        raise NowcastError(f"{path}: cannot read ({described(e)})") from None
 
 
 def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -> RadarEvents:
