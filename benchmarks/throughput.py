@@ -104,7 +104,7 @@ ABLATIONS = [_SEED, replace(_SEED, name="seed+fastest_kernels", kernels="fastest
              replace(_SEED, name="seed+compile", compile=True),
              MODES["fast"], replace(MODES["fast"], name="fast+channels_last", channels_last=True),
              MODES["reference"]]
-VARIANTS = {m.name: m for m in ABLATIONS}  # each also by name (--modes)
+ALL_MODES = {m.name: m for m in ABLATIONS}  # --modes: any by name (the ablation holds MODES)
 
 
 def set_kernels(kind: str, seed: int) -> None:
@@ -300,7 +300,7 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
-    parser.add_argument("--modes", nargs="+", choices=list({**MODES, **VARIANTS}), default=list(MODES))
+    parser.add_argument("--modes", nargs="+", choices=list(ALL_MODES), default=list(MODES))
     parser.add_argument("--ablate", action="store_true",
                         help="from the seed's step, one optimisation at a time (fast mode's parts)")
     parser.add_argument("--check-numerics", type=int, metavar="STEPS", default=0,
@@ -328,7 +328,7 @@ def main(argv=None) -> int:
         name = next(iter(workloads))
         print(json.dumps(dict(check_numerics(workloads[name], device, args.check_numerics), workload=name)), flush=True)
         return 0
-    modes = ABLATIONS if args.ablate else [{**MODES, **VARIANTS}[m] for m in args.modes]
+    modes = ABLATIONS if args.ablate else [ALL_MODES[m] for m in args.modes]
     if device.type == "cpu" and not args.compile_on_cpu:  # 2 CPU cores: the compiler, not the model
         modes = [replace(m, compile=False) for m in modes]
     rows = []

@@ -53,8 +53,9 @@ def save(obj: dict, path: str | Path) -> None:
                 os.replace(path, previous(path))  # load_resume falls back to it
     except (OSError, RuntimeError) as e:
         kept = " the previous checkpoint is kept;" if path.is_file() or previous(path).is_file() else ""
+        reason = first_line(getattr(e, "strerror", None) or e)  # OSError: without its errno
         raise CheckpointWriteError(
-            f"{path} could not be written ({first_line(getattr(e, 'strerror', None) or e)}: disk full or file-size limit?);"
+            f"{path} could not be written ({reason}: disk full or file-size limit?);"
             f"{kept} the run can resume once there is space") from None
 
 

@@ -31,7 +31,7 @@ from typing import Any, Optional
 import torch
 import torch.distributed as dist
 
-from .errors import NowcastError, first_line
+from .errors import NowcastError, described, first_line
 from .stopping import STRENGTH
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -159,10 +159,10 @@ def rank_failure(run_dir: Path, error: BaseException | str) -> BaseException | s
     others = rank_errors(run_dir)
     if not others:
         return error
-    own = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    own = first_line(error) if isinstance(error, str) else described(error)
     first = min(others)
     more = f"; {len(others) - 1} more rank error(s) in rank-*.error" if len(others) > 1 else ""
-    return f"rank {first} failed: {others[first]} (rank 0: {first_line(own)}){more}"
+    return f"rank {first} failed: {others[first]} (rank 0: {own}){more}"
 
 
 def _read(path: Path) -> str:

@@ -31,7 +31,6 @@ from .training import check_finite, train
 from .util import atomic_path, finite_or_none, write_csv, write_json
 
 
-
 def sample_figures(cfg: Config, data, model, runtime, run_dir: Path) -> None:
     """GIFs from the split they name (train.gif: a training sequence; test.gif: a test one)."""
     length = cfg.k_in + cfg.k_out

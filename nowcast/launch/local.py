@@ -313,7 +313,7 @@ def rank_worker(ps: ParamsSet, timeout_s: float) -> int:
     except KeyboardInterrupt:
         return STOPPED
     except Exception as e:  # noqa: BLE001 (recorded in the folder; one line in the log)
-        print(first_line(f"nowcast: rank {os.environ.get('RANK')}: {type(e).__name__}: {e}"),
+        print(f"nowcast: rank {os.environ.get('RANK')}: {described(e)}",
               file=sys.stderr, flush=True)
         return 1
     return 0
