@@ -22,6 +22,7 @@ import torch
 
 from nowcast.config import load_config
 from nowcast.data import get_data
+from nowcast.errors import described
 
 WORKLOADS = {
     # MMNIST-10 at batch 64 and the seed's 18 frames: the figure quoted before this pipeline
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
         try:
             row = measure(name, values, batch, length, device, 3 if args.quick else args.steps)
         except Exception as e:  # noqa: BLE001 - a workload whose data is absent here
-            row = {"batches": name, "skipped": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
+            row = {"batches": name, "skipped": described(e)}
         print(json.dumps(row), flush=True)
     return 0
 

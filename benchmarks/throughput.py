@@ -42,6 +42,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from nowcast.config import load_config
+from nowcast.errors import described
 from nowcast.losses import make_loss
 from nowcast.models import compile_cells, count_parameters, get_model
 from nowcast.runtime import CUBLAS_WORKSPACE, FAST_VS_REFERENCE_RTOL, resolve_runtime, set_determinism
@@ -204,7 +205,7 @@ def measure(name: str, workload: dict, mode: Mode, device: torch.device, warmup:
             print(json.dumps(dict(profile_kernels(step, device, profile_steps), workload=name,
                                   mode=mode.name)), flush=True)
         except Exception as e:
-            print(f"profile: failed ({type(e).__name__}: {e})", flush=True)
+            print(f"profile: failed ({described(e)})", flush=True)
     return row
 
 

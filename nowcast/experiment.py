@@ -20,7 +20,7 @@ from .config import Config, load_config
 from .data import get_data
 from .data.check import check_inputs
 from .distributed import end_together, init_distributed, rank_failure, rank_world, write_rank_error
-from .errors import NowcastError, RunStopped, first_line
+from .errors import NowcastError, RunStopped, described, first_line
 from .forecast import forecast
 from .models import count_parameters, get_model
 from .progress import Progress
@@ -207,7 +207,7 @@ def _start_run(cfg: Config, distributed: bool, rank: int) -> Path:
             load_resume(run_dir / CHECKPOINT)
             holder = [str(run_dir)]
         except BaseException as error:  # every process must stop, not only rank 0
-            holder = [f"{type(error).__name__}: {error}"]
+            holder = [described(error)]
     torch.distributed.broadcast_object_list(holder, src=0)
     if not Path(holder[0]).name.startswith(results.RUNNING_PREFIX):
         raise NowcastError(holder[0])

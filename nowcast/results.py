@@ -35,7 +35,7 @@ import yaml
 
 from . import __version__, runlock
 from .config import Config, to_yaml
-from .errors import NowcastError, first_line
+from .errors import NowcastError, described, first_line
 from .progress import PROGRESS, derive_state
 from .protocols import PROTOCOL_NAMES
 from .schema import metrics_problem
@@ -177,7 +177,7 @@ def complete_run(run_dir: Path, notebook: Optional[Path] = None) -> Path:
 
 def fail_run(run_dir: Path, error: BaseException | str, notebook: Optional[Path] = None) -> Path:
     run_dir = Path(run_dir)
-    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    message = error if isinstance(error, str) else described(error)
     if isinstance(error, BaseException) and not isinstance(error, NowcastError):
         write_text(run_dir / "error.txt", "".join(traceback.format_exception(error)))
     if notebook is not None and Path(notebook).is_file():

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..config import Config, data_dir
-from ..errors import MissingDependency, NowcastError
+from ..errors import MissingDependency, NowcastError, described
 from ..util import atomic_path, cache_dir, optional_import
 from .base import Batch, to_unit
 
@@ -107,7 +107,7 @@ def load_digit_pools(source: str, data_dir: Path | None) -> tuple[dict[str, np.n
             with np.load(path) as f:
                 x_train, x_test = f["x_train"], f["x_test"]
         except Exception as e:  # zip/key/format errors all mean the same to the user
-            raise NowcastError(f"{path}: not a readable mnist.npz ({type(e).__name__}: {e})") from None
+            raise NowcastError(f"{path}: not a readable mnist.npz ({described(e)})") from None
         for key, x in (("x_train", x_train), ("x_test", x_test)):
             if x.ndim != 3 or x.shape[1:] != (DIGIT, DIGIT) or len(x) == 0:
                 raise NowcastError(f"{path}: '{key}' must hold {DIGIT}x{DIGIT} digit images "
