@@ -75,11 +75,15 @@ class Config:
                                                  "seed: crop + resize to 128x128 (the seed's)")
     block_size: Optional[int] = _f(4, "native pixels per block side (recipe blocks)")
     crop_size: Optional[int] = _f(None, "random training crops of this side; None: whole frames")
+    train_files: Optional[list[str]] = _f([], "more radar files whose every event is added to "
+                                              "training only (never validation or test)")
     augment: Optional[bool] = _f(False, "random flips and 90-degree rotations in training")
 
     architecture: Architecture = _f("convlstm_ed", section="model")
     hidden_sizes: list[int] = _f([64, 32, 32, 16])
     filter_size: Union[int, list[int], None] = _f(5, "one size for all layers, or one per layer")
+    patch_size: Optional[int] = _f(1, "fold p x p patches into channels before the recurrent "
+                                      "stack (4: OpenSTL's Moving MNIST setting; 16x fewer positions)")
     stride: Optional[Literal[1, 2]] = _f(2, "2: first half of the stack halves the size, second half doubles it")
     max_pool: Optional[bool] = _f(None, "down-sample by stride-1 conv + max-pool instead of a stride-2 "
                                         "conv; None: follows stride (true at 2)")
@@ -118,12 +122,16 @@ class Config:
     ss_min: float = 0.0
     early_stopping: int = _f(0, "patience in validations (epochs unless val_every); 0: off")
     val_every: Optional[int] = _f(None, "optimiser steps between validations; None: every epoch")
+    val_subset: Optional[int] = _f(None, "validate during training on the first N validation "
+                                         "sequences (radar: windows), and score the train column "
+                                         "on N training sequences; None: whole splits")
     time_budget_min: Optional[float] = _f(None, "stop training after this many minutes (wall "
                                              "time incl. compile and validation), then test")
     checkpoint_every: int = _f(200, "optimiser steps between checkpoints")
 
     device: Literal["auto", "cpu", "cuda"] = _f("auto", section="runtime")
-    precision: Literal["auto", "fp32", "bf16"] = _f("auto", "auto: bf16 autocast on GPU, fp32 on CPU")
+    precision: Literal["auto", "fp32", "bf16"] = _f("auto", "auto: bf16 autocast on GPU and on CPUs with "
+                                                        "bf16 units (AMX), else fp32")
     compile: Literal["auto", "on", "off"] = _f("auto", "torch.compile; auto: on for GPU")
     deterministic: Optional[bool] = _f(None, "deterministic kernels; None: follow the mode "
                                              "(on in reference, off in fast)")
@@ -323,7 +331,8 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
 
     positive = ["num_digits", "image_size", "k_in", "k_out", "batch_size", "num_epochs",
                 "train_sequences", "val_sequences", "test_sequences", "checkpoint_every",
-                "step_size", "ss_decay_steps", "norm_groups", "block_size", "head_width"]
+                "step_size", "ss_decay_steps", "norm_groups", "block_size", "head_width",
+                "patch_size", "val_subset"]
     for key in positive + ["test_num_digits", "crop_size"]:
         value = getattr(cfg, key)  # null: not used (options.USES), or off
         if value is not None and value < 1:

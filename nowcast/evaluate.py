@@ -72,7 +72,7 @@ def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file:
     cfg = evaluation_config(train_cfg.to_dict(), protocol, data_file, results_dir, job_id)
     data = get_data(cfg)
     runtime = resolve_runtime(cfg)
-    model.to(runtime.device)
+    runtime.place(model.to(runtime.device))
 
     probe = torch.from_numpy(data.split("test").frames[:1, :cfg.k_in]).to(runtime.device)
     try:  # before any folder exists: size-bound layers (per-position peepholes, LayerNorm)

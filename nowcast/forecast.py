@@ -28,7 +28,7 @@ def forecast_logits(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -
     """Raw outputs (B, k_out, H, W) (logits for output 'sigmoid') for inputs (B, k_in, H, W)
     in [0, 1], without gradients; inputs are padded to the model's down-sampling and the
     forecast cropped back."""
-    x, (h, w) = padded(inputs, getattr(model, "downsampling", 1))
+    x, (h, w) = padded(inputs, getattr(model, "frame_multiple", 1))
     # eager even where training compiled the cells: a forecast's batch (a last partial batch, a
     # figure's few sequences) would compile new graphs, minutes on a GPU for seconds of work
     with torch.no_grad(), runtime.autocast(), torch.compiler.set_stance("force_eager"):

@@ -37,12 +37,13 @@ class Choice:
     fixed: Mapping[str, Any] = field(default_factory=dict)  # used fields that take one value only
 
 
-MODEL = ("filter_size", "stride", "max_pool", "transpose", "norm", "norm_groups", "peephole",
+MODEL = ("filter_size", "patch_size", "stride", "max_pool", "transpose", "norm", "norm_groups", "peephole",
          "bias", "leaky_slope", "feed_upward", "fused_gates", "head", "head_width")
 HEAD = ("head", "head_width")  # encoder_forecaster's output layer
 MMNIST = ("data_dir", "digits", "num_digits", "test_num_digits", "image_size", "speed_min",
           "speed_max", "train_fixed", "val_sequences", "test_sequences")
-RADAR = ("data_dir", "data_file", "radar_recipe", "block_size", "crop_size", "augment")
+RADAR = ("data_dir", "data_file", "radar_recipe", "block_size", "crop_size", "augment",
+         "train_files")
 
 # chooser -> the fields whose use it decides
 FIELDS: dict[str, tuple[str, ...]] = {

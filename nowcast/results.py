@@ -403,6 +403,7 @@ def environment(runtime, extra: Optional[dict] = None) -> dict:
             "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",
             "SLURM_RESTART_COUNT", "SLURM_NODELIST")},
         "mode": runtime.mode, "precision": runtime.precision, "compile": runtime.compile,
+        "channels_last": runtime.channels_last,
         "command": " ".join(sys.argv),
     }
     env.update(extra or {})

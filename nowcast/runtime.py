@@ -2,7 +2,12 @@
 
 `mode` is what env.json reports: `reference` (fp32, eager, deterministic kernels: the same
 params give bit-identical results on a rerun) or `fast` (bf16 autocast and/or torch.compile;
-deterministic kernels off unless `deterministic: true` is asked for). A fast run repeats
+deterministic kernels off unless `deterministic: true` is asked for).
+
+`precision: auto` is bf16 on a GPU and on a CPU with bf16 matrix units (AMX or AVX-512-bf16:
+`cpu_has_bf16_units`), fp32 elsewhere; on such a CPU the model's weights are also kept
+channels_last (oneDNN's fast layout for bf16 convolutions). `compile: auto` compiles on a GPU
+only. benchmarks/RESULTS.md has the CPU measurements behind these choices. A fast run repeats
 within FAST_REPEAT_RTOL and follows the reference run within FAST_VS_REFERENCE_RTOL
 (relative difference of the mean training loss over the first 30 steps; checked on a GPU by
 tests/test_gpu.py).
@@ -36,6 +41,7 @@ class Runtime:
     precision: str      # fp32 | bf16
     compile: bool
     deterministic: bool = True
+    channels_last: bool = False  # the model's weights in NHWC (CPU bf16: oneDNN's layout)
 
     @property
     def mode(self) -> str:
@@ -46,6 +52,17 @@ class Runtime:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def place(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model in this runtime's memory format (in place; returned for chaining)."""
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+
+def cpu_has_bf16_units() -> bool:
+    """True when this CPU multiplies bf16 matrices in hardware (AMX tiles or AVX-512-bf16): there
+    bf16 autocast with channels_last trains ConvLSTMs several times faster than fp32."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
 
 def resolve_runtime(cfg) -> Runtime:
     if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -55,9 +72,10 @@ def resolve_runtime(cfg) -> Runtime:
         # srun): the node's GPUs in order, or the one GPU a cluster shows each of its tasks
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
     gpu = device.type == "cuda"
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if gpu else "fp32")
+    fast_cpu = not gpu and cpu_has_bf16_units()
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if gpu or fast_cpu else "fp32")
     compile_ = cfg.compile == "on" or (cfg.compile == "auto" and gpu)
-    runtime = Runtime(device, precision, compile_)
+    runtime = Runtime(device, precision, compile_, channels_last=not gpu and precision == "bf16")
     deterministic = runtime.mode == "reference" if cfg.deterministic is None else cfg.deterministic
     return replace(runtime, deterministic=deterministic)
 

@@ -88,7 +88,7 @@ def optimisation_step(step_fn, model, optimizer, loss_fn, runtime: Runtime, inpu
                       tmask: Optional[torch.Tensor] = None, grad_clip: Optional[float] = None) -> torch.Tensor:
     """One step: forward (padded to the model's down-sampling), loss, backward, clip, update.
     Returns the loss without synchronising with the host. benchmarks/throughput.py times this."""
-    multiple = getattr(model, "downsampling", 1)
+    multiple = getattr(model, "frame_multiple", 1)
     x, (h, w) = padded(inputs, multiple)
     with runtime.autocast():
         logits = step_fn(x, target.shape[1], padded(target, multiple)[0], tmask)[..., :h, :w]
@@ -179,7 +179,7 @@ class Trainer:
         self.rank, self.world = rank_world()
         if cfg.batch_size % self.world:
             raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
-        self.cfg, self.data, self.model, self.runtime = cfg, data, model, runtime
+        self.cfg, self.data, self.model, self.runtime = cfg, data, runtime.place(model), runtime
         self.plan = make_plan(cfg)
         self.loss_fn = make_loss(cfg.loss, cfg.ssim_weight, cfg.output)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.initial_lr,
@@ -193,7 +193,7 @@ class Trainer:
         if self.world > 1:
             self.step_fn = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
-        self.val = data.split("val")
+        self.val = data.split("val").first(cfg.val_subset)  # selection in bounded time
         self.losses: list[torch.Tensor] = []
         self.on_step = on_step
         self.bar = tqdm(total=self.plan.total * cfg.batch_size, disable=not progress or self.rank != 0,

@@ -20,6 +20,12 @@ class Batch(NamedTuple):
     frames: Any                    # float32 in [0, 1], (B, T, H, W)
     mask: Optional[Any]            # bool, True where there is data; None: everywhere
 
+    def first(self, n: Optional[int]) -> "Batch":
+        """The first n sequences (all of them for None): a subset scored in bounded time."""
+        if n is None:
+            return self
+        return Batch(self.frames[:n], None if self.mask is None else self.mask[:n])
+
 
 def to_unit(frames):
     """uint8 frames -> float32 in [0, 1] (x / 255), for numpy arrays and torch tensors alike

@@ -28,7 +28,7 @@ def check_paths(cfg: Config, where: str) -> None:
         raise NowcastError(f"{where}: data_dir '{cfg.data_dir}' is not a folder")
     if cfg.dataset == "radar":
         for name in ([KNMI_FILE] if cfg.protocol == "knmi-30-60" else []) + \
-                ([cfg.data_file] if cfg.data_file else []):
+                ([cfg.data_file] if cfg.data_file else []) + list(cfg.train_files or []):
             try:
                 resolve_data_file(cfg, name)
             except NowcastError as e:
@@ -68,10 +68,17 @@ def frame_shapes(cfg: Config) -> dict[str, tuple[int, int]]:
     test = _radar_frame(cfg, cfg.data_file) if cfg.data_file else train
     shapes = {k: v for k, v in (("train", train), ("test", test)) if v is not None}
     c = cfg.crop_size
+    extra = {name: _radar_frame(cfg, name) for name in cfg.train_files or []}
+    for name, shape in extra.items():
+        if shape is not None and not c and shape != train:
+            raise NowcastError(f"train_files: {name} has {shape[0]}x{shape[1]} frames on the "
+                               f"run's grid, the training data {train[0]}x{train[1]}: set "
+                               f"crop_size to train on crops of both")
+    for name, shape in [("the training data", train), *extra.items()]:
+        if c and shape is not None and c > min(shape):
+            raise NowcastError(f"crop_size {c} is larger than the {shape[0]}x{shape[1]} "
+                               f"frames of {name}")
     if c and train is not None:
-        if c > min(train):
-            raise NowcastError(f"crop_size {c} is larger than the {train[0]}x{train[1]} "
-                               f"frames of the training data")
         shapes["train"] = (c, c)
     return shapes
 

@@ -7,7 +7,10 @@
 | fc_lstm             | forecaster.py | FC-LSTM encoder-forecaster baseline on flattened frames |
 
 Every builder passes `activation` (the cells' candidate/output nonlinearity) and `output`
-(how the raw output becomes frames, base.OUTPUTS, stored as `model.output`).
+(how the raw output becomes frames, base.OUTPUTS, stored as `model.output`). A builder gets the
+size of the frames its cells see, and their channels: with `patch_size` p the frames are folded
+into p*p channels at a p-th of the size (base.to_patches), which get_model sets as
+`model.patch_size`.
 """
 
 from __future__ import annotations
@@ -28,28 +31,30 @@ __all__ = ["get_model", "model_size", "downsampling", "check_architecture", "che
            "to_frames"]
 
 
-def _convlstm_ed(cfg, size: tuple[int, int]) -> SequenceModel:
+def _convlstm_ed(cfg, size: tuple[int, int], channels: int) -> SequenceModel:
     return ConvLSTMED(cfg.hidden_sizes, cfg.filter_sizes, size, stride=cfg.stride,
                       max_pool=cfg.max_pool, transpose=cfg.transpose, norm=cfg.norm,
                       norm_groups=cfg.norm_groups, peephole=cfg.peephole, bias=cfg.bias,
                       leaky_slope=cfg.leaky_slope, feed_upward=cfg.feed_upward,
-                      fused_gates=cfg.fused_gates, activation=cfg.activation, output=cfg.output)
+                      fused_gates=cfg.fused_gates, in_channels=channels,
+                      activation=cfg.activation, output=cfg.output)
 
 
-def _encoder_forecaster(cfg, size: tuple[int, int]) -> SequenceModel:
+def _encoder_forecaster(cfg, size: tuple[int, int], channels: int) -> SequenceModel:
     # max_pool, transpose and feed_upward are not read (options.USES refuses them): every state
     # keeps the frame's size, and each layer is fed the hidden state below
     return conv_encoder_forecaster(cfg.hidden_sizes, cfg.filter_sizes, size,
                                    stride=cfg.stride, norm=cfg.norm, norm_groups=cfg.norm_groups,
                                    peephole=cfg.peephole, bias=cfg.bias,
                                    leaky_slope=cfg.leaky_slope, fused_gates=cfg.fused_gates,
-                                   activation=cfg.activation, output=cfg.output,
+                                   in_channels=channels, activation=cfg.activation, output=cfg.output,
                                    head=cfg.head, head_width=cfg.head_width)
 
 
-def _fc_lstm(cfg, size: tuple[int, int]) -> SequenceModel:
+def _fc_lstm(cfg, size: tuple[int, int], channels: int) -> SequenceModel:
     # reads hidden_sizes, the frame size, activation and output only: the FC cell always has one
-    # bias per gate and no peepholes (the thesis's Keras LSTM)
+    # bias per gate and no peepholes (the thesis's Keras LSTM); patches mean nothing to a layer
+    # that sees every pixel (options.USES refuses patch_size for it), so channels is 1
     return FCLSTM(cfg.hidden_sizes, size, activation=cfg.activation, output=cfg.output)
 
 
@@ -57,11 +62,17 @@ MODELS = {"convlstm_ed": _convlstm_ed, "encoder_forecaster": _encoder_forecaster
           "fc_lstm": _fc_lstm}
 
 
+def patch(cfg) -> int:
+    """The patch side frames are folded by (1: none; null for fc_lstm, which takes none)."""
+    return cfg.patch_size or 1
+
+
 def downsampling(cfg) -> int:
-    """The factor frames are padded to (forecast.padded): 2 per down-sampling layer."""
+    """The factor frames are padded to (forecast.padded): the patch side times 2 per
+    down-sampling layer (model.frame_multiple)."""
     if cfg.architecture == "convlstm_ed":
-        return total_downsampling(len(cfg.hidden_sizes), cfg.stride)
-    return 1
+        return patch(cfg) * total_downsampling(len(cfg.hidden_sizes), cfg.stride)
+    return patch(cfg)
 
 
 def model_size(cfg, frame_shape: Optional[Sequence[int]] = None) -> tuple[int, int]:
@@ -86,8 +97,12 @@ def get_model(cfg, device: str | torch.device = "cpu",
         raise NowcastError(f"unknown architecture '{cfg.architecture}' "
                            f"(choose from {', '.join(MODELS)})") from None
     size = model_size(cfg, frame_shape)
+    p = patch(cfg)
+    if size[0] % p or size[1] % p:  # image_size is taken as given (model_size)
+        raise NowcastError(f"frame size {size[0]}x{size[1]} is not divisible by patch_size {p}")
     with torch.device(device):
-        model = build(cfg, size)
+        model = build(cfg, (size[0] // p, size[1] // p), p * p)
+    model.patch_size = p
     model.frame_shape = size
     return model
 

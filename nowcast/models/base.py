@@ -1,5 +1,5 @@
-"""What every model shares: the call signature, the mapping of its raw output to frames, and the
-autoregressive feed-back of predictions."""
+"""What every model shares: the call signature, patches (frames folded into channels), the
+mapping of its raw output to frames, and the autoregressive feed-back of predictions."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Callable, Optional
 
 import torch
 from torch import nn
+
+from torch.nn import functional as F
 
 from ..errors import NowcastError
 
@@ -38,9 +40,28 @@ def to_frames(raw: torch.Tensor, output: str = "sigmoid", clip: bool = True) -> 
     return get_output(output)(raw, clip)
 
 
+def to_patches(frames: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, T, H, W) -> (B, T, p*p, H/p, W/p): each p x p patch folded into channels
+    (space-to-depth), channel ph*p + pw holding pixel (i*p + ph, j*p + pw) of patch (i, j):
+    OpenSTL's `reshape_patch` for one-channel frames (tests/test_models.py states the map)."""
+    return F.pixel_unshuffle(frames.unsqueeze(2), p) if p > 1 else frames.unsqueeze(2)
+
+
+def from_patches(patches: torch.Tensor, p: int) -> torch.Tensor:
+    """The inverse of to_patches: (B, T, p*p, h, w) -> (B, T, h*p, w*p) (depth-to-space)."""
+    return (F.pixel_shuffle(patches, p) if p > 1 else patches).squeeze(2)
+
+
 class SequenceModel(nn.Module):
     """forward(inputs (B,k_in,H,W) in [0,1], k_out) -> raw output (B,k_out,H,W);
     to_frames(raw, model.output) gives frames ('sigmoid': raw are logits; 'relu': the thesis).
+
+    With `patch_size` p > 1 the frames are folded into p*p channels at H/p x W/p before the
+    recurrent stack and unfolded after the head (to_patches): every convolution then sees 16x
+    fewer positions at p = 4 (OpenSTL's and PredRNN's Moving MNIST setting). A subclass
+    implements `unroll(x (B,k_in,C,h,w), k_out, targets (B,k_out,C,h,w) or None, mask)` ->
+    (B,k_out,C,h,w) on patch frames (C = p*p); H and W must divide by `frame_multiple`
+    (forecast.padded pads them, and the padding is cropped off before any loss or score).
 
     During training the frame fed back after step j may be the true one: `teacher_mask`
     (B, k_out-1) bool says, per sample and step, where to use `targets` instead of the model's
@@ -48,16 +69,36 @@ class SequenceModel(nn.Module):
     """
 
     output: str = "sigmoid"
+    patch_size: int = 1
+    downsampling: int = 1  # of the recurrent states, on patch frames (ConvLSTMED: 2 per down layer)
+
+    @property
+    def frame_multiple(self) -> int:
+        """What a frame's sides must divide by: the patch times the states' down-sampling."""
+        return self.patch_size * self.downsampling
 
     def set_output(self, output: str) -> None:
         get_output(output)  # refuse an unknown name when the model is built, not when it runs
         self.output = output
 
+    def forward(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
+                teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        p, m = self.patch_size, self.frame_multiple
+        if inputs.shape[-1] % m or inputs.shape[-2] % m:
+            raise NowcastError(f"frame size {tuple(inputs.shape[-2:])} is not divisible by the "
+                               f"model's patch x down-sampling {m}")
+        folded = None if targets is None else to_patches(targets, p)
+        return from_patches(self.unroll(to_patches(inputs, p), k_out, folded, teacher_mask), p)
+
+    def unroll(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor],
+               teacher_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
     def feedback(self, logits: torch.Tensor, j: int, targets: Optional[torch.Tensor],
                  teacher_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """The frame (B,1,H,W) fed in after output j-1 (j >= 1), clipped to the data's range."""
+        """The frame (B,C,h,w) fed in after output j-1 (j >= 1), clipped to the data's range."""
         frame = to_frames(logits, self.output, clip=True)
         if teacher_mask is not None:
             use_true = teacher_mask[:, j - 1].view(-1, *([1] * (frame.dim() - 1)))
-            frame = torch.where(use_true, targets[:, j - 1].unsqueeze(1).to(frame.dtype), frame)
+            frame = torch.where(use_true, targets[:, j - 1].to(frame.dtype), frame)
         return frame

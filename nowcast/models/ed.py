@@ -69,18 +69,15 @@ class ConvLSTMED(SequenceModel):
             x = o if self.feed_upward == "output_gate" else h
         return self.head(h)
 
-    def forward(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
-                teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if inputs.shape[-1] % self.downsampling or inputs.shape[-2] % self.downsampling:
-            raise NowcastError(f"frame size {tuple(inputs.shape[-2:])} is not divisible by the "
-                               f"model's down-sampling {self.downsampling}")
+    def unroll(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
+               teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         states: list = [None] * len(self.cells)
         for t in range(inputs.shape[1]):  # the last input step already predicts the first frame
             # contiguous: a slice's strides depend on the sequence length, and a compiled cell
             # guards on strides (it would compile again for every curriculum length)
-            logits = self.step(inputs[:, t].unsqueeze(1).contiguous(), states)
+            logits = self.step(inputs[:, t].contiguous(), states)
         outputs = [logits]
         for j in range(1, k_out):
             logits = self.step(self.feedback(logits, j, targets, teacher_mask), states)
             outputs.append(logits)
-        return torch.cat(outputs, dim=1)
+        return torch.stack(outputs, dim=1)

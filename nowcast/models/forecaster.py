@@ -48,20 +48,20 @@ class EncoderForecaster(SequenceModel):
             x = h
         return hs
 
-    def forward(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
-                teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def unroll(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
+               teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         states: list = [None] * len(self.encoder)
         for t in range(inputs.shape[1]):
             # contiguous: a compiled cell guards on strides, which a slice takes from the length
-            self.run_stack(self.encoder, inputs[:, t].unsqueeze(1).contiguous(), states)
-        frame = torch.zeros_like(inputs[:, :1])
+            self.run_stack(self.encoder, inputs[:, t].contiguous(), states)
+        frame = torch.zeros_like(inputs[:, 0])
         outputs = []
         for j in range(k_out):
             if j:
                 frame = self.feedback(outputs[-1], j, targets, teacher_mask)
             hs = self.run_stack(self.forecaster, frame, states)
             outputs.append(self.head(torch.cat(hs, dim=1) if self.head_reads_all else hs[-1]))
-        return torch.cat(outputs, dim=1)
+        return torch.stack(outputs, dim=1)
 
 
 class RowConv(nn.Conv2d):
@@ -133,8 +133,8 @@ class FCLSTM(SequenceModel):
             raise NowcastError(str(e)) from None
         self.head = nn.Linear(hidden, pixels)
 
-    def forward(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
-                teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def unroll(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
+               teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         state = None
         for t in range(inputs.shape[1]):
             # contiguous: a compiled cell guards on strides, which a slice takes from the length
@@ -143,5 +143,5 @@ class FCLSTM(SequenceModel):
         outputs = []
         for _ in range(k_out):
             state = self.forecaster(summary, state)[:2]
-            outputs.append(self.head(state[0]).view(inputs.shape[0], 1, *inputs.shape[2:]))
-        return torch.cat(outputs, dim=1)
+            outputs.append(self.head(state[0]).view(inputs.shape[0], *inputs.shape[2:]))
+        return torch.stack(outputs, dim=1)

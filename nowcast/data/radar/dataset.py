@@ -42,6 +42,8 @@ class RadarData:
     frames starting every 6 frames (40 test windows). With `data_file` set as well, the test
     windows come from every event of that file instead (the protocol's "another radar file").
     Otherwise `data_file` is split by event in time order (`chronological_split`).
+    `train_files`: every event of these files is added to the training events only (never to
+    validation or test; no frame time may be shared with another split), at the same time step.
     Frames are [0, 1] = clip(dBZ, 0, 70) / 70 with no data as 0; `mask` is True where there is
     data. `split_windows` gives the same windows in dBZ for scoring.
     """
@@ -56,10 +58,24 @@ class RadarData:
             self._protocol_sources(cfg)
         else:
             self._file_sources(cfg)
+        self.extra_train = [self._extra_source(name) for name in cfg.train_files or []]
         self._check_disjoint()
-        events, rows = self.sources["train"]
         # the training events live on the training device: windows are cut there
-        self.train_events = [torch.from_numpy(events.frames[e]).to(device) for e in rows]
+        self.train_events = [torch.from_numpy(events.frames[e]).to(device)
+                             for events, rows in [self.sources["train"], *self.extra_train]
+                             for e in rows]
+        if self.extra_train:
+            self.description += "; training also on every event of " + ", ".join(
+                f"{events.path.name} ({events.source})" for events, _ in self.extra_train)
+
+    def _extra_source(self, name: str) -> tuple[RadarEvents, list[int]]:
+        """One of train_files: all its events, at the training data's time step."""
+        events = self._load(resolve_data_file(self.cfg, name))
+        step = self.sources["train"][0].dt_min
+        if events.dt_min != step:
+            raise NowcastError(f"{events.path}: frames are {events.dt_min} min apart; the training "
+                               f"data's are {step} min (train_files must share the time step)")
+        return events, list(range(len(events)))
 
     def _load(self, path: Path) -> RadarEvents:
         return prepared_events(path, self.cfg.radar_recipe, self.cfg.block_size)
@@ -109,7 +125,8 @@ class RadarData:
     def _check_disjoint(self) -> None:
         """No frame time (or, without times, no event) in two splits: defect 2 of the seed."""
         seen: dict[tuple, str] = {}
-        for split, (events, rows) in self.sources.items():
+        for split, (events, rows) in [*self.sources.items(),
+                                      *(("train", source) for source in self.extra_train)]:
             for e in rows:
                 keys = ([("event", str(events.path), e)] if events.times[e] is None
                         else [("time", t) for t in events.times[e].tolist()])
