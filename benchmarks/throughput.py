@@ -12,6 +12,7 @@ of the device's dense bf16 peak, peak memory. A table follows at the end.
     python benchmarks/throughput.py --workloads seed-b64 --modes seed fast --profile 10
     python benchmarks/throughput.py --check-numerics 300    # fast vs reference loss trajectories
     python benchmarks/throughput.py --device cpu --quick    # CPU smoke run of the script itself
+    python benchmarks/throughput.py --device cpu --compile-on-cpu   # the CPU table (RESULTS.md)
 
 Data are generated before timing and kept on the device, so the figures measure the model's
 step, not the input pipeline (benchmarks/batches.py times that). Compilation is what training
@@ -25,6 +26,12 @@ default algorithms, TF32 convolutions, no determinism; Adam's default foreach im
 `reference` and `fast` are nowcast's modes as training runs them (nowcast.runtime).
 `--profile N` profiles N steps of the last mode of the first workload (torch.profiler) and
 prints its kernels by device time, grouped (convolutions, compiled elementwise code, optimiser).
+
+On a CPU (`--device cpu`) the defaults are the CPU-sized workloads of params/cpu/ and the seed's
+model at batch 16, in the CPU modes (CPU_MODES: fp32 eager, bf16 autocast, channels_last, one
+thread, torch.compile with --compile-on-cpu); `vs_fp32` is each row's rate over the workload's
+fp32 eager (`reference`) rate of the same run, and the share column is of the bf16 matrix
+product measured at the start of the same run (`peak` line: 2048x2048, bf16 and fp32).
 """
 
 from __future__ import annotations
@@ -71,6 +78,18 @@ WORKLOADS = {
                        norm="group", peephole="per_channel", bias=True, image_size=192,
                        batch_size=8, k_in=6, k_out=12, loss="mse", frame_shape=(191, 175)),
 }
+# the model and batch of params/cpu/*.yaml (tests/test_fast_mode.py checks that they agree), on
+# their training frames: Moving MNIST's 64x64, radar's 96-block crops
+CPU_SIZED = dict(architecture="convlstm_ed", stride=1, hidden_sizes=[64, 64], filter_size=5,
+                 patch_size=4, norm="group", peephole="per_channel", loss="mse")
+CPU_WORKLOADS = {
+    "cpu-mmnist-t-p4": dict(CPU_SIZED, image_size=64, batch_size=16, k_in=7, k_out=7),
+    "cpu-knmi-p4": dict(CPU_SIZED, image_size=96, batch_size=8, k_in=6, k_out=12,
+                        frame_shape=(96, 96)),
+}
+WORKLOADS.update(CPU_WORKLOADS)
+CPU_PARAMS = {"cpu-mmnist-t-p4": "params/cpu/mmnist-t-patch4.yaml",
+              "cpu-knmi-p4": "params/cpu/knmi-30-60-patch4.yaml"}
 QUICK = dict(hidden_sizes=[8, 8], filter_size=3, batch_size=4, image_size=32,
              frame_shape=(32, 32), k_in=3, k_out=3)
 
@@ -89,6 +108,7 @@ class Mode:
     adam: str = "fused"              # fused (training's, on CUDA) | foreach (torch's default)
     kernels: str = "deterministic"   # deterministic | default (torch's own) | fastest
     channels_last: bool = False
+    threads: int | None = None       # torch.set_num_threads for this mode; None: as found
 
 
 MODES = {"seed": Mode("seed", adam="foreach", kernels="default"),
@@ -105,7 +125,14 @@ ABLATIONS = [_SEED, replace(_SEED, name="seed+fastest_kernels", kernels="fastest
              replace(_SEED, name="seed+compile", compile=True),
              MODES["fast"], replace(MODES["fast"], name="fast+channels_last", channels_last=True),
              MODES["reference"]]
-ALL_MODES = {m.name: m for m in ABLATIONS}  # --modes: any by name (the ablation holds MODES)
+# the CPU's: fp32 eager (reference), then bf16 autocast and the memory layout one at a time;
+# `cpu-bf16-cl` is what precision auto chooses on a CPU with bf16 units (runtime.resolve_runtime)
+_BF16 = Mode("cpu-bf16", precision="bf16", kernels="fastest")
+CPU_MODES = [MODES["reference"], replace(MODES["reference"], name="cpu-fp32-cl", channels_last=True),
+             _BF16, replace(_BF16, name="cpu-bf16-cl", channels_last=True),
+             replace(_BF16, name="cpu-bf16-cl-1thread", channels_last=True, threads=1),
+             replace(_BF16, name="cpu-bf16-cl-compile", channels_last=True, compile=True)]
+ALL_MODES = {m.name: m for m in ABLATIONS + CPU_MODES}  # --modes: any by name
 
 
 def set_kernels(kind: str, seed: int) -> None:
@@ -124,6 +151,7 @@ def build(workload: dict, mode: Mode, device: torch.device, seed: int = 0):
                                   compile="on" if mode.compile else "off"))
     runtime = replace(resolve_runtime(cfg), device=device, deterministic=mode.kernels == "deterministic")
     set_kernels(mode.kernels, seed)
+    torch.set_num_threads(mode.threads or THREADS)
     model = get_model(cfg, device=device)
     memory_format = torch.channels_last if mode.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -144,6 +172,28 @@ def sync(device: torch.device) -> None:
 
 
 FLOPS: dict[str, int] = {}  # per workload: the same whatever the mode
+THREADS = torch.get_num_threads()  # as the process found them (a mode may set fewer)
+PEAK: dict[str, float] = {}  # measured matrix-product GFLOP/s by dtype (matmul_peak)
+
+
+def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> dict:
+    """GFLOP/s of an n x n matrix product in bf16 and fp32 on `device` (median of `repeats`
+    after one warm-up): the ceiling a CPU's convolutions are measured against."""
+    out = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        a, b = (torch.rand(n, n, device=device).to(dtype) for _ in range(2))
+        a @ b
+        times = []
+        for _ in range(repeats):
+            sync(device)
+            t0 = time.perf_counter()
+            a @ b
+            sync(device)
+            times.append(time.perf_counter() - t0)
+        out[str(dtype).split(".")[-1]] = round(2 * n ** 3 / statistics.median(times) / 1e9, 1)
+    PEAK.update(out)
+    print(json.dumps({"peak": f"matmul {n}x{n}", "gflops": out, "threads": THREADS}), flush=True)
+    return out
 
 
 def count_flops(name: str, workload: dict, device: torch.device) -> int:
@@ -187,14 +237,17 @@ def measure(name: str, workload: dict, mode: Mode, device: torch.device, warmup:
     ms = statistics.median(times) * 1000
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = next((v for k, v in BF16_PEAK.items() if k in device_name), None)
+    if device.type == "cpu" and "bfloat16" in PEAK:  # no data sheet: the peak measured here
+        peak = PEAK["bfloat16"] / 1000
     tflops = flops / (ms / 1000) / 1e12
     row = {
         "workload": name, "mode": mode.name, "device": device_name, "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
         "batch": cfg.batch_size, "k_in": cfg.k_in, "k_out": cfg.k_out,
         "frame": list(frames.shape[-2:]), "parameters": count_parameters(model),
         "first_step_s": round(first_step, 3),
         "ms_per_step": round(ms, 3), "sequences_per_s": round(cfg.batch_size / (ms / 1000), 1),
-        "flop_per_step": flops, "tflops": round(tflops, 3),
+        "flop_per_step": flops, "tflops": round(tflops, 3), "gflops": round(tflops * 1000, 1),
         "bf16_peak_share": round(tflops / peak, 4) if peak else None,
         "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda" else None,
         "steps_timed": steps, "date": time.strftime("%Y-%m-%d"),
@@ -285,23 +338,27 @@ def check_numerics(workload: dict, device: torch.device, steps: int) -> dict:
             "fast_first_last": [float(fast[0]), float(fast[-1])]}
 
 
-def table(rows: list[dict]) -> str:
-    """Markdown; `vs_seed`: sequences/s over the seed mode's of the same workload (same run)."""
-    seed = {r["workload"]: r["sequences_per_s"] for r in rows if r["mode"] == "seed"}
-    cols = ["workload", "mode", "batch", "first_step_s", "ms_per_step", "sequences_per_s", "vs_seed",
-            "tflops", "bf16_peak_share", "peak_memory_gib"]
+def table(rows: list[dict], cpu: bool = False) -> str:
+    """Markdown; `vs_seed`: sequences/s over the seed mode's of the same workload (same run);
+    on a CPU `vs_fp32`, over the fp32 eager (reference) mode's, and GFLOP/s."""
+    base_mode, ratio = ("reference", "vs_fp32") if cpu else ("seed", "vs_seed")
+    seed = {r["workload"]: r["sequences_per_s"] for r in rows if r["mode"] == base_mode}
+    cols = ["workload", "mode", "threads", "batch", "first_step_s", "ms_per_step", "sequences_per_s",
+            ratio, "gflops" if cpu else "tflops", "bf16_peak_share"] + ([] if cpu else ["peak_memory_gib"])
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         base = seed.get(r["workload"])
-        r = dict(r, vs_seed=f"{r['sequences_per_s'] / base:.2f}x" if base else None)
+        r = dict(r, **{ratio: f"{r['sequences_per_s'] / base:.2f}x" if base else None})
         lines.append("| " + " | ".join(str(r.get(c)) for c in cols) + " |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
-    parser.add_argument("--modes", nargs="+", choices=list(ALL_MODES), default=list(MODES))
+    parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS),
+                        help="default: all but the CPU-sized ones on a GPU; on a CPU those and seed-b16")
+    parser.add_argument("--modes", nargs="+", choices=list(ALL_MODES),
+                        help="default: seed, reference, fast on a GPU; CPU_MODES on a CPU")
     parser.add_argument("--ablate", action="store_true",
                         help="from the seed's step, one optimisation at a time (fast mode's parts)")
     parser.add_argument("--check-numerics", type=int, metavar="STEPS", default=0,
@@ -320,6 +377,10 @@ def main(argv=None) -> int:
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 10)
     args.steps = args.steps if args.steps is not None else (3 if args.quick else 50)
     device = torch.device(args.device)
+    cpu = device.type == "cpu"
+    args.workloads = args.workloads or (list(CPU_WORKLOADS) + ["seed-b16"] if cpu else
+                                        [k for k in WORKLOADS if k not in CPU_WORKLOADS])
+    args.modes = args.modes or [m.name for m in (CPU_MODES if cpu else MODES.values())]
     # before cuBLAS's first call, whichever mode comes first (reference needs it; others ignore it)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     if device.type == "cpu":
@@ -329,16 +390,17 @@ def main(argv=None) -> int:
         name = next(iter(workloads))
         print(json.dumps(dict(check_numerics(workloads[name], device, args.check_numerics), workload=name)), flush=True)
         return 0
+    matmul_peak(device, n=256 if args.quick else 2048, repeats=2 if args.quick else 10)
     modes = ABLATIONS if args.ablate else [ALL_MODES[m] for m in args.modes]
     if device.type == "cpu" and not args.compile_on_cpu:  # 2 CPU cores: the compiler, not the model
-        modes = [replace(m, compile=False) for m in modes]
+        modes = [m for m in modes if not m.compile] or [replace(m, compile=False) for m in modes]
     rows = []
     for name, workload in workloads.items():
         for mode in modes:
             profiled = args.profile if name == next(iter(workloads)) and (
                 mode == modes[-1] or mode.name in args.profile_modes) else 0
             rows.append(measure(name, workload, mode, device, args.warmup, args.steps, profiled))
-    print(table(rows))
+    print(table(rows, cpu))
     return 0
 
 

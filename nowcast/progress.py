@@ -239,7 +239,12 @@ class PlanClock:
     terminal (papermill, a batch job) would otherwise train for hours without a word.
 
         nowcast: tiny: 8 steps (2 epochs x 4 steps) x 8 sequences = 64 sequences on cpu (fp32)
-        nowcast: tiny: estimated 2m10s for the plan (8 steps; 16.2 s/step measured over ...)
+        nowcast: tiny: estimated 2m10s for the plan (8 steps; 16.2 s/step measured over ...;
+            2 validations of 8 sequences about 11s)
+        nowcast: tiny: the first validation took 4s: estimated 2m03s for the plan
+
+Validation is estimated before it runs at a third of a training step's time per sequence (a
+forward pass without the backward one), then corrected once the first validation is timed.
 
     `after_step` is called with steps done and the step's loss (a device tensor: converting
     it waits for the device, so the measured time is the device's, twice per run only).
@@ -249,8 +254,12 @@ class PlanClock:
     def __init__(self, name: str, device: str, total: int, steps_per_epoch: int, stages: int,
                  epochs: int, batch_size: int, start: int = 0, processes: int = 1,
                  budget_min: Optional[float] = None, enabled: bool = True,
-                 out: Callable[[str], None] = print) -> None:
+                 out: Callable[[str], None] = print, validations: int = 0,
+                 val_sequences: int = 0) -> None:
         self.name, self.total, self.start, self.budget_min = name, total, start, budget_min
+        self.batch_size, self.validations, self.val_sequences = batch_size, validations, val_sequences
+        self.per_step: Optional[float] = None
+        self._validated = False
         self.enabled, self.out = enabled, out
         self._t0: Optional[float] = None
         self._begun = time.perf_counter()
@@ -280,13 +289,29 @@ class PlanClock:
         if done == first:
             self._t0 = now
             return
-        per_step = (now - self._t0) / MEASURED_STEPS
-        whole = now - self._begun + (self.total - done) * per_step
-        budget = (f"; the time budget stops it at {duration(60 * self.budget_min)}"
-                  if self.budget_min and whole > 60 * self.budget_min else "")
+        per_step = self.per_step = (now - self._t0) / MEASURED_STEPS
+        validation = self.validations * self.val_sequences * per_step / self.batch_size / 3
+        whole = now - self._begun + (self.total - done) * per_step + validation
+        said = (f"; {self.validations} validations of {self.val_sequences} sequences about "
+                f"{duration(validation)}" if self.validations else "")
         self.say(f"estimated {duration(whole)} for the {'rest of the ' * bool(self.start)}plan "
                  f"({self.total - self.start} steps; {per_step:.3g} s/step measured over steps "
-                 f"{first + 1}-{last}, validation not included){budget}")
+                 f"{first + 1}-{last}{said}){self._budget(whole)}")
+
+    def _budget(self, whole: float) -> str:
+        return (f"; the time budget stops it at {duration(60 * self.budget_min)}"
+                if self.budget_min and whole > 60 * self.budget_min else "")
+
+    def after_validation(self, done: int, seconds: float, validations_left: int) -> None:
+        """The first validation's measured time corrects the estimate (said once per run)."""
+        if not self.enabled or self.per_step is None or self._validated:
+            return
+        self._validated = True
+        whole = (time.perf_counter() - self._begun + (self.total - done) * self.per_step
+                 + validations_left * seconds)
+        self.say(f"the first validation took {duration(seconds)}: estimated {duration(whole)} "
+                 f"for the {'rest of the ' * bool(self.start)}plan{self._budget(whole)}")
+
 
 
 # --------------------------------------------------------------------------------------------

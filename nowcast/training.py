@@ -159,6 +159,10 @@ class Plan:
     def epoch_ends(self, step: int) -> bool:
         return (step + 1) % self.steps_per_epoch == 0
 
+    def validations(self, start: int = 0) -> int:
+        """How many validations the plan holds from step `start` on (counted: plans are short)."""
+        return sum(map(self.validates, range(start, self.total)))
+
     def validates(self, step: int) -> bool:
         """Validation after step `step`: every val_every steps, else at every epoch end."""
         if self.val_every:
@@ -283,6 +287,7 @@ class Trainer:
                                      with_metrics=False)
         check_finite(val_loss, f"validation loss at step {step}")
         self.validation_seconds = time.perf_counter() - started
+        self.clock.after_validation(step, self.validation_seconds, self.plan.validations(step))
         if self.on_step is not None:
             self.on_step(step=step, total=self.plan.total, val_loss=val_loss)
         r = self.result
@@ -336,7 +341,8 @@ class Trainer:
         device = f"{rt.device} ({rt.precision}{', compiled' * rt.compile})"
         self.clock = PlanClock(cfg.name or "train", device, plan.total, plan.steps_per_epoch,
                                len(plan.stages), plan.epochs, cfg.batch_size, step, self.world,
-                               cfg.time_budget_min, self.rank == 0, tqdm.write)
+                               cfg.time_budget_min, self.rank == 0, tqdm.write,
+                               validations=plan.validations(step), val_sequences=len(self.val.frames))
         self.clock.begin()
         self.model.train()
         while step < self.plan.total and self.result.stopped is None:

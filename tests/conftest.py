@@ -24,6 +24,9 @@ def shared_data() -> Path:
     return path
 
 
+# what precision auto picks on this machine's CPU (bf16 where it has bf16 units: runtime.py)
+AUTO_PRECISION = "bf16" if __import__("nowcast.runtime").runtime.cpu_has_bf16_units() else "fp32"
+
 TINY = dict(name="tiny", num_digits=1, image_size=32, k_in=3, k_out=3, speed_min=1.0,
             speed_max=3.0, train_sequences=32, val_sequences=8, test_sequences=8,
             hidden_sizes=[8, 8], filter_size=3, stride=2, max_pool=False, norm="group",

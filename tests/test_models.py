@@ -311,3 +311,71 @@ def test_resize_convolution_instead_of_transpose():
     resize.cells[1].register_forward_hook(lambda m, i, out: seen.__setitem__("h", out[0]))
     resize(x, 1)
     assert seen["h"].shape == (2, 4, 16, 16)  # the up-sampling layer works at full size again
+
+
+# --- patches ---------------------------------------------------------------------------------
+
+def test_patch_channels_follow_openstl_reshape_patch():
+    """OpenSTL / PredRNN `reshape_patch` on (B, T, H, W, C): patch (i, j) of side p holds pixel
+    (i*p + ph, j*p + pw) of channel c in channel (ph*p + pw)*C + c. Stated here for C = 1, index
+    by index, and back."""
+    from nowcast.models.base import from_patches, to_patches
+    p, frames = 4, torch.arange(2 * 3 * 8 * 12, dtype=torch.float32).view(2, 3, 8, 12)
+    patches = to_patches(frames, p)
+    assert patches.shape == (2, 3, 16, 2, 3)
+    for ph in range(p):
+        for pw in range(p):
+            for i in range(2):
+                for j in range(3):
+                    assert torch.equal(patches[:, :, ph * p + pw, i, j], frames[:, :, i * p + ph, j * p + pw])
+    assert torch.equal(from_patches(patches, p), frames)
+    assert torch.equal(to_patches(frames, 1)[:, :, 0], frames)
+
+
+@pytest.mark.parametrize("arch", ["convlstm_ed", "encoder_forecaster"])
+def test_patch_size_folds_frames_for_the_cells(arch):
+    """Cells see p*p channels at H/p x W/p; the model's output is whole frames again."""
+    values = dict(architecture=arch, hidden_sizes=[8, 8], filter_size=3, norm="group",
+                  norm_groups=2, peephole="per_channel", image_size=32, patch_size=4)
+    if arch == "convlstm_ed":
+        values.update(stride=2, max_pool=False)
+    model = get_model(load_config(values=values))
+    first = recurrent_cells(model)[0]
+    assert model.patch_size == 4 and model.frame_multiple == 4 * (2 if arch == "convlstm_ed" else 1)
+    seen = []
+    first.register_forward_hook(lambda m, args, out: seen.append(args[0].shape))
+    out = model(torch.rand(2, 3, 32, 32), 2)
+    assert out.shape == (2, 2, 32, 32) and seen[0] == (2, 16, 8, 8)
+
+
+def test_patch_padding_is_never_scored():
+    """Radar frames (191 x 175) are padded to the patch's multiple; what the model puts in the
+    padding changes no loss and no forecast pixel."""
+    values = dict(architecture="convlstm_ed", stride=1, hidden_sizes=[4], filter_size=3,
+                  norm="group", norm_groups=2, peephole="per_channel", patch_size=4, loss="mse")
+    cfg = load_config(values=dict(values, image_size=None, dataset="npz", data_file="x.npz",
+                                  k_in=2, k_out=2), check_model=False)
+    model = get_model(cfg, frame_shape=(23, 21))
+    assert model.frame_shape == (24, 24)
+    runtime = Runtime(torch.device("cpu"), "fp32", False)
+    frames = torch.rand(3, 4, 23, 21)
+    with torch.no_grad():
+        model.head.weight.normal_()
+    out = forecast(model, frames[:, :2], 2, runtime)
+    assert out.shape == (3, 2, 23, 21)
+    padded_in = F.pad(frames[:, :2], (0, 3, 0, 1))
+    with torch.no_grad():
+        full = to_frames(model(padded_in, 2))
+    assert torch.allclose(out, full[..., :23, :21], atol=1e-6) and full[..., 23:, :].abs().sum() > 0
+    batch = SimpleNamespace(frames=frames.numpy(), mask=None)
+    loss, _ = evaluate_split(model, batch, 2, 2, make_loss("mse"), runtime, with_metrics=False)
+    assert loss == pytest.approx(float(((out - frames[:, 2:]) ** 2).mean()), rel=1e-6)
+
+
+def test_patch_size_is_refused_where_it_means_nothing():
+    with pytest.raises(NowcastError, match="'patch_size' is not used with architecture: fc_lstm"):
+        load_config(values=dict(architecture="fc_lstm", hidden_sizes=[16, 16], patch_size=4))
+    with pytest.raises(NowcastError, match="frame size 30x30 is not divisible by patch_size 4"):
+        load_config(values=dict(hidden_sizes=[8, 8], stride=1, image_size=30, patch_size=4))
+    with pytest.raises(NowcastError, match="'patch_size' must be >= 1"):
+        load_config(values=dict(patch_size=0))

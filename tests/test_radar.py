@@ -242,3 +242,40 @@ def test_forecast_file_round_trip(tmp_path, knmi):
     back, mask, times = grid.read_radar_input(path, recipe="native")
     assert np.array_equal(mask, np.isfinite(dbz)) and list(times) == list(minutes(5, 10, 15))
     assert np.allclose(back[mask], dbz[mask], atol=0.25)              # the PV grid is 0.5 dBZ
+
+
+def test_train_files_join_training_only(tmp_path, shared):
+    """train_files add every event of other files to training, never to validation or test;
+    a file at another time step, or one sharing a frame time with a split, is refused."""
+    extra = "knmi2010_pysteps_5min.npz"
+    cfg = load_config(values=dict(protocol="knmi-30-60", crop_size=64, train_files=[extra]),
+                      check_model=False)
+    data, base = RadarData(cfg), RadarData(load_config(values=dict(protocol="knmi-30-60"),
+                                                       check_model=False))
+    assert len(data.train_events) == len(base.train_events) + 1 and extra in data.description
+    assert data.train_events[-1].shape[0] == 92
+    for split in ("val", "test"):  # the same windows as without the extra file
+        assert np.array_equal(data.split(split).frames, base.split(split).frames)
+    assert data.train_batch(3, 4, 18).frames.shape == (4, 18, 64, 64)
+    bom = load_config(values=dict(protocol="knmi-30-60", crop_size=64,
+                                  train_files=["bom_pysteps_6min.npz"]), check_model=False)
+    with pytest.raises(NowcastError, match="bom_pysteps_6min.npz: frames are 6 min apart"):
+        RadarData(bom)
+    same = load_config(values=dict(protocol="knmi-30-60", train_files=[KNMI_FILE]), check_model=False)
+    with pytest.raises(NowcastError, match="share data"):
+        RadarData(same)
+
+
+def test_train_files_are_checked_before_any_folder(tmp_path, shared):
+    from nowcast.data.check import check_inputs
+    values = dict(protocol="knmi-30-60", train_files=["knmi2010_pysteps_5min.npz"])
+    with pytest.raises(NowcastError, match="fmi_pysteps_5min.npz has 306x190 frames on the run.s grid, the training data 191x175: set crop_size"):
+        # the same grid: fine without a crop; another grid needs one
+        check_inputs(load_config(values=dict(values, train_files=["fmi_pysteps_5min.npz"])))
+    check_inputs(load_config(values=values))
+    with pytest.raises(NowcastError, match="no_such.npz: no such radar data file"):
+        check_inputs(load_config(values=dict(values, train_files=["no_such.npz"])))
+    with pytest.raises(NowcastError, match="crop_size 170 is larger than the 160x177 frames of "
+                                           "mch_pysteps_5min.npz"):
+        check_inputs(load_config(values=dict(values, crop_size=170,
+                                             train_files=["mch_pysteps_5min.npz"])))

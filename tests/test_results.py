@@ -11,6 +11,7 @@ from nowcast.data import get_data
 from nowcast.errors import NowcastError
 from nowcast.experiment import run_experiment
 from nowcast.results import find_completed, find_runs, resolve_job_id
+from nowcast.runtime import cpu_has_bf16_units
 
 
 def test_complete_folder_contents(tiny_values):
@@ -22,7 +23,9 @@ def test_complete_folder_contents(tiny_values):
     status = json.loads((path / "status.json").read_text())
     assert status["status"] == "completed" and status["error"] is None
     env = json.loads((path / "env.json").read_text())
-    assert env["mode"] == "reference" and env["precision"] == "fp32" and env["device"].startswith("cpu")
+    bf16 = cpu_has_bf16_units()  # precision auto: bf16 + channels_last where the CPU has the units
+    assert env["mode"] == ("fast" if bf16 else "reference") and env["device"].startswith("cpu")
+    assert env["precision"] == ("bf16" if bf16 else "fp32") and env["channels_last"] is bf16
     assert env["train_sequences_per_s"] > 0 and env["versions"]["torch"]
     assert env["steady_sequences_per_s"] > 0 and env["first_step_seconds"] > 0
     metrics = json.loads((path / "metrics.json").read_text())

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import AUTO_PRECISION
 from nowcast.config import load_config
 from nowcast.experiment import run_experiment
 from nowcast.stopping import Preempted
@@ -173,12 +174,37 @@ def test_plan_line_and_default_name(tiny_values, capsys):
     out = capsys.readouterr().out.splitlines()
     plan = [line for line in out if line.startswith("nowcast: convlstm_ed-8x8-s2: ")]
     assert plan[0] == ("nowcast: convlstm_ed-8x8-s2: 8 steps (2 epochs x 4 steps) x 8 sequences "
-                       "= 64 sequences on cpu (fp32)")
-    assert len(plan) == 2 and plan[1].startswith("nowcast: convlstm_ed-8x8-s2: estimated ")
+                       f"= 64 sequences on cpu ({AUTO_PRECISION})")
+    assert len(plan) == 3 and plan[1].startswith("nowcast: convlstm_ed-8x8-s2: estimated ")
     assert "for the plan (8 steps; " in plan[1] and "measured over steps 2-4" in plan[1]
+    # validation is in the estimate (2 validations of the 8 validation sequences), and the
+    # first one's measured time corrects it
+    assert "; 2 validations of 8 sequences about " in plan[1]
+    assert plan[2].startswith("nowcast: convlstm_ed-8x8-s2: the first validation took ")
     for name in ("metrics.json", "status.json"):
         assert json.loads((path / name).read_text())["name"] == "convlstm_ed-8x8-s2"
     assert "name: convlstm_ed-8x8-s2" in (path / "params.yaml").read_text()
+
+
+def test_val_subset_bounds_selection_and_the_train_column(tiny_values, monkeypatch):
+    """val_subset: in-training validation on the first N validation sequences; the train
+    column on N training sequences; the validation and test columns on their whole splits."""
+    import nowcast.scoring as scoring
+    from nowcast.data import get_data
+    from nowcast.models import get_model
+    from nowcast.runtime import resolve_runtime
+    from nowcast.training import Trainer
+    cfg = load_config(values=dict(tiny_values, job_id="sub", val_subset=3, train_sequences=16))
+    data = get_data(cfg)
+    trainer = Trainer(cfg, data, get_model(cfg), resolve_runtime(cfg),
+                      Path(tiny_values["results_dir"]), progress=False)
+    assert np.array_equal(trainer.val.frames, data.split("val").frames[:3])
+    assert len(data.split("val").frames) == 8
+    seen, original = [], scoring._evaluate
+    monkeypatch.setattr(scoring, "_evaluate", lambda cfg, model, batch, *args, **kw: (
+        seen.append(len(batch.frames)), original(cfg, model, batch, *args, **kw))[1])
+    run_experiment(cfg, progress=False)
+    assert seen == [8, 3, 8]  # test (whole), train column (3 sequences), validation (whole)
 
 
 def test_steady_rate_leaves_the_first_step_out():
@@ -188,3 +214,19 @@ def test_steady_rate_leaves_the_first_step_out():
     assert result.sequences_per_s == 640 / 9
     assert result.steady_sequences_per_s(64) == 576 / 5
     assert TrainResult(sequences=64, train_seconds=2.0, first_step_seconds=2.0).steady_sequences_per_s(64) is None
+
+
+def test_precision_auto_takes_the_cpus_bf16_units(monkeypatch):
+    """auto: bf16 autocast with channels_last weights on a CPU with bf16 units, fp32 elsewhere;
+    an explicit precision is kept; the mode says which (env.json)."""
+    import nowcast.runtime as runtime
+    monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: True)
+    fast = runtime.resolve_runtime(load_config(values=dict(device="cpu")))
+    assert (fast.precision, fast.channels_last, fast.compile, fast.mode) == ("bf16", True, False, "fast")
+    ref = runtime.resolve_runtime(load_config(values=dict(device="cpu", precision="fp32")))
+    assert (ref.precision, ref.channels_last, ref.mode) == ("fp32", False, "reference")
+    monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: False)
+    plain = runtime.resolve_runtime(load_config(values=dict(device="cpu")))
+    assert (plain.precision, plain.channels_last, plain.mode) == ("fp32", False, "reference")
+    model = torch.nn.Conv2d(2, 4, 3)
+    assert fast.place(model).weight.is_contiguous(memory_format=torch.channels_last)
