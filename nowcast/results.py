@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -398,6 +399,9 @@ def environment(runtime, extra: Optional[dict] = None) -> dict:
                      "numpy": numpy.__version__, "nowcast": __version__},
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
         "cpu_threads": torch.get_num_threads(),
+        "cpu_cores": os.cpu_count(),
+        # the process's peak resident memory so far (Linux reports KiB): training and scoring
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
         "host": socket.gethostname(),
         "slurm": {k: v for k, v in os.environ.items() if k in (
             "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",

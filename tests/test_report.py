@@ -324,3 +324,17 @@ def test_each_run_section_shows_its_own_figures(results, tmp_path):
         assert f"_generated/runs/{r.slug}/test.gif" in section
         others = [o.slug for o in runs if o.slug != r.slug]
         assert not any(f"_generated/runs/{o}/" in section for o in others)
+
+
+def test_trained_on_says_where_and_how_long():
+    """Every results row says where its run trained and for how long, from env.json alone."""
+    from types import SimpleNamespace
+    from nowcast.publish.describe import trained_on
+    cases = [(dict(device="cpu (x86_64)", cpu_threads=1, cpu_cores=2, wall_seconds=3490),
+              "1 thread of a 2\\-core CPU, 58 min"),
+             (dict(device="cpu (x86_64)", cpu_threads=2, cpu_cores=2, wall_seconds=44.6), "2\\-core CPU, 45 s"),
+             (dict(device="cpu (x86_64)", cpu_threads=1, wall_seconds=120), "CPU (1 thread), 2 min"),
+             (dict(device="NVIDIA H200", wall_seconds=400), "NVIDIA H200, 7 min"),
+             (dict(device="cpu", wall_seconds="soon"), "CPU"), ({}, "–")]
+    for env, text in cases:
+        assert trained_on(SimpleNamespace(env=env)) == text

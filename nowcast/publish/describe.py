@@ -38,6 +38,28 @@ def wall(run: Run) -> str:
     return fmt_seconds(run.env.get("wall_seconds"))
 
 
+def trained_on(run: Run) -> str:
+    """Where and how long a run took, training and evaluation together (env.json): e.g.
+    '1 thread of a 2-core CPU, 58 min', '2-core CPU, 4 min', 'CPU (1 thread), 58 min' where
+    env.json does not say the cores, 'NVIDIA H200, 6 min' (escaped)."""
+    env = run.env
+    name = str(env.get("device") or "–")
+    if name.startswith("cpu"):
+        threads, cores = env.get("cpu_threads"), env.get("cpu_cores")
+        plural = "s" * (isinstance(threads, int) and threads > 1)
+        if isinstance(cores, int) and isinstance(threads, int) and threads < cores:
+            name = f"{threads} thread{plural} of a {cores}-core CPU"
+        elif isinstance(cores, int):
+            name = f"{cores}-core CPU"
+        else:  # env.json before cpu_cores was recorded: the threads torch used
+            name = f"CPU ({threads} thread{plural})" if isinstance(threads, int) else "CPU"
+    seconds = env.get("wall_seconds")
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return esc(name)
+    took = f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+    return esc(f"{name}, {took}")
+
+
 def is_baseline(run: Run) -> bool:
     return (run.metrics or {}).get("architecture") in BASELINES
 

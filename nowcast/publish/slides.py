@@ -13,7 +13,7 @@ from typing import Any, Optional
 from ..errors import NowcastError
 from ..results import Run
 from ..util import repo_root, write_if_changed
-from .describe import headline, nondefault_params, wall
+from .describe import headline, nondefault_params, trained_on
 from .incremental import copy_artifacts, inputs_digest
 from .markdown import esc, table, value_text
 from .render import include_path, run_tool
@@ -70,13 +70,13 @@ def run_slides(r: Run, gen: Path) -> list[str]:
 def summary_slides(runs: list[Run]) -> list[str]:
     rows = [[esc(r.name), esc(r.job_id), esc(r.state),
              esc(r.protocol if r.follows_protocol else "none"),
-             "; ".join(f"{n} {v}" for n, v in headline(r)) if r.metrics else "–", wall(r)]
+             "; ".join(f"{n} {v}" for n, v in headline(r)) if r.metrics else "–", trained_on(r)]
             for r in runs]
     slides = []
     for i in range(0, len(rows), ROWS_PER_SUMMARY):
         more = f" ({i // ROWS_PER_SUMMARY + 1})" if len(rows) > ROWS_PER_SUMMARY else ""
         slides.append("<!-- _class: summary -->\n\n### Summary" + more + "\n\n"
-                      + table(["Run", "Job", "Status", "Protocol", "Headline (test)", "Wall time"],
+                      + table(["Run", "Job", "Status", "Protocol", "Headline (test)", "Trained on"],
                               rows[i:i + ROWS_PER_SUMMARY], align="llllll"))
     return slides
 

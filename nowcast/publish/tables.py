@@ -10,7 +10,7 @@ from typing import Optional
 
 from ..protocols import get_metric, protocol_or_none
 from ..results import Run
-from .describe import data_note, device, metric, metric_heading, protocol_caption, wall
+from .describe import data_note, metric, metric_heading, protocol_caption, trained_on
 from .markdown import esc, fmt_loss, fmt_value, table
 from .uncertainty import SeedGroup, fmt_pm, seed_groups
 
@@ -34,7 +34,7 @@ def table_keys(group: str, runs: list[Run]) -> list[str]:
 def _header(keys: list[str]) -> list[str]:
     return (["Model (job)", "Params"]
             + [metric_heading(k) for k in keys]
-            + ["Train loss", "Val. loss", "Test loss", "Wall time", "Device"])
+            + ["Train loss", "Val. loss", "Test loss", "Trained on (wall time)"])
 
 
 def _group_row(g: SeedGroup, keys: list[str]) -> list[str]:
@@ -42,7 +42,7 @@ def _group_row(g: SeedGroup, keys: list[str]) -> list[str]:
     return ([f"**{g.label}, mean of {g.count_text}**", fmt_value(metric(g.runs[0], "parameters"))]
             + [fmt_pm(g.interval("mean", k)) for k in keys]
             + [fmt_pm(g.interval("losses", s), fmt_loss) for s in ("train", "val", "test")]
-            + ["–", "–"])
+            + ["–"])
 
 
 def _run_rows(r: Run, keys: list[str], baselines: bool = True) -> list[list[str]]:
@@ -51,11 +51,11 @@ def _run_rows(r: Run, keys: list[str], baselines: bool = True) -> list[list[str]
     rows = [[f"{esc(r.name)}{ref} ({esc(r.job_id)})", fmt_value(metric(r, "parameters"))]
             + [fmt_value(mean.get(k)) for k in keys]
             + [fmt_loss(metric(r, "losses", s)) for s in ("train", "val", "test")]
-            + [wall(r), device(r)]]
+            + [trained_on(r)]]
     for name, b in (metric(r, "baselines") or {}).items() if baselines else ():
         bmean = (b.get("mean") if isinstance(b, dict) else None) or {}
         rows.append([f"*{esc(name)}* ({esc(r.job_id)})", "0"]
-                    + [fmt_value(bmean.get(k)) for k in keys] + ["–"] * 5)
+                    + [fmt_value(bmean.get(k)) for k in keys] + ["–"] * 4)
     return rows
 
 
@@ -88,7 +88,7 @@ def results_table(group: str, runs: list[Run], ident: str, keys: Optional[list[s
             rows += _run_rows(r, keys, baselines=i == 0)
     for p in protocol.published:
         rows.append([f"*{p.model}* [@{p.cite}]", fmt_value(p.parameters)]
-                    + [p.mean.get(k, "–") for k in keys] + ["–"] * 5)
+                    + [p.mean.get(k, "–") for k in keys] + ["–"] * 4)
     out = table(_header(keys), rows, _caption(group, runs), ident)
     return out + (f"\n{protocol.published_note}\n" if protocol.published_note else "")
 
