@@ -56,3 +56,45 @@ def test_seed_workload_is_the_seed_architecture():
     from nowcast.models import count_parameters, get_model
     values = {k: v for k, v in throughput.WORKLOADS["seed-b64"].items() if k != "frame_shape"}
     assert count_parameters(get_model(load_config(values=values), device="meta")) == 4_273_424
+
+
+@pytest.mark.parametrize("name", sorted(throughput.CPU_PARAMS))
+def test_cpu_workloads_are_the_params_files_models(name):
+    """The benchmark's CPU-sized workloads train the model and batch of params/cpu/*.yaml."""
+    from nowcast.config import load_config
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / throughput.CPU_PARAMS[name])
+    for key, value in throughput.CPU_WORKLOADS[name].items():
+        if key in ("frame_shape", "image_size"):
+            continue
+        assert getattr(cfg, key) == value, key
+    assert throughput.CPU_WORKLOADS[name]["image_size"] == (cfg.crop_size or cfg.image_size)
+
+
+def test_cpu_table_measures_modes_against_the_measured_peak(monkeypatch, capsys):
+    """--device cpu: the matrix-product peak first, then each CPU mode's row with its share of
+    that peak and its ratio to fp32 eager of the same run."""
+    monkeypatch.setattr(throughput, "PEAK", {})
+    assert throughput.main(["--device", "cpu", "--quick", "--workloads", "cpu-knmi-p4",
+                            "--modes", "reference", "cpu-bf16-cl-1thread"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    import json
+    peak = json.loads(lines[0])
+    assert peak["peak"] == "matmul 256x256" and peak["gflops"]["bfloat16"] > 0
+    rows = [json.loads(line) for line in lines[1:3]]
+    assert [r["mode"] for r in rows] == ["reference", "cpu-bf16-cl-1thread"]
+    assert rows[1]["threads"] == 1 and rows[0]["threads"] == throughput.THREADS
+    bf16 = peak["gflops"]["bfloat16"]
+    for r in rows:  # gflops is rounded to 0.1, the share to 1e-4
+        assert abs(r["bf16_peak_share"] - r["gflops"] / bf16) <= 0.05 / bf16 + 5e-5
+    assert "| cpu-knmi-p4 | reference |" in "\n".join(lines) and "1.00x" in "\n".join(lines)
+
+
+def test_scoring_benchmark_runs(capsys):
+    spec = importlib.util.spec_from_file_location(
+        "scoring_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "scoring.py")
+    scoring = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scoring)
+    assert scoring.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| cpu-knmi-p4 | cpu-bf16-cl |" in out and "test (40 windows)" in out
