@@ -62,12 +62,14 @@ test_sequences = 2000
 radar_recipe = 'blocks'             # blocks: 4x4 dBZ block means (KNMI-30/60); seed: crop + resize to 128x128 (the seed's)
 block_size = 4                      # native pixels per block side (recipe blocks)
 crop_size = None                    # random training crops of this side; None: whole frames
+train_files = []                    # more radar files whose every event is added to training only (never validation or test)
 augment = False                     # random flips and 90-degree rotations in training
 
 # model
 architecture = 'convlstm_ed'
 hidden_sizes = [64, 32, 32, 16]
 filter_size = 5                     # one size for all layers, or one per layer
+patch_size = 1                      # fold p x p patches into channels before the recurrent stack (4: OpenSTL's Moving MNIST setting; 16x fewer positions)
 stride = 2                          # 2: first half of the stack halves the size, second half doubles it
 max_pool = None                     # down-sample by stride-1 conv + max-pool instead of a stride-2 conv; None: follows stride (true at 2)
 transpose = None                    # up-sample with transposed convolutions (false: resize + conv); None: follows stride (true at 2)
@@ -101,12 +103,13 @@ ss_decay_steps = 5000               # p falls linearly from 1 to ss_min over the
 ss_min = 0.0
 early_stopping = 0                  # patience in validations (epochs unless val_every); 0: off
 val_every = None                    # optimiser steps between validations; None: every epoch
+val_subset = None                   # validate during training on the first N validation sequences (radar: windows), and score the train column on N training sequences; None: whole splits
 time_budget_min = None              # stop training after this many minutes (wall time incl. compile and validation), then test
 checkpoint_every = 200              # optimiser steps between checkpoints
 
 # runtime
 device = 'auto'
-precision = 'auto'                  # auto: bf16 autocast on GPU, fp32 on CPU
+precision = 'auto'                  # auto: bf16 autocast on GPU and on CPUs with bf16 units (AMX), else fp32
 compile = 'auto'                    # torch.compile; auto: on for GPU
 deterministic = None                # deterministic kernels; None: follow the mode (on in reference, off in fast)
 

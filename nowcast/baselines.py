@@ -11,6 +11,9 @@ and a row for a baseline mean the same thing:
   `pysteps.nowcasts.get_method("extrapolation")`), in dBZ; blocks advected in from outside
   the grid (NaN) are forecast as 0.
 
+`verify_radar` runs any forecaster, a model or a baseline, over a RadarData's fixed windows
+into the verification accumulator of verification.py.
+
 pysteps is imported when extrapolation first runs (`util.optional_import`): GPU training
 must not need it.
 """
@@ -23,12 +26,31 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .data.radar import RadarData
-from .data.radar.units import DBZ_MAX
+from .data.radar.units import DBZ_MAX, dbz_to_unit, unit_to_dbz
 from .errors import MissingDependency, NowcastError
 from .util import optional_import
-from .verification import RadarVerification, radar_facts, verify_radar
+from .verification import RadarVerification, radar_facts
 
 Baseline = Callable[[np.ndarray, int], np.ndarray]
+Forecaster = Callable[[np.ndarray], np.ndarray]  # a model: inputs only, its own k_out
+
+
+def verify_radar(predict: Forecaster, data, which: str = "test", batch_size: int = 8) -> RadarVerification:
+    """A forecaster's verification accumulator on a RadarData's fixed windows (the protocol's 40
+    test windows for knmi-30-60). `predict(inputs (B, k_in, H, W) float32 in [0, 1]) ->
+    (B, k_out, H, W) in [0, 1]` gets no-data blocks as 0; its output is scored as
+    clip(x, 0, 1) * 70 dBZ against the dBZ targets."""
+    windows = data.split_windows(which)
+    k_in, k_out = data.k_in, data.k_out
+    scores = RadarVerification(k_out)
+    for start in range(0, len(windows.dbz), batch_size):
+        chunk = windows.dbz[start:start + batch_size]
+        target = chunk[:, k_in:k_in + k_out]
+        forecast = np.asarray(predict(dbz_to_unit(chunk[:, :k_in])))
+        if forecast.shape != target.shape:
+            raise NowcastError(f"forecaster returned shape {forecast.shape}, expected {target.shape}")
+        scores.add(unit_to_dbz(forecast), target, np.isfinite(target))
+    return scores
 
 
 def persistence(inputs: np.ndarray, k_out: int) -> np.ndarray:
@@ -73,7 +95,7 @@ def verify_baseline(name: str, data, which: str = "test") -> RadarVerification:
 
 
 def evaluate_baseline(name: str, data, which: str = "test") -> tuple[dict, RadarVerification]:
-    """The verification scores of one baseline on a RadarData's windows (evaluate_radar's
+    """The verification scores of one baseline on a RadarData's windows (radar_facts's
     dict, plus "architecture": name, "parameters": 0 and "seconds" of wall time), and the
     accumulator they came from (its per-window counts go to scores.npz)."""
     started = time.perf_counter()

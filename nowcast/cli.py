@@ -12,47 +12,50 @@ with exit status 2; nothing is left that looks like a finished run.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
-from .baselines import BASELINES
-from .distributed import DEFAULT_TIMEOUT_S, collective_timeout
 from .errors import NowcastError
-from .evaluate import evaluate_baseline, evaluate_checkpoint
-from .experiment import train_from_params
-from .launch.local import run_local, task_main
-from .launch.notebook import sync_notebook
-from .launch.slurm import Launch, submit_sweep
-from .predict import predict_frames
-from .protocols import PRESETS
-from .publish import build_report, build_slides
+from .limits import DEFAULT_TIMEOUT_S, collective_timeout
+from .protocols import PRESETS, RADAR_BASELINES
 from .publish.render import RENDERERS
 from .status import show_status
 
 
+def library(path: str) -> Callable[..., Any]:
+    """The library function ('module:function') a subcommand delegates to, imported when the
+    subcommand runs: training, evaluation and prediction need torch and the model zoo (seconds
+    to import), the report and slides matplotlib; `nowcast --help` and `nowcast status` need
+    none of them and answer at once (tests/test_cli.py, benchmarks/cli_startup.py)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(f"nowcast.{module}"), name)
+
+
 def _train(args) -> int:
-    return train_from_params(args.config, args.set or [], job_id=args.job_id,
+    return library("experiment:train_from_params")(args.config, args.set or [], job_id=args.job_id,
                             results_dir=args.results, progress=not args.quiet,
                             collective_timeout_s=args.collective_timeout)
 
 
 def _evaluate(args) -> int:
-    score = evaluate_baseline if args.baseline else evaluate_checkpoint
+    score = library("evaluate:evaluate_baseline" if args.baseline else "evaluate:evaluate_checkpoint")
     print(score(args.baseline or args.checkpoint, args.protocol, args.data, args.results, args.job_id))
     return 0
 
 
 def _predict(args) -> int:
-    print(predict_frames(args.checkpoint, args.input, args.steps, args.out))
+    print(library("predict:predict_frames")(args.checkpoint, args.input, args.steps, args.out))
     return 0
 
 
 def _run(args) -> int:
-    return run_local(args.params, args.results, args.set, force=args.force, progress=not args.quiet)
+    return library("launch.local:run_local")(args.params, args.results, args.set, force=args.force, progress=not args.quiet)
 
 
 def _sweep(args) -> int:
-    submit_sweep(args.params, args.results, partition=args.partition, gpus=args.gpus,
+    library("launch.slurm:submit_sweep")(args.params, args.results, partition=args.partition, gpus=args.gpus,
                  time=args.time, account=args.account, dry_run=args.dry_run,
                  overrides=args.set, report=not args.no_report, cpus=args.cpus,
                  sbatch_args=args.sbatch_arg, force=args.force,
@@ -66,13 +69,13 @@ def _status(args) -> int:
 
 
 def _report(args) -> int:
-    print(build_report([Path(d) for d in args.results], out_dir=args.out, renderer=args.renderer,
+    print(library("publish.report:build_report")([Path(d) for d in args.results], out_dir=args.out, renderer=args.renderer,
                        reference_dirs=[] if args.no_reference else None))
     return 0
 
 
 def _slides(args) -> int:
-    print(build_slides([Path(d) for d in args.results], out_dir=args.out,
+    print(library("publish.slides:build_slides")([Path(d) for d in args.results], out_dir=args.out,
                        pdf=False if args.html_only else None, pptx=args.pptx,
                        reference_dirs=[] if args.no_reference else None))
     return 0
@@ -81,13 +84,13 @@ def _slides(args) -> int:
 def _task(args) -> int:
     launch = None
     if args.procs_per_node is not None or args.collective_timeout is not None:
-        launch = Launch(per_node=args.procs_per_node or 1, nodes=args.nodes or 1,
+        launch = library("launch.slurm:Launch")(per_node=args.procs_per_node or 1, nodes=args.nodes or 1,
                         timeout_s=collective_timeout(args.collective_timeout))
-    return task_main(args.params, args.results, launch=launch, rendezvous=args.rendezvous)
+    return library("launch.local:task_main")(args.params, args.results, launch=launch, rendezvous=args.rendezvous)
 
 
 def _sync_notebook(args) -> int:
-    if sync_notebook(check=args.check) or not args.check:
+    if library("launch.notebook:sync_notebook")(check=args.check) or not args.check:
         return 0
     print("experiments/train.{py,ipynb} are out of date: run python -m nowcast sync-notebook",
           file=sys.stderr)
@@ -116,7 +119,7 @@ def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="score a checkpoint (or a baseline) on a protocol or data file")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", help="results/<job_id>/model.pt")
-    what.add_argument("--baseline", choices=list(BASELINES),
+    what.add_argument("--baseline", choices=list(RADAR_BASELINES),
                       help="score a radar baseline instead of a model")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--protocol", choices=list(PRESETS))

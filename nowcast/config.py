@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import itertools
 import math
 import os
@@ -30,7 +31,6 @@ import yaml
 
 from . import limits, options
 from .errors import NowcastError, first_line
-from .models import check_architecture, count_parameters
 from .protocols import PRESETS, PROTOCOLS  # the data fields a protocol fixes
 
 Architecture = Literal["convlstm_ed", "encoder_forecaster", "fc_lstm"]
@@ -378,8 +378,9 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
     try:
         limits.check_job_id(cfg.job_id)
         limits.check_sizes(cfg)
-        if check_model:
-            limits.check_weights(cfg, count_parameters(check_architecture(cfg)))
+        if check_model:  # the model zoo (and torch) imported only here: reading params stays
+            models = importlib.import_module("nowcast.models")  # light (status, report)
+            limits.check_weights(cfg, models.count_parameters(models.check_architecture(cfg)))
     except NowcastError as e:
         raise bad(str(e)) from None
 

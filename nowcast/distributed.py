@@ -32,9 +32,9 @@ import torch
 import torch.distributed as dist
 
 from .errors import NowcastError, described, first_line
+from .limits import DEFAULT_TIMEOUT_S, collective_timeout
 from .stopping import STRENGTH
 
-DEFAULT_TIMEOUT_S = 300.0
 END_WAIT = timedelta(days=7)  # ranks > 0 wait this long for rank 0 (its outputs take what they take)
 END_WAIT_FACTOR = 2           # rank 0 waits 2 timeouts + END_SLACK_S for ranks stuck in a collective
 END_SLACK_S = 30.0
@@ -46,16 +46,6 @@ class _Groups:
     vote: Any = None   # gloo, the collective timeout: stop votes, the budget flag (None: default)
     end: Any = None    # gloo, END_WAIT: the end of a run
     timeout_s: float = DEFAULT_TIMEOUT_S
-
-
-def collective_timeout(value: Any, what: str = "--collective-timeout") -> float:
-    """The collective timeout in seconds: DEFAULT_TIMEOUT_S for None, else a positive number
-    (NowcastError naming `what` otherwise: 0 or less would end every collective at once)."""
-    if value is None:
-        return DEFAULT_TIMEOUT_S
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise NowcastError(f"{what} must be a positive number of seconds, got {value!r}")
-    return float(value)
 
 
 def init_distributed(device_type: str, timeout_s: Optional[float] = None) -> bool:

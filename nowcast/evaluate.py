@@ -18,7 +18,7 @@ from .errors import NowcastError, first_line
 from .experiment import run_facts, save_scores
 from .forecast import forecast
 from .protocols import PRESETS
-from .runtime import resolve_runtime
+from .runtime import environment, resolve_runtime
 from .scoring import Scores, score_test_split
 from .util import finite_or_none, write_json
 
@@ -57,7 +57,7 @@ def write_evaluation(cfg, score: Callable[[], Scores]) -> Path:
         write_json(run_dir / "metrics.json", finite_or_none(metrics))  # undefined scores: null
         save_scores(run_dir, scores)
         figures.per_lead_plot(metrics, run_dir / "per_lead.png")
-        write_json(run_dir / "env.json", results.environment(
+        write_json(run_dir / "env.json", environment(
             runtime, {"wall_seconds": round(time.time() - started, 2)}))
     except BaseException as error:
         results.fail_run(run_dir, error)

@@ -24,7 +24,7 @@ from .errors import NowcastError, RunStopped, described, first_line
 from .forecast import forecast
 from .models import count_parameters, get_model
 from .progress import Progress
-from .runtime import resolve_runtime, set_determinism
+from .runtime import environment, resolve_runtime, set_determinism
 from .scoring import Scores, score_ood_split, score_test_split, split_means
 from .stopping import install_preemption_handler
 from .training import check_finite, train
@@ -230,7 +230,7 @@ def finish_outputs(cfg: Config, data, model, runtime, run_dir: Path, result, met
     save_checkpoint({k: v for k, v in checkpoint.items() if k not in ("history", "batch_losses")},
                     run_dir / MODEL)
     steady = result.steady_sequences_per_s(cfg.batch_size)
-    write_json(run_dir / "env.json", results.environment(runtime, {
+    write_json(run_dir / "env.json", environment(runtime, {
         "wall_seconds": round(time.time() - started, 2),
         "train_seconds": round(result.train_seconds, 2),
         "validation_seconds": round(result.validation_seconds, 2),

@@ -6,6 +6,7 @@ what does fit a given machine is found out at run time (experiment.out_of_memory
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 from .errors import NowcastError
@@ -61,3 +62,17 @@ def check_weights(cfg: Any, parameters: int) -> None:
             f"hidden_sizes {cfg.hidden_sizes}, filter_size {cfg.filter_size} and image_size "
             f"{cfg.image_size} make {parameters:,} parameters ({size_text(4 * parameters)} of "
             f"weights); the limit is {size_text(MAX_BYTES)}")
+
+
+# collectives of several processes time out after this (distributed.py; --collective-timeout)
+DEFAULT_TIMEOUT_S = 300.0
+
+
+def collective_timeout(value: Any, what: str = "--collective-timeout") -> float:
+    """The collective timeout in seconds: DEFAULT_TIMEOUT_S for None, else a positive number
+    (NowcastError naming `what` otherwise: 0 or less would end every collective at once)."""
+    if value is None:
+        return DEFAULT_TIMEOUT_S
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise NowcastError(f"{what} must be a positive number of seconds, got {value!r}")
+    return float(value)

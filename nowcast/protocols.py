@@ -192,6 +192,10 @@ KNMI_WINDOWS_PER_EVENT = 4
 KNMI_DT_MIN = 5                 # minutes between frames
 
 
+# the radar baselines every radar model is scored beside (baselines.BASELINES implements them)
+RADAR_BASELINES = ("persistence", "extrapolation")
+
+
 def get_protocol(name: str) -> Protocol:
     """The protocol record; NowcastError listing the known names otherwise."""
     try:

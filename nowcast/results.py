@@ -17,12 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import re
-import resource
 import shutil
 import socket
-import subprocess
 import sys
 import time
 import traceback
@@ -30,11 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-import numpy
-import torch
 import yaml
 
-from . import __version__, runlock
+from . import runlock
 from .config import Config, to_yaml
 from .errors import NowcastError, described, first_line
 from .progress import PROGRESS, derive_state
@@ -379,36 +374,3 @@ def find_runs(results_dirs: Iterable[Path | str],
         return (r.reference, PROTOCOL_NAMES.index(r.group) if r.group in PROTOCOL_NAMES else 99,
                 STATES.index(r.status) if r.status in STATES else 99, r.started or "", r.job_id)
     return sorted(runs, key=order)
-
-
-def environment(runtime, extra: Optional[dict] = None) -> dict:
-    """What env.json records: code version, software, hardware, scheduler ids, mode."""
-    def git(*args: str) -> Optional[str]:
-        try:
-            done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                                  cwd=Path(__file__).resolve().parent)
-            return done.stdout.strip() or None if done.returncode == 0 else None
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    device = runtime.device
-    env = {
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "numpy": numpy.__version__, "nowcast": __version__},
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_cores": os.cpu_count(),
-        # the process's peak resident memory so far (Linux reports KiB): training and scoring
-        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
-        "host": socket.gethostname(),
-        "slurm": {k: v for k, v in os.environ.items() if k in (
-            "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",
-            "SLURM_RESTART_COUNT", "SLURM_NODELIST")},
-        "mode": runtime.mode, "precision": runtime.precision, "compile": runtime.compile,
-        "channels_last": runtime.channels_last,
-        "command": " ".join(sys.argv),
-    }
-    env.update(extra or {})
-    return env

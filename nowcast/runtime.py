@@ -17,11 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
+from . import __version__
 from .errors import NowcastError
 
 
@@ -96,3 +104,35 @@ def set_determinism(seed: int, deterministic: bool) -> None:
     torch.backends.cudnn.allow_tf32 = not deterministic
 
 
+def environment(runtime, extra: Optional[dict] = None) -> dict:
+    """What env.json records: code version, software, hardware (cores, threads, peak memory),
+    scheduler ids, and the runtime's mode."""
+    def git(*args: str) -> Optional[str]:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                                  cwd=Path(__file__).resolve().parent)
+            return done.stdout.strip() or None if done.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    device = runtime.device
+    env = {
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "numpy": np.__version__, "nowcast": __version__},
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_cores": os.cpu_count(),
+        # the process's peak resident memory so far (Linux reports KiB): training and scoring
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+        "host": socket.gethostname(),
+        "slurm": {k: v for k, v in os.environ.items() if k in (
+            "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",
+            "SLURM_RESTART_COUNT", "SLURM_NODELIST")},
+        "mode": runtime.mode, "precision": runtime.precision, "compile": runtime.compile,
+        "channels_last": runtime.channels_last,
+        "command": " ".join(sys.argv),
+    }
+    env.update(extra or {})
+    return env

@@ -15,17 +15,15 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .baselines import baseline_scores, mean_frame, persistence
+from .baselines import Forecaster, baseline_scores, mean_frame, persistence, verify_radar
 from .config import Config
 from .data.moving_mnist import SPLIT_SEEDS
 from .data.radar import RadarData
 from .forecast import evaluate_split, forecast
 from .losses import make_loss
 from .metrics import ImageMetrics
-from .protocols import get_protocol
-from .verification import Forecaster, RadarVerification, radar_facts, verify_radar
-
-RADAR_BASELINES = ("persistence", "extrapolation")
+from .protocols import RADAR_BASELINES, get_protocol
+from .verification import RadarVerification, radar_facts
 
 # Baseline scores depend on the data only: computed once per data object, however many models
 # are scored on it (weak keys: the scores go when the data does).

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, TextIO
 
 from .errors import first_line
-from .launch.slurm import queue_states, sweep_tasks, waiting
+from .launch.queue import queue_states, sweep_tasks, waiting
 from .progress import derive_state, duration, eta_left, slurm_key, steps_text
 from .protocols import metric_label
 from .results import Run, find_runs

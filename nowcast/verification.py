@@ -31,11 +31,8 @@ The mean over leads is the arithmetic mean of the per-lead values (None if one i
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
-from .data.radar.units import dbz_to_unit, unit_to_dbz
 from .errors import NowcastError
 from .protocols import FSS_SCALES, FSS_THRESHOLD_DBZ, THRESHOLDS_DBZ, get_protocol, threshold_tag
 
@@ -160,35 +157,9 @@ class RadarVerification:
         return {"mean": {k: _mean(v) for k, v in per_lead.items()}, "per_lead": per_lead}
 
 
-Forecaster = Callable[[np.ndarray], np.ndarray]
-
-
-def verify_radar(predict: Forecaster, data, which: str = "test", batch_size: int = 8) -> RadarVerification:
-    """A forecaster's verification accumulator on a RadarData's fixed windows (the protocol's 40
-    test windows for knmi-30-60). `predict(inputs (B, k_in, H, W) float32 in [0, 1]) ->
-    (B, k_out, H, W) in [0, 1]` gets no-data blocks as 0; its output is scored as
-    clip(x, 0, 1) * 70 dBZ against the dBZ targets."""
-    windows = data.split_windows(which)
-    k_in, k_out = data.k_in, data.k_out
-    scores = RadarVerification(k_out)
-    for start in range(0, len(windows.dbz), batch_size):
-        chunk = windows.dbz[start:start + batch_size]
-        target = chunk[:, k_in:k_in + k_out]
-        forecast = np.asarray(predict(dbz_to_unit(chunk[:, :k_in])))
-        if forecast.shape != target.shape:
-            raise NowcastError(f"forecaster returned shape {forecast.shape}, expected {target.shape}")
-        scores.add(unit_to_dbz(forecast), target, np.isfinite(target))
-    return scores
-
-
 def radar_facts(data, scores: RadarVerification) -> dict:
     """metrics.json's fields for a radar evaluation: the data, then the scores."""
     return {"protocol": data.protocol, "follows_protocol": bool(data.follows_protocol),
             "data": data.description, "n_sequences": scores.windows,
             "k_in": data.k_in, "k_out": data.k_out,
             "headline": list(get_protocol("knmi-30-60").headline), **scores.result()}
-
-
-def evaluate_radar(predict: Forecaster, data, which: str = "test", batch_size: int = 8) -> dict:
-    """The metrics.json fields of a forecaster on a RadarData's fixed windows (verify_radar)."""
-    return radar_facts(data, verify_radar(predict, data, which, batch_size))

@@ -87,3 +87,8 @@ def test_extrapolation_beats_persistence(knmi):
         scores[name] = accumulator.result()["mean"]
     assert scores["extrapolation"]["csi_20"] > scores["persistence"]["csi_20"]
     assert scores["extrapolation"]["fss_20_5"] > scores["persistence"]["fss_20_5"]
+
+
+def test_radar_baseline_names_have_one_home():
+    from nowcast import baselines, protocols
+    assert tuple(baselines.BASELINES) == protocols.RADAR_BASELINES

@@ -92,3 +92,50 @@ def test_size_bound_model_on_other_frames_is_refused_before_any_folder(tmp_path)
                "--results", str(results), "--job-id", "e")
     assert done.returncode == 2 and "cannot run on (48, 48) frames" in done.stderr
     assert sorted(p.name for p in results.iterdir()) == ["t"]
+
+
+# What a command imports: run in a fresh interpreter, then list the heavy modules it loaded.
+PROBE = """import json, sys
+from nowcast.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+heavy = ("torch", "nowcast.models", "nowcast.training", "nowcast.data", "nowcast.experiment")
+print(json.dumps([m for m in sys.modules if m in heavy]))
+sys.exit(code or 0)
+"""
+
+
+def loaded(*args: str, cwd=None) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True,
+                          cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["evaluate", "--help"],
+                                  ["predict", "--help"], ["sweep", "--help"], ["status", "--help"],
+                                  ["report", "--help"], ["slides", "--help"]])
+def test_help_never_imports_torch(args):
+    """`nowcast --help` answers at once: no torch, no model zoo, no training or data modules."""
+    assert loaded(*args) == []
+
+
+def test_status_report_and_slides_never_import_torch(tmp_path, tiny_values):
+    from nowcast.config import load_config
+    from nowcast.experiment import run_experiment
+    run_experiment(load_config(values=dict(tiny_values, job_id="done")), progress=False)
+    results = tiny_values["results_dir"]
+    assert loaded("status", "--results", results) == []
+    assert loaded("status", "--results", results, "--json") == []
+    assert loaded("report", "--results", results, "--out", str(tmp_path / "report"),
+                  "--no-reference") == []
+    assert loaded("slides", "--results", results, "--out", str(tmp_path / "slides"),
+                  "--no-reference", "--html-only") == []
+    # a command that runs a model imports what it needs when it runs
+    frames = tmp_path / "frames.npz"
+    np.savez(frames, frames=np.zeros((3, 32, 32), np.uint8))
+    assert {"torch", "nowcast.models"} <= set(loaded(
+        "predict", "--checkpoint", f"{results}/done/model.pt", "--input", str(frames),
+        "--steps", "2", "--out", str(tmp_path / "forecast.npz")))

@@ -21,8 +21,7 @@ from nowcast.data.radar import RadarData
 from nowcast.data.radar.units import dbz_to_unit
 from nowcast.experiment import run_experiment
 from nowcast.models import get_model
-from nowcast.results import environment
-from nowcast.runtime import resolve_runtime
+from nowcast.runtime import environment, resolve_runtime
 from nowcast.training import teacher_mask, train
 
 # Every lit pixel of a split's digits is made congruent to its code modulo 4 (digits combine by
@@ -122,7 +121,7 @@ def test_training_loop_feeds_the_scheduled_sampling_mask(tiny_values, tmp_path):
         batch = data.train_batch(step, cfg.batch_size, cfg.k_in + cfg.k_out).frames
         assert torch.equal(targets.cpu(), torch.as_tensor(batch)[:, cfg.k_in:]), step
         for j, frame in fed[step * (cfg.k_out - 1):(step + 1) * (cfg.k_out - 1)]:
-            true = targets[:, j - 1]
+            true = targets[:, j - 1].to(frame.dtype)  # bf16 autocast: the target in bf16
             same = (frame[:, 0] == true).flatten(1).all(1)
             assert torch.equal(same, expected[:, j - 1]), (step, j)  # the target exactly there
         mixed += bool(expected.any() and not expected.all())

@@ -20,7 +20,7 @@ import yaml
 
 from nowcast import progress, results, status
 from nowcast.cli import main
-from nowcast.launch import slurm
+from nowcast.launch import queue
 from nowcast.launch.watch import ProgressLines
 from nowcast.publish import fragments
 
@@ -233,14 +233,14 @@ def test_watch_redraws_until_ctrl_c(all_states):
 
 def test_parse_squeue_lines():
     text = "101_0|RUNNING|None\n101_1|PENDING|Resources\n101_2|COMPLETED|None\n105|PENDING|None\n"
-    assert slurm.parse_queue(text) == {"101_0": "RUNNING", "101_1": "PENDING (Resources)",
+    assert queue.parse_queue(text) == {"101_0": "RUNNING", "101_1": "PENDING (Resources)",
                                        "105": "PENDING"}
-    assert slurm.waiting("PENDING (Resources)") and not slurm.waiting("RUNNING")
-    assert slurm.squeue_command()[:2] == ["squeue", "--me"]
+    assert queue.waiting("PENDING (Resources)") and not queue.waiting("RUNNING")
+    assert queue.squeue_command()[:2] == ["squeue", "--me"]
 
 
 def _sweep(root: Path, array: str, n: int) -> None:
-    sweep = root / slurm.SWEEPS / "20250101-000000"
+    sweep = root / queue.SWEEPS / "20250101-000000"
     (sweep / "logs").mkdir(parents=True)
     (sweep / "jobs.yaml").write_text(yaml.safe_dump({"array": array, "report": "200", "tasks": [
         {"index": i, "source": f"p{i}.yaml", "name": f"set{i}", "job_id": f"{array}_{i}"}
@@ -254,9 +254,9 @@ def test_sweep_tasks_and_squeue_states_join_the_table(tmp_path):
     make_run(root, "101_0", "running", running=True, record=record(4242, host="node7", **slurm_ids))
     other = {"slurm": {"array_job_id": "101", "array_task_id": "3", "job_id": "104"}}
     make_run(root, "101_3", "running", running=True, record=record(4242, host="node7", **other))
-    runs, tasks = results.find_runs([root]), slurm.sweep_tasks(root)
-    queue = {"101_0": "RUNNING", "101_1": "PENDING (Resources)"}
-    rows = {r.job_id: r for r in status.build_rows(runs, tasks, queue)}
+    runs, tasks = results.find_runs([root]), queue.sweep_tasks(root)
+    states = {"101_0": "RUNNING", "101_1": "PENDING (Resources)"}
+    rows = {r.job_id: r for r in status.build_rows(runs, tasks, states)}
     assert rows["101_0"].state == "running" and rows["101_0"].queue == "RUNNING"  # despite its age
     assert rows["101_1"].state == "pending" and rows["101_1"].name == "set1"
     assert rows["101_2"].state == "lost" and "101_2.out" in rows["101_2"].error

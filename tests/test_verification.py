@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nowcast import protocols, verification
+from nowcast.baselines import verify_radar
 from nowcast.data.radar.windows import RadarWindows
 from nowcast.errors import NowcastError
 
@@ -112,12 +113,13 @@ class TinyRadar:
         return RadarWindows(still.astype(np.float32), np.arange(4), np.zeros(4, int), None, None)
 
 
-def test_evaluate_radar_scores_a_perfect_persistence():
-    metrics = verification.evaluate_radar(lambda x: np.repeat(x[:, -1:], 3, axis=1), TinyRadar(),
-                                          batch_size=3)
+def test_verify_radar_scores_a_perfect_persistence():
+    data = TinyRadar()
+    metrics = verification.radar_facts(data, verify_radar(
+        lambda x: np.repeat(x[:, -1:], 3, axis=1), data, batch_size=3))
     assert metrics["n_sequences"] == 4 and metrics["headline"] == ["csi_20", "fss_20_5"]
     assert metrics["mean"]["csi_20"] == 1.0 and metrics["mean"]["far_30"] == 0.0
     assert metrics["mean"]["fss_20_5"] == 1.0 and metrics["mean"]["mae_dbz"] == 0.0
     assert len(metrics["per_lead"]["csi_20"]) == 3
     with pytest.raises(NowcastError, match="shape"):
-        verification.evaluate_radar(lambda x: x, TinyRadar())
+        verify_radar(lambda x: x, TinyRadar())

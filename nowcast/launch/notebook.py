@@ -21,9 +21,9 @@ import yaml
 
 from .. import results
 from ..config import FIELDS, Config, defaults, load_config
-from ..distributed import collective_timeout
 from ..errors import NowcastError
 from ..experiment import run_experiment
+from ..limits import collective_timeout
 from ..stopping import install_preemption_handler
 from ..util import optional_import, repo_file, write_text
 

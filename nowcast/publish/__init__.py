@@ -15,9 +15,7 @@
 
 Every number written carries its protocol and data, taken from metrics.json; every value read
 from a results folder is escaped before it is rendered.
+
+Import what you need from its module (`nowcast.publish.report.build_report`): this package
+imports nothing itself, so `nowcast --help` can list the renderers without matplotlib.
 """
-
-from .report import build_report
-from .slides import build_slides
-
-__all__ = ["build_report", "build_slides"]

@@ -11,14 +11,13 @@ from typing import Any
 
 from .. import options
 from ..config import defaults
-from ..protocols import METRICS, metric_label, protocol_or_none
+from ..protocols import METRICS, RADAR_BASELINES, metric_label, protocol_or_none
 from ..results import Run
 from .markdown import esc, fmt_seconds, fmt_value
 
 ARCHITECTURE_NAMES = {"convlstm_ed": "ConvLSTM-ED", "encoder_forecaster": "ConvLSTM-EF",
                       "fc_lstm": "FC-LSTM", "persistence": "persistence",
                       "extrapolation": "optical-flow extrapolation"}
-BASELINES = ("persistence", "extrapolation")
 # Fields that place or name a run: never listed as "parameters that differ".
 PLACEMENT = {"name", "job_id", "results_dir", "data_dir", "protocol"}
 
@@ -61,7 +60,7 @@ def trained_on(run: Run) -> str:
 
 
 def is_baseline(run: Run) -> bool:
-    return (run.metrics or {}).get("architecture") in BASELINES
+    return (run.metrics or {}).get("architecture") in RADAR_BASELINES
 
 
 def architecture(run: Run) -> str:
@@ -70,7 +69,7 @@ def architecture(run: Run) -> str:
     arch = (run.metrics or {}).get("architecture") or p.get("architecture") or "?"
     text = ARCHITECTURE_NAMES.get(arch, str(arch))
     hs = p.get("hidden_sizes")
-    if isinstance(hs, list) and hs and arch not in BASELINES:
+    if isinstance(hs, list) and hs and arch not in RADAR_BASELINES:
         text += " " + "-".join(str(h) for h in hs)
         fs = p.get("filter_size")
         if isinstance(fs, int):

@@ -20,13 +20,13 @@ from typing import Optional
 import numpy as np
 
 from .. import stats
-from ..protocols import KNMI_SPLITS, KNMI_WINDOWS_PER_EVENT, protocol_or_none
+from ..protocols import KNMI_SPLITS, KNMI_WINDOWS_PER_EVENT, RADAR_BASELINES, protocol_or_none
 from ..results import NON_SEMANTIC, SCORES, Run
 from .describe import is_baseline, metric
 from .markdown import esc, fmt_value
 
 SEED_IGNORED = frozenset(NON_SEMANTIC | {"seed", "data_dir", "checkpoint_every", "device", "compile"})
-PAIRED_BASELINES = ("persistence", "extrapolation")  # Moving MNIST: persistence; radar: both
+PAIRED_BASELINES = RADAR_BASELINES  # Moving MNIST: persistence; radar: both
 UNIT_WORDS = {"sequences": "test sequences", "events": "test events (blocks of windows)",
               "windows": "test windows (event ids not saved: windows resampled one by one)"}
 

@@ -1,0 +1,72 @@
+"""The committed reference runs (reference_results/): every folder loads and validates, each
+model's weights load into the model its params build and forecast, and the radar model runs
+through `nowcast predict` on KNMI frames as the README shows. Nothing here trains."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nowcast.checkpoint import load_checkpoint
+from nowcast.config import default_data_dir, load_config, without_unused
+from nowcast.forecast import forecast
+from nowcast.results import find_runs
+from nowcast.runtime import resolve_runtime
+
+REFERENCE = Path(__file__).resolve().parents[1] / "reference_results"
+RADAR_MODEL = REFERENCE / "knmi-30-60-cpu-p4" / "model.pt"
+MMNIST_MODEL = REFERENCE / "mmnist-t-cpu-p4" / "model.pt"
+LIGHT = 10 * 2**20  # a committed model.pt is at most 10 MB
+
+
+def test_every_reference_run_loads_and_validates():
+    runs = find_runs([], [REFERENCE])
+    assert {r.job_id for r in runs} >= {"knmi-30-60-persistence", "knmi-30-60-extrapolation",
+                                        "knmi-30-60-cpu-p4", "mmnist-t-cpu-p4"}
+    for run in runs:
+        assert run.state == "completed" and run.reference, run.job_id
+        load_config(values=without_unused(run.params), check_model=True)
+        assert run.metrics["mean"] and run.env["device"], run.job_id
+        assert all(f.stat().st_size <= LIGHT for f in (REFERENCE / run.job_id).iterdir())
+    for model in (RADAR_MODEL, MMNIST_MODEL):
+        env = json.loads((model.parent / "env.json").read_text())
+        # trained here: a CPU, at most 60 minutes of wall time with evaluation, in what mode
+        assert env["device"].startswith("cpu") and env["wall_seconds"] <= 3600
+        assert env["mode"] in ("reference", "fast") and env["cpu_threads"] >= 1
+
+
+@pytest.mark.parametrize("path", [RADAR_MODEL, MMNIST_MODEL], ids=["radar", "mmnist"])
+def test_reference_models_load_and_forecast(path):
+    cfg, model = load_checkpoint(path)
+    assert cfg.patch_size == 4 and model.patch_size == 4
+    shape = (191, 175) if cfg.dataset == "radar" else (64, 64)
+    frames = torch.rand(2, cfg.k_in, *shape, generator=torch.Generator().manual_seed(0))
+    out = forecast(model, frames, cfg.k_out, resolve_runtime(cfg))
+    assert out.shape == (2, cfg.k_out, *shape) and 0 <= float(out.min()) <= float(out.max()) <= 1
+    assert float(out.std()) > 0  # not a constant field
+
+
+def test_predict_with_the_shipped_radar_model(tmp_path):
+    """README's first command: an hour of forecast from six KNMI HDF5 frames (20:05-20:30)."""
+    pytest.importorskip("h5py")
+    data = default_data_dir()
+    folder = data / "radar_raw" / "knmi_hdf5" if data else None
+    if folder is None or not folder.is_dir():
+        pytest.skip("../shared/data/radar_raw/knmi_hdf5 is absent: the predict example is skipped")
+    out = tmp_path / "forecast.npz"
+    done = subprocess.run([sys.executable, "-m", "nowcast", "predict", "--checkpoint", str(RADAR_MODEL),
+                           "--input", str(folder), "--steps", "12", "--out", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with np.load(out) as f:
+        frames, times = f["frames"], f["times"]
+    assert frames.shape == (1, 12, 191, 175) and frames.dtype == np.uint8
+    assert times[0, 0] == np.datetime64("2021-02-01T20:35") and times[0, -1] == np.datetime64("2021-02-01T21:30")
+    echo = (frames > 0) & (frames < 255)
+    assert 0.01 < echo.mean() < 0.9  # rain forecast somewhere, not everywhere
