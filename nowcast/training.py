@@ -28,12 +28,13 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from .board import Board
 from .checkpoint import CHECKPOINT, load_resume
 from .checkpoint import save as save_checkpoint_file
 from .config import Config
 from .distributed import rank0_flag, rank_world, strongest_signal
 from .errors import NowcastError
-from .forecast import evaluate_split, padded
+from .forecast import evaluate_split, forecast, padded
 from .losses import make_loss
 from .models import compile_cells
 from .progress import PlanClock
@@ -198,6 +199,7 @@ class Trainer:
             self.step_fn = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
         self.val = data.split("val").first(cfg.val_subset)  # selection in bounded time
+        self.board = Board(Path(run_dir) if self.rank == 0 else None, tqdm.write)  # TensorBoard
         self.losses: list[torch.Tensor] = []
         self.on_step = on_step
         self.bar = tqdm(total=self.plan.total * cfg.batch_size, disable=not progress or self.rank != 0,
@@ -240,7 +242,9 @@ class Trainer:
     def flush(self, end_step: int) -> None:
         """Batch losses to the host (once per validation or checkpoint, never per step)."""
         stage = self.plan.locate(max(end_step - 1, 0))[0]
-        self.result.batch_losses.extend(_loss_rows(self.losses, end_step, stage, self.world))
+        rows = _loss_rows(self.losses, end_step, stage, self.world)
+        self.result.batch_losses.extend(rows)
+        self.board.batch_losses(rows)
         self.losses = []
 
     # --- one step ---------------------------------------------------------------------------
@@ -299,8 +303,19 @@ class Trainer:
             "step": step, "lr": self.lr, "train_loss": sum(recent) / len(recent),
             "train_loss_median": statistics.median(recent), "val_loss": val_loss,
             "seconds": round(r.train_seconds + time.perf_counter() - self.started, 3)})
+        self.show(stage, r.sequences / max(r.history[-1]["seconds"], 1e-9))
         if stage_index == len(self.plan.stages) - 1:  # selection at the final stage's lengths
             self.select(val_loss)
+
+    def show(self, stage: Stage, sequences_per_s: float) -> None:
+        """The new history row and the first validation sequence's forecast to TensorBoard."""
+        row = self.result.history[-1]
+        self.board.history(row, sequences_per_s)
+        if self.board.writer is not None:
+            seq = self.val.frames[0, :stage.k_in + stage.k_out]
+            pred = forecast(self.model, torch.as_tensor(seq[None, :stage.k_in]).to(self.runtime.device),
+                            stage.k_out, self.runtime)[0].cpu().numpy()
+            self.board.frames(row["step"], seq[:stage.k_in], seq[stage.k_in:], pred)
 
     def select(self, val_loss: float) -> None:
         r = self.result
@@ -367,6 +382,7 @@ class Trainer:
         # the loop saved this step's checkpoint, unless a validation or the budget came after it
         self.account(step, save=ended_between or self.result.stopped == "time_budget")
         self.bar.close()
+        self.board.close()
         return self.finish()
 
     def account(self, step: int, save: bool = True) -> None:
@@ -381,6 +397,7 @@ class Trainer:
     def stop(self, step: int, signum: Optional[int] = None) -> None:
         self.account(step)
         self.bar.close()
+        self.board.close()
         raise Preempted(f"stopped at step {step}; checkpoint saved to {self.ckpt_path}", signum)
 
     def finish(self) -> TrainResult:

@@ -139,3 +139,17 @@ def test_status_report_and_slides_never_import_torch(tmp_path, tiny_values):
     assert {"torch", "nowcast.models"} <= set(loaded(
         "predict", "--checkpoint", f"{results}/done/model.pt", "--input", str(frames),
         "--steps", "2", "--out", str(tmp_path / "forecast.npz")))
+
+
+def test_startup_benchmark_prints_every_command(capsys):
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        "cli_startup", Path(__file__).resolve().parents[1] / "benchmarks" / "cli_startup.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    row = json.loads(out.strip().splitlines()[-1])
+    assert set(row) == {"repeats", *bench.COMMANDS} and all(v > 0 for k, v in row.items() if k != "repeats")
+    assert "| `nowcast --help` |" in out

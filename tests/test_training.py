@@ -230,3 +230,34 @@ def test_precision_auto_takes_the_cpus_bf16_units(monkeypatch):
     assert (plain.precision, plain.channels_last, plain.mode) == ("fp32", False, "reference")
     model = torch.nn.Conv2d(2, 4, 3)
     assert fast.place(model).weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_tensorboard_events_mirror_the_history(tiny_values):
+    """Every run writes TensorBoard event files into its folder: the history's losses and
+    learning rate at its steps, every batch loss, and the validation forecast as images."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    path = run_experiment(load_config(values=dict(tiny_values, job_id="tb")), progress=False)
+    events = EventAccumulator(str(path), size_guidance={"scalars": 0, "images": 0}).Reload()
+    history = [row.split(",") for row in (path / "history.csv").read_text().splitlines()]
+    head, rows = history[0], history[1:]
+    for column, tag in (("train_loss", "loss/train"), ("val_loss", "loss/validation"), ("lr", "learning_rate")):
+        logged = [(e.step, e.value) for e in events.Scalars(tag)]
+        want = [(int(r[head.index("step")]), float(r[head.index(column)])) for r in rows]
+        assert [s for s, _ in logged] == [s for s, _ in want]
+        assert np.allclose([v for _, v in logged], [v for _, v in want], rtol=1e-6), tag
+    assert len(events.Scalars("loss/batch")) == 8 and len(events.Scalars("sequences_per_s")) == len(rows)
+    assert {"validation/inputs", "validation/target", "validation/prediction"} <= set(events.Tags()["images"])
+
+
+def test_without_tensorboard_one_notice_and_nothing_else(tmp_path, monkeypatch, capsys):
+    from nowcast import board
+    from nowcast.errors import MissingDependency
+    def missing(name, extra):
+        raise MissingDependency(name, extra, "No module named 'tensorboard'")
+    monkeypatch.setattr(board, "optional_import", missing)
+    b = board.Board(tmp_path, out=print)
+    b.history({"step": 1, "train_loss": 1.0, "val_loss": 1.0, "lr": 0.1}, 2.0)
+    b.close()
+    assert capsys.readouterr().out.startswith("nowcast: no TensorBoard curves (")
+    assert list(tmp_path.iterdir()) == []
