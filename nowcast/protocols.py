@@ -192,8 +192,10 @@ KNMI_WINDOWS_PER_EVENT = 4
 KNMI_DT_MIN = 5                 # minutes between frames
 
 
-# the radar baselines every radar model is scored beside (baselines.BASELINES implements them)
+# the baselines every model is scored beside: radar (baselines.BASELINES implements them), and
+# Moving MNIST / sequence files (scoring.image_baselines)
 RADAR_BASELINES = ("persistence", "extrapolation")
+IMAGE_BASELINES = ("persistence", "mean_frame")
 
 
 def get_protocol(name: str) -> Protocol:

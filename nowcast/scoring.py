@@ -22,7 +22,7 @@ from .data.radar import RadarData
 from .forecast import evaluate_split, forecast
 from .losses import make_loss
 from .metrics import ImageMetrics
-from .protocols import RADAR_BASELINES, get_protocol
+from .protocols import IMAGE_BASELINES, RADAR_BASELINES, get_protocol
 from .verification import RadarVerification, radar_facts
 
 # Baseline scores depend on the data only: computed once per data object, however many models
@@ -92,7 +92,8 @@ def score_ood_split(cfg: Config, data, model, runtime) -> Optional[Scores]:
 def image_baselines(data, k_in: int, k_out: int) -> dict[str, ImageMetrics]:
     """Persistence and the mean training frame on the test sequences, by the models' metrics."""
     test = data.split("test")
-    forecasters = {"persistence": persistence, "mean_frame": mean_frame(data.split("train").frames)}
+    make = {"persistence": lambda: persistence, "mean_frame": lambda: mean_frame(data.split("train").frames)}
+    forecasters = {name: make[name]() for name in IMAGE_BASELINES}
     out = {}
     for name, predict in forecasters.items():
         metrics = ImageMetrics(k_out)

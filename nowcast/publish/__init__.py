@@ -16,6 +16,18 @@
 Every number written carries its protocol and data, taken from metrics.json; every value read
 from a results folder is escaped before it is rendered.
 
-Import what you need from its module (`nowcast.publish.report.build_report`): this package
-imports nothing itself, so `nowcast --help` can list the renderers without matplotlib.
+`build_report` and `build_slides` are loaded from their modules when first used (PEP 562):
+importing the package (for `publish.render`'s renderer names in `nowcast --help`) does not
+import matplotlib.
 """
+
+import importlib
+
+_LAZY = {"build_report": "report", "build_slides": "slides"}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

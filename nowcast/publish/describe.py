@@ -76,6 +76,9 @@ def architecture(run: Run) -> str:
             text += f", {fs}x{fs}"
         elif isinstance(fs, list) and fs:
             text += ", " + "/".join(f"{k}x{k}" for k in fs)
+        patch = p.get("patch_size")
+        if isinstance(patch, int) and patch > 1:
+            text += f", {patch}x{patch} patches"
     return esc(text)
 
 
@@ -91,6 +94,37 @@ def nondefault_params(run: Run) -> dict:
     ignored = options.unused(run.params, defaults) if isinstance(run.params, dict) else {}
     return {k: v for k, v in run.params.items()
             if k not in PLACEMENT and k not in ignored and (k not in defaults or defaults[k] != v)}
+
+
+def _scores_key(mean: dict) -> tuple:
+    """A baseline's scores as a comparable key (rounded: the same baseline scored twice may
+    differ in the last bits of a float sum)."""
+    return tuple(sorted((str(k), round(v, 9) if isinstance(v, float) else v) for k, v in mean.items()))
+
+
+def embedded_baselines(runs: list[Run]) -> list[tuple[str, dict, Run]]:
+    """The baselines scored inside model runs (metrics.json's `baselines`), each once: one
+    entry per name and scores (the same baseline on the same test data is one row, whatever
+    number of models were scored beside it), none where a baseline run of its own
+    (reference_results/) already shows the same scores. (name, its metrics, the first run)."""
+    seen = {(metric(r, "architecture"), _scores_key(metric(r, "mean") or {}))
+            for r in runs if is_baseline(r)}
+    out = []
+    for r in runs:
+        for name, b in ((metric(r, "baselines") or {}).items() if not is_baseline(r) else ()):
+            if isinstance(b, dict) and isinstance(b.get("mean"), dict):
+                key = (name, _scores_key(b["mean"]))
+                if key not in seen:
+                    seen.add(key)
+                    out.append((name, b, r))
+    return out
+
+
+def baseline_label(name: str, run: Run, entries: list[tuple[str, dict, Run]]) -> str:
+    """'persistence', or 'persistence (job)' where another entry of that name differs (raw
+    text: a figure's legend; tables escape it)."""
+    twice = sum(n == name for n, _, _ in entries) > 1
+    return str(name) + (f" ({run.job_id})" if twice else "")
 
 
 def headline(run: Run) -> list[tuple[str, str]]:

@@ -14,7 +14,8 @@ from .. import figures
 from ..protocols import PROTOCOL_NAMES, protocol_or_none
 from ..results import Run
 from ..util import write_if_changed
-from .describe import (architecture, commit, data_note, device, is_baseline, metric,
+from .describe import (architecture, baseline_label, commit, data_note, device,
+                       embedded_baselines, is_baseline, metric,
                        nondefault_params, protocol_caption, wall)
 from .incremental import RUN_FILES, copy_artifacts, digest, mark, needs
 from .intervals import interval_table, paired_table, splits_table, statistics_paragraph
@@ -96,12 +97,11 @@ def per_lead_for(group: str, runs: list[Run], out: Path) -> Optional[Path]:
         if bands:  # one line (the mean over seeds) with its band (the t interval per lead)
             series.append((f"{g.name} (n = {g.n} seeds)", {k: v[0] for k, v in bands.items()},
                            "-", {k: v[1:] for k, v in bands.items()}))
-        else:
-            series += [(r.label, metric(r, "per_lead") or {}, "-") for r in g.runs]
-        r = g.runs[0]  # a group's baselines are the same data's: drawn once
-        for name, b in (metric(r, "baselines") or {}).items():
-            if isinstance(b, dict) and isinstance(b.get("per_lead"), dict):
-                series.append((f"{name} [{r.job_id}]", b["per_lead"], "--"))
+        else:  # baseline runs of their own (reference_results/) dashed, as baselines
+            series += [(r.label, metric(r, "per_lead") or {}, "--" if is_baseline(r) else "-")
+                       for r in g.runs]
+    entries = embedded_baselines(runs)  # each baseline once per data
+    series += [(baseline_label(name, r, entries), b.get("per_lead"), "--") for name, b, r in entries]
     series = [s for s in series if isinstance(s[1], dict)]
     names = [k for k in names if any(isinstance(s[1].get(k), list) and s[1][k] for s in series)]
     if not names:

@@ -10,7 +10,8 @@ from typing import Optional
 
 from ..protocols import get_metric, protocol_or_none
 from ..results import Run
-from .describe import data_note, metric, metric_heading, protocol_caption, trained_on
+from .describe import (baseline_label, data_note, embedded_baselines, metric, metric_heading,
+                       protocol_caption, trained_on)
 from .markdown import esc, fmt_loss, fmt_value, table
 from .uncertainty import SeedGroup, fmt_pm, seed_groups
 
@@ -45,18 +46,20 @@ def _group_row(g: SeedGroup, keys: list[str]) -> list[str]:
             + ["–"])
 
 
-def _run_rows(r: Run, keys: list[str], baselines: bool = True) -> list[list[str]]:
+def _run_row(r: Run, keys: list[str]) -> list[str]:
     mean = metric(r, "mean") or {}
     ref = " (reference)" if r.reference else ""
-    rows = [[f"{esc(r.name)}{ref} ({esc(r.job_id)})", fmt_value(metric(r, "parameters"))]
+    return ([f"{esc(r.name)}{ref} ({esc(r.job_id)})", fmt_value(metric(r, "parameters"))]
             + [fmt_value(mean.get(k)) for k in keys]
             + [fmt_loss(metric(r, "losses", s)) for s in ("train", "val", "test")]
-            + [trained_on(r)]]
-    for name, b in (metric(r, "baselines") or {}).items() if baselines else ():
-        bmean = (b.get("mean") if isinstance(b, dict) else None) or {}
-        rows.append([f"*{esc(name)}* ({esc(r.job_id)})", "0"]
-                    + [fmt_value(bmean.get(k)) for k in keys] + ["–"] * 4)
-    return rows
+            + [trained_on(r)])
+
+
+def _baseline_rows(runs: list[Run], keys: list[str]) -> list[list[str]]:
+    """The baselines scored beside the models, one row per baseline and data (describe)."""
+    entries = embedded_baselines(runs)
+    return [[f"*{esc(baseline_label(name, r, entries))}*", "0"]
+            + [fmt_value(b["mean"].get(k)) for k in keys] + ["–"] * 4 for name, b, r in entries]
 
 
 def _caption(group: str, runs: list[Run]) -> str:
@@ -84,8 +87,8 @@ def results_table(group: str, runs: list[Run], ident: str, keys: Optional[list[s
     for g in seed_groups(runs):
         if g.n > 1:
             rows.append(_group_row(g, keys))
-        for i, r in enumerate(g.runs):  # a group's baselines are the same data's: listed once
-            rows += _run_rows(r, keys, baselines=i == 0)
+        rows += [_run_row(r, keys) for r in g.runs]
+    rows += _baseline_rows(runs, keys)
     for p in protocol.published:
         rows.append([f"*{p.model}* [@{p.cite}]", fmt_value(p.parameters)]
                     + [p.mean.get(k, "–") for k in keys] + ["–"] * 4)

@@ -20,13 +20,16 @@ from typing import Optional
 import numpy as np
 
 from .. import stats
-from ..protocols import KNMI_SPLITS, KNMI_WINDOWS_PER_EVENT, RADAR_BASELINES, protocol_or_none
+from ..protocols import (IMAGE_BASELINES, KNMI_SPLITS, KNMI_WINDOWS_PER_EVENT, RADAR_BASELINES,
+                         protocol_or_none)
 from ..results import NON_SEMANTIC, SCORES, Run
 from .describe import is_baseline, metric
 from .markdown import esc, fmt_value
 
 SEED_IGNORED = frozenset(NON_SEMANTIC | {"seed", "data_dir", "checkpoint_every", "device", "compile"})
-PAIRED_BASELINES = RADAR_BASELINES  # Moving MNIST: persistence; radar: both
+# every baseline a model's scores.npz holds beside it (radar: persistence and extrapolation;
+# Moving MNIST: persistence and the mean training frame)
+PAIRED_BASELINES = tuple(dict.fromkeys(RADAR_BASELINES + IMAGE_BASELINES))
 UNIT_WORDS = {"sequences": "test sequences", "events": "test events (blocks of windows)",
               "windows": "test windows (event ids not saved: windows resampled one by one)"}
 
