@@ -14,9 +14,9 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.image import structural_similarity_index_measure as _ssim
 
 from .errors import NowcastError
+from .metrics import ssim_value
 from .models.base import get_output, to_frames
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
@@ -36,15 +36,6 @@ def bce(logits, target, mask=None):
 def mse(raw, target, mask=None, output: str = "sigmoid"):
     """Masked mean of (frames - target)^2, frames = to_frames(raw, output, clip=False)."""
     return _masked_mean((to_frames(raw.float(), output, clip=False) - target) ** 2, mask)
-
-
-def ssim_value(pred: torch.Tensor, target: torch.Tensor, reduction: str = "elementwise_mean") -> torch.Tensor:
-    """SSIM of (..., H, W) frames in [0, 1], per frame with reduction='none'."""
-    shape = pred.shape
-    flat = lambda x: x.reshape(-1, 1, *shape[-2:]).float()
-    out = _ssim(flat(pred), flat(target), gaussian_kernel=True, kernel_size=11, sigma=1.5,
-                data_range=1.0, reduction=reduction)
-    return out.reshape(shape[:-2]) if reduction == "none" else out
 
 
 def ssim_loss(raw, target, mask=None, output: str = "sigmoid"):

@@ -13,10 +13,18 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from .losses import ssim_value
+from torchmetrics.functional.image import structural_similarity_index_measure as _ssim
 
 NAMES = ["mse_frame", "mae_frame", "mse_pixel255", "mae_pixel255", "ssim", "psnr"]
+
+
+def ssim_value(pred: torch.Tensor, target: torch.Tensor, reduction: str = "elementwise_mean") -> torch.Tensor:
+    """SSIM of (..., H, W) frames in [0, 1], per frame with reduction='none'."""
+    shape = pred.shape
+    flat = lambda x: x.reshape(-1, 1, *shape[-2:]).float()
+    out = _ssim(flat(pred), flat(target), gaussian_kernel=True, kernel_size=11, sigma=1.5,
+                data_range=1.0, reduction=reduction)
+    return out.reshape(shape[:-2]) if reduction == "none" else out
 
 
 class ImageMetrics:
