@@ -39,11 +39,30 @@ class Scores:
     per_item: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+# Scoring runs the model without gradients in batches; its largest activation is one gate
+# tensor (4 x hidden channels at the cells' resolution, float32). A batch holds at most this
+# many bytes of it: the seed's radar model on whole 192x176 frames takes 35 MB per window, so
+# 32 windows at once were 1.1 GB per tensor and several GB resident (issue: 9.4 GB).
+SCORING_BYTES = 256 * 2**20
+SCORING_BATCH = 32
+
+
+def scoring_batch(cfg: Config, model, frame_shape) -> int:
+    """Sequences scored at once: the training batch, at least SCORING_BATCH, fewer where one
+    gate tensor of that many would pass SCORING_BYTES (bounded memory whatever the frame
+    size), at least 1."""
+    h, w = frame_shape[-2:]
+    cells = h * w / getattr(model, "patch_size", 1) ** 2
+    per_sequence = 4 * max(cfg.hidden_sizes) * cells * 4
+    return int(max(1, min(max(cfg.batch_size, SCORING_BATCH), SCORING_BYTES // per_sequence)))
+
+
 def _evaluate(cfg: Config, model, batch, runtime, with_metrics: bool = True):
-    """evaluate_split with the run's loss, in scoring batches of at least 32 sequences."""
+    """evaluate_split with the run's loss, in batches of scoring_batch sequences."""
     return evaluate_split(model, batch, cfg.k_in, cfg.k_out,
                           make_loss(cfg.loss, cfg.ssim_weight, cfg.output), runtime,
-                          batch_size=max(cfg.batch_size, 32), with_metrics=with_metrics)
+                          batch_size=scoring_batch(cfg, model, batch.frames.shape),
+                          with_metrics=with_metrics)
 
 
 def score_test_split(cfg: Config, data, model, runtime) -> Scores:
@@ -52,7 +71,8 @@ def score_test_split(cfg: Config, data, model, runtime) -> Scores:
     test = data.split("test")
     loss, image = _evaluate(cfg, model, test, runtime, with_metrics=not radar)
     if radar:
-        verification = verify_radar(model_forecaster(cfg, model, runtime), data)
+        verification = verify_radar(model_forecaster(cfg, model, runtime), data,
+                                    batch_size=scoring_batch(cfg, model, data.frame_shape))
         baselines = cached_baseline_scores(data, RADAR_BASELINES)
         per_item = verification.per_window()
         # the event of each window: windows of one event are correlated, the bootstrap
@@ -121,7 +141,8 @@ def split_means(cfg: Config, data, model, runtime, splits=("train", "val")) -> d
     out = {}
     for split in splits:
         if isinstance(data, RadarData):
-            out[split] = verify_radar(model_forecaster(cfg, model, runtime), data, split).result()["mean"]
+            out[split] = verify_radar(model_forecaster(cfg, model, runtime), data, split, batch_size=
+                                      scoring_batch(cfg, model, data.frame_shape)).result()["mean"]
             continue
         batch = data.split(split)
         _, image = _evaluate(cfg, model, batch.first(cfg.val_subset) if split == "train" else batch,

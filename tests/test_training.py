@@ -261,3 +261,18 @@ def test_without_tensorboard_one_notice_and_nothing_else(tmp_path, monkeypatch, 
     b.close()
     assert capsys.readouterr().out.startswith("nowcast: no TensorBoard curves (")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_scoring_batches_are_bounded_in_memory():
+    """Whole radar frames are scored in batches whose largest activation stays under
+    SCORING_BYTES; small frames keep the batch of at least 32."""
+    from nowcast.models import get_model
+    from nowcast.scoring import SCORING_BYTES, scoring_batch
+    root = Path(__file__).resolve().parents[1]
+    seed = load_config(root / "params" / "seed-best-radar.yaml")
+    model = get_model(seed, device="meta", frame_shape=(96, 96))
+    n = scoring_batch(seed, model, (40, 18, 191, 175))
+    assert n == 7 and n * 4 * 64 * 191 * 175 * 4 <= SCORING_BYTES
+    patched = load_config(root / "params" / "cpu" / "knmi-30-60-patch4.yaml")
+    assert scoring_batch(patched, get_model(patched, device="meta", frame_shape=(96, 96)), (191, 175)) == 32
+    assert scoring_batch(load_config(values=dict(batch_size=64)), model, (64, 64)) == 64
