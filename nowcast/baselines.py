@@ -94,7 +94,7 @@ def verify_baseline(name: str, data, which: str = "test") -> RadarVerification:
     return verify_radar(lambda x: baseline(x, data.k_out), data, which)
 
 
-def evaluate_baseline(name: str, data, which: str = "test") -> tuple[dict, RadarVerification]:
+def baseline_facts(name: str, data, which: str = "test") -> tuple[dict, RadarVerification]:
     """The verification scores of one baseline on a RadarData's windows (radar_facts's
     dict, plus "architecture": name, "parameters": 0 and "seconds" of wall time), and the
     accumulator they came from (its per-window counts go to scores.npz)."""
@@ -125,5 +125,5 @@ def run_baseline_evaluation(name: str, cfg) -> tuple[dict, dict]:
     """`nowcast evaluate --baseline NAME`: build the data from a Config (protocol knmi-30-60,
     and/or dataset radar with data_file); the metrics.json dict and the per-window values."""
     get_baseline(name)  # fail on a bad name before loading data
-    metrics, verification = evaluate_baseline(name, RadarData(cfg))
+    metrics, verification = baseline_facts(name, RadarData(cfg))
     return metrics, verification.per_window()

@@ -39,7 +39,7 @@ def previous(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
-def save(obj: dict, path: str | Path) -> None:
+def save_checkpoint(obj: dict, path: str | Path) -> None:
     """torch.save, atomically: an interrupted write leaves the previous file intact; a
     checkpoint.pt it replaces is kept as checkpoint.prev.pt.
     Raises CheckpointWriteError when the file cannot be written (torch reports a short write

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from . import figures, results
-from .checkpoint import CHECKPOINT, MODEL, load_resume
-from .checkpoint import save as save_checkpoint
+from .checkpoint import CHECKPOINT, MODEL, load_resume, save_checkpoint
 from .config import Config, load_config
 from .data import get_data
 from .data.check import check_inputs

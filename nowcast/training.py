@@ -29,8 +29,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .board import Board
-from .checkpoint import CHECKPOINT, load_resume
-from .checkpoint import save as save_checkpoint_file
+from .checkpoint import CHECKPOINT, load_resume, save_checkpoint
 from .config import Config
 from .distributed import rank0_flag, rank_world, strongest_signal
 from .errors import NowcastError
@@ -230,7 +229,7 @@ class Trainer:
         self.flush(step)
         if self.rank == 0:
             r = self.result
-            save_checkpoint_file({
+            save_checkpoint({
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "step": step,
                 "rng": {"torch": torch.get_rng_state()}, "config": self.cfg.to_dict(),

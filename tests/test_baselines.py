@@ -63,7 +63,7 @@ def test_unknown_baseline():
 
 
 def test_persistence_skill_falls_with_lead_time(knmi):
-    metrics, _ = baselines.evaluate_baseline("persistence", SomeWindows(knmi, slice(16, 24)))
+    metrics, _ = baselines.baseline_facts("persistence", SomeWindows(knmi, slice(16, 24)))
     csi = metrics["per_lead"]["csi_20"]
     assert metrics["n_sequences"] == 8 and len(csi) == 12 and metrics["architecture"] == "persistence"
     assert csi[0] > csi[-1] + 0.2              # 5 minutes ahead is far easier than 60
