@@ -373,28 +373,29 @@ class Trainer:
                 self.scheduler.step()
             if self.plan.validates(step - 1) or step % self.cfg.checkpoint_every == 0:
                 self.account(step)
+                self.save(step)
             if self.result.stopped is None and step < self.plan.total and self.out_of_time():
                 self.result.stopped = "time_budget"  # at least one step: something to score
         ended_between = not self.result.history or self.result.history[-1]["step"] < step
         if ended_between:
             self.validate(step)  # the weights at the end are a candidate too
-        # the loop saved this step's checkpoint, unless a validation or the budget came after it
-        self.account(step, save=ended_between or self.result.stopped == "time_budget")
+        self.account(step)
+        if ended_between or self.result.stopped == "time_budget":  # else the loop saved this step
+            self.save(step)
         self.bar.close()
         self.board.close()
         return self.finish()
 
-    def account(self, step: int, save: bool = True) -> None:
-        """Wall time so far into the result, then (save) a checkpoint."""
+    def account(self, step: int) -> None:
+        """Wall time so far and the steps done into the result (before a checkpoint or the end)."""
         now = time.perf_counter()
         self.result.train_seconds += now - self.started
         self.started = now
         self.result.steps = step
-        if save:
-            self.save(step)
 
     def stop(self, step: int, signum: Optional[int] = None) -> None:
         self.account(step)
+        self.save(step)
         self.bar.close()
         self.board.close()
         raise Preempted(f"stopped at step {step}; checkpoint saved to {self.ckpt_path}", signum)
