@@ -105,7 +105,8 @@ class Config:
         "thesis's text; null: this), or row: a 1 x head_width conv over the last one (its code)")
     head_width: Optional[int] = _f(None, "head: row: the kernel's width; null: 64")
 
-    loss: Literal["bce", "mse", "ssim", "mse_ssim"] = _f("bce", section="training")
+    loss: Literal["bce", "mse", "ssim", "mse_ssim", "balanced"] = _f(
+        "bce", "balanced: radar's B-MSE + B-MAE, pixels weighted by dBZ class", section="training")
     ssim_weight: float = _f(0.5, "mse_ssim: (1-w)*MSE + w*(1-SSIM)")
     batch_size: int = 16
     num_epochs: int = _f(1, "epochs per curriculum stage")
@@ -372,6 +373,9 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
                       f"but k_in + k_out = {cfg.k_in + cfg.k_out}")
     if cfg.dataset in ("npz", "radar") and cfg.protocol != "knmi-30-60" and not cfg.data_file:
         raise bad(f"dataset '{cfg.dataset}' needs 'data_file'")
+    if cfg.loss == "balanced" and cfg.dataset != "radar":
+        raise bad(f"loss 'balanced' weights pixels by their radar reflectivity (dBZ): it needs "
+                  f"dataset radar, got dataset {cfg.dataset}")
     if cfg.output == "relu" and cfg.loss == "bce":
         raise bad("'output' relu cannot be trained with loss bce (bce takes the logits of a "
                   "sigmoid output): choose loss mse, ssim or mse_ssim")

@@ -379,3 +379,19 @@ def test_patch_size_is_refused_where_it_means_nothing():
         load_config(values=dict(hidden_sizes=[8, 8], stride=1, image_size=30, patch_size=4))
     with pytest.raises(NowcastError, match="'patch_size' must be >= 1"):
         load_config(values=dict(patch_size=0))
+
+
+def test_balanced_loss_weights_pixels_by_their_radar_class():
+    """B-MSE + B-MAE: (err^2 + |err|) weighted 1, 2, 5, 10, 30 below 15 and from 15, 20, 25,
+    30 dBZ of the target, a mean over the pixels with data; refused off radar."""
+    dbz = torch.tensor([[0.0, 10.0, 16.0, 22.0, 27.0, 40.0]])
+    target, pred = dbz / 70, torch.full((1, 6), 0.1)
+    err = pred - target
+    want = (torch.tensor([1.0, 1, 2, 5, 10, 30]) * (err ** 2 + err.abs())).mean()
+    loss = make_loss("balanced", output="sigmoid")
+    assert float(loss(torch.logit(pred), target)) == pytest.approx(float(want), rel=1e-5)
+    mask = torch.tensor([[True, True, True, True, True, False]])  # no data where it is 40 dBZ
+    assert float(loss(torch.logit(pred), target, mask)) == pytest.approx(
+        float((torch.tensor([1.0, 1, 2, 5, 10]) * (err[0, :5] ** 2 + err[0, :5].abs())).mean()), rel=1e-5)
+    with pytest.raises(NowcastError, match="loss 'balanced' .* needs dataset radar"):
+        load_config(values=dict(loss="balanced"))
