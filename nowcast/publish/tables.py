@@ -49,7 +49,8 @@ def _group_row(g: SeedGroup, keys: list[str]) -> list[str]:
 def _run_row(r: Run, keys: list[str]) -> list[str]:
     mean = metric(r, "mean") or {}
     ref = " (reference)" if r.reference else ""
-    return ([f"{esc(r.name)}{ref} ({esc(r.job_id)})", fmt_value(metric(r, "parameters"))]
+    job = f" ({esc(r.job_id)})" if r.job_id != r.name else ""  # a name that is its job id: once
+    return ([f"{esc(r.name)}{ref}{job}", fmt_value(metric(r, "parameters"))]
             + [fmt_value(mean.get(k)) for k in keys]
             + [fmt_loss(metric(r, "losses", s)) for s in ("train", "val", "test")]
             + [trained_on(r)])
