@@ -341,16 +341,17 @@ def check_numerics(workload: dict, device: torch.device, steps: int) -> dict:
 
 
 def table(rows: list[dict], cpu: bool = False) -> str:
-    """Markdown; `vs_seed`: sequences/s over the seed mode's of the same workload (same run);
-    on a CPU `vs_fp32`, over the fp32 eager (reference) mode's, and GFLOP/s."""
+    """Markdown; `vs_seed`: the seed mode's step time over this row's, the same workload in the
+    same run (its speed-up); on a CPU `vs_fp32`, over the fp32 eager (reference) mode's, and
+    GFLOP/s. Ratios of step times, not of the rounded sequences/s."""
     base_mode, ratio = ("reference", "vs_fp32") if cpu else ("seed", "vs_seed")
-    seed = {r["workload"]: r["sequences_per_s"] for r in rows if r["mode"] == base_mode}
+    seed = {r["workload"]: r["ms_per_step"] for r in rows if r["mode"] == base_mode}
     cols = ["workload", "mode", "threads", "batch", "first_step_s", "ms_per_step", "sequences_per_s",
             ratio, "gflops" if cpu else "tflops", "bf16_peak_share"] + ([] if cpu else ["peak_memory_gib"])
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         base = seed.get(r["workload"])
-        r = dict(r, **{ratio: f"{r['sequences_per_s'] / base:.2f}x" if base else None})
+        r = dict(r, **{ratio: f"{base / r['ms_per_step']:.2f}x" if base else None})
         lines.append("| " + " | ".join(str(r.get(c)) for c in cols) + " |")
     return "\n".join(lines)
 

@@ -45,6 +45,7 @@ class Scores:
 # 32 windows at once were 1.1 GB per tensor and several GB resident (issue: 9.4 GB).
 SCORING_BYTES = 256 * 2**20
 SCORING_BATCH = 32
+VERIFY_BATCH = 8
 
 
 def scoring_batch(cfg: Config, model, frame_shape) -> int:
@@ -55,6 +56,12 @@ def scoring_batch(cfg: Config, model, frame_shape) -> int:
     cells = h * w / getattr(model, "patch_size", 1) ** 2
     per_sequence = 4 * max(cfg.hidden_sizes) * cells * 4
     return int(max(1, min(max(cfg.batch_size, SCORING_BATCH), SCORING_BYTES // per_sequence)))
+
+
+def radar_batch(cfg: Config, model, data) -> int:
+    """Radar windows forecast and verified at once: scoring_batch, at most VERIFY_BATCH (the
+    verification's float64 fields and FSS tables cost ~50 MB a window on the KNMI grid)."""
+    return min(VERIFY_BATCH, scoring_batch(cfg, model, data.frame_shape))
 
 
 def _evaluate(cfg: Config, model, batch, runtime, with_metrics: bool = True):
@@ -72,7 +79,7 @@ def score_test_split(cfg: Config, data, model, runtime) -> Scores:
     loss, image = _evaluate(cfg, model, test, runtime, with_metrics=not radar)
     if radar:
         verification = verify_radar(model_forecaster(cfg, model, runtime), data,
-                                    batch_size=scoring_batch(cfg, model, data.frame_shape))
+                                    batch_size=radar_batch(cfg, model, data))
         baselines = cached_baseline_scores(data, RADAR_BASELINES)
         per_item = verification.per_window()
         # the event of each window: windows of one event are correlated, the bootstrap
@@ -141,8 +148,8 @@ def split_means(cfg: Config, data, model, runtime, splits=("train", "val")) -> d
     out = {}
     for split in splits:
         if isinstance(data, RadarData):
-            out[split] = verify_radar(model_forecaster(cfg, model, runtime), data, split, batch_size=
-                                      scoring_batch(cfg, model, data.frame_shape)).result()["mean"]
+            out[split] = verify_radar(model_forecaster(cfg, model, runtime), data, split,
+                                      batch_size=radar_batch(cfg, model, data)).result()["mean"]
             continue
         batch = data.split(split)
         _, image = _evaluate(cfg, model, batch.first(cfg.val_subset) if split == "train" else batch,

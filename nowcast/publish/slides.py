@@ -19,8 +19,8 @@ from .markdown import esc, table, value_text
 from .render import include_path, run_tool
 from .report import read_all
 
-SLIDE_PARAMS = ["architecture", "hidden_sizes", "filter_size", "stride", "loss", "batch_size",
-                "num_epochs", "curriculum", "initial_lr"]
+SLIDE_PARAMS = ["architecture", "hidden_sizes", "filter_size", "patch_size", "stride", "loss",
+                "batch_size", "num_epochs", "curriculum", "initial_lr"]
 SLIDE_PARAMS_MAX = 10
 SLIDE_SKIP = {"name", "job_id", "results_dir", "data_dir", "data_file", "protocol", "device",
               "checkpoint_every", "compile", "precision"}
