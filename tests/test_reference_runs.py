@@ -20,7 +20,8 @@ from nowcast.results import find_runs
 from nowcast.runtime import resolve_runtime
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference_results"
-RADAR_MODEL = REFERENCE / "knmi-30-60-cpu-p4" / "model.pt"
+RADAR_MODEL = REFERENCE / "knmi-30-60-cpu-p4-bal" / "model.pt"  # the README's predict example
+RADAR_MSE_MODEL = REFERENCE / "knmi-30-60-cpu-p4" / "model.pt"
 MMNIST_MODEL = REFERENCE / "mmnist-t-cpu-p4" / "model.pt"
 LIGHT = 10 * 2**20  # a committed model.pt is at most 10 MB
 
@@ -28,20 +29,22 @@ LIGHT = 10 * 2**20  # a committed model.pt is at most 10 MB
 def test_every_reference_run_loads_and_validates():
     runs = find_runs([], [REFERENCE])
     assert {r.job_id for r in runs} >= {"knmi-30-60-persistence", "knmi-30-60-extrapolation",
-                                        "knmi-30-60-cpu-p4", "mmnist-t-cpu-p4"}
+                                        "knmi-30-60-cpu-p4", "knmi-30-60-cpu-p4-bal",
+                                        "mmnist-t-cpu-p4"}
     for run in runs:
         assert run.state == "completed" and run.reference, run.job_id
         load_config(values=without_unused(run.params), check_model=True)
         assert run.metrics["mean"] and run.env["device"], run.job_id
         assert all(f.stat().st_size <= LIGHT for f in (REFERENCE / run.job_id).iterdir())
-    for model in (RADAR_MODEL, MMNIST_MODEL):
+    for model in (RADAR_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL):
         env = json.loads((model.parent / "env.json").read_text())
         # trained here: a CPU, at most 60 minutes of wall time with evaluation, in what mode
         assert env["device"].startswith("cpu") and env["wall_seconds"] <= 3600
         assert env["mode"] in ("reference", "fast") and env["cpu_threads"] >= 1
 
 
-@pytest.mark.parametrize("path", [RADAR_MODEL, MMNIST_MODEL], ids=["radar", "mmnist"])
+@pytest.mark.parametrize("path", [RADAR_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL],
+                         ids=["radar", "radar-mse", "mmnist"])
 def test_reference_models_load_and_forecast(path):
     cfg, model = load_checkpoint(path)
     assert cfg.patch_size == 4 and model.patch_size == 4
