@@ -12,7 +12,7 @@ of the device's dense bf16 peak, peak memory. A table follows at the end.
     python benchmarks/throughput.py --workloads seed-b64 --modes seed fast --profile 10
     python benchmarks/throughput.py --check-numerics 300    # fast vs reference loss trajectories
     python benchmarks/throughput.py --device cpu --quick    # CPU smoke run of the script itself
-    python benchmarks/throughput.py --device cpu --compile-on-cpu   # the CPU table (RESULTS.md)
+    python benchmarks/throughput.py --device cpu --cpu-table --compile-on-cpu   # RESULTS.md's CPU table
 
 Data are generated before timing and kept on the device, so the figures measure the model's
 step, not the input pipeline (benchmarks/batches.py times that). Compilation is what training
@@ -27,8 +27,8 @@ default algorithms, TF32 convolutions, no determinism; Adam's default foreach im
 `--profile N` profiles N steps of the last mode of the first workload (torch.profiler) and
 prints its kernels by device time, grouped (convolutions, compiled elementwise code, optimiser).
 
-On a CPU (`--device cpu`) the defaults are the CPU-sized workloads of params/cpu/ and the seed's
-model at batch 16, in the CPU modes (CPU_MODES: fp32 eager, bf16 autocast, channels_last, one
+On a CPU, `--cpu-table` takes the CPU-sized workloads of params/cpu/ and the seed's model at
+batch 16, in the CPU modes (CPU_MODES: fp32 eager, bf16 autocast, channels_last, one
 thread, torch.compile with --compile-on-cpu); `vs_fp32` is each row's rate over the workload's
 fp32 eager (`reference`) rate of the same run, and the share column is of the bf16 matrix
 product measured at the start of the same run (`peak` line: 2048x2048, bf16 and fp32).
@@ -359,9 +359,11 @@ def table(rows: list[dict], cpu: bool = False) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS),
-                        help="default: all but the CPU-sized ones on a GPU; on a CPU those and seed-b16")
+                        help="default: all but the CPU-sized ones (--cpu-table: those and seed-b16)")
     parser.add_argument("--modes", nargs="+", choices=list(ALL_MODES),
-                        help="default: seed, reference, fast on a GPU; CPU_MODES on a CPU")
+                        help="default: seed, reference, fast (--cpu-table: CPU_MODES)")
+    parser.add_argument("--cpu-table", action="store_true",
+                        help="the CPU table of RESULTS.md: CPU-sized workloads and seed-b16 in the CPU modes")
     parser.add_argument("--ablate", action="store_true",
                         help="from the seed's step, one optimisation at a time (fast mode's parts)")
     parser.add_argument("--check-numerics", type=int, metavar="STEPS", default=0,
@@ -381,9 +383,9 @@ def main(argv=None) -> int:
     args.steps = args.steps if args.steps is not None else (3 if args.quick else 50)
     device = torch.device(args.device)
     cpu = device.type == "cpu"
-    args.workloads = args.workloads or (list(CPU_WORKLOADS) + ["seed-b16"] if cpu else
+    args.workloads = args.workloads or (list(CPU_WORKLOADS) + ["seed-b16"] if args.cpu_table else
                                         [k for k in WORKLOADS if k not in CPU_WORKLOADS])
-    args.modes = args.modes or [m.name for m in (CPU_MODES if cpu else MODES.values())]
+    args.modes = args.modes or [m.name for m in (CPU_MODES if args.cpu_table else MODES.values())]
     # before cuBLAS's first call, whichever mode comes first (reference needs it; others ignore it)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     if device.type == "cpu":
@@ -396,7 +398,7 @@ def main(argv=None) -> int:
     matmul_peak(device, n=256 if args.quick else 2048, repeats=2 if args.quick else 10)
     modes = ABLATIONS if args.ablate else [ALL_MODES[m] for m in args.modes]
     if device.type == "cpu" and not args.compile_on_cpu:  # 2 CPU cores: the compiler, not the model
-        modes = [m for m in modes if not m.compile] or [replace(m, compile=False) for m in modes]
+        modes = [replace(m, compile=False) for m in modes]
     rows = []
     for name, workload in workloads.items():
         for mode in modes:

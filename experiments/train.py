@@ -86,7 +86,7 @@ head = None                         # encoder_forecaster's output layer: 1x1 con
 head_width = None                   # head: row: the kernel's width; null: 64
 
 # training
-loss = 'bce'
+loss = 'bce'                        # balanced: radar's B-MSE + B-MAE, pixels weighted by dBZ class
 ssim_weight = 0.5                   # mse_ssim: (1-w)*MSE + w*(1-SSIM)
 batch_size = 16
 num_epochs = 1                      # epochs per curriculum stage

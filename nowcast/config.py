@@ -373,20 +373,23 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
                       f"but k_in + k_out = {cfg.k_in + cfg.k_out}")
     if cfg.dataset in ("npz", "radar") and cfg.protocol != "knmi-30-60" and not cfg.data_file:
         raise bad(f"dataset '{cfg.dataset}' needs 'data_file'")
-    if cfg.loss == "balanced" and cfg.dataset != "radar":
-        raise bad(f"loss 'balanced' weights pixels by their radar reflectivity (dBZ): it needs "
-                  f"dataset radar, got dataset {cfg.dataset}")
+    if cfg.loss == "balanced" and cfg.dataset != "radar":  # its weights are dBZ classes
+        raise bad(f"loss 'balanced' weights pixels by dBZ: it needs dataset radar, not {cfg.dataset}")
     if cfg.output == "relu" and cfg.loss == "bce":
         raise bad("'output' relu cannot be trained with loss bce (bce takes the logits of a "
                   "sigmoid output): choose loss mse, ssim or mse_ssim")
     try:
         limits.check_job_id(cfg.job_id)
         limits.check_sizes(cfg)
-        if check_model:  # the model zoo (and torch) imported only here: reading params stays
-            models = importlib.import_module("nowcast.models")  # light (status, report)
-            limits.check_weights(cfg, models.count_parameters(models.check_architecture(cfg)))
+        if check_model:  # the model zoo (torch) only here: reading params stays light (status)
+            limits.check_weights(cfg, _models().count_parameters(_models().check_architecture(cfg)))
     except NowcastError as e:
         raise bad(str(e)) from None
+
+
+def _models():
+    """nowcast.models, imported when a model is first checked (it imports torch)."""
+    return importlib.import_module("nowcast.models")
 
 
 def without_unused(values: dict[str, Any]) -> dict[str, Any]:

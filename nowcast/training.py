@@ -310,10 +310,12 @@ class Trainer:
         """The new history row and the first validation sequence's forecast to TensorBoard."""
         row = self.result.history[-1]
         self.board.history(row, sequences_per_s)
-        if self.board.writer is not None:
+        if self.board.writer is not None:  # forecast in eval mode, as validation does
             seq = self.val.frames[0, :stage.k_in + stage.k_out]
+            self.model.eval()
             pred = forecast(self.model, torch.as_tensor(seq[None, :stage.k_in]).to(self.runtime.device),
                             stage.k_out, self.runtime)[0].cpu().numpy()
+            self.model.train()
             self.board.frames(row["step"], seq[:stage.k_in], seq[stage.k_in:], pred)
 
     def select(self, val_loss: float) -> None:

@@ -393,5 +393,5 @@ def test_balanced_loss_weights_pixels_by_their_radar_class():
     mask = torch.tensor([[True, True, True, True, True, False]])  # no data where it is 40 dBZ
     assert float(loss(torch.logit(pred), target, mask)) == pytest.approx(
         float((torch.tensor([1.0, 1, 2, 5, 10]) * (err[0, :5] ** 2 + err[0, :5].abs())).mean()), rel=1e-5)
-    with pytest.raises(NowcastError, match="loss 'balanced' .* needs dataset radar"):
+    with pytest.raises(NowcastError, match="loss .balanced. weights pixels by dBZ: it needs dataset radar, not mmnist"):
         load_config(values=dict(loss="balanced"))
