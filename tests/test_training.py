@@ -276,3 +276,12 @@ def test_scoring_batches_are_bounded_in_memory():
     patched = load_config(root / "params" / "cpu" / "knmi-30-60-patch4.yaml")
     assert scoring_batch(patched, get_model(patched, device="meta", frame_shape=(96, 96)), (191, 175)) == 32
     assert scoring_batch(load_config(values=dict(batch_size=64)), model, (64, 64)) == 64
+
+
+def test_plan_counts_its_validations():
+    from nowcast.training import Plan, Stage
+    for val_every in (None, 1, 3, 4, 5):
+        for epochs, per_epoch in ((1, 4), (2, 4), (3, 5)):
+            plan = Plan([Stage(3, 3)], epochs, per_epoch, val_every)
+            for start in range(plan.total + 1):
+                assert plan.validations(start) == sum(map(plan.validates, range(start, plan.total)))
