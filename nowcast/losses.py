@@ -1,7 +1,8 @@
 """Training losses. Models output raw values; every loss takes (raw, target, mask).
 
 `output` says how raw values become frames (nowcast.models.base.OUTPUTS): 'sigmoid' (raw are
-logits) or 'relu' (the thesis; not clipped at 1 here, as the thesis clips only "in the end").
+logits), 'relu' (the thesis; not clipped at 1 here, as the thesis clips only "in the end") or
+'linear' (raw values, unclamped here).
 bce is binary cross-entropy on the logits, so it needs output 'sigmoid'.
 mask (bool, same shape as target, or None) marks pixels with data (radar no-data is excluded).
 SSIM comes from torchmetrics (Gaussian 11x11 window, sigma 1.5, data range 1); it does not

@@ -37,7 +37,7 @@ class Choice:
     fixed: Mapping[str, Any] = field(default_factory=dict)  # used fields that take one value only
 
 
-MODEL = ("filter_size", "patch_size", "stride", "max_pool", "transpose", "norm", "norm_groups", "peephole",
+MODEL = ("filter_size", "patch_size", "residual", "stride", "max_pool", "transpose", "norm", "norm_groups", "peephole",
          "bias", "leaky_slope", "feed_upward", "fused_gates", "head", "head_width")
 HEAD = ("head", "head_width")  # encoder_forecaster's output layer
 MMNIST = ("data_dir", "digits", "num_digits", "test_num_digits", "image_size", "speed_min",

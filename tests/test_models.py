@@ -381,6 +381,47 @@ def test_patch_size_is_refused_where_it_means_nothing():
         load_config(values=dict(patch_size=0))
 
 
+@pytest.mark.parametrize("arch,output", [("convlstm_ed", "linear"), ("convlstm_ed", "relu"),
+                                         ("encoder_forecaster", "linear"),
+                                         ("convlstm_ed", "sigmoid")])
+def test_an_untrained_residual_model_forecasts_persistence(arch, output):
+    """residual: every lead is the last input frame plus the head's output, and the head starts
+    at zero; sigmoid's base is the logit of the frame kept 1e-3 from 0 and 1."""
+    values = dict(architecture=arch, hidden_sizes=[8, 8], filter_size=3, norm="group",
+                  norm_groups=2, peephole="per_channel", image_size=32, patch_size=4,
+                  residual=True, output=output, loss="mse", stride=1)
+    model = get_model(load_config(values=values))
+    inputs = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        frames = to_frames(model(inputs, 4), model.output)
+    last = inputs[:, -1:].expand(-1, 4, -1, -1)
+    if output == "sigmoid":
+        assert torch.allclose(frames, last.clamp(1e-3, 1 - 1e-3), atol=1e-6)
+    else:
+        assert torch.equal(frames, last)
+    plain = get_model(load_config(values=dict(values, residual=False)))
+    assert count_parameters(plain) == count_parameters(model)
+    assert all(p.abs().sum() == 0 for p in model.head.parameters())
+    assert any(p.abs().sum() > 0 for p in plain.head.parameters())
+
+
+def test_linear_output_lets_a_residual_model_learn_rain_where_it_was_dry():
+    """A dry pixel's residual raw value is 0: relu passes no gradient there (its derivative at
+    0 is 0), linear does; scored frames are clamped to [0, 1] either way."""
+    raw = torch.zeros(1, 1, 2, 2, requires_grad=True)
+    target = torch.full((1, 1, 2, 2), 0.5)
+    for output, moves in (("relu", False), ("linear", True)):
+        raw.grad = None
+        make_loss("mse", output=output)(raw, target, None).backward()
+        assert (raw.grad.abs().sum() > 0) == moves
+    assert torch.equal(to_frames(torch.tensor([-0.5, 0.5, 1.5]), "linear"), torch.tensor([0, 0.5, 1]))
+
+
+def test_residual_is_refused_where_it_means_nothing():
+    with pytest.raises(NowcastError, match="'residual' is not used with architecture: fc_lstm"):
+        load_config(values=dict(architecture="fc_lstm", hidden_sizes=[16, 16], residual=True))
+
+
 def test_balanced_loss_weights_pixels_by_their_radar_class():
     """B-MSE + B-MAE: (err^2 + |err|) weighted 1, 2, 5, 10, 30 below 15 and from 15, 20, 25,
     30 dBZ of the target, a mean over the pixels with data; refused off radar."""

@@ -103,6 +103,8 @@ def get_model(cfg, device: str | torch.device = "cpu",
     with torch.device(device):
         model = build(cfg, (size[0] // p, size[1] // p), p * p)
     model.patch_size = p
+    if cfg.residual:
+        model.make_residual()
     model.frame_shape = size
     return model
 

@@ -76,8 +76,9 @@ class ConvLSTMED(SequenceModel):
             # contiguous: a slice's strides depend on the sequence length, and a compiled cell
             # guards on strides (it would compile again for every curriculum length)
             logits = self.step(inputs[:, t].contiguous(), states)
-        outputs = [logits]
+        last = inputs[:, -1]
+        outputs = [self.readout(logits, last)]
         for j in range(1, k_out):
-            logits = self.step(self.feedback(logits, j, targets, teacher_mask), states)
-            outputs.append(logits)
+            logits = self.step(self.feedback(outputs[-1], j, targets, teacher_mask), states)
+            outputs.append(self.readout(logits, last))
         return torch.stack(outputs, dim=1)

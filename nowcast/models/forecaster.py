@@ -60,7 +60,8 @@ class EncoderForecaster(SequenceModel):
             if j:
                 frame = self.feedback(outputs[-1], j, targets, teacher_mask)
             hs = self.run_stack(self.forecaster, frame, states)
-            outputs.append(self.head(torch.cat(hs, dim=1) if self.head_reads_all else hs[-1]))
+            raw = self.head(torch.cat(hs, dim=1) if self.head_reads_all else hs[-1])
+            outputs.append(self.readout(raw, inputs[:, -1]))
         return torch.stack(outputs, dim=1)
 
 
