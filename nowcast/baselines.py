@@ -94,15 +94,13 @@ def verify_baseline(name: str, data, which: str = "test") -> RadarVerification:
     return verify_radar(lambda x: baseline(x, data.k_out), data, which)
 
 
-def baseline_facts(name: str, data, which: str = "test") -> tuple[dict, RadarVerification]:
+def baseline_facts(name: str, data, which: str = "test") -> tuple[dict, RadarVerification, float]:
     """The verification scores of one baseline on a RadarData's windows (radar_facts's
-    dict, plus "architecture": name, "parameters": 0 and "seconds" of wall time), and the
-    accumulator they came from (its per-window counts go to scores.npz)."""
+    dict), the accumulator they came from (its per-window counts go to scores.npz) and the
+    seconds they took."""
     started = time.perf_counter()
     verification = verify_baseline(name, data, which)
-    metrics = radar_facts(data, verification)
-    metrics.update(architecture=name, parameters=0, seconds=round(time.perf_counter() - started, 2))
-    return metrics, verification
+    return radar_facts(data, verification), verification, round(time.perf_counter() - started, 2)
 
 
 def baseline_scores(data, names: Sequence[str] = ("persistence", "extrapolation")
@@ -121,9 +119,10 @@ def baseline_scores(data, names: Sequence[str] = ("persistence", "extrapolation"
     return scores
 
 
-def run_baseline_evaluation(name: str, cfg) -> tuple[dict, dict]:
+def run_baseline_evaluation(name: str, cfg) -> tuple[dict, dict, float]:
     """`nowcast evaluate --baseline NAME`: build the data from a Config (protocol knmi-30-60,
-    and/or dataset radar with data_file); the metrics.json dict and the per-window values."""
+    and/or dataset radar with data_file); the scorer's metrics.json fields, the per-window
+    values and the seconds."""
     get_baseline(name)  # fail on a bad name before loading data
-    metrics, verification = baseline_facts(name, RadarData(cfg))
-    return metrics, verification.per_window()
+    metrics, verification, seconds = baseline_facts(name, RadarData(cfg))
+    return metrics, verification.per_window(), seconds

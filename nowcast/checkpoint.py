@@ -20,11 +20,16 @@ import torch
 from .config import Config, load_config, without_unused
 from .errors import NowcastError, RunStopped, described, first_line
 from .models import get_model
+from .paths import JobPaths
 from .util import atomic_path
 
-CHECKPOINT = "checkpoint.pt"
-MODEL = "model.pt"
-
+# checkpoint.pt: everything a resumed run restores (training.Trainer.save and .resume)
+RESUME_KEYS = ("model", "optimizer", "scheduler", "step", "rng", "config", "history",
+               "batch_losses", "best_val", "best_state", "train_seconds", "sequences",
+               "validation_seconds", "stopped")
+# model.pt: what load_checkpoint reads (the selected weights, the config, the frame size it was
+# built for); a run's own model.pt also keeps the last weights and the optimiser state
+MODEL_KEYS = ("model", "config", "frame_shape")
 
 class CheckpointWriteError(RunStopped):
     """A checkpoint could not be written; the previous one is kept (status `preempted`,
@@ -35,8 +40,7 @@ class CheckpointWriteError(RunStopped):
 
 def previous(path: str | Path) -> Path:
     """checkpoint.pt -> checkpoint.prev.pt: the last good checkpoint before this one."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.prev{path.suffix}")
+    return JobPaths(Path(path).parent).checkpoint_prev
 
 
 def save_checkpoint(obj: dict, path: str | Path) -> None:
@@ -45,7 +49,7 @@ def save_checkpoint(obj: dict, path: str | Path) -> None:
     Raises CheckpointWriteError when the file cannot be written (torch reports a short write
     as a RuntimeError, the OS as OSError)."""
     path = Path(path)
-    keep_previous = path.name == CHECKPOINT
+    keep_previous = path.name == JobPaths.CHECKPOINT
     try:
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)
@@ -57,6 +61,29 @@ def save_checkpoint(obj: dict, path: str | Path) -> None:
         raise CheckpointWriteError(
             f"{path} could not be written ({reason}: disk full or file-size limit?);"
             f"{kept} the run can resume once there is space") from None
+
+
+def save_resume_state(path: str | Path, **state: Any) -> None:
+    """checkpoint.pt from exactly RESUME_KEYS (save_checkpoint: atomic, the previous kept)."""
+    if set(state) != set(RESUME_KEYS):
+        raise ValueError(f"a checkpoint holds {RESUME_KEYS}, got {tuple(state)}")
+    save_checkpoint(state, path)
+
+
+def model_file(paths: JobPaths, best_state: dict, last_state: dict,
+               frame_shape: tuple[int, int]) -> None:
+    """model.pt of a completed run: checkpoint.pt's state with the selected weights as
+    `model`, the last ones as `last_model` and the training frames' size (what
+    load_checkpoint rebuilds at); without the history (it is in history.csv)."""
+    state = torch.load(paths.checkpoint, map_location="cpu", weights_only=True)
+    state.update(model=best_state, last_model=last_state, frame_shape=list(frame_shape))
+    save_checkpoint({k: v for k, v in state.items() if k not in ("history", "batch_losses")},
+                    paths.model)
+
+
+def slim(state: dict) -> dict:
+    """MODEL_KEYS of a model.pt: what a forecast needs (reference_results/ ships these)."""
+    return {k: state[k] for k in MODEL_KEYS}
 
 
 def _readable(path: Path, map_location: Any) -> tuple[Optional[dict], str]:
@@ -110,7 +137,7 @@ def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:
         raise NowcastError(f"{path}: a folder, not a checkpoint file") from None
     except Exception as e:
         raise NowcastError(f"{path}: not a nowcast checkpoint ({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+    if not isinstance(ckpt, dict) or not {"config", "model"} <= set(ckpt):
         raise NowcastError(f"{path}: not a nowcast checkpoint (no config/model)")
     if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["model"], dict):
         raise NowcastError(f"{path}: not a nowcast checkpoint (its config or weights are not "

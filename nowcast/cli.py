@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import NowcastError
+from .errors import EXIT_BAD_INPUT, NowcastError
 from .limits import DEFAULT_TIMEOUT_S, collective_timeout
 from .protocols import PRESETS, RADAR_BASELINES
 from .publish.render import RENDERERS
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except NowcastError as e:
         print(f"nowcast: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("nowcast: interrupted", file=sys.stderr)
         return 130

@@ -84,8 +84,7 @@ class Config:
     filter_size: Union[int, list[int], None] = _f(5, "one size for all layers, or one per layer")
     patch_size: Optional[int] = _f(1, "fold p x p patches into channels before the recurrent "
                                       "stack (4: OpenSTL's Moving MNIST setting; 16x fewer positions)")
-    residual: Optional[bool] = _f(False, "predict the change from the last input frame (the head "
-                                         "starts at zero: an untrained model forecasts persistence)")
+    residual: Optional[bool] = _f(False, "predict the change from the last input frame (untrained: persistence)")
     stride: Optional[Literal[1, 2]] = _f(2, "2: first half of the stack halves the size, second half doubles it")
     max_pool: Optional[bool] = _f(None, "down-sample by stride-1 conv + max-pool instead of a stride-2 "
                                         "conv; None: follows stride (true at 2)")
@@ -100,9 +99,8 @@ class Config:
     fused_gates: Optional[bool] = _f(False, "one conv over [x, h] instead of two (same function)")
     activation: Literal["tanh", "relu"] = _f("tanh", "the cell's candidate and output nonlinearity "
                                              "(relu: the thesis)")
-    output: Literal["sigmoid", "relu", "linear"] = _f(
-        "sigmoid", "the prediction: sigmoid of logits; ReLU clipped to 1 when scored (the thesis); "
-        "or linear: raw values clamped to [0, 1] when scored (not bce)")
+    output: Literal["sigmoid", "relu", "linear"] = _f("sigmoid", "sigmoid of logits; relu (the "
+                                                      "thesis), linear: clamped when scored")
     head: Optional[Literal["1x1", "row"]] = _f(
         None, "encoder_forecaster's output layer: 1x1 conv over all forecaster states (the "
         "thesis's text; null: this), or row: a 1 x head_width conv over the last one (its code)")
@@ -378,9 +376,8 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
         raise bad(f"dataset '{cfg.dataset}' needs 'data_file'")
     if cfg.loss == "balanced" and cfg.dataset != "radar":  # its weights are dBZ classes
         raise bad(f"loss 'balanced' weights pixels by dBZ: it needs dataset radar, not {cfg.dataset}")
-    if cfg.output != "sigmoid" and cfg.loss == "bce":
-        raise bad(f"'output' {cfg.output} cannot be trained with loss bce (bce takes the logits of a "
-                  "sigmoid output): choose loss mse, ssim or mse_ssim")
+    if cfg.output != "sigmoid" and cfg.loss == "bce":  # bce takes a sigmoid output's logits
+        raise bad(f"'output' {cfg.output} cannot be trained with loss bce: choose mse, ssim or mse_ssim")
     try:
         limits.check_job_id(cfg.job_id)
         limits.check_sizes(cfg)

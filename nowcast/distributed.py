@@ -33,12 +33,12 @@ import torch.distributed as dist
 
 from .errors import NowcastError, described, first_line
 from .limits import DEFAULT_TIMEOUT_S, collective_timeout
+from .paths import JobPaths
 from .stopping import STRENGTH
 
 END_WAIT = timedelta(days=7)  # ranks > 0 wait this long for rank 0 (its outputs take what they take)
 END_WAIT_FACTOR = 2           # rank 0 waits 2 timeouts + END_SLACK_S for ranks stuck in a collective
 END_SLACK_S = 30.0
-RANK_ERROR = "rank-{rank}.error"
 
 
 class _Groups:
@@ -122,7 +122,7 @@ def rank0_flag(flag: bool) -> bool:
 def write_rank_error(run_dir: Path, rank: int, error: BaseException) -> None:
     """rank-<k>.error in the running folder: the rank's traceback. Never creates the folder
     (rank 0 may have renamed it already) and never raises: the error itself is what matters."""
-    path = Path(run_dir) / RANK_ERROR.format(rank=rank)
+    path = JobPaths(run_dir).rank_error(rank)
     text = f"rank {rank} on {os.uname().nodename}:\n" + "".join(traceback.format_exception(error))
     try:
         if Path(run_dir).is_dir():
@@ -134,8 +134,9 @@ def write_rank_error(run_dir: Path, rank: int, error: BaseException) -> None:
 def rank_errors(run_dir: Path) -> dict[int, str]:
     """{rank: the last line of its traceback (the exception)} of the ranks > 0 that wrote one."""
     found: dict[int, str] = {}
-    for path in sorted(Path(run_dir).glob(RANK_ERROR.format(rank="*"))):
-        rank = path.name[len("rank-"):-len(".error")]
+    prefix, suffix = JobPaths.RANK_ERROR.split("{rank}")
+    for path in JobPaths(run_dir).rank_errors():
+        rank = path.name[len(prefix):-len(suffix)]
         lines = [line for line in _read(path).splitlines() if line.strip()]
         if rank.isdigit() and int(rank) > 0 and lines:
             found[int(rank)] = lines[-1].strip()
@@ -151,7 +152,8 @@ def rank_failure(run_dir: Path, error: BaseException | str) -> BaseException | s
         return error
     own = first_line(error) if isinstance(error, str) else described(error)
     first = min(others)
-    more = f"; {len(others) - 1} more rank error(s) in rank-*.error" if len(others) > 1 else ""
+    pattern = JobPaths.RANK_ERROR.format(rank="*")
+    more = f"; {len(others) - 1} more rank error(s) in {pattern}" if len(others) > 1 else ""
     return f"rank {first} failed: {others[first]} (rank 0: {own}){more}"
 
 

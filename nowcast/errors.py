@@ -1,5 +1,10 @@
 """The exception types users see: a one-line message naming the file, key or value at fault,
-and the one way such a line is cut from a longer message (`first_line`, `described`)."""
+and the one way such a line is cut from a longer message (`first_line`, `described`); and
+the exit statuses that say how a command ended."""
+
+EXIT_BAD_INPUT = 2  # a NowcastError: its one line on stderr
+EXIT_STOPPED = 3    # stopped with a checkpoint, resumable, not requeued (Ctrl-C, scancel, disk full)
+EXIT_REQUEUE = 75   # stopped with a checkpoint by SLURM's warning signal: requeue me (EX_TEMPFAIL)
 
 
 def first_line(what, fallback: str | None = None) -> str:

@@ -9,18 +9,17 @@ from typing import Callable
 
 import torch
 
-from . import figures, results
+from . import outputs, results
 from .baselines import run_baseline_evaluation
 from .checkpoint import load_checkpoint
 from .config import load_config, without_unused
 from .data import get_data
 from .errors import NowcastError, first_line
-from .experiment import run_facts, save_scores
 from .forecast import forecast
+from .paths import JobPaths
 from .protocols import PRESETS
-from .runtime import environment, resolve_runtime
+from .runtime import resolve_runtime
 from .scoring import Scores, score_test_split
-from .util import finite_or_none, write_json
 
 
 def evaluation_config(train_cfg: dict, protocol: str | None, data_file: str | None,
@@ -46,19 +45,16 @@ def evaluation_config(train_cfg: dict, protocol: str | None, data_file: str | No
     return load_config(values=values)
 
 
-def write_evaluation(cfg, score: Callable[[], Scores]) -> Path:
-    """A results folder for scores alone: metrics.json, scores.npz, the per-lead figure."""
+def write_evaluation(cfg, score: Callable[[], tuple[Scores, dict]]) -> Path:
+    """A results folder for scores alone: `score()` gives the scores and the metrics.json
+    document (outputs.metrics_document); written with scores.npz, the per-lead figure and
+    env.json."""
     runtime = resolve_runtime(cfg)
     run_dir = results.start_run(cfg)
     started = time.time()
     try:
-        scores = score()
-        metrics = dict(scores.metrics, name=cfg.name, job_id=cfg.job_id)
-        write_json(run_dir / "metrics.json", finite_or_none(metrics))  # undefined scores: null
-        save_scores(run_dir, scores)
-        figures.per_lead_plot(metrics, run_dir / "per_lead.png")
-        write_json(run_dir / "env.json", environment(
-            runtime, {"wall_seconds": round(time.time() - started, 2)}))
+        scores, document = score()
+        outputs.write_evaluation_outputs(JobPaths(run_dir), runtime, document, scores, started)
     except BaseException as error:
         results.fail_run(run_dir, error)
         raise
@@ -81,10 +77,11 @@ def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file:
         raise NowcastError(f"{checkpoint}: the model cannot run on {data.frame_shape} frames "
                            f"({first_line(e)})") from None
 
-    def score() -> Scores:
+    def score() -> tuple[Scores, dict]:
         scores = score_test_split(cfg, data, model, runtime)
-        scores.metrics.update(run_facts(cfg, data, model, test=scores.loss), checkpoint=str(checkpoint))
-        return scores
+        return scores, outputs.metrics_document(
+            scores.metrics, outputs.identity(cfg, data, model, test=scores.loss),
+            checkpoint=str(checkpoint))
     return write_evaluation(cfg, score)
 
 
@@ -96,4 +93,8 @@ def evaluate_baseline(name: str, protocol: str | None = None, data_file: str | N
     cfg = load_config(values=dict(name=f"{name} @ {protocol or Path(data_file).name}",
                                   protocol="knmi-30-60", dataset="radar", data_file=data_file or "",
                                   results_dir=results_dir, job_id=job_id), check_model=False)
-    return write_evaluation(cfg, lambda: Scores(None, *run_baseline_evaluation(name, cfg)))
+    def score() -> tuple[Scores, dict]:
+        fields, per_window, seconds = run_baseline_evaluation(name, cfg)
+        return Scores(None, fields, per_window), outputs.metrics_document(
+            fields, outputs.identity(cfg, architecture=name), seconds=seconds)
+    return write_evaluation(cfg, score)

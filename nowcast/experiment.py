@@ -10,45 +10,22 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 
-from . import figures, results
-from .checkpoint import CHECKPOINT, MODEL, load_resume, save_checkpoint
+from . import outputs, results
+from .checkpoint import load_resume
 from .config import Config, load_config
 from .data import get_data
 from .data.check import check_inputs
 from .distributed import end_together, init_distributed, rank_failure, rank_world, write_rank_error
-from .errors import NowcastError, RunStopped, described, first_line
-from .forecast import forecast
-from .models import count_parameters, get_model
+from .errors import EXIT_STOPPED, NowcastError, RunStopped, described, first_line
+from .models import get_model
+from .paths import JobPaths
 from .progress import Progress
-from .runtime import environment, resolve_runtime, set_determinism
+from .runtime import resolve_runtime, set_determinism
 from .scoring import Scores, score_ood_split, score_test_split, split_means
 from .stopping import install_preemption_handler
 from .training import check_finite, train
-from .util import atomic_path, finite_or_none, write_csv, write_json
-
-
-def sample_figures(cfg: Config, data, model, runtime, run_dir: Path) -> None:
-    """GIFs from the split they name (train.gif: a training sequence; test.gif: a test one)."""
-    length = cfg.k_in + cfg.k_out
-    samples = {"train": data.train_batch(0, 1, length).frames[0].cpu().numpy(),
-               "test": data.split("test").frames[0]}
-    for split, seq in samples.items():
-        inputs, target = seq[:cfg.k_in], seq[cfg.k_in:length]
-        pred = forecast(model, torch.from_numpy(inputs[None]).to(runtime.device), cfg.k_out,
-                        runtime)[0].cpu().numpy()
-        figures.sequence_gif(inputs, target, pred, run_dir / f"{split}.gif", split)
-        if split == "test":
-            figures.frame_strip(inputs, target, pred, run_dir / "test_strip.png",
-                                title=f"{cfg.name}: test sequence 1")
-
-
-def save_scores(run_dir: Path, scores: Scores) -> None:
-    """scores.npz: the per-sequence (or per-window) values behind metrics.json, compact."""
-    with atomic_path(run_dir / results.SCORES) as tmp, open(tmp, "wb") as f:  # np.savez names a path .npz
-        np.savez_compressed(f, **scores.per_item)
 
 
 def default_name(cfg: Config) -> str:
@@ -73,14 +50,6 @@ def add_ood_scores(cfg: Config, data, model, runtime, metrics: dict, scores: Sco
     metrics["splits"]["test_ood"] = ood.metrics["mean"]
     metrics["ood"] = dict(ood.metrics["ood"], per_lead=ood.metrics["per_lead"])
     scores.per_item.update({f"test_ood__{k}": v for k, v in ood.per_item.items()})
-
-
-def run_facts(cfg: Config, data, model, **losses: float) -> dict:
-    """What metrics.json says besides the scores: which model, which protocol and data, losses."""
-    return dict(name=cfg.name, job_id=cfg.job_id, architecture=cfg.architecture,
-                parameters=count_parameters(model), protocol=cfg.protocol,
-                follows_protocol=bool(data.follows_protocol), data=data.description,
-                k_in=cfg.k_in, k_out=cfg.k_out, losses=dict(loss=cfg.loss, **losses))
 
 
 def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
@@ -120,16 +89,18 @@ def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
             model.load_state_dict(result.best_state)
             scores = score_test_split(cfg, data, model, runtime)
             check_finite(scores.loss, "test loss")  # NaN scores are no completed run
-            metrics = dict(scores.metrics, **run_facts(
-                cfg, data, model, train=result.history[-1]["train_loss"], val=result.best_val,
-                test=scores.loss))
-            metrics["splits"] = dict(split_means(cfg, data, model, runtime),
-                                     test=scores.metrics["mean"])
+            metrics = outputs.metrics_document(
+                scores.metrics, outputs.identity(cfg, data, model,
+                                                 train=result.history[-1]["train_loss"],
+                                                 val=result.best_val, test=scores.loss),
+                splits=dict(split_means(cfg, data, model, runtime), test=scores.metrics["mean"]),
+                training={"steps": result.steps, "stopped": result.stopped})
             add_ood_scores(cfg, data, model, runtime, metrics, scores)
-            metrics["training"] = {"steps": result.steps, "stopped": result.stopped}
-            save_scores(run_dir, scores)
+            paths = JobPaths(run_dir)
+            outputs.save_scores(paths, scores)
             tracker.stage("outputs")
-            finish_outputs(cfg, data, model, runtime, run_dir, result, metrics, last_state, started)
+            outputs.write_training_outputs(cfg, data, model, runtime, paths, result, metrics,
+                                           last_state, started)
     except BaseException as error:
         tracker.close()  # no heartbeat once the folder is marked or renamed
         _record_end(run_dir, error, rank, distributed)
@@ -203,52 +174,21 @@ def _start_run(cfg: Config, distributed: bool, rank: int) -> Path:
     if rank == 0:
         try:
             run_dir = results.start_run(cfg)
-            load_resume(run_dir / CHECKPOINT)
+            load_resume(JobPaths(run_dir).checkpoint)
             holder = [str(run_dir)]
         except BaseException as error:  # every process must stop, not only rank 0
             holder = [described(error)]
     torch.distributed.broadcast_object_list(holder, src=0)
-    if not Path(holder[0]).name.startswith(results.RUNNING_PREFIX):
+    if not JobPaths(holder[0]).in_progress:
         raise NowcastError(holder[0])
     return Path(holder[0])
-
-
-def finish_outputs(cfg: Config, data, model, runtime, run_dir: Path, result, metrics: dict,
-                   last_state: dict, started: float) -> None:
-    """Everything a completed folder holds besides params and status."""
-    write_json(run_dir / "metrics.json", finite_or_none(metrics))  # strict JSON: undefined -> null
-    write_csv(run_dir / "history.csv", result.history)
-    write_csv(run_dir / "batch_losses.csv", result.batch_losses)
-    figures.loss_plot(result.history, cfg.loss, run_dir / "loss.png", title=cfg.name)
-    figures.loss_median_plot(result.batch_losses, result.history, cfg.loss, run_dir / "loss_median.png")
-    figures.per_lead_plot(metrics, run_dir / "per_lead.png")
-    sample_figures(cfg, data, model, runtime, run_dir)
-    checkpoint = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
-    checkpoint.update(model=result.best_state, last_model=last_state,
-                      frame_shape=list(model.frame_shape))  # what load_checkpoint rebuilds at
-    save_checkpoint({k: v for k, v in checkpoint.items() if k not in ("history", "batch_losses")},
-                    run_dir / MODEL)
-    steady = result.steady_sequences_per_s(cfg.batch_size)
-    write_json(run_dir / "env.json", environment(runtime, {
-        "wall_seconds": round(time.time() - started, 2),
-        "train_seconds": round(result.train_seconds, 2),
-        "validation_seconds": round(result.validation_seconds, 2),
-        "first_step_seconds": result.first_step_seconds,
-        "train_sequences_per_s": round(result.sequences_per_s, 2),
-        "steady_sequences_per_s": None if steady is None else round(steady, 2),
-        "steps": result.steps, "stopped": result.stopped, "stopped_early": result.stopped_early,
-        "time_budget_min": cfg.time_budget_min, "deterministic": runtime.deterministic,
-        "processes": rank_world()[1]}))
-
-
-TRAIN_PREEMPTED = 3  # exit status of `nowcast train` stopped with a checkpoint
 
 
 def train_from_params(config: str, overrides: list[str] = (), job_id: Optional[str] = None,
                       results_dir: Optional[str] = None, progress: bool = True,
                       collective_timeout_s: Optional[float] = None) -> int:
     """`nowcast train`: one params set in this process, without the notebook; prints the
-    results folder. Returns TRAIN_PREEMPTED when stopped by a signal with a checkpoint.
+    results folder. Returns EXIT_STOPPED when stopped by a signal with a checkpoint.
     Under torchrun, collectives time out after collective_timeout_s."""
     extra = list(overrides or []) + ([f"job_id={job_id}"] if job_id else []) \
         + ([f"results_dir={results_dir}"] if results_dir else [])
@@ -263,6 +203,6 @@ def train_from_params(config: str, overrides: list[str] = (), job_id: Optional[s
                           *([f"--results {results_dir}"] if results_dir else [])])
         print(f"nowcast: stopped ({getattr(e, 'reason', 'interrupt')}): "
               f"{str(e) or 'interrupted (Ctrl-C)'}; resume with: {again}", file=sys.stderr)
-        return TRAIN_PREEMPTED
+        return EXIT_STOPPED
     print(path)
     return 0

@@ -21,17 +21,15 @@ rule (results.read_run and nowcast status both call it).
 from __future__ import annotations
 
 import math
-import os
-import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .errors import MissingDependency
-from .util import finite_or_none, optional_import, write_json
+from .jobenv import identity, job_key, process_alive
+from .paths import JobPaths
+from .util import finite_or_none, write_json
 
-PROGRESS = "progress.json"
 WRITE_EVERY_S = 2.0    # `update` writes at most this often: cheap at any step rate
 HEARTBEAT_S = 10.0     # the heartbeat thread refreshes a record older than this
 # A run whose process is known to be gone (dead pid on this host, or a SLURM job squeue no
@@ -40,49 +38,6 @@ HEARTBEAT_S = 10.0     # the heartbeat thread refreshes a record older than this
 DEAD_GRACE_S = 3 * HEARTBEAT_S
 # Without a process to check (another host, no squeue): only the heartbeat's age tells.
 STALE_AFTER_S = 12 * HEARTBEAT_S
-SLURM_VARS = {"SLURM_JOB_ID": "job_id", "SLURM_ARRAY_JOB_ID": "array_job_id",
-              "SLURM_ARRAY_TASK_ID": "array_task_id", "SLURM_RESTART_COUNT": "restart_count"}
-
-
-def _psutil() -> Any:
-    """psutil (ipykernel's own dependency) when installed, else None: only the pid-reuse
-    check needs it."""
-    try:
-        return optional_import("psutil", "notebooks")
-    except MissingDependency:
-        return None
-
-
-def process_started(pid: int) -> Optional[float]:
-    """When process `pid` started (seconds since the epoch); None when unknown."""
-    psutil = _psutil()
-    try:
-        return None if psutil is None else float(psutil.Process(pid).create_time())
-    except Exception:  # psutil.Error: no such process, access denied
-        return None
-
-
-def process_alive(pid: Any, started: Any = None) -> bool:
-    """Whether process `pid` runs on this host, and is the same process (started at `started`,
-    when recorded: pids are reused)."""
-    try:
-        pid = int(pid)
-        os.kill(pid, 0)
-    except (TypeError, ValueError, ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:  # exists, owned by someone else
-        pass
-    if isinstance(started, (int, float)):
-        now_started = process_started(pid)
-        return now_started is None or abs(now_started - started) < 1.0
-    return True
-
-
-def identity() -> dict:
-    """Who writes the record: host, pid (with its start time) and SLURM ids."""
-    return {"host": socket.gethostname(), "pid": os.getpid(),
-            "pid_started": process_started(os.getpid()),
-            "slurm": {key: os.environ[var] for var, key in SLURM_VARS.items() if os.environ.get(var)}}
 
 
 class Progress:
@@ -100,7 +55,7 @@ class Progress:
     def __init__(self, run_dir: Optional[Path | str], batch_size: int = 1,
                  interval: float = WRITE_EVERY_S, heartbeat: float = HEARTBEAT_S,
                  clock: Callable[[], float] = time.time) -> None:
-        self.path = None if run_dir is None else Path(run_dir) / PROGRESS
+        self.path = None if run_dir is None else JobPaths(run_dir).progress
         self.batch_size, self.interval, self.heartbeat, self.clock = batch_size, interval, heartbeat, clock
         self.record: dict[str, Any] = {"stage": "starting", "step": None, "total_steps": None,
                                        "seq_per_s": None, "loss": None, "val_loss": None,
@@ -319,11 +274,8 @@ forward pass without the backward one), then corrected once the first validation
 # --------------------------------------------------------------------------------------------
 
 def slurm_key(record: dict) -> Optional[str]:
-    """The run's job as squeue's %i shows it ('<array>_<task>' or '<job>'); None outside SLURM."""
-    slurm = record.get("slurm") if isinstance(record.get("slurm"), dict) else {}
-    if slurm.get("array_job_id") and slurm.get("array_task_id") is not None:
-        return f"{slurm['array_job_id']}_{slurm['array_task_id']}"
-    return str(slurm["job_id"]) if slurm.get("job_id") else None
+    """The run's job as squeue's %i shows it (jobenv.job_key); None outside SLURM."""
+    return job_key(record.get("slurm") if isinstance(record.get("slurm"), dict) else {})
 
 
 def derive_state(status: str, record: dict, heartbeat: Optional[float], now: float, host: str,

@@ -29,19 +29,18 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
-from . import runlock
+from . import jobenv, runlock
 from .config import Config, to_yaml
 from .errors import NowcastError, described, first_line
-from .progress import PROGRESS, derive_state
+from .paths import RUNNING_PREFIX, JobPaths
+from .progress import derive_state
 from .protocols import PROTOCOL_NAMES
 from .schema import metrics_problem
 from .util import write_json, write_text
 
-RUNNING_PREFIX = ".running-"
 STATES = ("completed", "running", "preempted", "failed", "unreadable")  # report order
 # Fields that name or place a run without changing what it computes.
 NON_SEMANTIC = {"name", "job_id", "results_dir"}
-SCORES = "scores.npz"  # the per-sequence / per-window values behind metrics.json
 
 
 def params_hash(cfg: Config) -> str:
@@ -53,12 +52,7 @@ def resolve_job_id(cfg: Config) -> str:
     """cfg.job_id, else SLURM's array/job id, else a readable local id (time + params hash)."""
     if cfg.job_id:
         return cfg.job_id
-    env = os.environ
-    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
-        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-    if env.get("SLURM_JOB_ID"):
-        return env["SLURM_JOB_ID"]
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{params_hash(cfg)}"
+    return jobenv.job_key(jobenv.slurm()) or f"{time.strftime('%Y%m%d-%H%M%S')}-{params_hash(cfg)}"
 
 
 def _now() -> str:
@@ -83,7 +77,7 @@ def ensure_new(root: str | Path, job_id: str) -> Path:
 
 
 def running_path(root: str | Path, job_id: str) -> Path:
-    return Path(root) / f"{RUNNING_PREFIX}{job_id}"
+    return JobPaths.running(root, job_id).folder
 
 
 def start_run(cfg: Config) -> Path:
@@ -101,8 +95,8 @@ def start_run(cfg: Config) -> Path:
     try:
         _same_params(running, cfg)
         _remove_partial_writes(running)  # of a writer that was killed; we hold the lock now
-        status = read_json(running / "status.json")
-        write_json(running / "status.json", {
+        status = read_json(JobPaths(running).status)
+        write_json(JobPaths(running).status, {
             "status": "running", "job_id": job_id, "name": cfg.name,
             "started": status.get("started", _now()), "ended": None, "error": None,
             "attempts": int(status.get("attempts", 0)) + 1})
@@ -114,7 +108,7 @@ def start_run(cfg: Config) -> Path:
 
 def _same_params(running: Path, cfg: Config) -> None:
     """Write params.yaml into a new folder; in an existing one, check that it holds this run."""
-    file = running / "params.yaml"
+    file = JobPaths(running).params
     if not file.is_file():
         write_text(file, to_yaml(cfg))
         return
@@ -131,27 +125,26 @@ def _same_params(running: Path, cfg: Config) -> None:
 
 def _remove_partial_writes(run_dir: Path) -> None:
     """util.atomic_path's temporary files (.<name>.<pid>.tmp) left by a killed writer."""
-    for tmp in Path(run_dir).glob(".*.tmp"):
+    for tmp in JobPaths(run_dir).temporary_files():
         tmp.unlink(missing_ok=True)
 
 
 def stop_reason(run_dir: Path) -> Optional[str]:
     """Why a preempted run stopped (status.json `stopped_by`, stopping.STOP_REASONS and
     errors.RunStopped): launchers requeue only a `preemption`."""
-    reason = read_json(Path(run_dir) / "status.json").get("stopped_by")
+    reason = read_json(JobPaths(run_dir).status).get("stopped_by")
     return reason if isinstance(reason, str) else None
 
 
 def final_path(run_dir: Path) -> Path:
-    run_dir = Path(run_dir)
-    return run_dir.with_name(run_dir.name[len(RUNNING_PREFIX):]) if run_dir.name.startswith(RUNNING_PREFIX) else run_dir
+    return JobPaths(run_dir).final.folder
 
 
 def _finish(run_dir: Path, status: str, error: Optional[str]) -> Path:
     run_dir = Path(run_dir)
-    state = read_json(run_dir / "status.json")
+    state = read_json(JobPaths(run_dir).status)
     state.update(status=status, ended=_now(), error=error)
-    write_json(run_dir / "status.json", state)
+    write_json(JobPaths(run_dir).status, state)
     final = final_path(run_dir)
     _remove_partial_writes(run_dir)
     if final != run_dir:
@@ -163,21 +156,21 @@ def _finish(run_dir: Path, status: str, error: Optional[str]) -> Path:
 
 def complete_run(run_dir: Path, notebook: Optional[Path] = None) -> Path:
     """Move the executed notebook in (if any), mark completed, rename to results/<job_id>/."""
-    run_dir = Path(run_dir)
+    paths = JobPaths(run_dir)
     if notebook is not None and Path(notebook).is_file():
-        shutil.move(str(notebook), run_dir / "train.ipynb")
-    for name in ("checkpoint.pt", "checkpoint.prev.pt"):  # model.pt holds the final state
-        (run_dir / name).unlink(missing_ok=True)
+        shutil.move(str(notebook), paths.notebook)
+    for path in (paths.checkpoint, paths.checkpoint_prev):  # model.pt holds the final state
+        path.unlink(missing_ok=True)
     return _finish(run_dir, "completed", None)
 
 
 def fail_run(run_dir: Path, error: BaseException | str, notebook: Optional[Path] = None) -> Path:
-    run_dir = Path(run_dir)
+    paths = JobPaths(run_dir)
     message = error if isinstance(error, str) else described(error)
     if isinstance(error, BaseException) and not isinstance(error, NowcastError):
-        write_text(run_dir / "error.txt", "".join(traceback.format_exception(error)))
+        write_text(paths.error, "".join(traceback.format_exception(error)))
     if notebook is not None and Path(notebook).is_file():
-        shutil.move(str(notebook), run_dir / "train.ipynb")
+        shutil.move(str(notebook), paths.notebook)
     return _finish(run_dir, "failed", first_line(message, "failed"))
 
 
@@ -186,9 +179,9 @@ def mark_preempted(run_dir: Path, message: str, stopped_by: str = "request") -> 
     folder), resumable by a run with the same job id; launchers read this status.
     stopped_by (errors.RunStopped.reason) says why: only `preemption` asks for a requeue."""
     run_dir = Path(run_dir)
-    state = read_json(run_dir / "status.json")
+    state = read_json(JobPaths(run_dir).status)
     state.update(status="preempted", error=message, preempted_at=_now(), stopped_by=stopped_by)
-    write_json(run_dir / "status.json", state)
+    write_json(JobPaths(run_dir).status, state)
     runlock.release(run_dir)
     return run_dir
 
@@ -281,12 +274,11 @@ def _load_json(path: Path) -> Any:
 
 def read_run(path: str | Path, reference: bool = False) -> Optional[Run]:
     """One results folder -> Run; None when the folder is not a results folder at all."""
-    path = Path(path)
-    status_file, metrics_file = path / "status.json", path / "metrics.json"
+    path, paths = Path(path), JobPaths(path)
+    status_file, metrics_file = paths.status, paths.metrics
     if not status_file.exists() and not metrics_file.exists():
         return None
-    in_progress = path.name.startswith(RUNNING_PREFIX)
-    job_id = path.name[len(RUNNING_PREFIX):] if in_progress else path.name
+    in_progress, job_id = paths.in_progress, paths.job_id
     run = Run(path=path, job_id=job_id, name=job_id,
               status="running" if in_progress else "completed", reference=reference)
     problems = []
@@ -302,8 +294,9 @@ def read_run(path: str | Path, reference: bool = False) -> Optional[Run]:
             run.started = None if st.get("started") is None else str(st["started"])
             run.ended = None if st.get("ended") is None else str(st["ended"])
         except (OSError, ValueError) as e:
-            problems.append(f"status.json unreadable ({first_line(e)})")
-    for attr, fname, loader in (("params", "params.yaml", _load_yaml), ("env", "env.json", _load_json)):
+            problems.append(f"{JobPaths.STATUS} unreadable ({first_line(e)})")
+    for attr, fname, loader in (("params", JobPaths.PARAMS, _load_yaml),
+                                ("env", JobPaths.ENV, _load_json)):
         f = path / fname
         if f.exists():
             try:
@@ -319,11 +312,11 @@ def read_run(path: str | Path, reference: bool = False) -> Optional[Run]:
                 raise ValueError(problem)
             run.metrics = m
         except (OSError, ValueError) as e:
-            problems.append(f"metrics.json unreadable ({first_line(e)})")
+            problems.append(f"{JobPaths.METRICS} unreadable ({first_line(e)})")
     if run.name == run.job_id and run.params.get("name"):
         run.name = str(run.params["name"])
     if run.status == "completed" and run.metrics is None:
-        problems.append("metrics.json missing")
+        problems.append(f"{JobPaths.METRICS} missing")
     if problems:
         run.status = "unreadable" if run.status == "completed" else run.status
         run.error = "; ".join(([run.error] if run.error else []) + problems)
@@ -333,7 +326,7 @@ def read_run(path: str | Path, reference: bool = False) -> Optional[Run]:
 
 def _read_progress(run: Run, status_file: Path) -> None:
     """The progress record, its heartbeat and the state derived from them (no queue known)."""
-    run.progress = read_json(run.path / PROGRESS)
+    run.progress = read_json(JobPaths(run.path).progress)
     beat = run.progress.get("heartbeat")
     if not isinstance(beat, (int, float)):
         try:

@@ -2,7 +2,7 @@
 
 The lock is a file created with O_CREAT | O_EXCL (atomic on local filesystems and on NFS v3+,
 the shared filesystems of clusters), holding who took it: host, pid (with its start time) and
-SLURM ids (`progress.identity`). A second run with the same job id is refused with one line
+SLURM ids (`jobenv.identity`). A second run with the same job id is refused with one line
 naming the holder. A lock is stale, and taken over, when its holder is known to be gone: a dead
 pid on this host, or an earlier run of this same SLURM job (a requeued job restarts with the
 same job id and a higher restart count). Anything else, a live process or one on another host
@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import NowcastError
-from .progress import identity, process_alive
-
-LOCK = ".lock"
+from .paths import JobPaths
+from .jobenv import identity, process_alive
 
 
 def _read(lock: Path) -> Optional[dict]:
@@ -53,7 +52,7 @@ def describe(holder: dict) -> str:
 
 def acquire(folder: Path) -> None:
     """Take the folder's lock, or raise NowcastError naming its holder."""
-    lock, me = Path(folder) / LOCK, identity()
+    lock, me = JobPaths(folder).lock, identity()
     record = dict(me, since=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     for _ in range(3):  # a stale lock is removed and the creation tried again
         try:
@@ -74,13 +73,13 @@ def acquire(folder: Path) -> None:
 
 
 def release(folder: Path) -> None:
-    (Path(folder) / LOCK).unlink(missing_ok=True)
+    (JobPaths(folder).lock).unlink(missing_ok=True)
 
 
 def holder(folder: Path) -> Optional[dict]:
     """Who else holds the folder's lock and may still be running; None when it is free, stale
     or held by this process."""
-    found, me = _read(Path(folder) / LOCK), identity()
+    found, me = _read(JobPaths(folder).lock), identity()
     if found is None or _gone(found, me):
         return None
     return None if (found.get("host"), found.get("pid")) == (me["host"], me["pid"]) else found

@@ -29,7 +29,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, jobenv
 from .errors import NowcastError
 
 
@@ -127,9 +127,7 @@ def environment(runtime, extra: Optional[dict] = None) -> dict:
         # the process's peak resident memory so far (Linux reports KiB): training and scoring
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
         "host": socket.gethostname(),
-        "slurm": {k: v for k, v in os.environ.items() if k in (
-            "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_PARTITION",
-            "SLURM_RESTART_COUNT", "SLURM_NODELIST")},
+        "slurm": jobenv.slurm(),
         "mode": runtime.mode, "precision": runtime.precision, "compile": runtime.compile,
         "channels_last": runtime.channels_last,
         "command": " ".join(sys.argv),

@@ -29,13 +29,14 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .board import Board
-from .checkpoint import CHECKPOINT, load_resume, save_checkpoint
+from .checkpoint import load_resume, save_resume_state
 from .config import Config
 from .distributed import rank0_flag, rank_world, strongest_signal
 from .errors import NowcastError
 from .forecast import evaluate_split, forecast, padded
 from .losses import make_loss
 from .models import compile_cells
+from .paths import JobPaths
 from .progress import PlanClock
 from . import stopping
 from .runtime import Runtime
@@ -195,7 +196,7 @@ class Trainer:
                                           fused=runtime.device.type == "cuda" or None)
         self.scheduler = _make_scheduler(cfg, self.optimizer)
         self.result = TrainResult()
-        self.ckpt_path = Path(run_dir) / CHECKPOINT
+        self.ckpt_path = JobPaths(run_dir).checkpoint
         if runtime.compile:  # each cell's step: one shape per cell, whatever the sequence length
             compile_cells(model)
         self.step_fn = model
@@ -234,14 +235,13 @@ class Trainer:
         self.flush(step)
         if self.rank == 0:
             r = self.result
-            save_checkpoint({
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": step,
-                "rng": {"torch": torch.get_rng_state()}, "config": self.cfg.to_dict(),
-                "history": r.history, "batch_losses": r.batch_losses, "best_val": r.best_val,
-                "best_state": r.best_state, "train_seconds": r.train_seconds,
-                "sequences": r.sequences, "validation_seconds": r.validation_seconds,
-                "stopped": r.stopped}, self.ckpt_path)
+            save_resume_state(
+                self.ckpt_path, model=self.model.state_dict(),
+                optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                step=step, rng={"torch": torch.get_rng_state()}, config=self.cfg.to_dict(),
+                history=r.history, batch_losses=r.batch_losses, best_val=r.best_val,
+                best_state=r.best_state, train_seconds=r.train_seconds, sequences=r.sequences,
+                validation_seconds=r.validation_seconds, stopped=r.stopped)
 
     def flush(self, end_step: int) -> None:
         """Batch losses to the host (once per validation or checkpoint, never per step)."""

@@ -19,7 +19,7 @@ from nowcast import results
 from nowcast.cli import main
 from nowcast.launch import local, params, slurm
 from nowcast.config import load_config, to_yaml, without_unused
-from nowcast.errors import NowcastError
+from nowcast.errors import EXIT_REQUEUE, NowcastError
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -346,7 +346,7 @@ def test_task_checkpoints_on_sigusr1_and_resumes(tmp_path, in_root):
     finally:
         if task.poll() is None:
             task.kill()
-    assert task.returncode == local.PREEMPTED, out
+    assert task.returncode == EXIT_REQUEUE, out
     assert (running / "checkpoint.pt").is_file()
     assert json.loads((running / "status.json").read_text())["status"] == "preempted"
     assert not (res / "4242_0").exists()

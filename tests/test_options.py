@@ -182,8 +182,8 @@ def test_a_stored_config_from_before_the_rule_loads_without_its_unused_fields():
 def test_output_relu_is_refused_with_bce():
     with pytest.raises(NowcastError) as e:
         load_config(overrides=["output=relu"])
-    assert str(e.value) == ("parameters: 'output' relu cannot be trained with loss bce (bce takes "
-                            "the logits of a sigmoid output): choose loss mse, ssim or mse_ssim")
+    assert str(e.value) == ("parameters: 'output' relu cannot be trained with loss bce: choose "
+                            "mse, ssim or mse_ssim")
     assert load_config(overrides=["output=relu", "loss=mse"]).output == "relu"
 
 

@@ -21,7 +21,8 @@ import yaml
 
 from conftest import TINY
 from nowcast import runlock
-from nowcast.checkpoint import CHECKPOINT, previous
+from nowcast.checkpoint import previous
+from nowcast.paths import JobPaths
 from nowcast.config import load_config
 from nowcast.errors import NowcastError, RunStopped
 from nowcast.experiment import run_experiment
@@ -72,7 +73,7 @@ def test_ctrl_c_keeps_the_run_resumable(tmp_path, params, presses):
     assert not (results / "c").exists()
     state = status(running)
     assert state["status"] == "preempted" and state["stopped_by"] == "interrupt"
-    step = torch.load(running / CHECKPOINT, weights_only=True)["step"]
+    step = torch.load(running / JobPaths.CHECKPOINT, weights_only=True)["step"]
     # one press: the checkpoint of the step after it; two: the last one before it is kept
     assert step in (5, 6) if presses == 1 else 0 < step <= 5
     again = subprocess.run([sys.executable, "-m", "nowcast", *argv], capture_output=True,
@@ -97,7 +98,7 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tiny_values
     running = Path(tiny_values["results_dir"]) / ".running-full"
     state = status(running)
     assert state["status"] == "preempted" and state["stopped_by"] == "write_error"
-    assert torch.load(running / CHECKPOINT, weights_only=True)["step"] == saves[0]
+    assert torch.load(running / JobPaths.CHECKPOINT, weights_only=True)["step"] == saves[0]
     assert not list(running.glob(".*.tmp"))
     monkeypatch.setattr(torch, "save", real_save)  # space again: the run resumes and completes
     path = run_experiment(load_config(values=dict(tiny_values, job_id="full")), progress=False)
@@ -127,7 +128,7 @@ def _stopped_run(tiny_values, job_id: str, steps: int) -> Path:
 
 def test_corrupt_checkpoint_falls_back_to_the_previous_one(tiny_values, capsys):
     running = _stopped_run(tiny_values, "cor", 7)
-    ckpt = running / CHECKPOINT
+    ckpt = running / JobPaths.CHECKPOINT
     assert previous(ckpt).is_file()
     kept = torch.load(previous(ckpt), weights_only=True)["step"]
     ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated, as by a crash of the filesystem
@@ -139,7 +140,7 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(tiny_values, capsys):
 
 def test_no_readable_checkpoint_starts_again(tiny_values, capsys):
     running = _stopped_run(tiny_values, "none", 7)
-    for f in (running / CHECKPOINT, previous(running / CHECKPOINT)):
+    for f in (running / JobPaths.CHECKPOINT, previous(running / JobPaths.CHECKPOINT)):
         f.write_bytes(b"garbage")
     path = run_experiment(load_config(values=dict(tiny_values, job_id="none")), progress=False)
     assert status(path)["status"] == "completed"
@@ -184,13 +185,13 @@ def test_a_second_run_with_the_same_job_id_is_refused(tmp_path, params):
     # the holder is gone (killed): its lock is stale and the next run takes the folder over
     path = run_experiment(load_config(params, [f"results_dir={results}", "job_id=j"]), progress=False)
     assert status(path)["status"] == "completed" and status(path)["attempts"] == 2
-    assert not (path / runlock.LOCK).exists()
+    assert not (path / JobPaths.LOCK).exists()
 
 
 def test_lock_of_another_host_is_respected_and_same_job_restart_is_stale(tmp_path, monkeypatch):
     folder = tmp_path / ".running-x"
     folder.mkdir()
-    lock = folder / runlock.LOCK
+    lock = folder / JobPaths.LOCK
     lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "slurm": {"job_id": "7"}}))
     with pytest.raises(NowcastError, match="in use by pid 1 on elsewhere, SLURM job 7"):
         runlock.acquire(folder)
@@ -207,6 +208,6 @@ def test_dead_holder_on_this_host_is_stale(tmp_path):
                           capture_output=True, text=True).stdout.strip()
     folder = tmp_path / ".running-y"
     folder.mkdir()
-    (folder / runlock.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead)}))
+    (folder / JobPaths.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead)}))
     runlock.acquire(folder)
-    assert json.loads((folder / runlock.LOCK).read_text())["pid"] == os.getpid()
+    assert json.loads((folder / JobPaths.LOCK).read_text())["pid"] == os.getpid()

@@ -170,7 +170,7 @@ def test_sweep_with_a_failing_task_and_the_report_job(tmp_path, monkeypatch):
                  "test_strip.png", "model.pt", "train.ipynb"]:
         assert (good / name).is_file(), name
     env = json.loads((good / "env.json").read_text())
-    assert env["slurm"]["SLURM_ARRAY_JOB_ID"] == array and env["slurm"]["SLURM_ARRAY_TASK_ID"] == "0"
+    assert env["slurm"]["array_job_id"] == array and env["slurm"]["array_task_id"] == "0"
 
     assert failed.is_dir(), log(f"{array}_1.out")
     status = json.loads((failed / "status.json").read_text())
@@ -206,7 +206,7 @@ def test_preempted_task_checkpoints_requeues_and_resumes(tmp_path, monkeypatch):
     assert status["status"] == "completed" and status["attempts"] == 2, log
     assert "requeueing" in log and "restart 1" in log, log
     env = json.loads((final / "env.json").read_text())
-    assert env["slurm"].get("SLURM_RESTART_COUNT") == "1"
+    assert env["slurm"].get("restart_count") == "1"
 
 
 def test_cancelled_task_stops_for_good_and_a_resubmission_resumes_it(tmp_path, monkeypatch):

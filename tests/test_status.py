@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from nowcast import progress, results, status
+from nowcast.paths import JobPaths
 from nowcast.cli import main
 from nowcast.launch import queue
 from nowcast.launch.watch import ProgressLines
@@ -42,20 +43,20 @@ def test_progress_writes_are_throttled_by_wall_time_not_steps(tmp_path):
     p = progress.Progress(tmp_path, batch_size=4, interval=2.0, heartbeat=0, clock=clock)
     p.start()
     p.on_step(step=1, total=100, loss=torch.tensor(0.5))  # the first call starts the train stage
-    record = json.loads((tmp_path / progress.PROGRESS).read_text())
+    record = json.loads((tmp_path / JobPaths.PROGRESS).read_text())
     assert record["stage"] == "train" and record["step"] == 1 and record["total_steps"] == 100
     clock.t += 1.0
     assert not p.update(11, loss=torch.tensor(0.4))  # within the interval: nothing written
-    assert json.loads((tmp_path / progress.PROGRESS).read_text())["step"] == 1
+    assert json.loads((tmp_path / JobPaths.PROGRESS).read_text())["step"] == 1
     clock.t += 1.5
     assert p.update(21, loss=torch.tensor(0.25))
-    record = json.loads((tmp_path / progress.PROGRESS).read_text())
+    record = json.loads((tmp_path / JobPaths.PROGRESS).read_text())
     assert record["step"] == 21 and record["loss"] == 0.25   # a tensor, stored as a number
     assert record["seq_per_s"] == pytest.approx(20 / 2.5 * 4)  # 20 steps in 2.5 s, 4 per batch
     assert record["eta_s"] == pytest.approx(79 / 8, abs=0.1)
     assert record["heartbeat"] == clock.t
     p.on_step(step=21, total=100, val_loss=0.3)  # a validation: written at once
-    assert json.loads((tmp_path / progress.PROGRESS).read_text())["val_loss"] == 0.3
+    assert json.loads((tmp_path / JobPaths.PROGRESS).read_text())["val_loss"] == 0.3
     p.close()
 
 
@@ -67,7 +68,7 @@ def test_heartbeats_do_not_move_the_eta(tmp_path):
     p.update(10)                      # 1 step/s: 90 s left
     clock.t += 5
     p._write()                        # what the heartbeat thread does
-    record = json.loads((tmp_path / progress.PROGRESS).read_text())
+    record = json.loads((tmp_path / JobPaths.PROGRESS).read_text())
     assert record["heartbeat"] == clock.t and progress.eta_left(record, clock.t) == 85
 
 
@@ -75,7 +76,7 @@ def test_every_update_writes_with_interval_zero(tmp_path):
     p = progress.Progress(tmp_path, interval=0, heartbeat=0)
     p.start_training(total_steps=3)
     assert all(p.update(s, loss=0.1) for s in (1, 2, 3))
-    assert json.loads((tmp_path / progress.PROGRESS).read_text())["step"] == 3
+    assert json.loads((tmp_path / JobPaths.PROGRESS).read_text())["step"] == 3
 
 
 def test_time_budget_caps_the_eta(tmp_path):
@@ -93,7 +94,7 @@ def test_record_names_its_writer(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "104")
     p = progress.Progress(tmp_path, heartbeat=0)
     p.start()
-    record = json.loads((tmp_path / progress.PROGRESS).read_text())
+    record = json.loads((tmp_path / JobPaths.PROGRESS).read_text())
     assert record["host"] == HOST and record["pid"] == os.getpid()
     assert record["slurm"]["array_job_id"] == "101" and progress.slurm_key(record) == "101_2"
     assert progress.Progress(None).path is None  # other DDP ranks: nothing written
@@ -103,7 +104,7 @@ def test_heartbeat_thread_keeps_a_silent_record_fresh(tmp_path):
     with progress.Progress(tmp_path, heartbeat=0.05) as p:
         first = p.record["heartbeat"]
         deadline = time.time() + 10
-        while json.loads((tmp_path / progress.PROGRESS).read_text())["heartbeat"] == first:
+        while json.loads((tmp_path / JobPaths.PROGRESS).read_text())["heartbeat"] == first:
             assert time.time() < deadline, "no heartbeat"
             time.sleep(0.02)
     assert p._thread is None
@@ -121,7 +122,7 @@ def make_run(root: Path, job_id: str, state: str, running: bool = False, record:
     if metrics is not None:
         (folder / "metrics.json").write_text(json.dumps(metrics))
     if record is not None:
-        (folder / progress.PROGRESS).write_text(json.dumps(record))
+        (folder / JobPaths.PROGRESS).write_text(json.dumps(record))
     return folder
 
 

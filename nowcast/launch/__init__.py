@@ -35,7 +35,7 @@ default True and the notebook completes its own run.
 Preemption (SLURM): the batch script forwards SIGUSR1/SIGTERM to the task; the task forwards
 them to the notebook's kernel, where training checkpoints and stops (stopping.Preempted) and
 run_experiment marks the folder `preempted` in its status.json; the task then exits with
-PREEMPTED (75) and the batch script requeues the job, which resumes from the checkpoint in
+EXIT_REQUEUE (75) and the batch script requeues the job, which resumes from the checkpoint in
 results/.running-<job_id>/ (same array job and task ids, same folder). With several processes
 the task forwards the signals to srun, which passes them on to every rank; the ranks agree on
 the step to stop at (distributed.strongest_signal) and rank 0 saves the checkpoint.

@@ -21,11 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from .. import results, runlock
+from .. import jobenv, results, runlock
 from ..config import Config
 from ..distributed import rank_failure
-from ..errors import NowcastError, RunStopped, described, first_line
+from ..errors import EXIT_REQUEUE, EXIT_STOPPED, NowcastError, RunStopped, described, first_line
 from ..experiment import run_experiment
+from ..paths import JobPaths
 from ..stopping import install_preemption_handler
 from ..util import optional_import, repo_file
 from .notebook import NOTEBOOK
@@ -33,9 +34,6 @@ from .params import ParamsSet, collect
 from .slurm import Launch, hostnames_command, master_port, rank_env, srun_command
 from .watch import ProgressLines
 
-PREEMPTED = 75  # exit status of a task that checkpointed and wants to be requeued (EX_TEMPFAIL)
-STOPPED = 3     # checkpointed and stopped for good (cancelled): resumable, never requeued
-STAGING = ".staging"  # results/.staging/<job_id>.ipynb: executed notebooks in progress
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,8 +96,8 @@ def run_one(ps: ParamsSet, job_id: Optional[str] = None, progress: bool = True,
     job_id = job_id or results.resolve_job_id(cfg)
     root = Path(cfg.results_dir)
     results.ensure_new(root, job_id)
-    (root / STAGING).mkdir(parents=True, exist_ok=True)
-    staged = root / STAGING / f"{job_id}.ipynb"
+    staged = JobPaths.staged_notebook(root, job_id)
+    staged.parent.mkdir(parents=True, exist_ok=True)
     parameters = dict(ps.values, job_id=job_id, results_dir=cfg.results_dir, finalize=False)
     if collective_timeout_s is not None:
         parameters["collective_timeout_s"] = collective_timeout_s
@@ -114,7 +112,7 @@ def run_one(ps: ParamsSet, job_id: Optional[str] = None, progress: bool = True,
     try:
         return _conclude(cfg, job_id, staged, error, signalled=forwarder.received is not None)
     finally:
-        _remove_if_empty(root / STAGING)
+        _remove_if_empty(staged.parent)
 
 
 def _conclude(cfg: Config, job_id: str, staged: Path, error: Optional[BaseException],
@@ -138,8 +136,8 @@ def _conclude(cfg: Config, job_id: str, staged: Path, error: Optional[BaseExcept
         path = _fail_here(cfg, job_id, message, notebook=staged) or running
     else:  # run_experiment marked it failed: add the executed notebook
         path = final
-        if staged.is_file() and not (final / "train.ipynb").exists():
-            shutil.move(str(staged), final / "train.ipynb")
+        if staged.is_file() and not JobPaths(final).notebook.exists():
+            shutil.move(str(staged), JobPaths(final).notebook)
     print(f"nowcast: FAILED {path}: {message}", file=sys.stderr, flush=True)
     return "failed", path
 
@@ -192,7 +190,7 @@ def run_local(params_paths: list[str], results_dir: Optional[str] = None, overri
     $SLURM_JOB_ID), whose sets then need job ids of their own.
     """
     sets = collect(params_paths, overrides, results_dir)
-    slurm_job = slurm_job if slurm_job is not None else os.environ.get("SLURM_JOB_ID")
+    slurm_job = slurm_job if slurm_job is not None else jobenv.slurm().get("job_id")
     summary = []
     for index, ps in enumerate(sets):
         done = None if force else results.find_completed(ps.cfg.results_dir, ps.cfg)
@@ -217,8 +215,8 @@ def run_local(params_paths: list[str], results_dir: Optional[str] = None, overri
 
 def task_main(params: str, results_dir: Optional[str] = None, launch: Optional[Launch] = None,
               rendezvous: Optional[str] = None) -> int:
-    """One SLURM array task: run one params file; exit PREEMPTED to ask for a requeue (SLURM's
-    warning signal), STOPPED when cancelled (SIGTERM) or otherwise stopped for good.
+    """One SLURM array task: run one params file; exit EXIT_REQUEUE to ask for a requeue (SLURM's
+    warning signal), EXIT_STOPPED when cancelled (SIGTERM) or otherwise stopped for good.
 
     launch with several processes: start them with srun (run_ranks). rendezvous (HOST:PORT):
     this process is one of them; rank 0 runs the notebook, the others train beside it."""
@@ -231,7 +229,7 @@ def task_main(params: str, results_dir: Optional[str] = None, launch: Optional[L
         if os.environ["RANK"] != "0":
             return rank_worker(sets[0], timeout_s)
         status, path = run_one(sets[0], progress=True, collective_timeout_s=timeout_s)
-        return {"completed": 0, "preempted": PREEMPTED}.get(status, 1)  # the launcher decides
+        return {"completed": 0, "preempted": EXIT_REQUEUE}.get(status, 1)  # the launcher decides
     if launch is not None and launch.processes > 1:
         status, path = run_ranks(sets[0], params, results_dir, launch)
     else:
@@ -242,8 +240,8 @@ def task_main(params: str, results_dir: Optional[str] = None, launch: Optional[L
         # stopped for good (a resubmission with this job id resumes it)
         print(f"nowcast: stopped ({reason}), not requeued; to resume: "
               f"nowcast sweep {params} --set job_id={results.final_path(path).name}", flush=True)
-        return STOPPED
-    return {"completed": 0, "preempted": PREEMPTED}.get(status, 1)
+        return EXIT_STOPPED
+    return {"completed": 0, "preempted": EXIT_REQUEUE}.get(status, 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,16 +252,17 @@ def run_ranks(ps: ParamsSet, params: str, results_dir: Optional[str], launch: La
     """Start the task's processes with srun, one SLURM task each, and wait; this task's signals
     go to srun, which passes them on to every rank. The outcome is what the results folder
     says (rank 0 writes it), whatever the ranks' exit statuses."""
-    job, restart = os.environ.get("SLURM_JOB_ID"), os.environ.get("SLURM_RESTART_COUNT", "0")
+    ids = jobenv.slurm(keys=("job_id", "restart_count", "nodelist", "cpus_per_task"))
+    job, restart = ids.get("job_id"), ids.get("restart_count", "0")
     if not job:
         raise NowcastError("several processes per task need SLURM (srun); here, use "
                            "torchrun --nproc_per_node N -m nowcast train")
     job_id = results.resolve_job_id(ps.cfg)
     results.ensure_new(ps.cfg.results_dir, job_id)
-    rendezvous = f"{_first_host(os.environ.get('SLURM_JOB_NODELIST', ''))}:{master_port(job, restart)}"
+    rendezvous = f"{_first_host(ids.get('nodelist', ''))}:{master_port(job, restart)}"
     rank = [sys.executable, "-m", "nowcast", "task", params, *([results_dir] if results_dir else []),
             "--rendezvous", rendezvous, "--collective-timeout", f"{launch.timeout_s:g}"]
-    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    cpus = ids.get("cpus_per_task")
     argv = srun_command(launch, rank, int(cpus) if cpus and cpus.isdigit() else None)
     print(f"nowcast: {ps.source} -> {Path(ps.cfg.results_dir) / job_id} on {launch.processes} "
           f"processes\n+ {shlex.join(argv)}", flush=True)
@@ -303,15 +302,15 @@ def _ranks_outcome(cfg: Config, job_id: str, code: int) -> tuple[str, Path]:
 def rank_worker(ps: ParamsSet, timeout_s: float) -> int:
     """A rank > 0 of a task: trains beside rank 0, which runs the notebook and writes the
     folder; a failure is written to rank-<k>.error there (run_experiment) and ends the others
-    within the collective timeout. Exits as rank 0 does (0, PREEMPTED, STOPPED, 1)."""
+    within the collective timeout. Exits as rank 0 does (0, EXIT_REQUEUE, EXIT_STOPPED, 1)."""
     cfg = dataclasses.replace(ps.cfg, job_id=results.resolve_job_id(ps.cfg))
     install_preemption_handler()
     try:
         run_experiment(cfg, finalize=False, progress=False, collective_timeout_s=timeout_s)
     except RunStopped as e:
-        return PREEMPTED if e.reason == "preemption" else STOPPED
+        return EXIT_REQUEUE if e.reason == "preemption" else EXIT_STOPPED
     except KeyboardInterrupt:
-        return STOPPED
+        return EXIT_STOPPED
     except Exception as e:  # noqa: BLE001 (recorded in the folder; one line in the log)
         print(f"nowcast: rank {os.environ.get('RANK')}: {described(e)}",
               file=sys.stderr, flush=True)

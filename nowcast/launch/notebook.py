@@ -23,6 +23,7 @@ from .. import results
 from ..config import FIELDS, Config, defaults, load_config
 from ..errors import NowcastError
 from ..experiment import run_experiment
+from ..paths import JobPaths
 from ..limits import collective_timeout
 from ..stopping import install_preemption_handler
 from ..util import optional_import, repo_file, write_text
@@ -203,16 +204,17 @@ def _headline(run_dir: Path, metrics: dict) -> str:
 def show_results(run_dir: str | Path) -> None:
     """The figures and headline numbers of a run, inline in the notebook."""
     display = optional_import("IPython.display", "notebooks")
-    run_dir = Path(run_dir)
-    metrics = results.read_json(run_dir / "metrics.json")  # also in a folder not completed yet
+    run_dir, paths = Path(run_dir), JobPaths(run_dir)
+    metrics = results.read_json(paths.metrics)  # also in a folder not completed yet
     if metrics:
         display.display(display.Markdown(_headline(run_dir, metrics)))
-    for name, caption in (("loss.png", "Loss per epoch"), ("loss_median.png", "Median batch loss"),
-                          ("per_lead.png", "Test metrics per lead time"),
-                          ("test_strip.png", "A test sequence: input, target, prediction")):
-        if (run_dir / name).is_file():
+    for path, caption in ((paths.loss_png, "Loss per epoch"),
+                          (paths.loss_median_png, "Median batch loss"),
+                          (paths.per_lead_png, "Test metrics per lead time"),
+                          (paths.test_strip_png, "A test sequence: input, target, prediction")):
+        if path.is_file():
             display.display(display.Markdown(f"### {caption}"))
-            display.display(display.Image(filename=str(run_dir / name)))
+            display.display(display.Image(filename=str(path)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from typing import Optional
 
 import yaml
 
+from ..jobenv import task_key
+
 SWEEPS = ".sweeps"    # results/.sweeps/<stamp>/: params lists, expanded grid points, SLURM logs
 DRY_RUN_ID = "DRYRUN"  # the array job id a dry run shows in the report job's dependency
 
@@ -70,5 +72,5 @@ def sweep_tasks(results_dir: str | Path) -> list[dict]:
             if isinstance(task, dict) and task.get("job_id"):
                 tasks.append({"job_id": str(task["job_id"]), "name": str(task.get("name") or ""),
                               "source": str(task.get("source") or ""), "array": str(sweep["array"]),
-                              "log": str(jobs.parent / "logs" / f"{sweep['array']}_{task.get('index')}.out")})
+                              "log": str(jobs.parent / "logs" / f"{task_key(sweep['array'], task.get('index'))}.out")})
     return tasks

@@ -24,6 +24,7 @@ from typing import Mapping, Optional
 import yaml
 
 from .. import results
+from ..jobenv import SLURM_VARS, task_key
 from ..errors import NowcastError
 from ..limits import DEFAULT_TIMEOUT_S, collective_timeout
 from ..util import repo_file, write_text
@@ -186,12 +187,13 @@ def master_port(job_id: str, restart: str | int = 0) -> int:
 def rank_env(env: Mapping[str, str], rendezvous: str) -> dict[str, str]:
     """torch's env:// variables of one srun task, from SLURM's (SLURM_PROCID, SLURM_NTASKS,
     SLURM_LOCALID) and the rendezvous HOST:PORT."""
-    missing = [k for k in ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID") if k not in env]
+    names = {ours: SLURM_VARS[ours] for ours in ("procid", "ntasks", "localid")}
+    missing = [var for var in names.values() if var not in env]
     if missing:
         raise NowcastError(f"nowcast task --rendezvous runs under srun: {', '.join(missing)} not set")
     host, _, port = rendezvous.rpartition(":")
-    return {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": env["SLURM_NTASKS"],
-            "LOCAL_RANK": env["SLURM_LOCALID"], "MASTER_ADDR": host, "MASTER_PORT": port}
+    return {"RANK": env[names["procid"]], "WORLD_SIZE": env[names["ntasks"]],
+            "LOCAL_RANK": env[names["localid"]], "MASTER_ADDR": host, "MASTER_PORT": port}
 
 
 def _run_sbatch(argv: list[str], dry_run: bool) -> str:
@@ -272,7 +274,7 @@ def submit_sweep(params_paths: list[str], results_dir: Optional[str] = None, par
     array = _run_sbatch(array_command(spec), dry_run)
     out = {"array": array, "report": None, "sweep_dir": str(sweep), "list": str(spec.list_file),
            "tasks": [{"index": i, "source": ps.source, "name": ps.cfg.name,
-                      "job_id": ps.cfg.job_id or f"{array}_{i}"} for i, ps in enumerate(sets)],
+                      "job_id": ps.cfg.job_id or task_key(array, i)} for i, ps in enumerate(sets)],
            "skipped": skipped}
     if report:
         out["report"] = _run_sbatch(report_command(spec, array), dry_run)

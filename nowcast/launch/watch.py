@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
 from .. import results
-from ..progress import PROGRESS, line
+from ..paths import JobPaths
+from ..progress import line
 
 POLL_S = 0.5          # how often the record is read
 PLAIN_EVERY_S = 30.0  # plain lines (not a terminal): at most one per this many seconds per stage
@@ -28,7 +29,8 @@ class ProgressLines:
     def __init__(self, root: str | Path, job_id: str, label: str, enabled: bool = True,
                  stream: Optional[TextIO] = None, poll: float = POLL_S,
                  every: float = PLAIN_EVERY_S, clock: Callable[[], float] = time.time) -> None:
-        self.paths = [results.running_path(root, job_id) / PROGRESS, Path(root) / job_id / PROGRESS]
+        self.paths = [JobPaths.running(root, job_id).progress,
+                      JobPaths.completed(root, job_id).progress]
         self.label, self.enabled, self.poll, self.every, self.clock = label, enabled, poll, every, clock
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from .. import figures
+from ..paths import JobPaths
 from ..protocols import PROTOCOL_NAMES, protocol_or_none
 from ..results import Run
 from ..util import write_if_changed
@@ -148,7 +149,7 @@ def results(runs: list[Run], gen: Path) -> str:
 
 
 def _val_curve(run: Run) -> list[tuple[float, float]]:
-    f = run.file("history.csv")
+    f = run.file(JobPaths.HISTORY)
     if f is None:
         return []
     points = []
@@ -193,18 +194,18 @@ def run_figures(r: Run, gen: Path) -> list[str]:
     parts = [f"### {label} {{#sec-run-{r.slug} .unnumbered}}\n"]
     if r.status != "completed":
         parts.append(f"Status: **{esc(r.state)}**" + (f": {esc(r.error)}" if r.error else "") + "\n")
-    if have["loss.png"]:
-        parts.append(figure(f"{where}/loss.png", f"Training and validation loss of {label}.",
+    if have[JobPaths.LOSS_PNG]:
+        parts.append(figure(f"{where}/{JobPaths.LOSS_PNG}", f"Training and validation loss of {label}.",
                             f"fig-loss-{r.slug}", "55%"))
-    if have["test.gif"]:
+    if have[JobPaths.TEST_GIF]:
         parts.append(html_only(figure(
-            f"{where}/test.gif", f"A test-split sequence of {label} ({proto}): left, the input "
+            f"{where}/{JobPaths.TEST_GIF}", f"A test-split sequence of {label} ({proto}): left, the input "
             "then the target frames; right, the same input then the prediction (red border).",
             f"fig-gif-{r.slug}", "60%")))
-    if have["test_strip.png"]:
-        strip = figure(f"{where}/test_strip.png", f"A test-split sequence of {label} ({proto}): "
+    if have[JobPaths.TEST_STRIP_PNG]:
+        strip = figure(f"{where}/{JobPaths.TEST_STRIP_PNG}", f"A test-split sequence of {label} ({proto}): "
                        "input frames, target frames and prediction.", f"fig-strip-{r.slug}")
-        parts.append(not_html(strip) if have["test.gif"] else strip)
+        parts.append(not_html(strip) if have[JobPaths.TEST_GIF] else strip)
     return parts
 
 

@@ -15,11 +15,12 @@ from typing import Any, Iterable, Optional
 from PIL import Image
 
 from ..errors import described
+from ..paths import JobPaths
 from ..results import Run
 from ..util import atomic_path
 
 STYLE_VERSION = "4"  # bump to force regeneration of every generated figure and render
-RUN_FILES = ("loss.png", "loss_median.png", "per_lead.png", "test_strip.png", "train.gif", "test.gif")
+RUN_FILES = JobPaths.FIGURES
 
 
 def digest(obj: Any) -> str:

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from ..errors import NowcastError
 from ..results import Run
+from ..paths import JobPaths
 from ..util import repo_root, write_if_changed
 from .describe import headline, nondefault_params, trained_on
 from .incremental import copy_artifacts, inputs_digest
@@ -26,7 +27,7 @@ SLIDE_SKIP = {"name", "job_id", "results_dir", "data_dir", "data_file", "protoco
               "checkpoint_every", "compile", "precision"}
 BASELINE_PARAMS = ["dataset", "k_in", "k_out", "radar_recipe", "block_size"]
 ROWS_PER_SUMMARY = 8
-SLIDE_FILES = ("train.gif", "test.gif", "loss.png", "loss_median.png")
+SLIDE_FILES = (JobPaths.TRAIN_GIF, JobPaths.TEST_GIF, JobPaths.LOSS_PNG, JobPaths.LOSS_MEDIAN_PNG)
 SLIDE_INCLUDE = re.compile(r"^<!--\s*include:\s*(\S+)\s*-->\s*$", re.M)
 REL = "../_generated/runs"  # valid from slides/_generated/ and from slides/_output/
 
@@ -55,13 +56,13 @@ def run_slides(r: Run, gen: Path) -> list[str]:
     d = gen / "runs" / r.slug
     proto = r.protocol if r.follows_protocol else "no protocol"
     lines = [f"![bg vertical right:38% fit]({REL}/{r.slug}/{n})"
-             for n in ("train.gif", "test.gif") if (d / n).exists()]
+             for n in (JobPaths.TRAIN_GIF, JobPaths.TEST_GIF) if (d / n).exists()]
     lines += ["", "<!-- _class: experiment -->", "", head, "",
               f"<span class=\"proto\">{esc(proto)} · {esc(r.data)}</span>\n"]
     lines += [f"- **{esc(k)}**: {esc(value_text(v))}" for k, v in slide_params(r)]
     lines += ["", " · ".join(f"**{n}** {v}" for n, v in headline(r))]
     slides = ["\n".join(lines) + "\n"]
-    loss = "loss_median.png" if (d / "loss_median.png").exists() else "loss.png"
+    loss = JobPaths.LOSS_MEDIAN_PNG if (d / JobPaths.LOSS_MEDIAN_PNG).exists() else JobPaths.LOSS_PNG
     if (d / loss).exists():
         slides.append(f"### {esc(r.label)}: loss\n\n![h:520]({REL}/{r.slug}/{loss})\n")
     return slides

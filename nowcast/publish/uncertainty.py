@@ -22,7 +22,8 @@ import numpy as np
 from .. import stats
 from ..protocols import (IMAGE_BASELINES, KNMI_SPLITS, KNMI_WINDOWS_PER_EVENT, RADAR_BASELINES,
                          protocol_or_none)
-from ..results import NON_SEMANTIC, SCORES, Run
+from ..paths import JobPaths
+from ..results import NON_SEMANTIC, Run
 from .describe import is_baseline, metric
 from .markdown import esc, fmt_value
 
@@ -177,7 +178,7 @@ def _items(per_item: dict[str, np.ndarray]) -> int:
 def uncertainty(run: Run) -> Optional[RunUncertainty]:
     """Bootstrap intervals of a completed run from its scores.npz (None: none there, or
     damaged, with a warning). The report computes it once per run (fragments.results_section)."""
-    path = run.file(SCORES)
+    path = run.file(JobPaths.SCORES)
     if path is None or run.status != "completed":
         return None
     per_item = read_scores(path)
