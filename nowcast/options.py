@@ -37,6 +37,12 @@ class Choice:
     fixed: Mapping[str, Any] = field(default_factory=dict)  # used fields that take one value only
 
 
+# The fields that do not change what a run computes: its name and folder, where the data and
+# the run live (CPU and the GPU's reference mode compute the same bits), how often it saves. Two
+# runs that differ only in these are the same run (results.params_hash: a completed one is
+# skipped; a resume may move), and the report's parameter lists leave them out.
+NON_SEMANTIC = frozenset({"name", "job_id", "results_dir", "data_dir", "device", "checkpoint_every"})
+
 MODEL = ("filter_size", "patch_size", "residual", "stride", "max_pool", "transpose", "norm", "norm_groups", "peephole",
          "bias", "leaky_slope", "feed_upward", "fused_gates", "head", "head_width")
 HEAD = ("head", "head_width")  # encoder_forecaster's output layer

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 
 from .jobenv import identity, job_key, process_alive
 from .paths import JobPaths
-from .util import finite_or_none, write_json
+from .util import duration, finite_or_none, write_json
 
 WRITE_EVERY_S = 2.0    # `update` writes at most this often: cheap at any step rate
 HEARTBEAT_S = 10.0     # the heartbeat thread refreshes a record older than this
@@ -38,6 +38,13 @@ HEARTBEAT_S = 10.0     # the heartbeat thread refreshes a record older than this
 DEAD_GRACE_S = 3 * HEARTBEAT_S
 # Without a process to check (another host, no squeue): only the heartbeat's age tells.
 STALE_AFTER_S = 12 * HEARTBEAT_S
+# Every state a run is shown in, named here once. status.json's status (report order; a
+# folder whose files cannot be read is `unreadable`):
+STATES = ("completed", "running", "preempted", "failed", "unreadable")
+STALE = "stale"  # Run.state of a `running` run whose process is gone (derive_state)
+# `nowcast status` only, for a sweep task without a live folder: queued, squeue not answering,
+# or ended without leaving one
+QUEUE_STATES = ("pending", "submitted", "lost")
 
 
 class Progress:
@@ -300,22 +307,12 @@ def derive_state(status: str, record: dict, heartbeat: Optional[float], now: flo
     if here and alive(pid, record.get("pid_started")):
         return "running"
     limit = DEAD_GRACE_S if here or queue == "" else STALE_AFTER_S
-    return "stale" if age > limit else "running"
+    return STALE if age > limit else "running"
 
 
 # --------------------------------------------------------------------------------------------
 # as text
 # --------------------------------------------------------------------------------------------
-
-def duration(seconds: Any) -> str:
-    """1h02m, 2m05s, 45s; '' when unknown."""
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-        return ""
-    s = int(round(max(0.0, seconds)))
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
 
 def steps_text(record: dict) -> str:
     """'120/400 (30%)', '120' without a total, '' before training."""

@@ -31,16 +31,14 @@ import yaml
 
 from . import jobenv, runlock
 from .config import Config, to_yaml
+from .options import NON_SEMANTIC
 from .errors import NowcastError, described, first_line
 from .paths import RUNNING_PREFIX, JobPaths
-from .progress import derive_state
+from .progress import STATES, derive_state
 from .protocols import PROTOCOL_NAMES
 from .schema import metrics_problem
 from .util import write_json, write_text
 
-STATES = ("completed", "running", "preempted", "failed", "unreadable")  # report order
-# Fields that name or place a run without changing what it computes.
-NON_SEMANTIC = {"name", "job_id", "results_dir"}
 
 
 def params_hash(cfg: Config) -> str:
@@ -117,8 +115,8 @@ def _same_params(running: Path, cfg: Config) -> None:
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise NowcastError(f"{file} is unreadable ({first_line(e)}): remove "
                            f"{running} or choose another job_id") from None
-    if not isinstance(previous, dict) or {k: v for k, v in previous.items() if k != "name"} != \
-            {k: v for k, v in cfg.to_dict().items() if k != "name"}:
+    if not isinstance(previous, dict) or {k: v for k, v in previous.items() if k not in NON_SEMANTIC} != \
+            {k: v for k, v in cfg.to_dict().items() if k not in NON_SEMANTIC}:
         raise NowcastError(f"{running} holds an unfinished run of other params: "
                            f"remove it or choose another job_id")
 

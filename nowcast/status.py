@@ -24,13 +24,14 @@ from typing import Any, Callable, Iterable, Optional, TextIO
 
 from .errors import first_line
 from .launch.queue import queue_states, sweep_tasks, waiting
-from .progress import derive_state, duration, eta_left, slurm_key, steps_text
+from .progress import STALE, derive_state, eta_left, slurm_key, steps_text
 from .protocols import metric_label
 from .results import Run, find_runs
+from .util import duration
 
 # Active work first, then what needs a look, then what is done.
-STATE_ORDER = ("running", "pending", "submitted", "preempted", "stale", "lost", "failed",
-               "unreadable", "completed")
+STATE_ORDER = ("running", "pending", "submitted", "preempted", STALE, "lost", "failed",
+               "unreadable", "completed")  # progress.STATES, STALE and QUEUE_STATES
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
 NOTE_WIDTH = 70
 

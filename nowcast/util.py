@@ -17,6 +17,18 @@ from typing import Any, Iterator
 from .errors import MissingDependency, first_line
 
 
+def duration(seconds: Any) -> str:
+    """A length of time as nowcast writes every one (status, plan lines, report, slides):
+    '45 s', '58 min', '1 h 02 min'; '' when unknown."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return ""
+    s = int(round(max(0.0, seconds)))
+    if s < 60:
+        return f"{s} s"
+    m = int(round(s / 60))
+    return f"{m} min" if m < 60 else f"{m // 60} h {m % 60:02d} min"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename.

@@ -18,8 +18,9 @@ import pytest
 import torch
 import yaml
 
-from nowcast import progress, results, status
+from nowcast import progress, results, status, util
 from nowcast.paths import JobPaths
+from nowcast.publish.fragments import STATUS_LABEL
 from nowcast.cli import main
 from nowcast.launch import queue
 from nowcast.launch.watch import ProgressLines
@@ -287,9 +288,10 @@ def test_progress_line_text():
     rec = dict(stage="train", step=30, total_steps=120, seq_per_s=12.5, loss=0.25, val_loss=0.3,
                eta_s=130.0, heartbeat=now - 5)
     assert progress.line("demo", rec, now) == \
-        "demo  train  step 30/120 (25%)  12.5 seq/s  loss 0.25  val 0.3  ETA 2m05s"
+        "demo  train  step 30/120 (25%)  12.5 seq/s  loss 0.25  val 0.3  ETA 2 min"
     assert progress.line("demo", {"stage": "data"}, now) == "demo  data"
-    assert progress.duration(3725) == "1h02m" and progress.duration(None) == ""
+    assert util.duration(3725) == "1 h 02 min" and util.duration(None) == ""
+    assert util.duration(44.6) == "45 s" and util.duration(3490) == "58 min"
 
 
 def test_progress_lines_print_changes_plain_when_not_a_terminal(tmp_path):
@@ -348,3 +350,12 @@ def test_report_runs_table_shows_the_same_states(all_states):
     table = fragments.runs_table(runs)
     assert "**stale** (process gone)" in table and "preempted (resumable)" in table
     assert "1 stale" in fragments.summary(runs)
+
+
+def test_every_state_is_named_once_and_shown_everywhere():
+    """progress.py names the states; the status table orders all of them, the report labels
+    every state a results folder can be in."""
+    folder_states = set(progress.STATES) | {progress.STALE}
+    assert set(status.STATE_ORDER) == folder_states | set(progress.QUEUE_STATES)
+    assert len(status.STATE_ORDER) == len(set(status.STATE_ORDER))
+    assert set(STATUS_LABEL) == folder_states

@@ -11,15 +11,19 @@ from typing import Any
 
 from .. import options
 from ..config import defaults
+from ..options import NON_SEMANTIC
 from ..protocols import METRICS, RADAR_BASELINES, metric_label, protocol_or_none
 from ..results import Run
-from .markdown import esc, fmt_seconds, fmt_value
+from ..util import duration
+from .markdown import esc, fmt_value
 
 ARCHITECTURE_NAMES = {"convlstm_ed": "ConvLSTM-ED", "encoder_forecaster": "ConvLSTM-EF",
                       "fc_lstm": "FC-LSTM", "persistence": "persistence",
                       "extrapolation": "optical-flow extrapolation"}
 # Fields that place or name a run: never listed as "parameters that differ".
-PLACEMENT = {"name", "job_id", "results_dir", "data_dir", "protocol"}
+# what a run's parameter list leaves out: what does not change the run (config.NON_SEMANTIC),
+# and what its table or slide states already (the protocol, and its data)
+NOT_LISTED = NON_SEMANTIC | {"protocol", "data_file"}
 
 
 def commit(run: Run) -> str:
@@ -34,7 +38,7 @@ def device(run: Run) -> str:
 
 
 def wall(run: Run) -> str:
-    return fmt_seconds(run.env.get("wall_seconds"))
+    return duration(run.env.get("wall_seconds")) or "–"
 
 
 def trained_on(run: Run) -> str:
@@ -52,11 +56,8 @@ def trained_on(run: Run) -> str:
             name = f"{cores}-core CPU"
         else:  # env.json before cpu_cores was recorded: the threads torch used
             name = f"CPU ({threads} thread{plural})" if isinstance(threads, int) else "CPU"
-    seconds = env.get("wall_seconds")
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
-        return esc(name)
-    took = f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
-    return esc(f"{name}, {took}")
+    took = duration(env.get("wall_seconds"))
+    return esc(f"{name}, {took}" if took else name)
 
 
 def is_baseline(run: Run) -> bool:
@@ -93,7 +94,7 @@ def nondefault_params(run: Run) -> dict:
     defaults = _defaults()
     ignored = options.unused(run.params, defaults) if isinstance(run.params, dict) else {}
     return {k: v for k, v in run.params.items()
-            if k not in PLACEMENT and k not in ignored and (k not in defaults or defaults[k] != v)}
+            if k not in NOT_LISTED and k not in ignored and (k not in defaults or defaults[k] != v)}
 
 
 def _scores_key(mean: dict) -> tuple:

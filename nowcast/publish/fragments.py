@@ -12,6 +12,7 @@ from typing import Optional
 
 from .. import figures
 from ..paths import JobPaths
+from ..progress import STALE
 from ..protocols import PROTOCOL_NAMES, protocol_or_none
 from ..results import Run
 from ..util import write_if_changed
@@ -24,10 +25,9 @@ from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, 
 from .tables import results_table, skill_table, table_keys
 from .uncertainty import seed_groups, uncertainty
 
-# By Run.state (nowcast/progress.py derive_state, as `nowcast status` shows it): stale is a
-# run left "running" whose process is gone.
+# By Run.state (progress.STATES and STALE, as `nowcast status` shows them)
 STATUS_LABEL = {"completed": "completed", "failed": "**failed**", "running": "running",
-                "preempted": "preempted (resumable)", "stale": "**stale** (process gone)",
+                "preempted": "preempted (resumable)", STALE: f"**{STALE}** (process gone)",
                 "unreadable": "**unreadable**"}
 
 
@@ -43,7 +43,7 @@ def summary(runs: list[Run]) -> str:
     counts = {s: sum(r.state == s for r in runs) for s in STATUS_LABEL}
     n_ref = sum(r.reference for r in runs)
     done = _completed(runs)
-    extra = "".join(f", {counts[s]} {s}" for s in ("preempted", "stale", "unreadable") if counts[s])
+    extra = "".join(f", {counts[s]} {s}" for s in ("preempted", STALE, "unreadable") if counts[s])
     return (f"This build of the report reads {len(runs)} results folder"
             f"{'s' if len(runs) != 1 else ''} ({counts['completed']} completed, "
             f"{counts['running']} running, {counts['failed']} failed{extra}"

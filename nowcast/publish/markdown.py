@@ -40,18 +40,6 @@ def fmt_loss(x: Any) -> str:
         return esc(x)
 
 
-def fmt_seconds(s: Any) -> str:
-    try:
-        s = float(s)
-    except (TypeError, ValueError):
-        return "–"
-    if s < 60:
-        return f"{s:.1f} s"
-    m, s = divmod(int(round(s)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d} min"
-
-
 def esc(text: Any) -> str:
     """Free text from a results folder (job ids with underscores, error messages) as inert
     markdown on one line: every character markdown, raw HTML, citations, math or a Quarto

@@ -23,8 +23,6 @@ from .report import read_all
 SLIDE_PARAMS = ["architecture", "hidden_sizes", "filter_size", "patch_size", "stride", "loss",
                 "batch_size", "num_epochs", "curriculum", "initial_lr"]
 SLIDE_PARAMS_MAX = 10
-SLIDE_SKIP = {"name", "job_id", "results_dir", "data_dir", "data_file", "protocol", "device",
-              "checkpoint_every", "compile", "precision"}
 BASELINE_PARAMS = ["dataset", "k_in", "k_out", "radar_recipe", "block_size"]
 ROWS_PER_SUMMARY = 8
 SLIDE_FILES = (JobPaths.TRAIN_GIF, JobPaths.TEST_GIF, JobPaths.LOSS_PNG, JobPaths.LOSS_MEDIAN_PNG)
@@ -42,7 +40,7 @@ def slide_params(run: Run) -> list[tuple[str, Any]]:
     for k, v in nondefault_params(run).items():
         if len(out) >= SLIDE_PARAMS_MAX:
             break
-        if k not in SLIDE_SKIP and k not in SLIDE_PARAMS:
+        if k not in SLIDE_PARAMS:
             out.append((k, v))
     return out
 

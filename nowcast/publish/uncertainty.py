@@ -23,11 +23,12 @@ from .. import stats
 from ..protocols import (IMAGE_BASELINES, KNMI_SPLITS, KNMI_WINDOWS_PER_EVENT, RADAR_BASELINES,
                          protocol_or_none)
 from ..paths import JobPaths
-from ..results import NON_SEMANTIC, Run
+from ..options import NON_SEMANTIC
+from ..results import Run
 from .describe import is_baseline, metric
 from .markdown import esc, fmt_value
 
-SEED_IGNORED = frozenset(NON_SEMANTIC | {"seed", "data_dir", "checkpoint_every", "device", "compile"})
+SEED_IGNORED = NON_SEMANTIC | {"seed"}  # a seed group: runs that differ in their seed alone
 # every baseline a model's scores.npz holds beside it (radar: persistence and extrapolation;
 # Moving MNIST: persistence and the mean training frame)
 PAIRED_BASELINES = tuple(dict.fromkeys(RADAR_BASELINES + IMAGE_BASELINES))
