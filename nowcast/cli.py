@@ -86,7 +86,7 @@ def _task(args) -> int:
     if args.procs_per_node is not None or args.collective_timeout is not None:
         launch = library("launch.slurm:Launch")(per_node=args.procs_per_node or 1, nodes=args.nodes or 1,
                         timeout_s=collective_timeout(args.collective_timeout))
-    return library("launch.local:task_main")(args.params, args.results, launch=launch, rendezvous=args.rendezvous)
+    return library("launch.task:task_main")(args.params, args.results, launch=launch, rendezvous=args.rendezvous)
 
 
 def _sync_notebook(args) -> int:

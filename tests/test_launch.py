@@ -262,7 +262,7 @@ time.sleep(20)
             if Path(str(marker) + ".ready").exists():
                 break
             time.sleep(0.05)
-        with local._Forwarder() as forwarder:
+        with local.SignalForwarder() as forwarder:
             os.kill(os.getpid(), sent)
             for _ in range(100):
                 if marker.exists():

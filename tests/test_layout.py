@@ -5,6 +5,7 @@ functions count as much as those at the top."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nowcast"
@@ -102,6 +103,40 @@ def test_data_layer_imports_no_scoring():
     for name, deps in graph.items():
         if name.startswith("nowcast.data"):
             assert not {d for d in deps if d in later or d.startswith("nowcast.publish")}, name
+
+
+def documented_layers() -> list[set[str]]:
+    """docs/architecture.md's import-direction line: groups of modules, earliest first."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    line = text[text.index("Import direction"):].split("`status` <- `cli`")[0] + "`status` <- `cli`"
+    line = line[line.index(":") + 1:]
+    return [{f"nowcast.{m.strip()}" for m in group.split(",")}
+            for group in re.findall(r"`([^`]+)`\s*(?:<-|$)", line.replace("\n", " "))]
+
+
+def layer_violations(graph: dict[str, set[str]], layers: list[set[str]]) -> list[str]:
+    """Imports of a later group (each module counted in the group of its top package)."""
+    def group(name: str):
+        top = ".".join(name.split(".")[:2])
+        return next((i for i, g in enumerate(layers) if top in g), None)
+    bad = []
+    for name, deps in graph.items():
+        for dep in deps:
+            gn, gd = group(name), group(dep)
+            if gn is not None and gd is not None and gd > gn:
+                bad.append(f"{name} -> {dep}")
+    return sorted(bad)
+
+
+def test_documented_import_direction_is_the_codes():
+    layers = documented_layers()
+    graph = import_graph()
+    tops = {".".join(n.split(".")[:2]) for n in graph} - {"nowcast", "nowcast.__main__"}
+    assert set().union(*layers) == tops  # every module is placed, and only those that exist
+    assert layer_violations(graph, layers) == []
+    # the check can fail: the direction the line used to state (config <- models) is refused
+    assert layer_violations({"nowcast.config": {"nowcast.training"}}, layers) == [
+        "nowcast.config -> nowcast.training"]
 
 
 def test_modules_are_small():

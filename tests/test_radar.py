@@ -242,6 +242,11 @@ def test_forecast_file_round_trip(tmp_path, knmi):
     back, mask, times = grid.read_radar_input(path, recipe="native")
     assert np.array_equal(mask, np.isfinite(dbz)) and list(times) == list(minutes(5, 10, 15))
     assert np.allclose(back[mask], dbz[mask], atol=0.25)              # the PV grid is 0.5 dBZ
+    with np.load(path) as f:  # the rain rate of the stored frames: 23 dBZ is 1 mm/h
+        rain, stored = f["rain_mm_h"][0], units.pv_to_dbz(f["frames"][0])
+    assert rain.dtype == np.float32 and rain.shape == dbz.shape
+    assert np.allclose(rain[mask], (10 ** (stored[mask] / 10) / 200) ** (1 / 1.6) * (stored[mask] > 0),
+                       rtol=1e-5) and np.isnan(rain[~mask]).all()
 
 
 def test_train_files_join_training_only(tmp_path, shared):

@@ -1,7 +1,6 @@
 """Running params sets in this process: one set through papermill (`run_one`), several one after
-another (`nowcast run`: `run_local`), one SLURM array task (`task_main`), with several
-processes started by srun (`run_ranks`: rank 0 runs the notebook, the others train beside it;
-docs/multi_gpu.md).
+another (`nowcast run`: `run_local`). A SLURM array task runs its set through `run_one` too
+(launch/task.py).
 
 A launched run ends up with its executed notebook inside its results folder: `run_one` picks the
 job id, runs the notebook into results/.staging/<job_id>.ipynb with the notebook parameter
@@ -13,10 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -24,14 +21,11 @@ from typing import Any, Optional
 from .. import jobenv, results, runlock
 from ..config import Config
 from ..distributed import rank_failure
-from ..errors import EXIT_REQUEUE, EXIT_STOPPED, NowcastError, RunStopped, described, first_line
-from ..experiment import run_experiment
+from ..errors import NowcastError, described, first_line
 from ..paths import JobPaths
-from ..stopping import install_preemption_handler
 from ..util import optional_import, repo_file
 from .notebook import NOTEBOOK
 from .params import ParamsSet, collect
-from .slurm import Launch, hostnames_command, master_port, rank_env, srun_command
 from .watch import ProgressLines
 
 
@@ -40,7 +34,7 @@ from .watch import ProgressLines
 # signals
 # --------------------------------------------------------------------------------------------
 
-class _Forwarder:
+class SignalForwarder:
     """While papermill runs, pass SIGUSR1/SIGTERM on to the kernel (our child processes), where
     training checkpoints and stops. Ctrl-C (SIGINT) is passed on as SIGTERM, so that an
     interrupted local run keeps its checkpoint too; a second Ctrl-C stops at once."""
@@ -49,7 +43,7 @@ class _Forwarder:
         self.received: Optional[int] = None
         self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> "_Forwarder":
+    def __enter__(self) -> "SignalForwarder":
         for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
             self._old[sig] = signal.signal(sig, self._handle)
         return self
@@ -103,7 +97,7 @@ def run_one(ps: ParamsSet, job_id: Optional[str] = None, progress: bool = True,
         parameters["collective_timeout_s"] = collective_timeout_s
     print(f"nowcast: {ps.source} -> {root / job_id}", flush=True)
     error: Optional[BaseException] = None
-    with _Forwarder() as forwarder, ProgressLines(root, job_id, cfg.name or job_id, enabled=progress):
+    with SignalForwarder() as forwarder, ProgressLines(root, job_id, cfg.name or job_id, enabled=progress):
         try:
             pm.execute_notebook(str(repo_file(NOTEBOOK)), str(staged), parameters=parameters,
                                 cwd=os.getcwd(), progress_bar=False, log_output=False)
@@ -133,7 +127,7 @@ def _conclude(cfg: Config, job_id: str, staged: Path, error: Optional[BaseExcept
     if running.is_dir() or not final.is_dir():
         # the kernel died, failed outside run_experiment's own handling, or before a results
         # folder existed (a failed folder is still left behind)
-        path = _fail_here(cfg, job_id, message, notebook=staged) or running
+        path = fail_unmarked(cfg, job_id, message, notebook=staged) or running
     else:  # run_experiment marked it failed: add the executed notebook
         path = final
         if staged.is_file() and not JobPaths(final).notebook.exists():
@@ -142,7 +136,7 @@ def _conclude(cfg: Config, job_id: str, staged: Path, error: Optional[BaseExcept
     return "failed", path
 
 
-def _fail_here(cfg: Config, job_id: str, message: str,
+def fail_unmarked(cfg: Config, job_id: str, message: str,
                notebook: Optional[Path] = None) -> Optional[Path]:
     """Fail the run here, after its process ended without marking it (a rank > 0's own error
     first: rank_failure); a folder is started when none exists. None: another live run holds
@@ -211,108 +205,3 @@ def run_local(params_paths: list[str], results_dir: Optional[str] = None, overri
     for status, source, path in summary:
         print(f"  {status:9s} {source} -> {path}")
     return 0 if all(s in ("completed", "skipped") for s, _, _ in summary) else 1
-
-
-def task_main(params: str, results_dir: Optional[str] = None, launch: Optional[Launch] = None,
-              rendezvous: Optional[str] = None) -> int:
-    """One SLURM array task: run one params file; exit EXIT_REQUEUE to ask for a requeue (SLURM's
-    warning signal), EXIT_STOPPED when cancelled (SIGTERM) or otherwise stopped for good.
-
-    launch with several processes: start them with srun (run_ranks). rendezvous (HOST:PORT):
-    this process is one of them; rank 0 runs the notebook, the others train beside it."""
-    sets = collect([params], results_dir=results_dir)
-    if len(sets) != 1:
-        raise NowcastError(f"{params}: an array task runs one params set, got {len(sets)}")
-    if rendezvous is not None:
-        timeout_s = (launch or Launch()).timeout_s
-        os.environ.update(rank_env(os.environ, rendezvous))  # the kernel inherits them
-        if os.environ["RANK"] != "0":
-            return rank_worker(sets[0], timeout_s)
-        status, path = run_one(sets[0], progress=True, collective_timeout_s=timeout_s)
-        return {"completed": 0, "preempted": EXIT_REQUEUE}.get(status, 1)  # the launcher decides
-    if launch is not None and launch.processes > 1:
-        status, path = run_ranks(sets[0], params, results_dir, launch)
-    else:
-        status, path = run_one(sets[0], progress=True)  # plain progress lines in the task's log
-    reason = results.stop_reason(path) if status == "preempted" else None
-    if status == "preempted" and reason != "preemption":
-        # scancel (SIGTERM), Ctrl-C or a checkpoint that could not be written: resumable, but
-        # stopped for good (a resubmission with this job id resumes it)
-        print(f"nowcast: stopped ({reason}), not requeued; to resume: "
-              f"nowcast sweep {params} --set job_id={results.final_path(path).name}", flush=True)
-        return EXIT_STOPPED
-    return {"completed": 0, "preempted": EXIT_REQUEUE}.get(status, 1)
-
-
-# --------------------------------------------------------------------------------------------
-# several processes per task (srun)
-# --------------------------------------------------------------------------------------------
-
-def run_ranks(ps: ParamsSet, params: str, results_dir: Optional[str], launch: Launch) -> tuple[str, Path]:
-    """Start the task's processes with srun, one SLURM task each, and wait; this task's signals
-    go to srun, which passes them on to every rank. The outcome is what the results folder
-    says (rank 0 writes it), whatever the ranks' exit statuses."""
-    ids = jobenv.slurm(keys=("job_id", "restart_count", "nodelist", "cpus_per_task"))
-    job, restart = ids.get("job_id"), ids.get("restart_count", "0")
-    if not job:
-        raise NowcastError("several processes per task need SLURM (srun); here, use "
-                           "torchrun --nproc_per_node N -m nowcast train")
-    job_id = results.resolve_job_id(ps.cfg)
-    results.ensure_new(ps.cfg.results_dir, job_id)
-    rendezvous = f"{_first_host(ids.get('nodelist', ''))}:{master_port(job, restart)}"
-    rank = [sys.executable, "-m", "nowcast", "task", params, *([results_dir] if results_dir else []),
-            "--rendezvous", rendezvous, "--collective-timeout", f"{launch.timeout_s:g}"]
-    cpus = ids.get("cpus_per_task")
-    argv = srun_command(launch, rank, int(cpus) if cpus and cpus.isdigit() else None)
-    print(f"nowcast: {ps.source} -> {Path(ps.cfg.results_dir) / job_id} on {launch.processes} "
-          f"processes\n+ {shlex.join(argv)}", flush=True)
-    with _Forwarder():
-        code = subprocess.Popen(argv).wait()
-    return _ranks_outcome(ps.cfg, job_id, code)
-
-
-def _first_host(nodelist: str) -> str:
-    """MASTER_ADDR: the first host of the job's nodes (scontrol expands host[1-4] lists)."""
-    try:
-        done = subprocess.run(hostnames_command(nodelist), capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as e:
-        raise NowcastError(f"scontrol show hostnames {nodelist!r}: {e}") from None
-    hosts = done.stdout.split()
-    if done.returncode != 0 or not hosts:
-        raise NowcastError(f"scontrol show hostnames {nodelist!r}: {done.stderr.strip() or 'no hosts'}")
-    return hosts[0]
-
-
-def _ranks_outcome(cfg: Config, job_id: str, code: int) -> tuple[str, Path]:
-    """(status, folder) once srun has ended: the folder rank 0 left, failed here when no rank
-    recorded an end (a rank killed, rank 0 among them)."""
-    root = Path(cfg.results_dir)
-    running, final = results.running_path(root, job_id), root / job_id
-    for folder in (final, running):
-        run = results.read_run(folder) if folder.is_dir() else None
-        if run is not None and run.status in ("completed", "failed", "preempted"):
-            return run.status, folder
-    why = f"the ranks ended (srun exit status {code}) without recording an end"
-    path = _fail_here(cfg, job_id, why)
-    error = why if path is None else results.read_run(path).error
-    print(f"nowcast: FAILED {path or running}: {error}", file=sys.stderr, flush=True)
-    return "failed", path or running
-
-
-def rank_worker(ps: ParamsSet, timeout_s: float) -> int:
-    """A rank > 0 of a task: trains beside rank 0, which runs the notebook and writes the
-    folder; a failure is written to rank-<k>.error there (run_experiment) and ends the others
-    within the collective timeout. Exits as rank 0 does (0, EXIT_REQUEUE, EXIT_STOPPED, 1)."""
-    cfg = dataclasses.replace(ps.cfg, job_id=results.resolve_job_id(ps.cfg))
-    install_preemption_handler()
-    try:
-        run_experiment(cfg, finalize=False, progress=False, collective_timeout_s=timeout_s)
-    except RunStopped as e:
-        return EXIT_REQUEUE if e.reason == "preemption" else EXIT_STOPPED
-    except KeyboardInterrupt:
-        return EXIT_STOPPED
-    except Exception as e:  # noqa: BLE001 (recorded in the folder; one line in the log)
-        print(f"nowcast: rank {os.environ.get('RANK')}: {described(e)}",
-              file=sys.stderr, flush=True)
-        return 1
-    return 0

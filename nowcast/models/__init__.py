@@ -1,10 +1,10 @@
 """Model registry: get_model(config) builds the network a params set names.
 
-| architecture        | module        | what it is                                              |
-|---------------------|---------------|---------------------------------------------------------|
-| convlstm_ed         | ed.py         | the seed's down/up-sampling ConvLSTM stack, autoregressive |
-| encoder_forecaster  | forecaster.py | the thesis's encoder + conditional forecaster (Shi et al.)  |
-| fc_lstm             | forecaster.py | FC-LSTM encoder-forecaster baseline on flattened frames |
+| architecture        | module         | what it is                                              |
+|---------------------|----------------|---------------------------------------------------------|
+| convlstm_ed         | convlstm_ed.py | the seed's down/up-sampling ConvLSTM stack, autoregressive |
+| encoder_forecaster  | forecaster.py  | the thesis's encoder + conditional forecaster (Shi et al.)  |
+| fc_lstm             | forecaster.py  | FC-LSTM encoder-forecaster baseline on flattened frames |
 
 Every builder passes `activation` (the cells' candidate/output nonlinearity) and `output`
 (how the raw output becomes frames, base.OUTPUTS, stored as `model.output`). A builder gets the
@@ -23,7 +23,7 @@ from ..errors import NowcastError, first_line
 from ..options import NOMINAL_SIZE
 from .base import OUTPUTS, SequenceModel, to_frames
 from .cell import ConvLSTMCell, FCLSTMCell
-from .ed import ConvLSTMED, total_downsampling
+from .convlstm_ed import ConvLSTMED, total_downsampling
 from .forecaster import FCLSTM, EncoderForecaster, conv_encoder_forecaster
 
 __all__ = ["get_model", "model_size", "downsampling", "check_architecture", "check_frame_size", "count_parameters", "compile_cells", "SequenceModel",

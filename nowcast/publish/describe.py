@@ -108,11 +108,11 @@ def embedded_baselines(runs: list[Run]) -> list[tuple[str, dict, Run]]:
     entry per name and scores (the same baseline on the same test data is one row, whatever
     number of models were scored beside it), none where a baseline run of its own
     (reference_results/) already shows the same scores. (name, its metrics, the first run)."""
-    seen = {(metric(r, "architecture"), _scores_key(metric(r, "mean") or {}))
+    seen = {(metrics_value(r, "architecture"), _scores_key(metrics_value(r, "mean") or {}))
             for r in runs if is_baseline(r)}
     out = []
     for r in runs:
-        for name, b in ((metric(r, "baselines") or {}).items() if not is_baseline(r) else ()):
+        for name, b in ((metrics_value(r, "baselines") or {}).items() if not is_baseline(r) else ()):
             if isinstance(b, dict) and isinstance(b.get("mean"), dict):
                 key = (name, _scores_key(b["mean"]))
                 if key not in seen:
@@ -156,8 +156,9 @@ def data_note(runs: list[Run]) -> str:
     return "Data: " + "; ".join(f"{esc(r.job_id)}: {esc(r.data)}" for r in runs) + "."
 
 
-def metric(run: Run, *path: str) -> Any:
-    """metrics.json digging: metric(run, "losses", "test") -> value or None."""
+def metrics_value(run: Run, *path: str) -> Any:
+    """The value at a path of keys in a run's metrics.json, or None where there is none:
+    metrics_value(run, "losses", "test")."""
     cur: Any = run.metrics or {}
     for key in path:
         cur = cur.get(key) if isinstance(cur, dict) else None

@@ -17,7 +17,7 @@ from ..protocols import PROTOCOL_NAMES, protocol_or_none
 from ..results import Run
 from ..util import write_if_changed
 from .describe import (architecture, baseline_label, commit, data_note, device,
-                       embedded_baselines, is_baseline, metric,
+                       embedded_baselines, is_baseline, metrics_value,
                        nondefault_params, protocol_caption, wall)
 from .incremental import RUN_FILES, copy_artifacts, digest, mark, needs
 from .intervals import interval_table, paired_table, splits_table, statistics_paragraph
@@ -70,7 +70,7 @@ def models_table(runs: list[Run]) -> str:
         if not is_baseline(r):
             a = architecture(r)
             seen.setdefault(a, []).append(esc(r.job_id))
-            count[a] = metric(r, "parameters")
+            count[a] = metrics_value(r, "parameters")
     if not seen:
         return "*No completed run yet: parameter counts appear here once one finishes.*\n"
     rows = [[a, fmt_value(count[a]), ", ".join(jobs[:4]) + (" ..." if len(jobs) > 4 else "")]
@@ -90,7 +90,7 @@ def params_table(runs: list[Run]) -> str:
 def per_lead_for(group: str, runs: list[Run], out: Path) -> Optional[Path]:
     """The per-lead figure of a protocol's runs and their baselines; None when nothing to plot."""
     names = protocol_or_none(group).per_lead or list(dict.fromkeys(
-        k for r in runs for k in (metric(r, "headline") or []) if isinstance(k, str)))[:3]
+        k for r in runs for k in (metrics_value(r, "headline") or []) if isinstance(k, str)))[:3]
     series = []
     for g in seed_groups(runs):
         bands = {k: g.per_lead(k) for k in names} if g.n > 1 else {}
@@ -99,7 +99,7 @@ def per_lead_for(group: str, runs: list[Run], out: Path) -> Optional[Path]:
             series.append((f"{g.name} (n = {g.n} seeds)", {k: v[0] for k, v in bands.items()},
                            "-", {k: v[1:] for k, v in bands.items()}))
         else:  # baseline runs of their own (reference_results/) dashed, as baselines
-            series += [(r.label, metric(r, "per_lead") or {}, "--" if is_baseline(r) else "-")
+            series += [(r.label, metrics_value(r, "per_lead") or {}, "--" if is_baseline(r) else "-")
                        for r in g.runs]
     entries = embedded_baselines(runs)  # each baseline once per data
     series += [(baseline_label(name, r, entries), b.get("per_lead"), "--") for name, b, r in entries]
@@ -171,7 +171,7 @@ def val_loss_for(runs: list[Run], out: Path) -> Optional[Path]:
     for r in runs:
         points = _val_curve(r)
         if points:
-            loss = str(r.params.get("loss") or metric(r, "losses", "loss") or "loss")
+            loss = str(r.params.get("loss") or metrics_value(r, "losses", "loss") or "loss")
             curves.append((r.label, loss, points))
     if not curves:
         return None

@@ -9,7 +9,7 @@ from typing import Optional
 from .. import stats
 from ..protocols import protocol_or_none
 from ..results import Run
-from .describe import data_note, metric, metric_heading, protocol_caption
+from .describe import data_note, metrics_value, metric_heading, protocol_caption
 from .markdown import esc, table
 from .uncertainty import (PAIRED_BASELINES, RunUncertainty, fmt_interval, fmt_pm, paired_keys,
                           seed_groups)
@@ -82,8 +82,8 @@ def paired_table(group: str, runs: list[Run], ident: str,
 
 
 def _ood_label(runs: list[Run]) -> str:
-    digits = sorted({str(d) for r in runs if metric(r, "splits", "test_ood") is not None
-                     for d in [metric(r, "ood", "num_digits") or r.params.get("test_num_digits")]
+    digits = sorted({str(d) for r in runs if metrics_value(r, "splits", "test_ood") is not None
+                     for d in [metrics_value(r, "ood", "num_digits") or r.params.get("test_num_digits")]
                      if d is not None})
     return "Out of domain" + (f" ({esc('/'.join(digits))} digits)" if digits else "")
 
@@ -91,10 +91,10 @@ def _ood_label(runs: list[Run]) -> str:
 def splits_table(group: str, runs: list[Run], ident: str) -> Optional[str]:
     """The thesis's Table 4.1: train, validation and test (and out-of-domain test) side by
     side, from metrics.json `splits`; a seed group as mean ± t interval."""
-    present = [s for s in SPLITS if any(isinstance(metric(r, "splits", s), dict) for r in runs)]
+    present = [s for s in SPLITS if any(isinstance(metrics_value(r, "splits", s), dict) for r in runs)]
     protocol = protocol_or_none(group)
     keys = [k for k in (protocol.headline if protocol.table else paired_keys(group, runs))
-            if any(isinstance(metric(r, "splits", s, k), (int, float)) for r in runs for s in present)]
+            if any(isinstance(metrics_value(r, "splits", s, k), (int, float)) for r in runs for s in present)]
     if len(present) < 2 or not keys:
         return None
     labels = dict(SPLIT_LABELS, test_ood=_ood_label(runs))

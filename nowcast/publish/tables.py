@@ -10,7 +10,7 @@ from typing import Optional
 
 from ..protocols import get_metric, protocol_or_none
 from ..results import Run
-from .describe import (baseline_label, data_note, embedded_baselines, metric, metric_heading,
+from .describe import (baseline_label, data_note, embedded_baselines, metrics_value, metric_heading,
                        protocol_caption, trained_on)
 from .markdown import esc, fmt_loss, fmt_value, table
 from .uncertainty import SeedGroup, fmt_pm, seed_groups
@@ -22,13 +22,13 @@ def table_keys(group: str, runs: list[Run]) -> list[str]:
     protocol = protocol_or_none(group)
     keys = list(protocol.table)
     for r in runs:
-        mean = metric(r, "mean") or {}
-        extra = list(metric(r, "headline") or []) + ([] if protocol.table else list(mean))
+        mean = metrics_value(r, "mean") or {}
+        extra = list(metrics_value(r, "headline") or []) + ([] if protocol.table else list(mean))
         for k in extra:
             if isinstance(k, str) and k not in keys and k in mean and (protocol.table or len(keys) < 5):
                 keys.append(k)
     return [k for k in keys
-            if any(k in (metric(r, "mean") or {}) for r in runs)
+            if any(k in (metrics_value(r, "mean") or {}) for r in runs)
             or any(k in p.mean for p in protocol.published)]
 
 
@@ -40,19 +40,19 @@ def _header(keys: list[str]) -> list[str]:
 
 def _group_row(g: SeedGroup, keys: list[str]) -> list[str]:
     """A seed group's row: every number the mean over its runs ± the t interval's half-width."""
-    return ([f"**{g.label}, mean of {g.count_text}**", fmt_value(metric(g.runs[0], "parameters"))]
+    return ([f"**{g.label}, mean of {g.count_text}**", fmt_value(metrics_value(g.runs[0], "parameters"))]
             + [fmt_pm(g.interval("mean", k)) for k in keys]
             + [fmt_pm(g.interval("losses", s), fmt_loss) for s in ("train", "val", "test")]
             + ["–"])
 
 
 def _run_row(r: Run, keys: list[str]) -> list[str]:
-    mean = metric(r, "mean") or {}
+    mean = metrics_value(r, "mean") or {}
     ref = " (reference)" if r.reference else ""
     job = f" ({esc(r.job_id)})" if r.job_id != r.name else ""  # a name that is its job id: once
-    return ([f"{esc(r.name)}{ref}{job}", fmt_value(metric(r, "parameters"))]
+    return ([f"{esc(r.name)}{ref}{job}", fmt_value(metrics_value(r, "parameters"))]
             + [fmt_value(mean.get(k)) for k in keys]
-            + [fmt_loss(metric(r, "losses", s)) for s in ("train", "val", "test")]
+            + [fmt_loss(metrics_value(r, "losses", s)) for s in ("train", "val", "test")]
             + [trained_on(r)])
 
 
@@ -65,12 +65,12 @@ def _baseline_rows(runs: list[Run], keys: list[str]) -> list[list[str]]:
 
 def _caption(group: str, runs: list[Run]) -> str:
     protocol = protocol_or_none(group)
-    losses = sorted({esc(metric(r, "losses", "loss") or "loss") for r in runs})
+    losses = sorted({esc(metrics_value(r, "losses", "loss") or "loss") for r in runs})
     radar = ("CSI/POD/FAR/FSS at the threshold in dBZ the column names (event: value >= "
              "threshold), FSS over 20 km or 44 km neighbourhoods; ") if group == "knmi-30-60" else ""
     return (f"Test-set results, {protocol_caption(group)}; ours first, then "
             + ("published results in italics (cited), " if protocol.published else "")
-            + ("baselines in italics, " if any(metric(r, "baselines") for r in runs) else "")
+            + ("baselines in italics, " if any(metrics_value(r, "baselines") for r in runs) else "")
             + radar + "metrics are means over lead times, losses ("
             + "/".join(losses) + ") are the final mean training losses on each split. "
             + ("A row in bold is the mean over runs that differ only in their seed, ± the "
@@ -108,11 +108,11 @@ def _skill(score, reference, perfect: float) -> str:
 def skill_table(group: str, runs: list[Run], ident: str) -> Optional[str]:
     """Skill of every run against each of its baselines, for the protocol's skill metrics."""
     keys = [(k, perfect) for k, perfect in protocol_or_none(group).skill
-            if any(k in (metric(r, "mean") or {}) for r in runs)]
+            if any(k in (metrics_value(r, "mean") or {}) for r in runs)]
     rows = []
     for r in runs:
-        mean = metric(r, "mean") or {}
-        for name, b in (metric(r, "baselines") or {}).items():
+        mean = metrics_value(r, "mean") or {}
+        for name, b in (metrics_value(r, "baselines") or {}).items():
             bmean = (b.get("mean") if isinstance(b, dict) else None) or {}
             rows.append([esc(r.label), esc(name)]
                         + [_skill(mean.get(k), bmean.get(k), perfect) for k, perfect in keys])

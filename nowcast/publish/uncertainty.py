@@ -25,7 +25,7 @@ from ..protocols import (IMAGE_BASELINES, KNMI_SPLITS, KNMI_WINDOWS_PER_EVENT, R
 from ..paths import JobPaths
 from ..options import NON_SEMANTIC
 from ..results import Run
-from .describe import is_baseline, metric
+from .describe import is_baseline, metrics_value
 from .markdown import esc, fmt_value
 
 SEED_IGNORED = NON_SEMANTIC | {"seed"}  # a seed group: runs that differ in their seed alone
@@ -72,13 +72,13 @@ class SeedGroup:
 
     def interval(self, *path: str) -> stats.Interval:
         """Mean over the runs of metrics.json's value at `path`, with its t interval."""
-        values = [metric(r, *path) for r in self.runs]
+        values = [metrics_value(r, *path) for r in self.runs]
         return stats.t_interval([v for v in values if isinstance(v, (int, float))
                                  and not isinstance(v, bool)])
 
     def per_lead(self, name: str) -> Optional[tuple[list, list, list]]:
         """(mean, low, high) per lead over the runs' per_lead[name]; None unless all have it."""
-        curves = [metric(r, "per_lead", name) for r in self.runs]
+        curves = [metrics_value(r, "per_lead", name) for r in self.runs]
         if not all(isinstance(c, list) and c and len(c) == len(curves[0]) for c in curves):
             return None
         leads = [stats.t_interval([c[i] if isinstance(c[i], (int, float)) else None for c in curves])
@@ -88,7 +88,7 @@ class SeedGroup:
 
 def group_key(run: Run) -> str:
     same = {k: v for k, v in sorted(run.params.items()) if k not in SEED_IGNORED}
-    return json.dumps([run.group, run.data, metric(run, "architecture"), same], default=str,
+    return json.dumps([run.group, run.data, metrics_value(run, "architecture"), same], default=str,
                       sort_keys=True)
 
 
@@ -211,6 +211,6 @@ def paired_keys(group: str, runs: list[Run]) -> list[str]:
     keys = list(dict.fromkeys(list(protocol.headline if protocol.table else [])
                               + [k for k, _ in protocol.skill]))
     if not keys:
-        keys = list(dict.fromkeys(k for r in runs for k in (metric(r, "headline") or [])
+        keys = list(dict.fromkeys(k for r in runs for k in (metrics_value(r, "headline") or [])
                                   if isinstance(k, str)))
     return keys

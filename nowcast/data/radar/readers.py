@@ -24,7 +24,7 @@ from ...errors import NowcastError, described
 from ...protocols import KNMI_DT_MIN
 from ...util import optional_import
 from ..base import load_npz
-from .units import PV_NO_DATA, dbz_to_pv, rainrate_to_dbz
+from .units import PV_NO_DATA, dbz_to_pv, dbz_to_rainrate, pv_to_dbz, rainrate_to_dbz
 
 
 @dataclass
@@ -247,12 +247,15 @@ def write_radar_forecast(path: str | Path, dbz: np.ndarray, times: np.ndarray | 
                          dt_min: int = KNMI_DT_MIN, source: str = "nowcast forecast",
                          pixel_km: float | None = 4.0) -> Path:
     """Write forecast frames dBZ (T, H, W) as an .npz in the shared PV encoding
-    (`frames` (1, T, H, W) uint8, `times` (1, T) datetime64[m] when given, `meta` JSON)."""
+    (`frames` (1, T, H, W) uint8, `times` (1, T) datetime64[m] when given, `meta` JSON), with
+    `rain_mm_h` (1, T, H, W) float32: the rain rate of the stored frames by Marshall-Palmer
+    (units.dbz_to_rainrate), what a user of a rain forecast reads."""
     path = Path(path)
     dbz = np.asarray(dbz)
     if dbz.ndim != 3:
         raise NowcastError(f"{path}: forecast must be (T, H, W) dBZ, got shape {dbz.shape}")
-    arrays = {"frames": dbz_to_pv(dbz)[None],
+    pv = dbz_to_pv(dbz)[None]
+    arrays = {"frames": pv, "rain_mm_h": dbz_to_rainrate(pv_to_dbz(pv)).astype(np.float32),
               "meta": json.dumps({"source": source, "dt_min": dt_min, "pixel_km": pixel_km,
                                   "encoding": "dBZ = 0.5 PV - 32; PV 0 no echo; PV 255 no data"})}
     if times is not None:
