@@ -21,13 +21,14 @@ must not need it.
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .data.radar import RadarData
 from .data.radar.units import DBZ_MAX, dbz_to_unit, unit_to_dbz
 from .errors import MissingDependency, NowcastError
+from .protocols import RADAR_BASELINES
 from .util import optional_import
 from .verification import RadarVerification, radar_facts
 
@@ -69,9 +70,6 @@ def extrapolation(inputs: np.ndarray, k_out: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-BASELINES: dict[str, Baseline] = {"persistence": persistence, "extrapolation": extrapolation}
-
-
 def mean_frame(train_frames: np.ndarray) -> Baseline:
     """Moving MNIST's floor: the mean training frame (per pixel, over every frame of a fixed
     training sample), the same for every lead. A model that does not beat it has learnt no
@@ -81,16 +79,25 @@ def mean_frame(train_frames: np.ndarray) -> Baseline:
     return lambda inputs, k_out: np.broadcast_to(frame, (len(inputs), k_out, *frame.shape))
 
 
-def get_baseline(name: str) -> Baseline:
-    try:
-        return BASELINES[name]
-    except KeyError:
-        raise NowcastError(f"unknown baseline {name!r}: expected one of {sorted(BASELINES)}") from None
+# name -> the baseline for a data object (the mean frame needs its training split); which of
+# them stand beside a protocol's models: protocols.RADAR_BASELINES and IMAGE_BASELINES
+BASELINES: dict[str, Callable[[Any], Baseline]] = {
+    "persistence": lambda data: persistence,
+    "extrapolation": lambda data: extrapolation,
+    "mean_frame": lambda data: mean_frame(data.split("train").frames),
+}
+
+
+def get_baseline(name: str, data: Any = None, among: Sequence[str] = tuple(BASELINES)) -> Baseline:
+    """The baseline `name` (one of `among`) for `data`; NowcastError naming the valid ones."""
+    if name not in among:
+        raise NowcastError(f"unknown baseline {name!r}: expected one of {sorted(among)}")
+    return BASELINES[name](data)
 
 
 def verify_baseline(name: str, data, which: str = "test") -> RadarVerification:
     """One baseline's verification accumulator on a RadarData's windows."""
-    baseline = get_baseline(name)
+    baseline = get_baseline(name, data, RADAR_BASELINES)
     return verify_radar(lambda x: baseline(x, data.k_out), data, which)
 
 
@@ -103,7 +110,7 @@ def baseline_facts(name: str, data, which: str = "test") -> tuple[dict, RadarVer
     return radar_facts(data, verification), verification, round(time.perf_counter() - started, 2)
 
 
-def baseline_scores(data, names: Sequence[str] = ("persistence", "extrapolation")
+def baseline_scores(data, names: Sequence[str] = RADAR_BASELINES
                     ) -> dict[str, RadarVerification | str]:
     """Each baseline's verification on the test windows, to stand beside a model's scores.
 
@@ -123,6 +130,6 @@ def run_baseline_evaluation(name: str, cfg) -> tuple[dict, dict, float]:
     """`nowcast evaluate --baseline NAME`: build the data from a Config (protocol knmi-30-60,
     and/or dataset radar with data_file); the scorer's metrics.json fields, the per-window
     values and the seconds."""
-    get_baseline(name)  # fail on a bad name before loading data
+    get_baseline(name, among=RADAR_BASELINES)  # fail on a bad name before loading data
     metrics, verification, seconds = baseline_facts(name, RadarData(cfg))
     return metrics, verification.per_window(), seconds

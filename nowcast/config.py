@@ -29,7 +29,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
-from . import limits, options
+from . import limits, options, yamlio
 from .errors import NowcastError, first_line
 from .protocols import PRESETS, PROTOCOLS  # the data fields a protocol fixes
 
@@ -252,7 +252,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as e:
         raise NowcastError(f"{path}: cannot read it ({e.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yamlio.load(text)
     except yaml.YAMLError as e:
         mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -265,17 +265,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """'key=value' with value parsed as YAML (so 2, 0.5, true, [64, 32], null all work)."""
+    """'key=value', value as YAML 1.2 (2, 1e-3, true, [64, 32], null); text as typed."""
     if "=" not in text:
         raise NowcastError(f"--set {text!r}: expected key=value")
     key, raw = text.split("=", 1)
     key = key.strip()
+    if key in _HINTS and _is_text(_HINTS[key]):
+        return key, raw.strip()  # job_id=17_0 is the number 170 to YAML, a job id here
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yamlio.load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    if key in _HINTS and _is_text(_HINTS[key]) and value is not None and not isinstance(value, str):
-        value = raw.strip()  # job_id=17_0 is the number 170 to YAML, a job id here
     return key, value
 
 

@@ -40,16 +40,19 @@ def default_name(cfg: Config) -> str:
     return "-".join(parts)
 
 
-def add_ood_scores(cfg: Config, data, model, runtime, metrics: dict, scores: Scores) -> None:
-    """With test_num_digits: the out-of-domain split scored after the test split, into
-    metrics.json (splits.test_ood: its means; ood: what it is) and scores.npz (its values
-    per sequence as test_ood__<metric>)."""
+def score_sections(cfg: Config, data, model, runtime, scores: Scores, result) -> dict:
+    """metrics.json's sections of a training run: `splits` (the train, validation and test
+    means; with test_num_digits also `test_ood`, the out-of-domain split scored after the
+    test split), `ood` (what that split is, its per-lead scores) and `training`. The
+    out-of-domain values per sequence join scores.npz as test_ood__<metric>."""
+    splits = dict(split_means(cfg, data, model, runtime), test=scores.metrics["mean"])
+    sections = {"splits": splits, "training": {"steps": result.steps, "stopped": result.stopped}}
     ood = score_ood_split(cfg, data, model, runtime)
-    if ood is None:
-        return
-    metrics["splits"]["test_ood"] = ood.metrics["mean"]
-    metrics["ood"] = dict(ood.metrics["ood"], per_lead=ood.metrics["per_lead"])
-    scores.per_item.update({f"test_ood__{k}": v for k, v in ood.per_item.items()})
+    if ood is not None:
+        splits["test_ood"] = ood.metrics["mean"]
+        sections["ood"] = dict(ood.metrics["ood"], per_lead=ood.metrics["per_lead"])
+        scores.per_item.update({f"test_ood__{k}": v for k, v in ood.per_item.items()})
+    return sections
 
 
 def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
@@ -93,9 +96,7 @@ def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
                 scores.metrics, outputs.identity(cfg, data, model,
                                                  train=result.history[-1]["train_loss"],
                                                  val=result.best_val, test=scores.loss),
-                splits=dict(split_means(cfg, data, model, runtime), test=scores.metrics["mean"]),
-                training={"steps": result.steps, "stopped": result.stopped})
-            add_ood_scores(cfg, data, model, runtime, metrics, scores)
+                **score_sections(cfg, data, model, runtime, scores, result))
             paths = JobPaths(run_dir)
             outputs.save_scores(paths, scores)
             tracker.stage("outputs")

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Optional
 
 import yaml
 
-from . import jobenv, runlock
+from . import jobenv, runlock, yamlio
 from .config import Config, to_yaml
 from .options import NON_SEMANTIC
 from .errors import NowcastError, described, first_line
@@ -111,7 +111,7 @@ def _same_params(running: Path, cfg: Config) -> None:
         write_text(file, to_yaml(cfg))
         return
     try:
-        previous = yaml.safe_load(file.read_text())
+        previous = yamlio.load(file.read_text())
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise NowcastError(f"{file} is unreadable ({first_line(e)}): remove "
                            f"{running} or choose another job_id") from None
@@ -263,7 +263,7 @@ class Run:
 
 
 def _load_yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text())
+    return yamlio.load(path.read_text())
 
 
 def _load_json(path: Path) -> Any:

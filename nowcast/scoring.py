@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .baselines import Forecaster, baseline_scores, mean_frame, persistence, verify_radar
+from .baselines import Forecaster, baseline_scores, get_baseline, verify_radar
 from .config import Config
 from .data.moving_mnist import SPLIT_SEEDS
 from .data.radar import RadarData
@@ -119,8 +119,7 @@ def score_ood_split(cfg: Config, data, model, runtime) -> Optional[Scores]:
 def image_baselines(data, k_in: int, k_out: int) -> dict[str, ImageMetrics]:
     """Persistence and the mean training frame on the test sequences, by the models' metrics."""
     test = data.split("test")
-    make = {"persistence": lambda: persistence, "mean_frame": lambda: mean_frame(data.split("train").frames)}
-    forecasters = {name: make[name]() for name in IMAGE_BASELINES}
+    forecasters = {name: get_baseline(name, data) for name in IMAGE_BASELINES}
     out = {}
     for name, predict in forecasters.items():
         metrics = ImageMetrics(k_out)

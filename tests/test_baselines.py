@@ -89,6 +89,15 @@ def test_extrapolation_beats_persistence(knmi):
     assert scores["extrapolation"]["fss_20_5"] > scores["persistence"]["fss_20_5"]
 
 
-def test_radar_baseline_names_have_one_home():
+def test_baseline_names_have_one_home():
+    """baselines.BASELINES is the registry; the protocols name which of them stand beside
+    their models, and nothing else names one (scoring builds them through get_baseline)."""
     from nowcast import baselines, protocols
-    assert tuple(baselines.BASELINES) == protocols.RADAR_BASELINES
+    assert set(baselines.BASELINES) == set(protocols.RADAR_BASELINES + protocols.IMAGE_BASELINES)
+    with pytest.raises(NowcastError, match=r"unknown baseline 'mean_frame': expected one of "
+                                           r"\['extrapolation', 'persistence'\]"):
+        baselines.get_baseline("mean_frame", among=protocols.RADAR_BASELINES)
+    frames = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2)
+    train = type("Data", (), {"split": lambda self, name: type("S", (), {"frames": frames})()})()
+    mean = baselines.get_baseline("mean_frame", train)(frames[:1, :2], 4)
+    assert mean.shape == (1, 4, 2, 2) and np.allclose(mean[0, 0], frames.mean(axis=(0, 1)))

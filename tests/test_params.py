@@ -113,3 +113,33 @@ def test_missing_data_file_is_rejected_before_anything_runs(tmp_path):
 def test_a_bad_set_among_good_ones_stops_everything(tmp_path):
     with pytest.raises(NowcastError, match="bad.yaml"):
         collect([ROOT / "params" / "smoke.yaml", _write(tmp_path, "stride: 3\n")])
+
+
+@pytest.mark.parametrize("typed,value", [("1e-3", 0.001), ("1.0e-3", 0.001), ("1e+8", 1e8),
+                                         ("5E-4", 5e-4), ("0.002", 0.002), ("2", 2)])
+def test_numbers_as_people_write_them(tmp_path, typed, value):
+    """YAML 1.2 numbers in a params file, in --set and in a grid (YAML 1.1 reads 1e-3 as a
+    string, and PyYAML implements 1.1)."""
+    f = tmp_path / "p.yaml"
+    f.write_text(f"initial_lr: {typed}\n")
+    assert load_config(f).initial_lr == value
+    assert load_config(overrides=[f"initial_lr={typed}"]).initial_lr == value
+    grid = tmp_path / "g.yaml"
+    grid.write_text(f"base: p.yaml\naxes:\n  initial_lr: [{typed}, 0.5]\n")
+    assert [s.cfg.initial_lr for s in collect([str(grid)])] == [value, 0.5]
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("stride: 1\nseed: 3\nstride: 2\n")
+    with pytest.raises(NowcastError, match=r"p.yaml: not valid YAML \(line 3, column 1: key "
+                                           r"'stride' is given twice \(lines 1 and 3\)\)"):
+        load_config(f)
+
+
+def test_names_and_ids_are_text_as_typed():
+    cfg = load_config(overrides=["name=#1 model", "job_id=run #2"])
+    assert (cfg.name, cfg.job_id) == ("#1 model", "run #2")
+    assert load_config(overrides=["job_id='quoted'"]).job_id == "'quoted'"
+    assert load_config(overrides=["job_id=~"]).job_id == "~"
+    assert load_config(overrides=["job_id=17_0"]).job_id == "17_0"

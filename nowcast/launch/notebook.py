@@ -19,7 +19,7 @@ from typing import Any, Literal, Mapping, Optional, Union
 
 import yaml
 
-from .. import results
+from .. import results, yamlio
 from ..config import FIELDS, Config, defaults, load_config
 from ..errors import NowcastError
 from ..experiment import run_experiment
@@ -121,9 +121,9 @@ def _accepts_str(tp: Any) -> bool:
 
 
 def _from_command_line(value: Any) -> Any:
-    """papermill -p passes some values as strings: read them as YAML."""
+    """papermill -p passes some values as strings: read them as YAML (1.2: yamlio)."""
     try:
-        return yaml.safe_load(value)
+        return yamlio.load(value)
     except yaml.YAMLError:
         return value
 
