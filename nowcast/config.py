@@ -106,22 +106,22 @@ class Config:
         "thesis's text; null: this), or row: a 1 x head_width conv over the last one (its code)")
     head_width: Optional[int] = _f(None, "head: row: the kernel's width; null: 64")
 
-    loss: Literal["bce", "mse", "ssim", "mse_ssim", "balanced"] = _f(
+    loss: Literal[options.LOSS_NAMES] = _f(  # type: ignore[valid-type]
         "bce", "balanced: radar's B-MSE + B-MAE, pixels weighted by dBZ class", section="training")
-    ssim_weight: float = _f(0.5, "mse_ssim: (1-w)*MSE + w*(1-SSIM)")
+    ssim_weight: Optional[float] = _f(0.5, "mse_ssim: (1-w)*MSE + w*(1-SSIM)")
     batch_size: int = 16
     num_epochs: int = _f(1, "epochs per curriculum stage")
     curriculum: Optional[list[int]] = _f(None, "stage lengths L (k_in = k_out = L); None: one stage")
     initial_lr: float = 1e-3
     scheduler: Literal["none", "step"] = "step"
-    gamma: float = _f(0.95, "StepLR factor, applied every `step_size` epochs")
-    step_size: int = 1
+    gamma: Optional[float] = _f(0.95, "StepLR factor, applied every `step_size` epochs")
+    step_size: Optional[int] = 1
     restart_lr_per_stage: bool = _f(False, "the seed restarted the schedule every stage")
     grad_clip: Optional[float] = _f(1.0, "max gradient norm; None: no clipping")
-    teacher_forcing: bool = _f(False, "training decoder always sees the true previous frame")
-    scheduled_sampling: bool = _f(False, "per-sample, per-step: true frame with probability p")
-    ss_decay_steps: int = _f(5000, "p falls linearly from 1 to ss_min over these steps")
-    ss_min: float = 0.0
+    teacher_forcing: Optional[bool] = _f(False, "training decoder always sees the true previous frame")
+    scheduled_sampling: Optional[bool] = _f(False, "per-sample, per-step: true frame with probability p")
+    ss_decay_steps: Optional[int] = _f(5000, "p falls linearly from 1 to ss_min over these steps")
+    ss_min: Optional[float] = 0.0
     early_stopping: int = _f(0, "patience in validations (epochs unless val_every); 0: off")
     val_every: Optional[int] = _f(None, "optimiser steps between validations; None: every epoch")
     val_subset: Optional[int] = _f(None, "validate during training on the first N validation "
@@ -265,13 +265,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """'key=value', value as YAML 1.2 (2, 1e-3, true, [64, 32], null); text as typed."""
+    """'key=value', value as YAML 1.2 (2, 1e-3, true, [64, 32], null); text as typed (null: None)."""
     if "=" not in text:
         raise NowcastError(f"--set {text!r}: expected key=value")
     key, raw = text.split("=", 1)
     key = key.strip()
-    if key in _HINTS and _is_text(_HINTS[key]):
-        return key, raw.strip()  # job_id=17_0 is the number 170 to YAML, a job id here
+    if key in _HINTS and _is_text(_HINTS[key]):  # job_id=17_0 is 170 to YAML, a job id here
+        return key, None if raw.strip() in ("null", "~") else raw.strip()
     try:
         value = yamlio.load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -349,14 +349,12 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
         raise bad(f"'filter_size' must be odd and positive (same padding), got {cfg.filter_size}")
     if cfg.speed_min is not None and not 0 <= cfg.speed_min <= cfg.speed_max:
         raise bad(f"need 0 <= speed_min <= speed_max, got {cfg.speed_min}, {cfg.speed_max}")
-    if cfg.initial_lr <= 0:
-        raise bad(f"'initial_lr' must be > 0, got {cfg.initial_lr}")
-    if not 0 < cfg.gamma <= 1:
-        raise bad(f"'gamma' must be in (0, 1], got {cfg.gamma}")
-    if not 0 <= cfg.ssim_weight <= 1:
-        raise bad(f"'ssim_weight' must be in [0, 1], got {cfg.ssim_weight}")
-    if not 0 <= cfg.ss_min <= 1:
-        raise bad(f"'ss_min' must be in [0, 1], got {cfg.ss_min}")
+    for key, holds, text in (("initial_lr", lambda v: v > 0, "> 0"), ("early_stopping", lambda v: v >= 0, ">= 0"),
+                             ("gamma", lambda v: 0 < v <= 1, "in (0, 1]"),
+                             ("ssim_weight", lambda v: 0 <= v <= 1, "in [0, 1]"),
+                             ("ss_min", lambda v: 0 <= v <= 1, "in [0, 1]")):
+        if getattr(cfg, key) is not None and not holds(getattr(cfg, key)):
+            raise bad(f"'{key}' must be {text}, got {getattr(cfg, key)}")
     if cfg.val_every is not None and cfg.val_every < 1:
         raise bad(f"'val_every' must be >= 1 or null, got {cfg.val_every}")
     if cfg.time_budget_min is not None and not cfg.time_budget_min > 0:

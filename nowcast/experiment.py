@@ -191,9 +191,8 @@ def train_from_params(config: str, overrides: list[str] = (), job_id: Optional[s
     """`nowcast train`: one params set in this process, without the notebook; prints the
     results folder. Returns EXIT_STOPPED when stopped by a signal with a checkpoint.
     Under torchrun, collectives time out after collective_timeout_s."""
-    extra = list(overrides or []) + ([f"job_id={job_id}"] if job_id else []) \
-        + ([f"results_dir={results_dir}"] if results_dir else [])
-    cfg = load_config(config, extra)
+    given = {k: v for k, v in (("job_id", job_id), ("results_dir", results_dir)) if v}
+    cfg = load_config(config, list(overrides or []), values=given)  # --job-id: text as typed
     check_inputs(cfg, config)  # names the params file (run_experiment checks again, unnamed)
     install_preemption_handler(interrupt=True)  # Ctrl-C: checkpoint and stop, resumable
     try:

@@ -29,10 +29,11 @@ from .data.radar.units import DBZ_MAX
 from .errors import NowcastError
 from .metrics import ssim_value
 from .models.base import get_output, to_frames
+from .options import LOSS_NAMES
 from .protocols import THRESHOLDS_DBZ
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
-LOSSES = ("bce", "mse", "ssim", "mse_ssim", "balanced")
+LOSSES = LOSS_NAMES
 BALANCE_WEIGHTS = (1.0, 2.0, 5.0, 10.0, 30.0)  # below, then from each of THRESHOLDS_DBZ
 
 

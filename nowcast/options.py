@@ -46,6 +46,8 @@ NON_SEMANTIC = frozenset({"name", "job_id", "results_dir", "data_dir", "device",
 MODEL = ("filter_size", "patch_size", "residual", "stride", "max_pool", "transpose", "norm", "norm_groups", "peephole",
          "bias", "leaky_slope", "feed_upward", "fused_gates", "head", "head_width")
 HEAD = ("head", "head_width")  # encoder_forecaster's output layer
+LOSS_NAMES = ("bce", "mse", "ssim", "mse_ssim", "balanced")  # losses.py implements each
+FEEDBACK = ("teacher_forcing", "scheduled_sampling", "ss_decay_steps", "ss_min")  # fed-back frames
 MMNIST = ("data_dir", "digits", "num_digits", "test_num_digits", "image_size", "speed_min",
           "speed_max", "train_fixed", "val_sequences", "test_sequences")
 RADAR = ("data_dir", "data_file", "radar_recipe", "block_size", "crop_size", "augment",
@@ -53,25 +55,29 @@ RADAR = ("data_dir", "data_file", "radar_recipe", "block_size", "crop_size", "au
 
 # chooser -> the fields whose use it decides
 FIELDS: dict[str, tuple[str, ...]] = {
-    "architecture": MODEL,
+    "architecture": MODEL + FEEDBACK,
     "dataset": tuple(dict.fromkeys(MMNIST + ("data_file",) + RADAR)),
     "stride": ("max_pool", "transpose"),
     "norm": ("norm_groups",),
     "radar_recipe": ("block_size",),
     "head": ("head_width",),
+    "scheduler": ("gamma", "step_size"),
+    "loss": ("ssim_weight",),
+    "scheduled_sampling": ("ss_decay_steps", "ss_min"),
 }
 
 # chooser -> value -> Choice. architecture: hidden_sizes, activation and output are used by all
 USES: dict[str, dict[Any, Choice]] = {
     "architecture": {
-        "convlstm_ed": Choice(frozenset(MODEL) - set(HEAD),
+        "convlstm_ed": Choice(frozenset(MODEL + FEEDBACK) - set(HEAD),
                               "its output is a 1x1 convolution of the last layer's state"),
         "encoder_forecaster": Choice(
-            frozenset(MODEL) - {"max_pool", "transpose", "feed_upward"},
+            frozenset(MODEL + FEEDBACK) - {"max_pool", "transpose", "feed_upward"},
             "it keeps every state at full size and feeds each layer the hidden state below",
             fixed={"stride": 1}),
         "fc_lstm": Choice(frozenset(), "fully connected LSTM layers on flattened frames: it uses "
-                                       "hidden_sizes, activation and output"),
+                                       "hidden_sizes, activation and output; its forecaster is "
+                                       "fed no frame"),
     },
     "dataset": {
         "mmnist": Choice(frozenset(MMNIST), "Moving MNIST is generated at image_size, whole "
@@ -97,6 +103,17 @@ USES: dict[str, dict[Any, Choice]] = {
     "head": {
         "1x1": Choice(frozenset(), "head_width is for head: row"),
         "row": Choice(frozenset({"head_width"})),
+    },
+    "scheduler": {
+        "none": Choice(frozenset(), "the learning rate stays initial_lr"),
+        "step": Choice(frozenset(FIELDS["scheduler"])),
+    },
+    "loss": {name: Choice(frozenset({"ssim_weight"} if name == "mse_ssim" else ()),
+                          "ssim_weight weighs the SSIM term of loss: mse_ssim")
+             for name in LOSS_NAMES},
+    "scheduled_sampling": {
+        False: Choice(frozenset(), "ss_decay_steps and ss_min are for scheduled_sampling: true"),
+        True: Choice(frozenset(FIELDS["scheduled_sampling"])),
     },
 }
 

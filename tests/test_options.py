@@ -24,7 +24,7 @@ RADAR = ["dataset=radar", "data_file=radar.npz"]
 
 WHY = {
     "fc_lstm": "architecture: fc_lstm (fully connected LSTM layers on flattened frames: it uses "
-               "hidden_sizes, activation and output)",
+               "hidden_sizes, activation and output; its forecaster is fed no frame)",
     "encoder_forecaster": "architecture: encoder_forecaster (it keeps every state at full size "
                           "and feeds each layer the hidden state below)",
     "stride1": "stride: 1 (stride 1 keeps the frame size: nothing is down- or up-sampled)",
@@ -215,9 +215,9 @@ def test_the_table_is_consistent_with_config():
     hints = typing.get_type_hints(Config)
     for chooser, choices in USES.items():
         assert chooser in FIELDS and set(DECIDES[chooser]) <= set(FIELDS)
-        assert set(choices) == set(typing.get_args(typing.get_args(hints[chooser])[0])
-                                    if typing.get_origin(hints[chooser]) is typing.Union
-                                    else typing.get_args(hints[chooser]))
+        tp = hints[chooser]
+        tp = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Union else tp
+        assert set(choices) == ({False, True} if tp is bool else set(typing.get_args(tp)))
         for choice in choices.values():
             assert choice.uses <= set(DECIDES[chooser]) and set(choice.fixed) <= choice.uses
             assert choice.why or choice.uses == set(DECIDES[chooser])
@@ -236,3 +236,27 @@ def test_the_head_options_belong_to_the_encoder_forecaster(values, message):
     cfg = load_config(values=dict(architecture="encoder_forecaster", head="row"))
     assert (cfg.head, cfg.head_width) == ("row", 64)
     assert (load_config(values=dict(architecture="encoder_forecaster")).head, Config().head) == ("1x1", None)
+
+
+@pytest.mark.parametrize("given,why", [
+    (["scheduler=none", "gamma=0.5"], "'gamma' is not used with scheduler: none"),
+    (["scheduler=none", "step_size=2"], "'step_size' is not used with scheduler: none"),
+    (["loss=mse", "ssim_weight=0.3"], "'ssim_weight' is not used with loss: mse"),
+    (["ss_min=0.2"], "'ss_min' is not used with scheduled_sampling: False"),
+    (["ss_decay_steps=10"], "'ss_decay_steps' is not used with scheduled_sampling: False"),
+    (FC + ["scheduled_sampling=true"], "'scheduled_sampling' is not used with architecture: fc_lstm"),
+    (FC + ["teacher_forcing=true"], "'teacher_forcing' is not used with architecture: fc_lstm"),
+])
+def test_training_options_that_would_do_nothing_are_refused(given, why):
+    with pytest.raises(NowcastError, match=re.escape(why)):
+        load_config(overrides=given)
+
+
+def test_training_options_where_they_act():
+    cfg = load_config(overrides=["scheduler=step", "gamma=0.5", "loss=mse_ssim", "ssim_weight=0.3",
+                                 "scheduled_sampling=true", "ss_min=0.2"])
+    assert (cfg.gamma, cfg.ssim_weight, cfg.ss_min, cfg.ss_decay_steps) == (0.5, 0.3, 0.2, 5000)
+    cfg = load_config(overrides=["scheduler=none", "loss=mse"])
+    assert (cfg.gamma, cfg.step_size, cfg.ssim_weight, cfg.ss_min) == (None, None, None, None)
+    with pytest.raises(NowcastError, match="'early_stopping' must be >= 0, got -1"):
+        load_config(overrides=["early_stopping=-1"])

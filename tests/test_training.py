@@ -144,9 +144,9 @@ def test_each_checkpoint_is_written_once(tiny_values, monkeypatch):
     """8 steps, checkpoint_every 3, a validation per 4-step epoch: checkpoints after steps 3, 4,
     6 and 8, none twice (the end saves again only what came after the loop's last save)."""
     import nowcast.training
-    saved, real = [], nowcast.training.save_checkpoint
-    monkeypatch.setattr(nowcast.training, "save_checkpoint",
-                        lambda obj, path: (saved.append(obj["step"]), real(obj, path)))
+    saved, real = [], nowcast.training.save_resume_state
+    monkeypatch.setattr(nowcast.training, "save_resume_state",
+                        lambda path, **state: (saved.append(state["step"]), real(path, **state)))
     run_experiment(load_config(values=dict(tiny_values, job_id="once")), progress=False)
     assert saved == [3, 4, 6, 8]
     saved.clear()  # stopped on its budget after step 1: the last validation and the reason saved
