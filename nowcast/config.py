@@ -291,6 +291,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] 
     then options.resolve: fields the architecture and dataset do not use are null, and refused
     when given (a preset is not given)."""
     layers: list[tuple[str, dict[str, Any]]] = []
+    overrides = list(overrides)
     if path is not None:
         layers.append((str(path), read_yaml(path)))
     if values:
@@ -309,7 +310,8 @@ def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] 
             (nulls.add if empty else nulls.discard)(key)  # data_file: '' is "not set" too
     spelled_null = options.forget_nulls(resolved, origin, nulls)
 
-    where = str(path) if path is not None else "parameters"
+    where = " with ".join(([str(path)] if path is not None else []) + (
+        [f"--set {' '.join(overrides)}"] if overrides else [])) or "parameters"  # a check's culprits
     protocol = resolved.get("protocol", "none")
     for key, preset in PRESETS.get(protocol, {}).items():
         if key in resolved and resolved[key] != preset:

@@ -361,3 +361,16 @@ def test_an_error_line_is_one_line_even_of_an_empty_message(what, expected):
     """The one way a report's line is cut from a message (errors.first_line): an exception with
     no text gives its type, where `str(e).splitlines()[0]` raised IndexError instead."""
     assert first_line(what) == expected
+
+
+def test_a_cross_field_error_names_the_set_values_beside_the_file(tmp_path):
+    """A check of several fields cannot tell which one is wrong: it names the file and the
+    --set values, not the file alone (the file was fine)."""
+    f = tmp_path / "p.yaml"
+    f.write_text("hidden_sizes: [8, 8]\nstride: 2\n")
+    with pytest.raises(NowcastError) as e:
+        load_config(f, ["image_size=35"])
+    assert str(e.value).startswith(f"{f} with --set image_size=35: frame size 35x35 is not divisible")
+    with pytest.raises(NowcastError) as e:
+        load_config(f, (o for o in ["image_size=35"]))  # any iterable of overrides
+    assert "with --set image_size=35" in str(e.value)
