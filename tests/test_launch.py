@@ -99,6 +99,15 @@ def test_submit_sweep_dry_run_submits_nothing(tmp_path, fake_sbatch, in_root, ca
     assert not fake_sbatch.exists()
     printed = capsys.readouterr().out
     assert "sbatch" in printed and "--gres=none" in printed and out["array"] == "DRYRUN"
+    assert not (Path(out["sweep_dir"]) / "logs").exists()   # nothing ran: no empty log folder
+    assert f"dry run: commands and params in {out['sweep_dir']}" in printed
+
+
+def test_submit_sweep_without_report_says_so(tmp_path, fake_sbatch, in_root, capsys):
+    out = slurm.submit_sweep([str(SMOKE)], str(tmp_path / "results"), report=False)
+    printed = capsys.readouterr().out
+    assert out["report"] is None and "no report job" in printed and "None" not in printed
+    assert (Path(out["sweep_dir"]) / "logs").is_dir()
 
 
 def _completed_folder(res: Path, name: str, cfg) -> Path:

@@ -207,14 +207,17 @@ def _run_sbatch(argv: list[str], dry_run: bool) -> str:
     return done.stdout.strip().split(";")[0]  # --parsable: 'jobid[;cluster]'
 
 
-def _new_sweep_dir(results_dir: str) -> Path:
+def _new_sweep_dir(results_dir: str, logs: bool = True) -> Path:
+    """results/.sweeps/<stamp>/ with params/ and, for a real submission, logs/ (sbatch writes
+    there; a dry run submits nothing and gets none)."""
     stamp = _time.strftime("%Y%m%d-%H%M%S")
     sweep, n = Path(results_dir) / SWEEPS / stamp, 1
     while sweep.exists():
         n += 1
         sweep = Path(results_dir) / SWEEPS / f"{stamp}-{n}"
-    (sweep / "logs").mkdir(parents=True)
-    (sweep / "params").mkdir()
+    (sweep / "params").mkdir(parents=True)
+    if logs:
+        (sweep / "logs").mkdir()
     return sweep
 
 
@@ -264,7 +267,7 @@ def submit_sweep(params_paths: list[str], results_dir: Optional[str] = None, par
         raise NowcastError("sbatch not found: nowcast sweep needs a SLURM login node "
                            "(or use `nowcast run` to run the sets here)")
     results_dir = results_dir or sets[0].cfg.results_dir
-    sweep = _new_sweep_dir(results_dir)
+    sweep = _new_sweep_dir(results_dir, logs=not dry_run)
     spec = SweepSpec(
         tasks=len(sets), sweep_dir=sweep, list_file=_write_params(sweep, sets),
         results_dir=results_dir, workdir=os.getcwd(), python=sys.executable,
@@ -298,7 +301,9 @@ def _print_summary(out: dict, sets: list[ParamsSet]) -> None:
     n, k = len(sets), len(out["skipped"])
     print(f"nowcast sweep: array job {out['array']} ({n} task{'s' * (n != 1)}"
           f"{f'; {k} completed set' + 's' * (k != 1) + ' skipped' if k else ''}), "
-          f"report job {out['report']}; logs in {out['sweep_dir']}/logs")
+          + (f"report job {out['report']}" if out["report"] else "no report job")
+          + (f"; logs in {out['sweep_dir']}/logs" if Path(out["sweep_dir"], "logs").is_dir()
+             else f"; dry run: commands and params in {out['sweep_dir']}"))
     for task in out["tasks"]:
         print(f"  {sets[task['index']].cfg.results_dir}/{task['job_id']}  <- {task['source']}")
 

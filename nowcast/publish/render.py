@@ -23,7 +23,18 @@ from ..errors import NowcastError, first_line
 from ..util import optional_import, write_if_changed
 from .incremental import inputs_digest
 
-Renderer = Callable[[Path, Path, tuple[str, ...]], list[Path]]
+
+
+class Rendered(list):
+    """The output files of a render (a list of paths); `fresh`: False where nothing changed
+    since the last render, so none was written (the command says "up to date", not "wrote")."""
+
+    def __init__(self, paths, fresh: bool = True):
+        super().__init__(paths)
+        self.fresh = fresh
+
+
+Renderer = Callable[[Path, Path, tuple[str, ...]], Rendered]
 INCLUDE = re.compile(r"^\{\{<\s*include\s+(\S+)\s*>\}\}\s*$", re.M)
 GENERATED = "_generated"  # fragments written from run data: inserted, never expanded
 
@@ -98,7 +109,7 @@ def _pandoc_pdf(common: list[str], report_dir: Path, out_dir: Path) -> Path:
     return pdf
 
 
-def render_pandoc(report_dir: Path, out_dir: Path, formats: tuple[str, ...]) -> list[Path]:
+def render_pandoc(report_dir: Path, out_dir: Path, formats: tuple[str, ...]) -> Rendered:
     """pandoc (+ typst for the PDF); skipped when no input changed since the last render."""
     gen = report_dir / "_generated"
     combined = gen / "report.md"
@@ -111,15 +122,15 @@ def render_pandoc(report_dir: Path, out_dir: Path, formats: tuple[str, ...]) -> 
     inputs += [p for p in report_dir.iterdir() if p.is_file()]
     stamp, stamp_file = inputs_digest(inputs, [str(t) for t in targets]), out_dir / ".render.hash"
     if all(t.exists() for t in targets) and stamp_file.is_file() and stamp_file.read_text() == stamp:
-        return targets  # nothing changed since the last render
+        return Rendered(targets, fresh=False)  # nothing changed since the last render
     out_dir.mkdir(parents=True, exist_ok=True)
     common = _pandoc_command(report_dir, combined)
     outputs = [steps[f](common, report_dir, out_dir) for f in wanted]
     stamp_file.write_text(stamp)
-    return outputs
+    return Rendered(outputs)
 
 
-def render_quarto(report_dir: Path, out_dir: Path, formats: tuple[str, ...]) -> list[Path]:  # noqa: ARG001
+def render_quarto(report_dir: Path, out_dir: Path, formats: tuple[str, ...]) -> Rendered:  # noqa: ARG001
     """quarto renders every format the project lists; outputs are copied to out_dir."""
     run_tool(["quarto", "render", str(report_dir)], report_dir, "quarto render")
     made = report_dir / "_output"
@@ -127,7 +138,7 @@ def render_quarto(report_dir: Path, out_dir: Path, formats: tuple[str, ...]) -> 
     if out_dir.resolve() != made.resolve():
         out_dir.mkdir(parents=True, exist_ok=True)
         outputs = [Path(shutil.copy2(p, out_dir / p.name)) for p in outputs if p.exists()]
-    return outputs
+    return Rendered(outputs)
 
 
 RENDERERS: dict[str, Renderer] = {"quarto": render_quarto, "pandoc+typst": render_pandoc}

@@ -53,7 +53,9 @@ def build_report(results_dirs: list[Path], out_dir: Optional[Path] = None, *,
             print(f"nowcast: warning: {r.path}: {r.error}; listed as unreadable", file=sys.stderr)
     write_report_fragments(runs, report_dir / "_generated")
     outputs = render(report_dir, out_dir, formats)
-    if not quiet:
+    if not quiet and not outputs.fresh:
+        print(f"up to date: {', '.join(str(p) for p in outputs)}")
+    elif not quiet:
         for p in outputs:
             print(f"wrote {p}")
     return out_dir
