@@ -30,9 +30,13 @@ def test_same_params_give_bit_identical_results(tiny_values):
     assert json.loads((c / "metrics.json").read_text())["losses"] != ma["losses"]
 
 
-def test_resume_continues_to_the_same_result(tiny_values):
-    """Defect 11: checkpoints hold everything needed; an interrupted run ends where an uninterrupted one does."""
-    values = dict(tiny_values, scheduled_sampling=True, ss_decay_steps=6)
+@pytest.mark.parametrize("schedule", [{}, dict(num_epochs=4, step_size=2, gamma=0.5)])
+def test_resume_continues_to_the_same_result(tiny_values, schedule):
+    """Defect 11: checkpoints hold everything needed; an interrupted run ends where an
+    uninterrupted one does. The second schedule decays every 2 epochs: one that resume can
+    get wrong (with step_size 1 a StepLR rebuilt from nothing decays the restored rate just
+    the same, so dropping the scheduler's state would pass)."""
+    values = dict(tiny_values, scheduled_sampling=True, ss_decay_steps=6, **schedule)
     whole = run_experiment(load_config(values=dict(values, job_id="whole")), progress=False)
     with pytest.raises(Preempted):
         run_experiment(load_config(values=dict(values, job_id="cut")), progress=False, stop_after_steps=5)
