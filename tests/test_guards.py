@@ -8,7 +8,9 @@ train_batch reading the test pool, or a loop that drops the scheduled-sampling m
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +176,31 @@ def test_env_records_the_code_version():
     env = environment(resolve_runtime(load_config()))
     assert env["git_commit"] == head.stdout.strip() and len(env["git_commit"]) == 40
     assert isinstance(env["git_dirty"], bool)
+
+
+def test_env_says_dirty_exactly_when_tracked_code_is_uncommitted(tmp_path):
+    """git_dirty in a repository of our own: False on a clean commit, True once a tracked file
+    is changed (an untracked one, such as a results folder, does not count)."""
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    repo = tmp_path / "repo"
+    shutil.copytree(Path(moving_mnist.__file__).parents[2] / "nowcast", repo / "nowcast",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "x"]):
+        subprocess.run(git + args, check=True, capture_output=True)
+    probe = ("import json, torch; from nowcast.runtime import Runtime, environment; "
+             "e = environment(Runtime(torch.device('cpu'), 'fp32', False)); "
+             "print(json.dumps([e['git_commit'], e['git_dirty']]))")
+
+    def recorded() -> list:
+        done = subprocess.run([sys.executable, "-c", probe], cwd=repo, capture_output=True,
+                              text=True, check=True)
+        return json.loads(done.stdout)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    (repo / "results").mkdir()
+    (repo / "results" / "new.txt").write_text("untracked")
+    assert recorded() == [head, False]
+    with open(repo / "nowcast" / "errors.py", "a") as f:
+        f.write("\n# an uncommitted change\n")
+    assert recorded() == [head, True]
