@@ -97,6 +97,27 @@ def test_reversed_time_is_refused(tmp_path, knmi_pv):
         readers.read_radar(path)
 
 
+def test_frames_keep_their_times_order_through_reading_windows_and_batches(tmp_path):
+    """Times in order are not enough: a reader or window cutter that reversed the frames (or
+    shifted them against their times) would pass test_reversed_time_is_refused. Here each
+    frame's content is its time, so every frame that comes out must sit at its own time."""
+    n = 30
+    frames = (70 + 2 * np.arange(n, dtype=np.uint8))[None, :, None, None] * np.ones((1, 1, 8, 8), np.uint8)
+    stamps = [60 * (i // 10) + 5 * i for i in range(n)]  # 3 events of 10 frames, an hour apart
+    path = write_npz(tmp_path / "clock.npz", frames, minutes(*stamps)[None])
+    events = readers.read_radar(path)
+    read = np.concatenate([f[:, 0, 0] for f in events.frames])
+    assert np.array_equal(read, frames[0, :, 0, 0])  # the stored order
+    cfg = load_config(values=dict(dataset="radar", data_file=str(path), block_size=1, k_in=2,
+                                  k_out=2), check_model=False)
+    data = RadarData(cfg)
+    for split in ("train", "val", "test"):
+        w = data.split_windows(split).dbz[..., 0, 0]
+        assert w.size and np.all(np.diff(w, axis=1) == 1.0), split  # 2 PV = 1 dBZ a frame
+    batch = data.train_batch(0, 4, 4).frames.cpu().numpy()[..., 0, 0]
+    assert np.allclose(np.diff(units.unit_to_dbz(batch), axis=1), 1.0, atol=1e-3)
+
+
 def test_events_split_at_gaps(tmp_path):
     frames = np.full((1, 5, 8, 8), 100, np.uint8)
     path = write_npz(tmp_path / "gaps.npz", frames, minutes(0, 5, 15, 20, 40)[None])
