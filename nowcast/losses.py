@@ -5,7 +5,7 @@ logits), 'relu' (the thesis; not clipped at 1 here, as the thesis clips only "in
 'linear' (raw values, unclamped here).
 bce is binary cross-entropy on the logits, so it needs output 'sigmoid'.
 mask (bool, same shape as target, or None) marks pixels with data (radar no-data is excluded).
-SSIM comes from torchmetrics (Gaussian 11x11 window, sigma 1.5, data range 1); it does not
+SSIM is metrics.ssim_value (Gaussian 11x11 window, sigma 1.5, data range 1); it does not
 take a mask, so masked pixels are set to the target's value before it is computed.
 
 `balanced` (radar only) is Shi et al. (2017)'s B-MSE + B-MAE: squared plus absolute error, each

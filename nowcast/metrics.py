@@ -4,7 +4,8 @@ Predictions are clipped to [0, 1]. Per frame, then averaged over frames and sequ
 - mse_frame / mae_frame: squared / absolute error summed over the frame's pixels on [0, 1]
   (the OpenSTL / PredRNN convention, MMNIST-10);
 - mse_pixel255 / mae_pixel255: mean over pixels on the 0-255 scale (the thesis, MMNIST-T);
-- ssim: Gaussian 11x11 window, sigma 1.5 (torchmetrics);
+- ssim: Wang et al. (2004), Gaussian 11x11 window, sigma 1.5, over the window positions
+  inside the frame (`ssim_value`);
 - psnr: 10 log10(1 / mean squared error on [0, 1]).
 Radar verification scores (CSI, FSS, ...) live in verification.py.
 """
@@ -13,18 +14,48 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure as _ssim
+import torch.nn.functional as F
 
 NAMES = ["mse_frame", "mae_frame", "mse_pixel255", "mae_pixel255", "ssim", "psnr"]
 
 
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
+SSIM_C1, SSIM_C2 = 0.01 ** 2, 0.03 ** 2  # (K * data range)^2, data range 1
+
+
+def _gaussian(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    return (g / g.sum()).float()
+
+
 def ssim_value(pred: torch.Tensor, target: torch.Tensor, reduction: str = "elementwise_mean") -> torch.Tensor:
-    """SSIM of (..., H, W) frames in [0, 1], per frame with reduction='none'."""
+    """SSIM of (..., H, W) frames in [0, 1] (mean, or per frame with reduction='none'), one
+    stated way: with w the 11x11 Gaussian window (sigma 1.5) and, at each position p where the
+    window lies wholly inside the frame ((H-10) x (W-10) of them: no padding),
+    mu = w * x, sigma_x^2 = w * x^2 - mu_x^2, sigma_xy = w * xy - mu_x mu_y,
+
+        SSIM = mean_p ((2 mu_x mu_y + C1)(2 sigma_xy + C2))
+                      / ((mu_x^2 + mu_y^2 + C1)(sigma_x^2 + sigma_y^2 + C2)),  C1 = 0.01^2, C2 = 0.03^2.
+
+    OpenSTL (cv2 Gaussian filter, then the border of 5 cropped) averages these same positions;
+    torchmetrics' reflect-padded map with the border kept does not, and changed between its
+    versions, hence this one (docs/protocols.md)."""
     shape = pred.shape
-    flat = lambda x: x.reshape(-1, 1, *shape[-2:]).float()
-    out = _ssim(flat(pred), flat(target), gaussian_kernel=True, kernel_size=11, sigma=1.5,
-                data_range=1.0, reduction=reduction)
-    return out.reshape(shape[:-2]) if reduction == "none" else out
+    x = pred.reshape(-1, 1, *shape[-2:]).float()
+    y = target.reshape(-1, 1, *shape[-2:]).float()
+    side = min(SSIM_WINDOW, min(shape[-2:]) - 1 + min(shape[-2:]) % 2)  # frames under 11 px: the
+    g = _gaussian(side).to(x.device)  # largest odd window that fits (test-sized frames)
+
+    def blur(z: torch.Tensor) -> torch.Tensor:  # separable: rows, then columns, valid region
+        return F.conv2d(F.conv2d(z, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+    mu_x, mu_y = blur(x), blur(y)
+    var_x, var_y = blur(x * x) - mu_x ** 2, blur(y * y) - mu_y ** 2
+    cov = blur(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + SSIM_C1) * (2 * cov + SSIM_C2)) / (
+        (mu_x ** 2 + mu_y ** 2 + SSIM_C1) * (var_x + var_y + SSIM_C2))
+    per_frame = ssim_map.mean(dim=(-1, -2, -3))
+    return per_frame.reshape(shape[:-2]) if reduction == "none" else per_frame.mean()
 
 
 class ImageMetrics:
