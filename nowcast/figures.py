@@ -78,6 +78,17 @@ def per_lead_plot(metrics: dict, path: Path, names: list[str] | None = None) -> 
                     lead_unit=protocol.lead_unit)
 
 
+# each baseline its own line, so that a legend tells them apart (greys: they are references)
+BASELINE_LINES = {"persistence": ("--", "0.35"), "mean_frame": (":", "0.5"),
+                  "extrapolation": ("-.", "0.2")}
+
+
+def baseline_line(label: str) -> tuple[str, str]:
+    """(line style, grey) of a baseline series, by the baseline its label names."""
+    name = label.split(" (")[0]
+    return BASELINE_LINES.get(name, ("--", "0.45"))
+
+
 def _values(values: list) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
@@ -86,7 +97,7 @@ def per_lead_figure(series: list[tuple], names: list[str], path: Path,
                     lead_unit: str = "frames") -> None:
     """Panels of per-lead scores, one per metric name; series are (label, per_lead, style)
     or (label, per_lead, style, bands): style "-" for models (coloured, one colour each),
-    "--" for baselines (grey); bands {name: (low, high)} per lead, drawn as a shaded band
+    "--" for baselines (each its own grey and dashes: BASELINE_LINES); bands {name: (low, high)} per lead, drawn as a shaded band
     (a model repeated over seeds: its t interval)."""
     models = [s[0] for s in series if s[2] == "-"]
     with plt.rc_context(REPORT_STYLE):
@@ -98,9 +109,10 @@ def per_lead_figure(series: list[tuple], names: list[str], path: Path,
                 values = per_lead.get(name)
                 if not isinstance(values, list) or not values:
                     continue
-                color = cmap(models.index(label) % cmap.N) if style == "-" else "0.45"
+                line, color = (style, cmap(models.index(label) % cmap.N)) if style == "-" \
+                    else baseline_line(label)
                 leads = np.arange(1, len(values) + 1)
-                ax.plot(leads, _values(values), style, color=color, lw=1.4,
+                ax.plot(leads, _values(values), line, color=color, lw=1.4,
                         marker="o" if style == "-" else None, ms=2.5, label=label)
                 band = (bands[0] if bands else {}).get(name)
                 if band is not None and len(band[0]) == len(values) == len(band[1]):

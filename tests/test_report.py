@@ -339,3 +339,23 @@ def test_trained_on_says_where_and_how_long():
              (dict(device="cpu", wall_seconds="soon"), "CPU"), ({}, "–")]
     for env, text in cases:
         assert trained_on(SimpleNamespace(env=env)) == text
+
+
+def test_each_baseline_has_its_own_line_in_per_lead_figures(tmp_path, monkeypatch):
+    """Persistence and the mean frame were the same grey dashed line: a legend could not tell
+    them apart. Each baseline now has its own dashes and grey, whatever its label adds."""
+    from nowcast import figures
+    drawn = {}
+    real_plot = figures.plt.Axes.plot
+
+    def plot(ax, x, y, fmt, **kw):
+        drawn[kw["label"]] = (fmt, kw["color"])
+        return real_plot(ax, x, y, fmt, **kw)
+    monkeypatch.setattr(figures.plt.Axes, "plot", plot)
+    metrics = {"protocol": "none", "per_lead": {"mse_frame": [1.0, 2.0]},
+               "baselines": {b: {"per_lead": {"mse_frame": [1.5, 2.5]}}
+                             for b in ("persistence", "mean_frame")}}
+    figures.per_lead_plot(metrics, tmp_path / "p.png", names=["mse_frame"])
+    assert drawn["persistence"] != drawn["mean_frame"] and drawn["model"][0] == "-"
+    assert figures.baseline_line("persistence (job 7)") == drawn["persistence"]
+    assert (tmp_path / "p.png").stat().st_size > 0
