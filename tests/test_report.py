@@ -359,3 +359,18 @@ def test_each_baseline_has_its_own_line_in_per_lead_figures(tmp_path, monkeypatc
     assert drawn["persistence"] != drawn["mean_frame"] and drawn["model"][0] == "-"
     assert figures.baseline_line("persistence (job 7)") == drawn["persistence"]
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_a_varied_parameter_shows_at_its_default_too():
+    """demo-filter-5's row said nothing of filter_size (5 is the default) beside filter-3's
+    filter_size 3: every field the compared runs vary is shown, default or not."""
+    from nowcast.publish.fragments import params_table
+    from nowcast.results import Run
+    runs = [Run(path=Path(n), job_id=n, name=n, status="completed", params=dict(
+                name=n, job_id=n, filter_size=f, hidden_sizes=[8, 8], seed=0),
+                metrics={"protocol": "none", "architecture": "convlstm_ed"})
+            for n, f in (("f3", 3), ("f5", 5))]
+    rows = {line.split("|")[1].strip(): line for line in params_table(runs).splitlines()
+            if line.startswith("| f")}
+    assert "filter\\_size=5" in rows["f5"] and "filter\\_size=3" in rows["f3"]
+    assert "seed" not in rows["f5"]  # seed 0 in both: not varied, and the default

@@ -88,13 +88,25 @@ def _defaults() -> dict:
     return defaults()
 
 
-def nondefault_params(run: Run) -> dict:
-    """The run's parameters that differ from Config's defaults (what makes it this run); the
+def nondefault_params(run: Run, varied: frozenset[str] = frozenset()) -> dict:
+    """The run's parameters that differ from Config's defaults (what makes it this run), and
+    those in `varied` (what the runs it is compared with vary: shown at the default too); the
     fields its architecture and dataset do not use (null in params.yaml) say nothing about it."""
     defaults = _defaults()
     ignored = options.unused(run.params, defaults) if isinstance(run.params, dict) else {}
     return {k: v for k, v in run.params.items()
-            if k not in NOT_LISTED and k not in ignored and (k not in defaults or defaults[k] != v)}
+            if k not in NOT_LISTED and k not in ignored
+            and (k in varied or k not in defaults or defaults[k] != v)}
+
+
+def varied_params(runs: list[Run]) -> frozenset[str]:
+    """The fields whose values differ between the trained runs among `runs` (baselines have no
+    hyperparameters), where every run has them."""
+    models = [r for r in runs if not is_baseline(r) and isinstance(r.params, dict) and r.params]
+    if len(models) < 2:
+        return frozenset()
+    keys = set.intersection(*(set(r.params) for r in models)) - NOT_LISTED
+    return frozenset(k for k in keys if len({repr(r.params[k]) for r in models}) > 1)
 
 
 def _scores_key(mean: dict) -> tuple:

@@ -18,7 +18,7 @@ from ..results import Run
 from ..util import write_if_changed
 from .describe import (architecture, baseline_label, commit, data_note, device,
                        embedded_baselines, is_baseline, metrics_value,
-                       nondefault_params, protocol_caption, wall)
+                       nondefault_params, protocol_caption, varied_params, wall)
 from .incremental import RUN_FILES, copy_artifacts, digest, mark, needs
 from .intervals import interval_table, paired_table, splits_table, statistics_paragraph
 from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
@@ -81,9 +81,13 @@ def models_table(runs: list[Run]) -> str:
 
 
 def params_table(runs: list[Run]) -> str:
-    rows = [[esc(r.label), esc(r.protocol), esc(params_text(nondefault_params(r)))] for r in runs]
-    return table(["Run", "Protocol", "Parameters that differ from the defaults"], rows,
-                 "The params set of every run (full set: params.yaml in its results folder).",
+    """Per run, what differs from the defaults and, at any value, what the runs of its protocol
+    vary (a comparison's default side must show too: filter_size 5 beside 3)."""
+    varied = {g: varied_params([r for r in runs if r.group == g]) for g in {r.group for r in runs}}
+    rows = [[esc(r.label), esc(r.protocol), esc(params_text(nondefault_params(r, varied[r.group])))]
+            for r in runs]
+    return table(["Run", "Protocol", "Parameters that differ from the defaults or between the runs"],
+                 rows, "The params set of every run (full set: params.yaml in its results folder).",
                  "tbl-params", align="lll")
 
 
