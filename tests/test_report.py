@@ -374,3 +374,19 @@ def test_a_varied_parameter_shows_at_its_default_too():
             if line.startswith("| f")}
     assert "filter\\_size=5" in rows["f5"] and "filter\\_size=3" in rows["f3"]
     assert "seed" not in rows["f5"]  # seed 0 in both: not varied, and the default
+
+
+def test_a_run_without_figures_of_that_section_gets_no_heading(tmp_path):
+    """The baselines' folders hold a per-lead figure only: their training-and-test headings
+    were empty. A section names only what it shows."""
+    from nowcast.publish.fragments import run_figures
+    from nowcast.results import Run
+    gen = tmp_path / "gen"
+    (gen / "runs" / "ref-p").mkdir(parents=True)
+    (gen / "runs" / "ref-p" / "per_lead.png").write_bytes(b"png")
+    run = Run(path=tmp_path / "p", job_id="p", name="persistence", status="completed",
+              reference=True, metrics={"protocol": "knmi-30-60", "architecture": "persistence"})
+    assert run_figures(run, gen) == []
+    (gen / "runs" / "ref-p" / "loss.png").write_bytes(b"png")
+    parts = run_figures(run, gen)
+    assert parts and "loss.png" in "".join(parts)

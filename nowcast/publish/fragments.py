@@ -19,7 +19,7 @@ from ..util import write_if_changed
 from .describe import (architecture, baseline_label, commit, data_note, device,
                        embedded_baselines, is_baseline, metrics_value,
                        nondefault_params, protocol_caption, varied_params, wall)
-from .incremental import RUN_FILES, copy_artifacts, digest, mark, needs
+from .incremental import copy_artifacts, digest, mark, needs
 from .intervals import interval_table, paired_table, splits_table, statistics_paragraph
 from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
 from .tables import results_table, skill_table, table_keys
@@ -189,9 +189,10 @@ def val_loss_for(runs: list[Run], out: Path) -> Optional[Path]:
 
 def run_figures(r: Run, gen: Path) -> list[str]:
     """The section of one run: status, loss curve, a test sequence (GIF in HTML, strip in PDF)."""
-    have = {n: (gen / "runs" / r.slug / n).exists() for n in RUN_FILES}
+    shown = (JobPaths.LOSS_PNG, JobPaths.TEST_GIF, JobPaths.TEST_STRIP_PNG)  # what this section shows
+    have = {n: (gen / "runs" / r.slug / n).exists() for n in shown}
     if not any(have.values()) and r.status == "completed":
-        return []
+        return []  # a baseline's folder (a per-lead figure only): no empty heading
     label, where = esc(r.label), f"_generated/runs/{r.slug}"
     proto = ((("no protocol" if r.group == "none" else f"protocol {esc(r.group)}")
               + f"; data: {esc(r.data)}") if r.metrics else "no metrics")
