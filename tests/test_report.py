@@ -390,3 +390,17 @@ def test_a_run_without_figures_of_that_section_gets_no_heading(tmp_path):
     (gen / "runs" / "ref-p" / "loss.png").write_bytes(b"png")
     parts = run_figures(run, gen)
     assert parts and "loss.png" in "".join(parts)
+
+
+def test_a_table_of_baselines_alone_names_no_model_of_ours():
+    from nowcast.publish.tables import _caption
+    from nowcast.results import Run
+    base = Run(path=Path("p"), job_id="p", name="persistence", status="completed",
+               metrics={"protocol": "knmi-30-60", "architecture": "persistence", "mean": {}})
+    model = Run(path=Path("m"), job_id="m", name="m", status="completed",
+                metrics={"protocol": "knmi-30-60", "architecture": "convlstm_ed", "mean": {},
+                         "losses": {"loss": "mse"}})
+    alone = _caption("knmi-30-60", [base])
+    assert "ours first" not in alone and "training losses" not in alone
+    both = _caption("knmi-30-60", [model, base])
+    assert "ours first" in both and "losses (mse) are the final mean training losses" in both

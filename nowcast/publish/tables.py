@@ -10,8 +10,8 @@ from typing import Optional
 
 from ..protocols import get_metric, protocol_or_none
 from ..results import Run
-from .describe import (baseline_label, data_note, embedded_baselines, metrics_value, metric_heading,
-                       protocol_caption, trained_on)
+from .describe import (baseline_label, data_note, embedded_baselines, is_baseline, metrics_value,
+                       metric_heading, protocol_caption, trained_on)
 from .markdown import esc, fmt_loss, fmt_value, table
 from .uncertainty import SeedGroup, fmt_pm, seed_groups
 
@@ -65,14 +65,17 @@ def _baseline_rows(runs: list[Run], keys: list[str]) -> list[list[str]]:
 
 def _caption(group: str, runs: list[Run]) -> str:
     protocol = protocol_or_none(group)
-    losses = sorted({esc(metrics_value(r, "losses", "loss") or "loss") for r in runs})
+    losses = sorted({esc(metrics_value(r, "losses", "loss") or "loss") for r in runs
+                     if not is_baseline(r)})
     radar = ("CSI/POD/FAR/FSS at the threshold in dBZ the column names (event: value >= "
              "threshold), FSS over 20 km or 44 km neighbourhoods; ") if group == "knmi-30-60" else ""
-    return (f"Test-set results, {protocol_caption(group)}; ours first, then "
+    ours = any(not is_baseline(r) for r in runs)  # a caption names only what the table holds
+    return (f"Test-set results, {protocol_caption(group)}" + ("; ours first, then " if ours else "; ")
             + ("published results in italics (cited), " if protocol.published else "")
             + ("baselines in italics, " if any(metrics_value(r, "baselines") for r in runs) else "")
-            + radar + "metrics are means over lead times, losses ("
-            + "/".join(losses) + ") are the final mean training losses on each split. "
+            + radar + "metrics are means over lead times"
+            + (f", losses ({'/'.join(losses)}) are the final mean training losses on each split. "
+               if ours else ". ")
             + ("A row in bold is the mean over runs that differ only in their seed, ± the "
                "half-width of its 95 % Student t interval (n − 1 degrees of freedom); its runs "
                "follow it. " if any(g.n > 1 for g in seed_groups(runs)) else "")
