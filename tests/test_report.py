@@ -404,3 +404,19 @@ def test_a_table_of_baselines_alone_names_no_model_of_ours():
     assert "ours first" not in alone and "training losses" not in alone
     both = _caption("knmi-30-60", [model, base])
     assert "ours first" in both and "losses (mse) are the final mean training losses" in both
+
+
+def test_one_row_per_baseline_and_data_whatever_float_noise():
+    """The same baseline scored beside two models (float32 sums in other batch orders) is one
+    entry, labelled without a job id; another data's baseline is its own."""
+    from nowcast.publish.describe import baseline_label, embedded_baselines
+    from nowcast.results import Run
+
+    def model(job, mse):
+        return Run(path=Path(job), job_id=job, name=job, status="completed", metrics={
+            "architecture": "convlstm_ed", "baselines": {"persistence": {"mean": {"mse_frame": mse}}}})
+    entries = embedded_baselines([model("a", 123.456781234), model("b", 123.456781301)])
+    assert len(entries) == 1 and baseline_label("persistence", entries[0][2], entries) == "persistence"
+    entries = embedded_baselines([model("a", 123.4), model("b", 98.7)])
+    assert [baseline_label("persistence", r, entries) for _, _, r in entries] == [
+        "persistence (a)", "persistence (b)"]
