@@ -420,3 +420,14 @@ def test_one_row_per_baseline_and_data_whatever_float_noise():
     entries = embedded_baselines([model("a", 123.4), model("b", 98.7)])
     assert [baseline_label("persistence", r, entries) for _, _, r in entries] == [
         "persistence (a)", "persistence (b)"]
+
+
+def test_the_data_section_says_what_the_runs_used():
+    from nowcast.publish.fragments import data_used
+    from nowcast.results import Run
+    runs = [Run(path=Path(n), job_id=n, name=n, status="completed",
+                metrics={"data": d, "protocol": "none", "mean": {}})
+            for n, d in (("a", "fallback digits: 1 digit(s), 32px"), ("b", "fallback digits: 1 digit(s), 32px"),
+                         ("c", "KNMI-30/60: 40 test windows"))]
+    text = data_used(runs)
+    assert text.splitlines() == ["- fallback digits: 1 digit(s), 32px: a, b", "- KNMI\\-30/60: 40 test windows: c"]

@@ -241,6 +241,18 @@ def provenance(runs: list[Run]) -> str:
     return text
 
 
+def data_used(runs: list[Run]) -> str:
+    """What data the report's runs used, from their metrics.json (the report's prose states
+    the protocols; this says which data each run saw: digits, canvas, radar sources)."""
+    by_data: dict[str, list[Run]] = {}
+    for r in _completed(runs):
+        by_data.setdefault(r.data, []).append(r)
+    if not by_data:
+        return "*No run has completed yet.*\n"
+    return "\n".join(f"- {esc(data)}: {', '.join(esc(r.label) for r in rs)}"
+                     for data, rs in by_data.items()) + "\n"
+
+
 def write_report_fragments(runs: list[Run], gen: Path) -> dict[str, Path]:
     """Every generated fragment and figure of the report; returns name -> path."""
     gen.mkdir(parents=True, exist_ok=True)
@@ -248,7 +260,7 @@ def write_report_fragments(runs: list[Run], gen: Path) -> dict[str, Path]:
     frags = {"summary.md": summary(runs), "runs.md": runs_table(runs),
              "models.md": models_table(runs), "experiments.md": params_table(runs),
              "results.md": results(runs, gen), "training.md": training(runs, gen),
-             "provenance.md": provenance(runs)}
+             "provenance.md": provenance(runs), "data_used.md": data_used(runs)}
     for name, text in frags.items():
         write_if_changed(gen / name, text)
     return {name: gen / name for name in frags}
