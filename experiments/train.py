@@ -124,8 +124,8 @@ collective_timeout_s = None         # several processes (set by nowcast task): s
 # protocol presets applied, types and combinations checked.
 
 # %%
-cfg = launch.notebook_config(launch.given_parameters(_mark, globals()),
-                             injected=launch.injected_names(_mark))
+cfg = launch.with_identity(launch.notebook_config(launch.given_parameters(_mark, globals()),
+                                                 injected=launch.injected_names(_mark)))
 print(to_yaml(cfg))
 
 # %% [markdown]

@@ -155,6 +155,10 @@ def test_papermill_with_smoke_params_writes_a_complete_results_folder(tmp_path):
     out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     images = [o for c in out.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 3  # loss, per-lead, test strip shown inline
+    # the configuration cell shows what params.yaml says: the resolved name and job id
+    shown = next(yaml.safe_load(o["text"]) for c in out.cells if "to_yaml(cfg)" in c.source
+                 for o in c.get("outputs", []) if o.get("name") == "stdout")
+    assert (shown["name"], shown["job_id"]) == ("smoke", run.name)
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ import yaml
 from .. import results, yamlio
 from ..config import FIELDS, Config, defaults, load_config
 from ..errors import NowcastError
-from ..experiment import run_experiment
+from ..experiment import default_name, run_experiment
 from ..paths import JobPaths
 from ..limits import collective_timeout
 from ..stopping import install_preemption_handler
@@ -159,6 +159,15 @@ def notebook_config(parameters: dict[str, Any], injected: typing.Collection[str]
             continue
         values[key] = value
     return load_config(values=values)
+
+
+def with_identity(cfg: Config) -> Config:
+    """cfg with its name and job id resolved as the run will resolve them (a name from what it
+    is, a job id from SLURM or the time and params hash), so that the notebook's configuration
+    cell shows what params.yaml will say, not name '' and job_id null."""
+    cfg.name = cfg.name or default_name(cfg)
+    cfg.job_id = results.resolve_job_id(cfg)
+    return cfg
 
 
 def run_notebook_experiment(cfg: Config, finalize: bool = True,
