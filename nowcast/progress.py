@@ -21,6 +21,7 @@ rule (results.read_run and nowcast status both call it).
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from pathlib import Path
@@ -195,15 +196,22 @@ class Progress:
 MEASURED_STEPS = 3  # steps timed for the estimate, after the first (which holds compilation)
 
 
+def in_kernel() -> bool:
+    """Whether this runs in a Jupyter kernel (papermill's): its stdout goes into the notebook,
+    its own stderr (sys.__stderr__) to the terminal or the SLURM log it was started from."""
+    return "ipykernel" in sys.modules and sys.stdout is not sys.__stdout__
+
+
 class PlanClock:
     """What a run is about to do, said on stdout before its first step, and after
     1 + MEASURED_STEPS steps how long the whole plan will take: a run launched without a
     terminal (papermill, a batch job) would otherwise train for hours without a word.
 
         nowcast: tiny: 8 steps (2 epochs x 4 steps) x 8 sequences = 64 sequences on cpu (fp32)
-        nowcast: tiny: estimated 2m10s for the plan (8 steps; 16.2 s/step measured over ...;
-            2 validations of 8 sequences about 11s)
-        nowcast: tiny: the first validation took 4s: estimated 2m03s for the plan
+        nowcast: tiny: the first step took 31 s (warm-up included): at most 4 min for the plan
+        nowcast: tiny: estimated 2 min for the plan (8 steps; 16.2 s/step measured over ...;
+            2 validations of 8 sequences about 11 s)
+        nowcast: tiny: the first validation took 4 s: estimated 2 min for the plan
 
 Validation is estimated before it runs at a third of a training step's time per sequence (a
 forward pass without the backward one), then corrected once the first validation is timed.
@@ -234,8 +242,11 @@ forward pass without the backward one), then corrected once the first validation
                      + (f"; time budget {duration(60 * budget_min)}" if budget_min else ""))
 
     def say(self, text: str) -> None:
-        if self.enabled:
-            self.out(f"nowcast: {self.name}: {text}")
+        if not self.enabled:
+            return
+        self.out(f"nowcast: {self.name}: {text}")
+        if in_kernel():  # papermill keeps the kernel's stdout in the notebook: say it outside too
+            print(f"nowcast: {self.name}: {text}", file=sys.__stderr__, flush=True)
 
     def begin(self) -> None:
         self._begun = time.perf_counter()
@@ -248,8 +259,12 @@ forward pass without the backward one), then corrected once the first validation
         if loss is not None:
             float(loss)  # waits for the device
         now = time.perf_counter()
-        if done == first:
+        if done == first:  # minutes per step on a CPU: say something now, refined after 4 steps
             self._t0 = now
+            took = now - self._begun
+            self.say(f"the first step took {duration(took)} (warm-up included): at most "
+                     f"{duration(took * (self.total - self.start))} for the plan"
+                     f"{self._budget(took * (self.total - self.start))}")
             return
         per_step = self.per_step = (now - self._t0) / MEASURED_STEPS
         validation = self.validations * self.val_sequences * per_step / self.batch_size / 3

@@ -159,6 +159,9 @@ def test_papermill_with_smoke_params_writes_a_complete_results_folder(tmp_path):
     shown = next(yaml.safe_load(o["text"]) for c in out.cells if "to_yaml(cfg)" in c.source
                  for o in c.get("outputs", []) if o.get("name") == "stdout")
     assert (shown["name"], shown["job_id"]) == ("smoke", run.name)
+    # papermill shows only its cell counter: the plan lines reach the terminal on stderr too,
+    # the first estimate after the first step
+    assert "nowcast: smoke: " in done.stderr and "the first step took" in done.stderr
 
 
 @pytest.mark.slow
