@@ -15,13 +15,15 @@ import torch
 
 from nowcast.checkpoint import load_checkpoint
 from nowcast.config import default_data_dir, load_config, without_unused
+from nowcast.data.radar.units import pv_to_dbz
 from nowcast.forecast import forecast
 from nowcast.results import find_runs
 from nowcast.runtime import resolve_runtime
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference_results"
-RADAR_MODEL = REFERENCE / "knmi-30-60-cpu-p4-bal" / "model.pt"  # the README's predict example
+RADAR_MODEL = REFERENCE / "knmi-30-60-cpu-p4-res2" / "model.pt"  # the README's predict example
 RADAR_MSE_MODEL = REFERENCE / "knmi-30-60-cpu-p4" / "model.pt"
+RADAR_OTHERS = [REFERENCE / f"knmi-30-60-cpu-p4-{k}" / "model.pt" for k in ("bal", "res")]
 MMNIST_MODEL = REFERENCE / "mmnist-t-cpu-p4" / "model.pt"
 LIGHT = 10 * 2**20  # a committed model.pt is at most 10 MB
 
@@ -30,21 +32,22 @@ def test_every_reference_run_loads_and_validates():
     runs = find_runs([], [REFERENCE])
     assert {r.job_id for r in runs} >= {"knmi-30-60-persistence", "knmi-30-60-extrapolation",
                                         "knmi-30-60-cpu-p4", "knmi-30-60-cpu-p4-bal",
+                                        "knmi-30-60-cpu-p4-res", "knmi-30-60-cpu-p4-res2",
                                         "mmnist-t-cpu-p4"}
     for run in runs:
         assert run.state == "completed" and run.reference, run.job_id
         load_config(values=without_unused(run.params), check_model=True)
         assert run.metrics["mean"] and run.env["device"], run.job_id
         assert all(f.stat().st_size <= LIGHT for f in (REFERENCE / run.job_id).iterdir())
-    for model in (RADAR_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL):
+    for model in (RADAR_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL, *RADAR_OTHERS):
         env = json.loads((model.parent / "env.json").read_text())
         # trained here: a CPU, at most 60 minutes of wall time with evaluation, in what mode
         assert env["device"].startswith("cpu") and env["wall_seconds"] <= 3600
         assert env["mode"] in ("reference", "fast") and env["cpu_threads"] >= 1
 
 
-@pytest.mark.parametrize("path", [RADAR_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL],
-                         ids=["radar", "radar-mse", "mmnist"])
+@pytest.mark.parametrize("path", [RADAR_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL, *RADAR_OTHERS],
+                         ids=["radar", "radar-mse", "mmnist", "radar-bal", "radar-res"])
 def test_reference_models_load_and_forecast(path):
     cfg, model = load_checkpoint(path)
     assert cfg.patch_size == 4 and model.patch_size == 4
@@ -75,7 +78,7 @@ def test_predict_with_the_shipped_radar_model(tmp_path):
     # 20:05-20:30 frames hold little rain: the pattern, not rain amounts, is what is compared)
     from nowcast.data.radar.grid import read_radar_input
     last = read_radar_input(folder)[0][-1]
-    dbz = 0.5 * frames[0].astype(np.float64) - 32
+    dbz = pv_to_dbz(frames[0])  # PV 0 is no echo (0 dBZ), not 0.5 * 0 - 32
     seen = np.isfinite(last)
     assert np.corrcoef(dbz[0][seen], last[seen])[0, 1] > 0.5
     assert not np.array_equal(frames[0, 0], frames[0, -1])  # and it moves on from there
