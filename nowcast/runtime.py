@@ -16,6 +16,7 @@ tests/test_gpu.py).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import resource
@@ -72,7 +73,24 @@ def cpu_has_bf16_units() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
+@functools.lru_cache(maxsize=1)
+def code_version() -> dict:
+    """The commit this process's code is at and whether tracked files differed from it, read
+    once, when the run starts (resolve_runtime): env.json is written at the end of a run, when
+    the tree may have moved on while the loaded code did not."""
+    def git(*args: str) -> Optional[str]:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                                  cwd=Path(__file__).resolve().parent)
+            return done.stdout.strip() or None if done.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError):
+            return None
+    return {"git_commit": git("rev-parse", "HEAD"),
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
 def resolve_runtime(cfg) -> Runtime:
+    code_version()  # the code as it is now, at the start, is what env.json will name
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise NowcastError("device: cuda requested but no CUDA device is available")
     device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
@@ -107,18 +125,9 @@ def set_determinism(seed: int, deterministic: bool) -> None:
 def environment(runtime, extra: Optional[dict] = None) -> dict:
     """What env.json records: code version, software, hardware (cores, threads, peak memory),
     scheduler ids, and the runtime's mode."""
-    def git(*args: str) -> Optional[str]:
-        try:
-            done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                                  cwd=Path(__file__).resolve().parent)
-            return done.stdout.strip() or None if done.returncode == 0 else None
-        except (OSError, subprocess.SubprocessError):
-            return None
-
     device = runtime.device
     env = {
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        **code_version(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "numpy": np.__version__, "nowcast": __version__},
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",

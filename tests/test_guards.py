@@ -207,3 +207,13 @@ def test_env_says_dirty_exactly_when_tracked_code_is_uncommitted(tmp_path):
     with open(repo / "nowcast" / "errors.py", "a") as f:
         f.write("\n# an uncommitted change\n")
     assert recorded() == [head, True]
+    # read when the run starts: a change made while it trains is not the code that ran
+    subprocess.run(git + ["checkout", "-q", "--", "nowcast/errors.py"], check=True)
+    during = ("import json; from nowcast.config import load_config; "
+              "from nowcast.runtime import environment, resolve_runtime; "
+              "r = resolve_runtime(load_config()); "
+              "open('nowcast/errors.py', 'a').write('# edited while training'); "
+              "print(json.dumps(environment(r)['git_dirty']))")
+    done = subprocess.run([sys.executable, "-c", during], cwd=repo, capture_output=True,
+                          text=True, check=True)
+    assert json.loads(done.stdout) is False
