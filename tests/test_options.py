@@ -182,15 +182,15 @@ def test_a_stored_config_from_before_the_rule_loads_without_its_unused_fields():
 def test_output_relu_is_refused_with_bce():
     with pytest.raises(NowcastError) as e:
         load_config(overrides=["output=relu"])
-    assert str(e.value) == ("parameters: 'output' relu cannot be trained with loss bce: choose "
-                            "mse, ssim or mse_ssim")
+    assert str(e.value) == ("--set output=relu: 'output' relu cannot be trained with loss bce: "
+                            "choose mse, ssim or mse_ssim")  # the culprit: what --set gave
     assert load_config(overrides=["output=relu", "loss=mse"]).output == "relu"
 
 
 def test_test_num_digits_is_positive_and_for_moving_mnist_only():
     with pytest.raises(NowcastError) as e:
         load_config(overrides=["test_num_digits=0"])
-    assert str(e.value) == "parameters: 'test_num_digits' must be >= 1 or null, got 0"
+    assert str(e.value) == "--set test_num_digits=0: 'test_num_digits' must be >= 1 or null, got 0"
     assert load_config(overrides=["test_num_digits=3"]).test_num_digits == 3
     with pytest.raises(NowcastError, match="'test_num_digits' is not used with dataset: npz"):
         load_config(overrides=NPZ + ["test_num_digits=3"])
