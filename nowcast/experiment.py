@@ -118,7 +118,7 @@ def _end_run(run_dir: Path, rank: int, finalize: bool, distributed: bool) -> Pat
     Then every rank meets the others at the end (ranks > 0 wait until rank 0 is done)."""
     try:
         if rank != 0:
-            return results.final_path(run_dir)
+            return JobPaths(run_dir).final.folder
         return results.complete_run(run_dir) if finalize else run_dir
     finally:
         _leave(distributed, rank)

@@ -244,9 +244,10 @@ forward pass without the backward one), then corrected once the first validation
     def say(self, text: str) -> None:
         if not self.enabled:
             return
-        self.out(f"nowcast: {self.name}: {text}")
+        line = f"nowcast: {self.name}: {text}"
+        self.out(line)
         if in_kernel():  # papermill keeps the kernel's stdout in the notebook: say it outside too
-            print(f"nowcast: {self.name}: {text}", file=sys.__stderr__, flush=True)
+            print(line, file=sys.__stderr__, flush=True)
 
     def begin(self) -> None:
         self._begun = time.perf_counter()

@@ -33,7 +33,7 @@ from . import jobenv, runlock, yamlio
 from .config import Config, to_yaml
 from .options import NON_SEMANTIC
 from .errors import NowcastError, described, first_line
-from .paths import RUNNING_PREFIX, JobPaths
+from .paths import JobPaths
 from .progress import STATES, derive_state
 from .protocols import PROTOCOL_NAMES
 from .schema import metrics_problem
@@ -74,17 +74,13 @@ def ensure_new(root: str | Path, job_id: str) -> Path:
     return final
 
 
-def running_path(root: str | Path, job_id: str) -> Path:
-    return JobPaths.running(root, job_id).folder
-
-
 def start_run(cfg: Config) -> Path:
     """Create (or find again, for a requeued job) the in-progress folder of this run, and take
     its lock (runlock): a second run with the same job id is refused, naming the first."""
     job_id = resolve_job_id(cfg)
     cfg.job_id = job_id
     ensure_new(cfg.results_dir, job_id)
-    running = running_path(cfg.results_dir, job_id)
+    running = JobPaths.running(cfg.results_dir, job_id).folder
     try:
         running.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -134,16 +130,12 @@ def stop_reason(run_dir: Path) -> Optional[str]:
     return reason if isinstance(reason, str) else None
 
 
-def final_path(run_dir: Path) -> Path:
-    return JobPaths(run_dir).final.folder
-
-
 def _finish(run_dir: Path, status: str, error: Optional[str]) -> Path:
     run_dir = Path(run_dir)
     state = read_json(JobPaths(run_dir).status)
     state.update(status=status, ended=_now(), error=error)
     write_json(JobPaths(run_dir).status, state)
-    final = final_path(run_dir)
+    final = JobPaths(run_dir).final.folder
     _remove_partial_writes(run_dir)
     if final != run_dir:
         ensure_new(final.parent, final.name)
@@ -350,7 +342,7 @@ def find_runs(results_dirs: Iterable[Path | str],
                 continue
             for child in sorted(d.iterdir()):
                 if not child.is_dir() or (child.name.startswith(".")
-                                          and not child.name.startswith(RUNNING_PREFIX)):
+                                          and not JobPaths(child).in_progress):
                     continue
                 run = read_run(child, reference)
                 if run is not None:

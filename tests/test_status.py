@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from nowcast import progress, results, status, util
-from nowcast.paths import JobPaths
+from nowcast.paths import RUNNING_PREFIX, JobPaths
 from nowcast.publish.fragments import STATUS_LABEL
 from nowcast.cli import main
 from nowcast.launch import queue
@@ -115,7 +115,7 @@ def test_heartbeat_thread_keeps_a_silent_record_fresh(tmp_path):
 
 def make_run(root: Path, job_id: str, state: str, running: bool = False, record: dict | None = None,
              metrics: dict | None = None, error: str | None = None) -> Path:
-    folder = root / (f"{results.RUNNING_PREFIX}{job_id}" if running else job_id)
+    folder = root / (f"{RUNNING_PREFIX}{job_id}" if running else job_id)
     folder.mkdir(parents=True)
     (folder / "status.json").write_text(json.dumps(
         {"status": state, "job_id": job_id, "name": f"name-{job_id}", "error": error}))

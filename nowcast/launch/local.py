@@ -113,7 +113,7 @@ def _conclude(cfg: Config, job_id: str, staged: Path, error: Optional[BaseExcept
               signalled: bool) -> tuple[str, Path]:
     """Complete, keep (preempted) or fail the run once papermill is done."""
     root = Path(cfg.results_dir)
-    running, final = results.running_path(root, job_id), root / job_id
+    running, final = JobPaths.running(root, job_id).folder, JobPaths.completed(root, job_id).folder
     if error is None and running.is_dir():
         path = results.complete_run(running, notebook=staged)
         print(f"nowcast: completed {path}", flush=True)
@@ -141,7 +141,7 @@ def fail_unmarked(cfg: Config, job_id: str, message: str,
     """Fail the run here, after its process ended without marking it (a rank > 0's own error
     first: rank_failure); a folder is started when none exists. None: another live run holds
     the folder's lock (it is that run's: left alone)."""
-    running = results.running_path(Path(cfg.results_dir), job_id)
+    running = JobPaths.running(cfg.results_dir, job_id).folder
     if running.is_dir() and runlock.holder(running):
         return None
     if not running.is_dir():
@@ -199,7 +199,7 @@ def run_local(params_paths: list[str], results_dir: Optional[str] = None, overri
         summary.append((status, ps.source, path))
         if status == "preempted":  # SIGTERM/SIGUSR1: stop here, the rest does not start
             print(f"nowcast: stopped; to resume from the checkpoint: nowcast run {ps.source} "
-                  f"--set job_id={results.final_path(path).name}", file=sys.stderr)
+                  f"--set job_id={JobPaths(path).job_id}", file=sys.stderr)
             break
     print("\nnowcast run:")
     for status, source, path in summary:

@@ -19,6 +19,7 @@ from .. import jobenv, results
 from ..config import Config
 from ..errors import EXIT_REQUEUE, EXIT_STOPPED, NowcastError, RunStopped, described
 from ..experiment import run_experiment
+from ..paths import JobPaths
 from ..stopping import install_preemption_handler
 from .local import SignalForwarder, fail_unmarked, run_one
 from .params import ParamsSet, collect
@@ -51,7 +52,7 @@ def task_main(params: str, results_dir: Optional[str] = None, launch: Optional[L
         # scancel (SIGTERM), Ctrl-C or a checkpoint that could not be written: resumable, but
         # stopped for good (a resubmission with this job id resumes it)
         print(f"nowcast: stopped ({reason}), not requeued; to resume: "
-              f"nowcast sweep {params} --set job_id={results.final_path(path).name}", flush=True)
+              f"nowcast sweep {params} --set job_id={JobPaths(path).job_id}", flush=True)
         return EXIT_STOPPED
     return {"completed": 0, "preempted": EXIT_REQUEUE}.get(status, 1)
 
@@ -99,7 +100,7 @@ def _ranks_outcome(cfg: Config, job_id: str, code: int) -> tuple[str, Path]:
     """(status, folder) once srun has ended: the folder rank 0 left, failed here when no rank
     recorded an end (a rank killed, rank 0 among them)."""
     root = Path(cfg.results_dir)
-    running, final = results.running_path(root, job_id), root / job_id
+    running, final = JobPaths.running(root, job_id).folder, JobPaths.completed(root, job_id).folder
     for folder in (final, running):
         run = results.read_run(folder) if folder.is_dir() else None
         if run is not None and run.status in ("completed", "failed", "preempted"):
