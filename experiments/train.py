@@ -70,7 +70,8 @@ architecture = 'convlstm_ed'
 hidden_sizes = [64, 32, 32, 16]
 filter_size = 5                     # one size for all layers, or one per layer
 patch_size = 1                      # fold p x p patches into channels before the recurrent stack (4: OpenSTL's Moving MNIST setting; 16x fewer positions)
-residual = False                    # predict the change from the last input frame (untrained: persistence)
+residual = False                    # predict the change from a first guess (untrained: the guess)
+first_guess = 'persistence'         # residual: the last input frame, or it advected (motion.py)
 stride = 2                          # 2: first half of the stack halves the size, second half doubles it
 max_pool = None                     # down-sample by stride-1 conv + max-pool instead of a stride-2 conv; None: follows stride (true at 2)
 transpose = None                    # up-sample with transposed convolutions (false: resize + conv); None: follows stride (true at 2)
@@ -83,7 +84,7 @@ feed_upward = 'hidden'              # what a layer passes to the next
 fused_gates = False                 # one conv over [x, h] instead of two (same function)
 activation = 'tanh'                 # the cell's candidate and output nonlinearity (relu: the thesis)
 output = 'sigmoid'                  # sigmoid of logits; relu (the thesis), linear: clamped when scored
-head = None                         # encoder_forecaster's output layer: 1x1 conv over all forecaster states (the thesis's text; null: this), or row: a 1 x head_width conv over the last one (its code)
+head = None                         # encoder_forecaster's output layer: 1x1 conv over all forecaster states (the thesis's text; null: this), or row: a 1 x head_width conv over the last (its code)
 head_width = None                   # head: row: the kernel's width; null: 64
 
 # training

@@ -84,7 +84,8 @@ class Config:
     filter_size: Union[int, list[int], None] = _f(5, "one size for all layers, or one per layer")
     patch_size: Optional[int] = _f(1, "fold p x p patches into channels before the recurrent "
                                       "stack (4: OpenSTL's Moving MNIST setting; 16x fewer positions)")
-    residual: Optional[bool] = _f(False, "predict the change from the last input frame (untrained: persistence)")
+    residual: Optional[bool] = _f(False, "predict the change from a first guess (untrained: the guess)")
+    first_guess: Optional[Literal["persistence", "extrapolation"]] = _f("persistence", "residual: the last input frame, or it advected (motion.py)")
     stride: Optional[Literal[1, 2]] = _f(2, "2: first half of the stack halves the size, second half doubles it")
     max_pool: Optional[bool] = _f(None, "down-sample by stride-1 conv + max-pool instead of a stride-2 "
                                         "conv; None: follows stride (true at 2)")
@@ -101,9 +102,8 @@ class Config:
                                              "(relu: the thesis)")
     output: Literal["sigmoid", "relu", "linear"] = _f("sigmoid", "sigmoid of logits; relu (the "
                                                       "thesis), linear: clamped when scored")
-    head: Optional[Literal["1x1", "row"]] = _f(
-        None, "encoder_forecaster's output layer: 1x1 conv over all forecaster states (the "
-        "thesis's text; null: this), or row: a 1 x head_width conv over the last one (its code)")
+    head: Optional[Literal["1x1", "row"]] = _f(None, "encoder_forecaster's output layer: 1x1 conv over "
+        "all forecaster states (the thesis's text; null: this), or row: a 1 x head_width conv over the last (its code)")
     head_width: Optional[int] = _f(None, "head: row: the kernel's width; null: 64")
 
     loss: Literal[options.LOSS_NAMES] = _f(  # type: ignore[valid-type]

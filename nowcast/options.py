@@ -43,7 +43,7 @@ class Choice:
 # skipped; a resume may move), and the report's parameter lists leave them out.
 NON_SEMANTIC = frozenset({"name", "job_id", "results_dir", "data_dir", "device", "checkpoint_every"})
 
-MODEL = ("filter_size", "patch_size", "residual", "stride", "max_pool", "transpose", "norm", "norm_groups", "peephole",
+MODEL = ("filter_size", "patch_size", "residual", "first_guess", "stride", "max_pool", "transpose", "norm", "norm_groups", "peephole",
          "bias", "leaky_slope", "feed_upward", "fused_gates", "head", "head_width")
 HEAD = ("head", "head_width")  # encoder_forecaster's output layer
 LOSS_NAMES = ("bce", "mse", "ssim", "mse_ssim", "balanced")  # losses.py implements each
@@ -64,6 +64,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "scheduler": ("gamma", "step_size"),
     "loss": ("ssim_weight",),
     "scheduled_sampling": ("ss_decay_steps", "ss_min"),
+    "residual": ("first_guess",),
 }
 
 # chooser -> value -> Choice. architecture: hidden_sizes, activation and output are used by all
@@ -114,6 +115,10 @@ USES: dict[str, dict[Any, Choice]] = {
     "scheduled_sampling": {
         False: Choice(frozenset(), "ss_decay_steps and ss_min are for scheduled_sampling: true"),
         True: Choice(frozenset(FIELDS["scheduled_sampling"])),
+    },
+    "residual": {
+        False: Choice(frozenset(), "first_guess is what a residual: true model corrects"),
+        True: Choice(frozenset(FIELDS["residual"])),
     },
 }
 

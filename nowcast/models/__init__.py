@@ -104,7 +104,7 @@ def get_model(cfg, device: str | torch.device = "cpu",
         model = build(cfg, (size[0] // p, size[1] // p), p * p)
     model.patch_size = p
     if cfg.residual:
-        model.make_residual()
+        model.make_residual(cfg.first_guess)
     model.frame_shape = size
     return model
 

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import NowcastError
+from .motion import extrapolate
 
 
 def _relu_frames(raw: torch.Tensor, clip: bool) -> torch.Tensor:
@@ -36,6 +37,15 @@ INVERSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sigmoid": lambda frames: torch.logit(frames, eps=1e-3),
     "relu": lambda frames: frames,
     "linear": lambda frames: frames,
+}
+
+
+# a residual model's first guess (inputs (B, k_in, H, W) in [0, 1], k_out) -> (B, k_out, H, W):
+# what its head's output is a change from
+GUESSES: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
+    "persistence": lambda inputs, k_out: inputs[:, -1:].expand(-1, k_out, -1, -1),
+    # the last frame moved by the Lucas-Kanade motion of the last three (motion.py)
+    "extrapolation": extrapolate,
 }
 
 
@@ -83,7 +93,8 @@ class SequenceModel(nn.Module):
 
     output: str = "sigmoid"
     patch_size: int = 1
-    residual: bool = False  # raw output = INVERSES[output](last input frame) + head (readout)
+    residual: bool = False  # raw output = INVERSES[output](first guess) + head (readout)
+    first_guess: str = "persistence"  # residual: the GUESSES entry the head's output corrects
     downsampling: int = 1  # of the recurrent states, on patch frames (ConvLSTMED: 2 per down layer)
 
     @property
@@ -95,18 +106,33 @@ class SequenceModel(nn.Module):
         get_output(output)  # refuse an unknown name when the model is built, not when it runs
         self.output = output
 
-    def make_residual(self) -> None:
-        """Predict the change from the last input frame (see readout), the head set to zero so
-        that an untrained model forecasts persistence: at lead 1 persistence is hard to beat
+    def make_residual(self, first_guess: str = "persistence") -> None:
+        """Predict the change from a first guess (GUESSES; see readout), the head set to zero so
+        that an untrained model forecasts the first guess: at lead 1 persistence is hard to beat
         (CSI-20 0.47 on KNMI-30/60, where a model learning every frame from nothing began at
-        0.18 after 49 CPU minutes), and the head has then only the motion and growth to learn."""
-        self.residual = True
+        0.18 after 49 CPU minutes), and the head has then only what the guess misses to learn
+        (with persistence: the motion and the growth; with extrapolation: the growth, decay and
+        the errors of the motion)."""
+        if first_guess not in GUESSES:
+            raise NowcastError(f"first_guess '{first_guess}' is not one of: {', '.join(GUESSES)}")
+        self.residual, self.first_guess = True, first_guess
         for p in self.head.parameters():
             nn.init.zeros_(p)
 
-    def readout(self, raw: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """The head's output -> raw output: + INVERSES[output](last) where residual."""
-        return raw + INVERSES[self.output](last.to(raw.dtype)) if self.residual else raw
+    def guess(self, inputs: torch.Tensor, k_out: int) -> Optional[torch.Tensor]:
+        """The first guess (B, k_out, H, W) of a residual model, None otherwise: computed in
+        float32 and without gradients (it has no weights; bf16 would move the rain)."""
+        if not self.residual:
+            return None
+        if inputs.is_meta:  # shapes only (models.check_frame_size): grid_sample has no meta kernel
+            return GUESSES["persistence"](inputs, k_out)
+        with torch.no_grad(), torch.autocast(inputs.device.type, enabled=False):
+            return GUESSES[self.first_guess](inputs.float(), k_out)
+
+    def readout(self, raw: torch.Tensor, guess: Optional[torch.Tensor]) -> torch.Tensor:
+        """The head's output -> raw output: + INVERSES[output](guess) where residual (guess: this
+        lead's first guess, patch frames)."""
+        return raw if guess is None else raw + INVERSES[self.output](guess.to(raw.dtype))
 
     def forward(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
                 teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -115,10 +141,15 @@ class SequenceModel(nn.Module):
             raise NowcastError(f"frame size {tuple(inputs.shape[-2:])} is not divisible by the "
                                f"model's patch x down-sampling {m}")
         folded = None if targets is None else to_patches(targets, p)
-        return from_patches(self.unroll(to_patches(inputs, p), k_out, folded, teacher_mask), p)
+        guess = self.guess(inputs, k_out)
+        guess = None if guess is None else to_patches(guess, p)
+        return from_patches(self.unroll(to_patches(inputs, p), k_out, folded, teacher_mask, guess), p)
 
     def unroll(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor],
-               teacher_mask: Optional[torch.Tensor]) -> torch.Tensor:
+               teacher_mask: Optional[torch.Tensor], guess: Optional[torch.Tensor] = None
+               ) -> torch.Tensor:
+        """Patch frames in -> raw patch frames out; `guess` (B, k_out, C, h, w) or None goes to
+        readout, lead by lead."""
         raise NotImplementedError
 
     def feedback(self, logits: torch.Tensor, j: int, targets: Optional[torch.Tensor],

@@ -49,7 +49,8 @@ class EncoderForecaster(SequenceModel):
         return hs
 
     def unroll(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
-               teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+               teacher_mask: Optional[torch.Tensor] = None, guess: Optional[torch.Tensor] = None
+               ) -> torch.Tensor:
         states: list = [None] * len(self.encoder)
         for t in range(inputs.shape[1]):
             # contiguous: a compiled cell guards on strides, which a slice takes from the length
@@ -61,7 +62,7 @@ class EncoderForecaster(SequenceModel):
                 frame = self.feedback(outputs[-1], j, targets, teacher_mask)
             hs = self.run_stack(self.forecaster, frame, states)
             raw = self.head(torch.cat(hs, dim=1) if self.head_reads_all else hs[-1])
-            outputs.append(self.readout(raw, inputs[:, -1]))
+            outputs.append(self.readout(raw, None if guess is None else guess[:, j]))
         return torch.stack(outputs, dim=1)
 
 
@@ -135,7 +136,10 @@ class FCLSTM(SequenceModel):
         self.head = nn.Linear(hidden, pixels)
 
     def unroll(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
-               teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+               teacher_mask: Optional[torch.Tensor] = None, guess: Optional[torch.Tensor] = None
+               ) -> torch.Tensor:
+        # targets, teacher_mask and guess are not read: no frame is fed back, and options.py
+        # refuses residual for fc_lstm
         state = None
         for t in range(inputs.shape[1]):
             # contiguous: a compiled cell guards on strides, which a slice takes from the length
