@@ -9,7 +9,10 @@ and a row for a baseline mean the same thing:
 - `extrapolation`: pysteps Lucas-Kanade motion from the last 3 input frames and
   semi-Lagrangian advection of the last one (`pysteps.motion.get_method("LK")`,
   `pysteps.nowcasts.get_method("extrapolation")`), in dBZ; blocks advected in from outside
-  the grid (NaN) are forecast as 0.
+  the grid (NaN) are forecast as 0;
+- `torch_extrapolation`: nowcast's own Lucas-Kanade extrapolation (models/motion.py), batched in
+  torch: the first guess a `first_guess: extrapolation` model corrects, so that such a model is
+  compared with what it started from.
 
 `verify_radar` runs any forecaster, a model or a baseline, over a RadarData's fixed windows
 into the verification accumulator of verification.py.
@@ -24,10 +27,12 @@ import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import torch
 
 from .data.radar import RadarData
 from .data.radar.units import DBZ_MAX, dbz_to_unit, unit_to_dbz
 from .errors import MissingDependency, NowcastError
+from .models.motion import extrapolate
 from .protocols import RADAR_BASELINES
 from .util import optional_import
 from .verification import RadarVerification, radar_facts
@@ -70,6 +75,13 @@ def extrapolation(inputs: np.ndarray, k_out: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+def torch_extrapolation(inputs: np.ndarray, k_out: int) -> np.ndarray:
+    """models/motion.py's extrapolation, clipped to [0, 1]."""
+    with torch.no_grad():
+        frames = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
+        return extrapolate(frames, k_out).clamp(0, 1).numpy()
+
+
 def mean_frame(train_frames: np.ndarray) -> Baseline:
     """Moving MNIST's floor: the mean training frame (per pixel, over every frame of a fixed
     training sample), the same for every lead. A model that does not beat it has learnt no
@@ -84,6 +96,7 @@ def mean_frame(train_frames: np.ndarray) -> Baseline:
 BASELINES: dict[str, Callable[[Any], Baseline]] = {
     "persistence": lambda data: persistence,
     "extrapolation": lambda data: extrapolation,
+    "torch_extrapolation": lambda data: torch_extrapolation,
     "mean_frame": lambda data: mean_frame(data.split("train").frames),
 }
 

@@ -80,7 +80,7 @@ def per_lead_plot(metrics: dict, path: Path, names: list[str] | None = None) -> 
 
 # each baseline its own line, so that a legend tells them apart (greys: they are references)
 BASELINE_LINES = {"persistence": ("--", "0.35"), "mean_frame": (":", "0.5"),
-                  "extrapolation": ("-.", "0.2")}
+                  "extrapolation": ("-.", "0.2"), "torch_extrapolation": ("-.", "0.6")}
 
 
 def baseline_line(label: str) -> tuple[str, str]:

@@ -10,7 +10,7 @@ Validation runs at the end of every epoch, or every `val_every` steps when that 
 once more when training ends between two of them); the best-by-validation weights of the
 final stage are kept. With `time_budget_min`, training stops at a step boundary once the
 next step and a last validation would pass the budget (wall time from the start of training,
-compilation and validation included) and ends normally: the run says it stopped on its
+compilation and validation included, summed over a resumed run's attempts) and ends normally: the run says it stopped on its
 budget and after how many steps.
 """
 
@@ -228,6 +228,8 @@ class Trainer:
         r.best_val, r.best_state = float(ckpt["best_val"]), ckpt["best_state"]
         r.train_seconds, r.sequences = float(ckpt["train_seconds"]), int(ckpt["sequences"])
         r.validation_seconds, r.stopped = float(ckpt["validation_seconds"]), ckpt["stopped"]
+        if self.deadline is not None:  # the budget is of the run, over all its attempts
+            self.deadline -= r.train_seconds
         self.bar.update(int(ckpt["step"]) * self.cfg.batch_size)
         return int(ckpt["step"])
 

@@ -95,7 +95,7 @@ def test_baseline_names_have_one_home():
     from nowcast import baselines, protocols
     assert set(baselines.BASELINES) == set(protocols.RADAR_BASELINES + protocols.IMAGE_BASELINES)
     with pytest.raises(NowcastError, match=r"unknown baseline 'mean_frame': expected one of "
-                                           r"\['extrapolation', 'persistence'\]"):
+                                           r"\['extrapolation', 'persistence', 'torch_extrapolation'\]"):
         baselines.get_baseline("mean_frame", among=protocols.RADAR_BASELINES)
     frames = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2)
     train = type("Data", (), {"split": lambda self, name: type("S", (), {"frames": frames})()})()

@@ -144,6 +144,23 @@ def test_time_budget_stops_at_a_step_boundary_and_completes(tiny_values):
     assert json.loads((path / "metrics.json").read_text())["mean"]["mse_frame"] > 0
 
 
+def test_a_resumed_run_has_only_what_is_left_of_its_time_budget(tiny_values):
+    """time_budget_min is of the run, over all its attempts: a run resumed after its earlier
+    attempts trained longer than the budget takes one step and stops on its budget (it used
+    to start a whole new budget, and trained to the end of its plan). No timing: the earlier
+    attempt's seconds are written into its checkpoint."""
+    values = dict(tiny_values, job_id="budget-resume", time_budget_min=60.0)
+    with pytest.raises(Preempted):
+        run_experiment(load_config(values=values), progress=False, stop_after_steps=3)
+    path = Path(tiny_values["results_dir"]) / ".running-budget-resume" / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["train_seconds"] = 3600.0 + 1.0  # the first attempt had used up the hour
+    torch.save(ckpt, path)
+    resumed = run_experiment(load_config(values=values), progress=False)
+    env = json.loads((resumed / "env.json").read_text())
+    assert env["stopped"] == "time_budget" and env["steps"] == 4
+
+
 def test_each_checkpoint_is_written_once(tiny_values, monkeypatch):
     """8 steps, checkpoint_every 3, a validation per 4-step epoch: checkpoints after steps 3, 4,
     6 and 8, none twice (the end saves again only what came after the loop's last save)."""

@@ -19,7 +19,8 @@ from .markdown import esc, fmt_value
 
 ARCHITECTURE_NAMES = {"convlstm_ed": "ConvLSTM-ED", "encoder_forecaster": "ConvLSTM-EF",
                       "fc_lstm": "FC-LSTM", "persistence": "persistence",
-                      "extrapolation": "optical-flow extrapolation"}
+                      "extrapolation": "optical-flow extrapolation",
+                      "torch_extrapolation": "optical-flow extrapolation (torch, a first guess)"}
 # Fields that place or name a run: never listed as "parameters that differ".
 # what a run's parameter list leaves out: what does not change the run (config.NON_SEMANTIC),
 # and what its table or slide states already (the protocol, and its data)

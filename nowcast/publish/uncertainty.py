@@ -29,7 +29,7 @@ from .describe import is_baseline, metrics_value
 from .markdown import esc, fmt_value
 
 SEED_IGNORED = NON_SEMANTIC | {"seed"}  # a seed group: runs that differ in their seed alone
-# every baseline a model's scores.npz holds beside it (radar: persistence and extrapolation;
+# every baseline a model's scores.npz holds beside it (radar: persistence and both extrapolations;
 # Moving MNIST: persistence and the mean training frame)
 PAIRED_BASELINES = tuple(dict.fromkeys(RADAR_BASELINES + IMAGE_BASELINES))
 UNIT_WORDS = {"sequences": "test sequences", "events": "test events (blocks of windows)",
