@@ -225,8 +225,10 @@ forward pass without the backward one), then corrected once the first validation
                  epochs: int, batch_size: int, start: int = 0, processes: int = 1,
                  budget_min: Optional[float] = None, enabled: bool = True,
                  out: Callable[[str], None] = print, validations: int = 0,
-                 val_sequences: int = 0) -> None:
+                 val_sequences: int = 0, spent_s: float = 0.0) -> None:
+        # spent_s: what earlier attempts of a resumed run trained (the budget is of the run)
         self.name, self.total, self.start, self.budget_min = name, total, start, budget_min
+        self.left_s = 60 * budget_min - spent_s if budget_min else None
         self.batch_size, self.validations, self.val_sequences = batch_size, validations, val_sequences
         self.per_step: Optional[float] = None
         self._validated = False
@@ -239,7 +241,8 @@ forward pass without the backward one), then corrected once the first validation
                      f"{total * batch_size} sequences on {device}"
                      + (f", {processes} processes" if processes > 1 else "")
                      + (f"; resuming at step {start}" if start else "")
-                     + (f"; time budget {duration(60 * budget_min)}" if budget_min else ""))
+                     + (f"; time budget {duration(60 * budget_min)}" if budget_min else "")
+                     + (f" ({duration(spent_s)} of it spent before)" if budget_min and spent_s else ""))
 
     def say(self, text: str) -> None:
         if not self.enabled:
@@ -277,8 +280,9 @@ forward pass without the backward one), then corrected once the first validation
                  f"{first + 1}-{last}{said}){self._budget(whole)}")
 
     def _budget(self, whole: float) -> str:
-        return (f"; the time budget stops it at {duration(60 * self.budget_min)}"
-                if self.budget_min and whole > 60 * self.budget_min else "")
+        if self.left_s is None or whole <= self.left_s:
+            return ""
+        return f"; the time budget stops it {'after' if self.start else 'at'} {duration(max(self.left_s, 0))}"
 
     def after_validation(self, done: int, seconds: float, validations_left: int) -> None:
         """The first validation's measured time corrects the estimate (said once per run)."""

@@ -365,7 +365,8 @@ class Trainer:
         self.clock = PlanClock(cfg.name or "train", device, plan.total, plan.steps_per_epoch,
                                len(plan.stages), plan.epochs, cfg.batch_size, step, self.world,
                                cfg.time_budget_min, self.rank == 0, tqdm.write,
-                               validations=plan.validations(step), val_sequences=len(self.val.frames))
+                               validations=plan.validations(step), val_sequences=len(self.val.frames),
+                           spent_s=self.result.train_seconds)
         self.clock.begin()
         self.model.train()
         while step < self.plan.total and self.result.stopped is None:

@@ -161,6 +161,20 @@ def test_a_resumed_run_has_only_what_is_left_of_its_time_budget(tiny_values):
     assert env["stopped"] == "time_budget" and env["steps"] == 4
 
 
+def test_a_resumed_plan_line_says_what_is_left_of_the_budget():
+    """The plan line of a resumed run names the budget spent before, and the ETA what is left."""
+    from nowcast.progress import PlanClock
+    lines: list[str] = []
+    clock = PlanClock("r", "cpu", 100, 10, 1, 10, 8, start=50, budget_min=55, out=lines.append,
+                      spent_s=30 * 60)
+    clock.begin()
+    assert "resuming at step 50; time budget 55 min (30 min of it spent before)" in lines[0]
+    assert clock._budget(3600) == "; the time budget stops it after 25 min"
+    assert clock._budget(60) == ""
+    fresh = PlanClock("r", "cpu", 100, 10, 1, 10, 8, budget_min=55, out=lines.append)
+    assert fresh._budget(3600) == "; the time budget stops it at 55 min"
+
+
 def test_each_checkpoint_is_written_once(tiny_values, monkeypatch):
     """8 steps, checkpoint_every 3, a validation per 4-step epoch: checkpoints after steps 3, 4,
     6 and 8, none twice (the end saves again only what came after the loop's last save)."""
