@@ -25,7 +25,13 @@ def described(error: BaseException) -> str:
 
 
 class NowcastError(Exception):
-    """Bad input or an impossible request. The CLI prints it on one line and exits 2."""
+    """Bad input or an impossible request. The CLI prints it on one line and exits 2; in a
+    Jupyter kernel (papermill's) the cell shows that line in place of a traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython's hook for errors that bring their own traceback: the cell's error output,
+        # and papermill's exception quoting it, then end with the one line that matters
+        return [f"nowcast: error: {self}"]
 
 
 class MissingDependency(NowcastError):

@@ -135,6 +135,15 @@ def test_papermill_rejects_an_unknown_injected_parameter(tmp_path):
     out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     errors = [o for c in out.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors and "did you mean 'stride'" in errors[0].evalue
+    # the one line that matters comes first (the kernel's stderr, as it is raised) and last
+    # (papermill's exception quotes the cell's traceback: that line alone); the cell too shows
+    # only it. Between them papermill prints its own frames (outside nowcast's reach)
+    said = "nowcast: error: parameters: unknown parameter 'strde'"
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith(said), lines[-3:]
+    first = next(i for i, line in enumerate(lines) if said in line)
+    assert first < next(i for i, line in enumerate(lines) if line.startswith("Traceback"))
+    assert [line for line in errors[0].traceback if line.strip()] == [lines[-1]]
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from ..config import FIELDS, Config, defaults, load_config
 from ..errors import NowcastError
 from ..experiment import default_name, run_experiment
 from ..paths import JobPaths
+from ..progress import in_kernel
 from ..limits import collective_timeout
 from ..stopping import install_preemption_handler
 from ..util import optional_import, repo_file, write_text
@@ -70,8 +72,24 @@ def _input_history() -> Optional[list[str]]:
 def begin_parameters(namespace: Mapping[str, Any]) -> ParametersMark:
     """The notebook's first cell: remember what is not a parameter and where the parameters
     cell will be in the input history (the cell being run is the history's last entry)."""
+    _say_errors_on_the_terminal()
     history = _input_history()
     return ParametersMark(frozenset(namespace), None if history is None else len(history))
+
+
+def _say_errors_on_the_terminal() -> None:
+    """In a kernel, a NowcastError's one line also goes to the kernel's own stderr (papermill's
+    terminal, the SLURM log) the moment it is raised, before papermill's traceback; the
+    cell's output shows the same line (NowcastError._render_traceback_)."""
+    shell = _shell()
+    if shell is None or not in_kernel():
+        return
+
+    def said(shell, etype, value, tb, tb_offset=None):
+        print(f"nowcast: error: {value}", file=sys.__stderr__, flush=True)
+        shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+
+    shell.set_custom_exc((NowcastError,), said)
 
 
 def given_parameters(mark: ParametersMark, namespace: Mapping[str, Any]) -> dict[str, Any]:
