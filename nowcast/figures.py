@@ -44,7 +44,9 @@ def _stage_lines(ax, history: list[dict]) -> None:
 def loss_plot(history: list[dict], loss_name: str, path: Path, title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     steps = [r["step"] for r in history]
-    ax.plot(steps, [r["train_loss"] for r in history], "o-", label="train (epoch mean)")
+    # a row per validation (every epoch, or every val_every steps): the train loss is the mean
+    # of the batches since the row before
+    ax.plot(steps, [r["train_loss"] for r in history], "o-", label="train (mean since the last validation)")
     ax.plot(steps, [r["val_loss"] for r in history], "s-", label="validation")
     _stage_lines(ax, history)
     ax.set(xlabel="optimiser step", ylabel=f"{loss_name} loss", title=title or "Loss")
@@ -54,12 +56,12 @@ def loss_plot(history: list[dict], loss_name: str, path: Path, title: str = "") 
 
 
 def loss_median_plot(batch_losses: list[dict], history: list[dict], loss_name: str, path: Path) -> None:
-    """Every logged batch loss, and the median per epoch (robust to noisy batches)."""
+    """Every logged batch loss, and the median between validations (robust to noisy batches)."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot([r["step"] for r in batch_losses], [r["loss"] for r in batch_losses],
             color="0.75", lw=0.6, label="batch loss")
     ax.plot([r["step"] for r in history], [r["train_loss_median"] for r in history],
-            "o-", color="C3", label="median per epoch")
+            "o-", color="C3", label="median between validations")
     _stage_lines(ax, history)
     ax.set(xlabel="optimiser step", ylabel=f"{loss_name} loss", title="Batch losses")
     ax.grid(alpha=0.3)

@@ -143,3 +143,10 @@ def test_names_and_ids_are_text_as_typed():
     assert load_config(overrides=["job_id='quoted'"]).job_id == "'quoted'"
     assert load_config(values={"job_id": "~"}).job_id == "~"   # nowcast train --job-id "~"
     assert load_config(overrides=["job_id=17_0"]).job_id == "17_0"
+
+
+def test_the_demo_validates_often_enough_for_a_loss_curve():
+    """Issue 41: the demo's loss curves had two points per line (one validation per epoch)."""
+    from nowcast.training import make_plan
+    for path in sorted((ROOT / "params" / "demo").glob("*.yaml")):
+        assert make_plan(load_config(path)).validations() >= 8, path.name

@@ -431,3 +431,34 @@ def test_the_data_section_says_what_the_runs_used():
                          ("c", "KNMI-30/60: 40 test windows"))]
     text = data_used(runs)
     assert text.splitlines() == ["- fallback digits: 1 digit(s), 32px: a, b", "- KNMI\\-30/60: 40 test windows: c"]
+
+
+def test_a_caption_says_each_data_description_once():
+    """Issue 41: a radar table's caption repeated the whole data description for every run;
+    what the runs share is said once, then what a group of runs adds."""
+    from types import SimpleNamespace as Run
+    from nowcast.publish.describe import data_note
+    base = "KNMI: 40 windows; trained on events 0-7"
+    runs = [Run(job_id="m1", data=base + "; training also on fmi"),
+            Run(job_id="m2", data=base + "; training also on fmi"),
+            Run(job_id="persistence", data=base)]
+    assert data_note(runs) == r"Data: KNMI: 40 windows; trained on events 0\-7; m1, m2: training also on fmi."
+    assert data_note(runs[2:]) == r"Data: KNMI: 40 windows; trained on events 0\-7."
+    assert data_note([Run(job_id="a", data="X one"), Run(job_id="b", data="Y two")]) == \
+        "Data: a: X one; b: Y two."
+
+
+def test_table_columns_hold_their_longest_word():
+    """Issue 41: pandoc sizes PDF columns by the separator's dashes: a short column beside long
+    ones got less than its one word ("completede9ed6be4b4cpu"). Every column now gets at least
+    its longest word (hyphens and slashes may break), the rest shared by the long ones."""
+    from nowcast.publish.markdown import PAGE_CHARS, _widths
+    header = ["Job", "Run", "Status", "Git commit", "Device", "Precision", "Wall time",
+              "Ended (UTC)", "Folder"]
+    rows = [["knmi-30-60-cpu-p4-res2-long-name", "a run name of many words here", "completed",
+             "e9ed6be4b4 (dirty)", "cpu (x86_64)", "bf16", "51 min", "2026-12-02 03:55",
+             "reference_results"]] * 3
+    widths = [w - 3 for w in _widths(header, rows)]
+    share = [w / sum(widths) * PAGE_CHARS for w in widths]
+    assert share[2] >= len("completed") and share[3] >= len("e9ed6be4b4")
+    assert widths[0] > widths[2] and widths[1] > widths[2]  # the long columns take the rest

@@ -7,6 +7,7 @@ the keys `results.py` and `experiment.py` write, and are returned as escaped mar
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 from .. import options
@@ -165,10 +166,21 @@ def protocol_caption(group: str) -> str:
 
 
 def data_note(runs: list[Run]) -> str:
-    datas = sorted({r.data for r in runs})
-    if len(datas) == 1:
-        return f"Data: {esc(datas[0])}."
-    return "Data: " + "; ".join(f"{esc(r.job_id)}: {esc(r.data)}" for r in runs) + "."
+    """The data of a table's runs: each description once, with the runs it describes when
+    they differ (trained runs add training files; baselines are not trained)."""
+    by_data: dict[str, list[str]] = {}
+    for r in runs:
+        by_data.setdefault(r.data, []).append(r.job_id)
+    if len(by_data) == 1:
+        return f"Data: {esc(next(iter(by_data)))}."
+    # what they share, to its last "; ": said once, then only what each group adds
+    shared = os.path.commonprefix(list(by_data))
+    if shared not in by_data:  # else one description is the others' start (baselines)
+        shared = shared[:shared.rfind("; ") + 1] if "; " in shared else ""
+    parts = [esc(shared.rstrip("; "))] * bool(shared)
+    parts += [f"{', '.join(esc(j) for j in jobs)}: {esc(data[len(shared):].strip(' ;'))}"
+              for data, jobs in by_data.items() if data[len(shared):].strip(" ;")]
+    return "Data: " + "; ".join(parts) + "."
 
 
 def metrics_value(run: Run, *path: str) -> Any:

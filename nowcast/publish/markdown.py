@@ -55,16 +55,25 @@ def _cell(text: Any) -> str:
     return re.sub(r"(?<!\\)\|", r"\\|", str(text).replace("\n", " "))
 
 
+# the characters a table line holds in the PDF (typst, A4, the report's table font), about
+PAGE_CHARS = 100
+
+
 def _widths(header: list[str], rows: list[list[str]]) -> list[int]:
     """Separator widths: pandoc sizes wide pipe-table columns by the dashes of the separator
-    line, so make them proportional to the longest cell (headers wrap at spaces, so count
-    their longest word)."""
-    widths = []
+    line. Each column first gets its longest unbreakable word (a header's words, or half of a
+    long header: it may wrap once more), so that no word runs into the next column
+    ("completede9ed6be4"); what is left of PAGE_CHARS goes to the columns whose cells are
+    longer than that, in proportion to how much longer (capped at 24 characters)."""
+    least, extra = [], []
     for i, h in enumerate(header):
         head = len(h) if len(h) <= 12 else max([len(w) for w in h.split()] + [len(h) // 2])
-        cells = [len(re.sub(r"\[@[^\]]*\]|[*\\]", "", str(r[i]))) for r in rows if i < len(r)]
-        widths.append(max(4, min(max([head] + cells + [3]), 24)) + 3)
-    return widths
+        cells = [re.sub(r"\[@[^\]]*\]|[*\\]", "", str(r[i])) for r in rows if i < len(r)]
+        words = [len(w) for c in cells for w in re.split(r"[\s/-]+", c)]
+        least.append(max([head, 3] + words))
+        extra.append(max([0] + [min(len(c), 24) - least[-1] for c in cells]))
+    spare = max(PAGE_CHARS - sum(least), 0)
+    return [w + round(spare * e / max(sum(extra), 1)) + 3 for w, e in zip(least, extra)]
 
 
 def table(header: list[str], rows: list[list[str]], caption: str = "", ident: str = "",
