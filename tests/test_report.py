@@ -28,6 +28,8 @@ from nowcast.publish.tables import results_table
 from nowcast.results import find_runs
 from nowcast.errors import NowcastError
 
+ROOT = Path(__file__).resolve().parents[1]
+
 REPO = Path(__file__).resolve().parents[1]
 REPORT_SOURCES = ["_quarto.yml", "index.qmd", "references.bib", "crossref.lua", "style.css",
                   "style.typ"]
@@ -462,3 +464,18 @@ def test_table_columns_hold_their_longest_word():
     share = [w / sum(widths) * PAGE_CHARS for w in widths]
     assert share[2] >= len("completed") and share[3] >= len("e9ed6be4b4")
     assert widths[0] > widths[2] and widths[1] > widths[2]  # the long columns take the rest
+
+
+def test_a_baseline_run_is_named_by_its_baseline_in_tables_and_legends():
+    """Issue 36/41: 'persistence @ knmi-30-60 (reference) (knmi-30-60-persistence)' wrapped
+    over five lines of the radar table: a baseline run is its baseline's name, in italics as
+    the baselines scored inside model runs, once per table."""
+    from nowcast.publish.describe import run_label
+    runs = [r for r in find_runs([], [ROOT / "reference_results"]) if r.protocol == "knmi-30-60"]
+    if not runs:
+        pytest.skip("no knmi-30-60 reference results")
+    text = results_table("knmi-30-60", runs, "tbl-knmi")
+    assert "@" not in text.split("\n: ")[0]  # the table's rows (the caption follows)
+    for name in ("persistence", "extrapolation", "torch\\_extrapolation"):
+        assert text.count(f"| *{name}* (reference) |") == 1, name
+    assert {run_label(r) for r in runs if r.job_id == "knmi-30-60-persistence"} == {"persistence"}

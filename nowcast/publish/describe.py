@@ -66,6 +66,13 @@ def is_baseline(run: Run) -> bool:
     return (run.metrics or {}).get("architecture") in RADAR_BASELINES
 
 
+def run_label(run: Run) -> str:
+    """A run as a legend or a table names it (raw text): a baseline run by its baseline, as the
+    baselines scored inside model runs are named (its table and figure are of one protocol;
+    its job id is in the provenance table), any other run by its name and job id."""
+    return str(run.metrics["architecture"]) if is_baseline(run) else run.label
+
+
 def architecture(run: Run) -> str:
     """e.g. 'ConvLSTM-ED 64-32-32-16, 5x5' (escaped)."""
     p = run.params

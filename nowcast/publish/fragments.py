@@ -18,7 +18,7 @@ from ..results import Run
 from ..util import write_if_changed
 from .describe import (architecture, baseline_label, commit, data_note, device,
                        embedded_baselines, is_baseline, metrics_value,
-                       nondefault_params, protocol_caption, varied_params, wall)
+                       nondefault_params, protocol_caption, run_label, varied_params, wall)
 from .incremental import copy_artifacts, digest, mark, needs
 from .intervals import interval_table, paired_table, splits_table, statistics_paragraph
 from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
@@ -103,7 +103,7 @@ def per_lead_for(group: str, runs: list[Run], out: Path) -> Optional[Path]:
             series.append((f"{g.name} (n = {g.n} seeds)", {k: v[0] for k, v in bands.items()},
                            "-", {k: v[1:] for k, v in bands.items()}))
         else:  # baseline runs of their own (reference_results/) dashed, as baselines
-            series += [(r.label, metrics_value(r, "per_lead") or {}, "--" if is_baseline(r) else "-")
+            series += [(run_label(r), metrics_value(r, "per_lead") or {}, "--" if is_baseline(r) else "-")
                        for r in g.runs]
     entries = embedded_baselines(runs)  # each baseline once per data
     series += [(baseline_label(name, r, entries), b.get("per_lead"), "--") for name, b, r in entries]

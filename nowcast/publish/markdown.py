@@ -56,18 +56,18 @@ def _cell(text: Any) -> str:
 
 
 # the characters a table line holds in the PDF (typst, A4, the report's table font), about
-PAGE_CHARS = 100
+PAGE_CHARS = 90
 
 
 def _widths(header: list[str], rows: list[list[str]]) -> list[int]:
     """Separator widths: pandoc sizes wide pipe-table columns by the dashes of the separator
-    line. Each column first gets its longest unbreakable word (a header's words, or half of a
-    long header: it may wrap once more), so that no word runs into the next column
+    line. Each column first gets its longest unbreakable word (a header's words, or a third of
+    the header: it may wrap over three lines), so that no word runs into the next column
     ("completede9ed6be4"); what is left of PAGE_CHARS goes to the columns whose cells are
     longer than that, in proportion to how much longer (capped at 24 characters)."""
     least, extra = [], []
     for i, h in enumerate(header):
-        head = len(h) if len(h) <= 12 else max([len(w) for w in h.split()] + [len(h) // 2])
+        head = max([len(w) for w in h.split()] + [-(-len(h) // 3)])
         cells = [re.sub(r"\[@[^\]]*\]|[*\\]", "", str(r[i])) for r in rows if i < len(r)]
         words = [len(w) for c in cells for w in re.split(r"[\s/-]+", c)]
         least.append(max([head, 3] + words))

@@ -11,7 +11,7 @@ from typing import Optional
 from ..protocols import get_metric, protocol_or_none
 from ..results import Run
 from .describe import (baseline_label, data_note, embedded_baselines, is_baseline, metrics_value,
-                       metric_heading, protocol_caption, trained_on)
+                       metric_heading, protocol_caption, run_label, trained_on)
 from .markdown import esc, fmt_loss, fmt_value, table
 from .uncertainty import SeedGroup, fmt_pm, seed_groups
 
@@ -49,8 +49,11 @@ def _group_row(g: SeedGroup, keys: list[str]) -> list[str]:
 def _run_row(r: Run, keys: list[str]) -> list[str]:
     mean = metrics_value(r, "mean") or {}
     ref = " (reference)" if r.reference else ""
-    job = f" ({esc(r.job_id)})" if r.job_id != r.name else ""  # a name that is its job id: once
-    return ([f"{esc(r.name)}{ref}{job}", fmt_value(metrics_value(r, "parameters"))]
+    if is_baseline(r):  # in italics, named as the baselines inside model runs
+        label = f"*{esc(run_label(r))}*{ref}"
+    else:  # a name that is its job id: once
+        label = esc(r.name) + ref + (f" ({esc(r.job_id)})" if r.job_id != r.name else "")
+    return ([label, fmt_value(metrics_value(r, "parameters"))]
             + [fmt_value(mean.get(k)) for k in keys]
             + [fmt_loss(metrics_value(r, "losses", s)) for s in ("train", "val", "test")]
             + [trained_on(r)])
