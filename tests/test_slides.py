@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 import shutil
@@ -61,15 +62,40 @@ def test_deck_html(deck, results):
     for job in ("smoke-ok", "smoke-bad"):
         assert job in page
     assert "failed" in page and "Summary" in page
-    refs = [r for r in _resources(page) if not r.startswith("data:")]
-    assert any(r.endswith("test.gif") for r in refs) and any(r.endswith("train.gif") for r in refs)
-    for r in refs:
-        assert not re.match(r"^(https?:)?//", r), f"slides load {r} from the internet"
-        assert (out / r).resolve().is_file(), f"slides reference a missing file: {r}"
-    # the right run's GIFs: every GIF comes from the run folder of the slide's job
-    gen = slides_dir / "_generated" / "runs" / "smoke-ok"
-    assert (gen / "test.gif").read_bytes() == (results / "smoke-ok" / "test.gif").read_bytes()
+    # self-contained: every image inside the page (make clean, or a copy of slides.html
+    # alone, keeps it whole), and the right run's GIFs among them
+    refs = _resources(page)
+    assert refs and all(r.startswith("data:image/") for r in refs), \
+        [r[:60] for r in refs if not r.startswith("data:image/")]
+    embedded = {base64.b64decode(r.split(",", 1)[1]) for r in refs if r.startswith("data:image/gif")}
+    for name in ("test.gif", "train.gif"):
+        assert (results / "smoke-ok" / name).read_bytes() in embedded, name
     assert "fonts.bunny.net" not in page and "fonts.googleapis" not in page
+    # the PDF deck shows a prediction (the frame strip), never a GIF's first frame
+    paper = (slides_dir / "_generated" / "deck.pdf.md").read_text()
+    assert "smoke-ok/test_strip.png" in paper and ".gif" not in paper
+    assert (slides_dir / "_generated" / "runs" / "smoke-ok" / "test_strip.png").is_file()
+
+
+def test_a_sweep_gets_a_slide_comparing_what_it_varies(results, tmp_path):
+    """Issue 41: no slide compared the runs of a sweep. Two copies of a run that differ in
+    filter_size, and two seeds of one of them: one comparison slide, its varied field a
+    column, the seeds as one mean row."""
+    import yaml
+    from nowcast.results import find_runs
+    root = tmp_path / "results"
+    for job, changes in (("f3-s0", {}), ("f3-s1", {"seed": 1}), ("f5", {"filter_size": 5})):
+        shutil.copytree(results / "smoke-ok", root / job)
+        params = yaml.safe_load((root / job / "params.yaml").read_text())
+        params.update(changes, job_id=job, name=job.split("-")[0])
+        (root / job / "params.yaml").write_text(yaml.safe_dump(params))
+    runs = find_runs([root])
+    (slide,) = publish_slides.comparison_slides(runs)
+    rows = [line for line in slide.splitlines() if line.startswith("| ")]
+    assert "### Compared:" in slide and rows[0].split(" | ")[1] == "filter\\_size"
+    assert len(rows) == 3 and "mean of n = 2 seeds" in rows[1]  # header, then 2 models
+    assert rows[1].split(" | ")[1] == "3" and rows[2].split(" | ")[1] == "5"
+    assert publish_slides.comparison_slides(runs[:1]) == []
 
 
 @needs_marp

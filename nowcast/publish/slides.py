@@ -3,6 +3,7 @@ and PDF (and PPTX) when chromium is available. marp-cli comes from node_modules 
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import os
 import re
@@ -14,20 +15,25 @@ from ..errors import NowcastError
 from ..results import Run
 from ..paths import JobPaths
 from ..util import repo_root, write_if_changed
-from .describe import headline, nondefault_params, trained_on
+from ..protocols import protocol_or_none
+from .describe import (headline, is_baseline, metric_heading, metrics_value, nondefault_params,
+                       run_label, trained_on, varied_params)
 from .incremental import copy_artifacts, inputs_digest
 from .markdown import esc, table, value_text
 from .render import include_path, run_tool
 from .report import read_all
+from .uncertainty import fmt_pm, seed_groups
 
 SLIDE_PARAMS = ["architecture", "hidden_sizes", "filter_size", "patch_size", "stride", "loss",
                 "batch_size", "num_epochs", "curriculum", "initial_lr"]
 SLIDE_PARAMS_MAX = 10
 BASELINE_PARAMS = ["dataset", "k_in", "k_out", "radar_recipe", "block_size"]
 ROWS_PER_SUMMARY = 8
-SLIDE_FILES = (JobPaths.TRAIN_GIF, JobPaths.TEST_GIF, JobPaths.LOSS_PNG, JobPaths.LOSS_MEDIAN_PNG)
+SLIDE_FILES = (JobPaths.TRAIN_GIF, JobPaths.TEST_GIF, JobPaths.TEST_STRIP_PNG, JobPaths.LOSS_PNG,
+               JobPaths.LOSS_MEDIAN_PNG)
 SLIDE_INCLUDE = re.compile(r"^<!--\s*include:\s*(\S+)\s*-->\s*$", re.M)
 REL = "../_generated/runs"  # valid from slides/_generated/ and from slides/_output/
+PDF_VARIANT = "{}.pdf.md"  # a generated fragment (or deck) as the PDF deck has it
 
 
 def slide_params(run: Run) -> list[tuple[str, Any]]:
@@ -45,25 +51,77 @@ def slide_params(run: Run) -> list[tuple[str, Any]]:
     return out
 
 
-def run_slides(r: Run, gen: Path) -> list[str]:
-    """One slide per run (two with its loss curve); a failed run gets a short one."""
-    head = f"### {esc(r.label)}"
+def _image(path: Path, embed: bool) -> str:
+    """An image's src: the file itself as a data URI in the HTML deck (one self-contained file,
+    whatever becomes of _generated/), its path from the deck in the PDF one."""
+    if embed:
+        kind = {".gif": "gif", ".png": "png"}[path.suffix]
+        return f"data:image/{kind};base64,{base64.b64encode(path.read_bytes()).decode()}"
+    return f"{REL}/{path.parent.name}/{path.name}"
+
+
+def _media(d: Path, embed: bool) -> str:
+    """The right-hand panel of a run's slide: the train and test GIFs in the HTML deck; in the
+    PDF deck the test frame strip (inputs, truth, forecast), as the PDF report shows it: a
+    PDF page holds a GIF's first frame only, an input frame in both panels."""
+    shown = ([(JobPaths.TRAIN_GIF, "train"), (JobPaths.TEST_GIF, "test")] if embed
+             else [(JobPaths.TEST_STRIP_PNG, "test: inputs, truth, forecast")])
+    figures = [f'<figure><img src="{_image(d / n, embed)}" alt="{label}"><figcaption>{label}'
+               f"</figcaption></figure>" for n, label in shown if (d / n).exists()]
+    return f'<div class="media">{"".join(figures)}</div>' if figures else ""
+
+
+def run_slides(r: Run, gen: Path, embed: bool = True) -> list[str]:
+    """One slide per run (two with its loss curve); a failed run gets a short one. embed: the
+    HTML deck's slides (images inside), else the PDF deck's (see _media)."""
+    head = f"### {esc(run_label(r))}"
     if r.status != "completed":
         return [f"<!-- _class: failed -->\n\n{head}\n\n**{esc(r.state)}**"
                 + (f": {esc(r.error)[:200]}" if r.error else "") + "\n"]
     d = gen / "runs" / r.slug
     proto = r.protocol if r.follows_protocol else "no protocol"
-    lines = [f"![bg vertical right:38% fit]({REL}/{r.slug}/{n})"
-             for n in (JobPaths.TRAIN_GIF, JobPaths.TEST_GIF) if (d / n).exists()]
-    lines += ["", "<!-- _class: experiment -->", "", head, "",
-              f"<span class=\"proto\">{esc(proto)} · {esc(r.data)}</span>\n"]
+    lines = ["<!-- _class: experiment -->", "", head, "", _media(d, embed), "",
+             # the data's first clause (the test set): the report and the summary say the rest
+             f"<span class=\"proto\">{esc(proto)} · {esc(r.data.split('; ')[0])}</span>\n"]
     lines += [f"- **{esc(k)}**: {esc(value_text(v))}" for k, v in slide_params(r)]
     lines += ["", " · ".join(f"**{n}** {v}" for n, v in headline(r))]
     slides = ["\n".join(lines) + "\n"]
     loss = JobPaths.LOSS_MEDIAN_PNG if (d / JobPaths.LOSS_MEDIAN_PNG).exists() else JobPaths.LOSS_PNG
     if (d / loss).exists():
-        slides.append(f"### {esc(r.label)}: loss\n\n![h:520]({REL}/{r.slug}/{loss})\n")
+        slides.append(f"### {esc(run_label(r))}: loss\n\n![h:520]({_image(d / loss, embed)})\n")
     return slides
+
+
+def comparison_slides(runs: list[Run]) -> list[str]:
+    """Per protocol whose trained runs differ in a hyperparameter or repeat a seed: one slide
+    with a row per model (runs repeated over seeds as their mean ± 95 % t half-width, as in
+    the report), the fields that differ between them, and the protocol's headline."""
+    slides = []
+    for group in dict.fromkeys(r.group for r in runs):
+        models = [r for r in runs if r.group == group and r.status == "completed"
+                  and not is_baseline(r) and r.params]
+        groups = seed_groups(models)
+        varied = sorted(varied_params(models) - {"seed", "name", "job_id"})
+        if len(models) < 2 or not (varied or any(g.n > 1 for g in groups)):
+            continue
+        keys = _headline_keys(group, models)
+        rows = []
+        for g in groups:
+            first = g.runs[0]
+            label = f"**{g.label}, mean of {g.count_text}**" if g.n > 1 else esc(first.label)
+            rows.append([label] + [esc(value_text(first.params.get(k))) for k in varied]
+                        + [fmt_pm(g.interval("mean", k)) for k in keys])
+        header = ["Model"] + [esc(k) for k in varied] + [metric_heading(k) for k in keys]
+        slides.append(f"<!-- _class: summary -->\n\n### Compared: {esc(group)}\n\n"
+                      + table(header, rows[:ROWS_PER_SUMMARY]))
+    return slides
+
+
+def _headline_keys(group: str, runs: list[Run]) -> list[str]:
+    protocol = protocol_or_none(group)
+    keys = list(protocol.headline) or [k for k in (metrics_value(runs[0], "headline") or [])
+                                       if isinstance(k, str)]
+    return [k for k in keys if any(k in (metrics_value(r, "mean") or {}) for r in runs)][:3]
 
 
 def summary_slides(runs: list[Run]) -> list[str]:
@@ -81,13 +139,17 @@ def summary_slides(runs: list[Run]) -> list[str]:
 
 
 def write_slide_fragments(runs: list[Run], gen: Path) -> Path:
+    """_generated/experiments.md (the HTML deck's: images inside) and experiments.pdf.md (the
+    PDF deck's: frame strips by path); returns the first."""
     gen.mkdir(parents=True, exist_ok=True)
     visible = [r for r in runs if r.status != "running"]
     copy_artifacts(visible, gen, SLIDE_FILES)
-    slides = [s for r in visible for s in run_slides(r, gen)] + summary_slides(runs)
-    out = gen / "experiments.md"
-    write_if_changed(out, ("\n---\n\n".join(slides) if slides else "### No results yet\n") + "\n")
-    return out
+    for embed, name in ((True, "experiments.md"), (False, PDF_VARIANT.format("experiments"))):
+        slides = ([s for r in visible for s in run_slides(r, gen, embed)]
+                  + comparison_slides(visible) + summary_slides(runs))
+        write_if_changed(gen / name, ("\n---\n\n".join(slides) if slides
+                                      else "### No results yet\n") + "\n")
+    return gen / "experiments.md"
 
 
 def find_chromium() -> Optional[str]:
@@ -98,12 +160,15 @@ def find_chromium() -> Optional[str]:
     return None
 
 
-def _deck(slides_dir: Path, gen: Path) -> Path:
-    """deck.md with its <!-- include: --> lines expanded and the date filled in."""
+def _deck(slides_dir: Path, gen: Path, pdf: bool = False) -> Path:
+    """deck.md with its <!-- include: --> lines expanded (for the PDF deck a generated
+    fragment's PDF variant where there is one) and the date filled in."""
     def sub(m: re.Match) -> str:
-        return include_path(slides_dir, m.group(1)).read_text().strip() + "\n"
+        path = include_path(slides_dir, m.group(1))
+        variant = path.with_name(PDF_VARIANT.format(path.stem))
+        return (variant if pdf and variant.is_file() else path).read_text().strip() + "\n"
     deck = SLIDE_INCLUDE.sub(sub, (slides_dir / "deck.md").read_text())
-    out = gen / "deck.md"
+    out = gen / (PDF_VARIANT.format("deck") if pdf else "deck.md")
     write_if_changed(out, deck.replace("{{date}}", _dt.date.today().isoformat()))
     return out
 
@@ -113,7 +178,8 @@ def marp_path() -> Optional[Path]:
     return marp if marp.exists() else None
 
 
-def _marp(slides_dir: Path, deck: Path, targets: list[Path], chrome: Optional[str]) -> None:
+def _marp(slides_dir: Path, decks: dict[str, Path], targets: list[Path], chrome: Optional[str]) -> None:
+    """Each target from its deck: decks maps a target's suffix to the deck it is made from."""
     marp = marp_path()
     if marp is None:
         raise NowcastError("marp-cli not found in node_modules: run `npm ci` (or make setup) "
@@ -128,7 +194,7 @@ def _marp(slides_dir: Path, deck: Path, targets: list[Path], chrome: Optional[st
     for target in targets:
         flag = {".html": [], ".pdf": ["--pdf", "--browser-timeout", "120"],
                 ".pptx": ["--pptx", "--browser-timeout", "120"]}[target.suffix]
-        run_tool(base + flag + ["-o", str(target), "--", str(deck)], slides_dir,
+        run_tool(base + flag + ["-o", str(target), "--", str(decks[target.suffix])], slides_dir,
                  f"marp ({target.name})", env)
 
 
@@ -148,11 +214,13 @@ def build_slides(results_dirs: list[Path], out_dir: Optional[Path] = None, *,
         raise NowcastError("slides PDF needs chromium (apt-get install chromium) or CHROME_PATH")
     gen = slides_dir / "_generated"
     write_slide_fragments(read_all([Path(d) for d in results_dirs], reference_dirs), gen)
-    deck = _deck(slides_dir, gen)
+    # the HTML deck plays the GIFs; a PDF page (and a PPTX slide) shows the frame strips
+    paper = _deck(slides_dir, gen, pdf=True)
+    decks = {".html": _deck(slides_dir, gen), ".pdf": paper, ".pptx": paper}
     make_pdf = bool(chrome) and pdf is not False
     targets = [out_dir / "slides.html"] + ([out_dir / "slides.pdf"] if make_pdf else []) \
         + ([out_dir / "slides.pptx"] if make_pdf and pptx else [])
-    stamp = inputs_digest([deck, slides_dir / "theme.css"]
+    stamp = inputs_digest([decks[".html"], paper, slides_dir / "theme.css"]
                           + [p for p in (gen / "runs").rglob("*") if p.is_file()],
                           [str(t) for t in targets])
     stamp_file = out_dir / ".render.hash"
@@ -161,7 +229,7 @@ def build_slides(results_dirs: list[Path], out_dir: Optional[Path] = None, *,
             print(f"up to date: {', '.join(str(t) for t in targets)}")
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    _marp(slides_dir, deck, targets, chrome)
+    _marp(slides_dir, decks, targets, chrome)
     stamp_file.write_text(stamp)
     if not quiet:
         if chrome is None:
