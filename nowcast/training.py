@@ -6,9 +6,8 @@ the global step alone says where a resumed run continues. Every random draw of s
 batch, the scheduled-sampling mask) comes from a generator seeded with (seed, s): a resumed run
 sees exactly the batches an uninterrupted one would.
 
-Validation runs at the end of every epoch, or every `val_every` steps when that is set (and
-once more when training ends between two of them); the best-by-validation weights of the
-final stage are kept. With `time_budget_min`, training stops at a step boundary once the
+Validation runs at the end of every epoch, or every `val_every` steps when that is set (and once
+more when training ends between two of them); the best-by-validation weights of the final stage are kept. With `time_budget_min`, training stops at a step boundary once the
 next step and a last validation would pass the budget (wall time from the start of training,
 compilation and validation included, summed over a resumed run's attempts) and ends normally: the run says it stopped on its
 budget and after how many steps.
@@ -228,8 +227,7 @@ class Trainer:
         r.best_val, r.best_state = float(ckpt["best_val"]), ckpt["best_state"]
         r.train_seconds, r.sequences = float(ckpt["train_seconds"]), int(ckpt["sequences"])
         r.validation_seconds, r.stopped = float(ckpt["validation_seconds"]), ckpt["stopped"]
-        if self.deadline is not None:  # the budget is of the run, over all its attempts
-            self.deadline -= r.train_seconds
+        self.deadline = self.deadline and self.deadline - r.train_seconds  # the run's budget, all attempts
         self.bar.update(int(ckpt["step"]) * self.cfg.batch_size)
         return int(ckpt["step"])
 
@@ -365,8 +363,7 @@ class Trainer:
         self.clock = PlanClock(cfg.name or "train", device, plan.total, plan.steps_per_epoch,
                                len(plan.stages), plan.epochs, cfg.batch_size, step, self.world,
                                cfg.time_budget_min, self.rank == 0, tqdm.write,
-                               validations=plan.validations(step), val_sequences=len(self.val.frames),
-                           spent_s=self.result.train_seconds)
+                               plan.validations(step), len(self.val.frames), self.result.train_seconds)
         self.clock.begin()
         self.model.train()
         while step < self.plan.total and self.result.stopped is None:
