@@ -91,7 +91,9 @@ def write_training_outputs(cfg: Config, data, model, runtime, paths: JobPaths, r
     model_file(paths, result.best_state, last_state, model.frame_shape)
     steady = result.steady_sequences_per_s(cfg.batch_size)
     write_env(paths, runtime, {
-        "wall_seconds": round(time.time() - started, 2),
+        # the run's, over all its attempts: an earlier attempt ended in training, so its wall
+        # time is its training time
+        "wall_seconds": round(time.time() - started + result.earlier_seconds, 2),
         "train_seconds": round(result.train_seconds, 2),
         "validation_seconds": round(result.validation_seconds, 2),
         "first_step_seconds": result.first_step_seconds,

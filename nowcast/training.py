@@ -7,10 +7,10 @@ batch, the scheduled-sampling mask) comes from a generator seeded with (seed, s)
 sees exactly the batches an uninterrupted one would.
 
 Validation runs at the end of every epoch, or every `val_every` steps when that is set (and once
-more when training ends between two of them); the best-by-validation weights of the final stage are kept. With `time_budget_min`, training stops at a step boundary once the
-next step and a last validation would pass the budget (wall time from the start of training,
-compilation and validation included, summed over a resumed run's attempts) and ends normally: the run says it stopped on its
-budget and after how many steps.
+more when training ends between two of them); the best-by-validation weights of the final stage
+are kept. With `time_budget_min`, training stops at a step boundary once the next step and a last
+validation would pass the budget (wall time from the start of training, compilation and
+validation included, summed over a resumed run's attempts) and ends normally, saying so.
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ class TrainResult:
     best_state: Optional[dict] = None
     steps: int = 0
     train_seconds: float = 0.0
+    earlier_seconds: float = 0.0  # of train_seconds, what earlier attempts of a resumed run trained
     sequences: int = 0
     validation_seconds: float = 0.0  # part of train_seconds
     stopped: Optional[str] = None   # None: ran its plan; "early_stopping" | "time_budget"
@@ -223,11 +224,11 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         r = self.result
-        r.history, r.batch_losses = ckpt["history"], ckpt["batch_losses"]
+        r.history, r.batch_losses, r.stopped = ckpt["history"], ckpt["batch_losses"], ckpt["stopped"]
         r.best_val, r.best_state = float(ckpt["best_val"]), ckpt["best_state"]
-        r.train_seconds, r.sequences = float(ckpt["train_seconds"]), int(ckpt["sequences"])
-        r.validation_seconds, r.stopped = float(ckpt["validation_seconds"]), ckpt["stopped"]
-        self.deadline = self.deadline and self.deadline - r.train_seconds  # the run's budget, all attempts
+        r.train_seconds = r.earlier_seconds = float(ckpt["train_seconds"])  # earlier attempts'
+        r.sequences, r.validation_seconds = int(ckpt["sequences"]), float(ckpt["validation_seconds"])
+        self.deadline = self.deadline and self.deadline - r.train_seconds  # the run's, all attempts
         self.bar.update(int(ckpt["step"]) * self.cfg.batch_size)
         return int(ckpt["step"])
 
@@ -420,9 +421,8 @@ def train(cfg: Config, data, model: torch.nn.Module, runtime: Runtime, run_dir: 
     """Train `model` in place; checkpoints to run_dir/checkpoint.pt and resumes from it.
 
     stop_after_steps simulates an interruption (tests): a checkpoint is written, Preempted raised.
-    on_step(step=, total=, loss=, time_left=) is called after every optimiser step (the loss stays
-    on the device) and on_step(step=, total=, val_loss=) after every validation.
-    """
+    on_step(step=, total=, loss=, time_left=) is called after every optimiser step (the loss
+    stays on the device) and on_step(step=, total=, val_loss=) after every validation."""
     return Trainer(cfg, data, model, runtime, run_dir, progress, on_step).run(stop_after_steps)
 
 

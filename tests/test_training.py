@@ -159,6 +159,9 @@ def test_a_resumed_run_has_only_what_is_left_of_its_time_budget(tiny_values):
     resumed = run_experiment(load_config(values=values), progress=False)
     env = json.loads((resumed / "env.json").read_text())
     assert env["stopped"] == "time_budget" and env["steps"] == 4
+    # env.json's wall time is the run's (a report says "2-core CPU, N min" from it), not the
+    # last attempt's
+    assert env["wall_seconds"] > 3601.0 and env["train_seconds"] > 3601.0
 
 
 def test_a_resumed_plan_line_says_what_is_left_of_the_budget():
