@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .. import stats
-from ..protocols import protocol_or_none
+from ..protocols import metric_label, protocol_or_none
 from ..results import Run
 from .describe import data_note, metrics_value, metric_heading, protocol_caption
 from .markdown import esc, table
@@ -70,15 +70,18 @@ def paired_table(group: str, runs: list[Run], ident: str,
                 rows.append([esc(r.label), esc(name)] + [
                     (f"{fmt_interval(c.difference, signed=True)} "
                      f"{VERDICT_TEXT.get(c.verdict, c.verdict)}") if c else "–"
-                    for c in (found.get(k) for k in keys)])
+                    for c in (found.get(k) for k in keys)]
+                    + [(u.lead_count(name, keys[0]) or "–") if keys else "–"])
     if not rows or not keys:
         return None
     caption = (f"Paired comparison with the baselines ({protocol_caption(group)}): model minus "
                "baseline on the same test items, with its 95 % paired bootstrap interval; "
                "better or worse when the interval excludes 0 (arrows: the metric's direction), "
-               "not distinguishable otherwise. " + data_note(runs))
-    return table(["Model", "Against"] + [metric_heading(k) for k in keys], rows, caption, ident,
-                 align="ll" + "r" * len(keys))
+               "not distinguishable otherwise; the last column counts the same test at each "
+               f"lead time for {esc(metric_label(keys[0]))}. " + data_note(runs))
+    return table(["Model", "Against"] + [metric_heading(k) for k in keys]
+                 + [f"By lead ({esc(metric_label(keys[0]))})"], rows, caption, ident,
+                 align="ll" + "r" * len(keys) + "l")
 
 
 def _ood_label(runs: list[Run]) -> str:

@@ -132,6 +132,16 @@ class RunUncertainty:
     units: int                           # sequences, events or windows resampled
     means: dict[str, stats.Interval]     # metric -> mean over leads, with its interval
     paired: dict[str, dict[str, stats.Comparison]] = field(default_factory=dict)  # baseline -> metric
+    # baseline -> metric -> the paired verdict at each lead time (the same resamples)
+    leads: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+    def lead_count(self, baseline: str, metric: str) -> Optional[str]:
+        """'better at 12 of 12 leads' / '... , worse at 3': the per-lead verdicts counted."""
+        verdicts = (self.leads.get(baseline) or {}).get(metric)
+        if not verdicts:
+            return None
+        better, worse = verdicts.count("better"), verdicts.count("worse")
+        return f"better at {better} of {len(verdicts)} leads" + (f", worse at {worse}" if worse else "")
 
     @property
     def description(self) -> str:
@@ -190,7 +200,8 @@ def uncertainty(run: Run) -> Optional[RunUncertainty]:
         n = _items(per_item)
         scheme, blocks = blocks_of(run.group, per_item, n)
         weights = stats.resample_weights(n, blocks)
-        model = {k: stats.lead_mean(v) for k, v in stats.score_samples(per_item, weights).items()}
+        lead = stats.score_samples(per_item, weights)  # (rows, k) per metric
+        model = {k: stats.lead_mean(v) for k, v in lead.items()}
         out = RunUncertainty(scheme, n if blocks is None else len(np.unique(blocks)),
                              {k: stats.bootstrap_interval(v) for k, v in model.items()})
         for name in PAIRED_BASELINES:
@@ -198,6 +209,9 @@ def uncertainty(run: Run) -> Optional[RunUncertainty]:
             if base:
                 out.paired[name] = {k: stats.compare(model[k], stats.lead_mean(v), k)
                                     for k, v in base.items() if k in model}
+                out.leads[name] = {k: [stats.compare(lead[k][:, j], v[:, j], k).verdict
+                                       for j in range(v.shape[1])]
+                                   for k, v in base.items() if k in lead}
         return out
     except (ValueError, KeyError, IndexError, TypeError) as e:
         print(f"nowcast: warning: {path}: {e}; no intervals for this run", file=sys.stderr)
