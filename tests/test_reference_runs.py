@@ -96,5 +96,7 @@ def test_the_shipped_radar_model_beats_persistence_lead_by_lead():
     assert u.paired["persistence"]["csi_20"].verdict == "better"
     verdicts = u.leads["persistence"]["csi_20"]
     assert len(verdicts) == 12 and verdicts.count("better") == 11 and "worse" not in verdicts
-    assert u.lead_count("persistence", "csi_20") == "better at 11 of 12 leads"
+    assert u.lead_count("persistence", "csi_20") == "11/12 better"
+    assert u.lead_count("torch_extrapolation", "csi_20") == \
+        f"0/12 better, {u.leads['torch_extrapolation']['csi_20'].count('worse')} worse"
     assert u.paired["torch_extrapolation"]["csi_20"].verdict == "worse"

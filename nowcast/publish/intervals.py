@@ -78,9 +78,9 @@ def paired_table(group: str, runs: list[Run], ident: str,
                "baseline on the same test items, with its 95 % paired bootstrap interval; "
                "better or worse when the interval excludes 0 (arrows: the metric's direction), "
                "not distinguishable otherwise; the last column counts the same test at each "
-               f"lead time for {esc(metric_label(keys[0]))}. " + data_note(runs))
+               f"lead time for {esc(metric_label(keys[0]))} (better at n of the leads, worse at m). " + data_note(runs))
     return table(["Model", "Against"] + [metric_heading(k) for k in keys]
-                 + [f"By lead ({esc(metric_label(keys[0]))})"], rows, caption, ident,
+                 + ["By lead"], rows, caption, ident,
                  align="ll" + "r" * len(keys) + "l")
 
 

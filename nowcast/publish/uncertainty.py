@@ -136,12 +136,12 @@ class RunUncertainty:
     leads: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def lead_count(self, baseline: str, metric: str) -> Optional[str]:
-        """'better at 12 of 12 leads' / '... , worse at 3': the per-lead verdicts counted."""
+        """'11/12 better' / '0/12 better, 3 worse': the per-lead verdicts counted."""
         verdicts = (self.leads.get(baseline) or {}).get(metric)
         if not verdicts:
             return None
         better, worse = verdicts.count("better"), verdicts.count("worse")
-        return f"better at {better} of {len(verdicts)} leads" + (f", worse at {worse}" if worse else "")
+        return f"{better}/{len(verdicts)} better" + (f", {worse} worse" if worse else "")
 
     @property
     def description(self) -> str:
