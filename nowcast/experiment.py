@@ -5,6 +5,7 @@ This is what `nowcast train` (`train_from_params`) and the notebook experiments/
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -185,6 +186,15 @@ def _start_run(cfg: Config, distributed: bool, rank: int) -> Path:
     return Path(holder[0])
 
 
+def resume_command(config: str, overrides: list[str], job_id: str,
+                   results_dir: Optional[str]) -> str:
+    """The command that resumes a stopped `nowcast train`, every argument shell-quoted: pasted
+    as printed, `--set hidden_sizes=[4, 4]` or an id with `$(...)` stays one literal argument."""
+    words = ["nowcast", "train", "-c", config, *(w for o in overrides or [] for w in ("--set", o)),
+             "--job-id", job_id, *(["--results", results_dir] if results_dir else [])]
+    return shlex.join(str(w) for w in words)
+
+
 def train_from_params(config: str, overrides: list[str] = (), job_id: Optional[str] = None,
                       results_dir: Optional[str] = None, progress: bool = True,
                       collective_timeout_s: Optional[float] = None) -> int:
@@ -198,9 +208,7 @@ def train_from_params(config: str, overrides: list[str] = (), job_id: Optional[s
     try:
         path = run_experiment(cfg, progress=progress, collective_timeout_s=collective_timeout_s)
     except (RunStopped, KeyboardInterrupt) as e:  # the folder stays resumable: say how, once
-        again = " ".join([f"nowcast train -c {config}", *(f"--set {o}" for o in overrides or []),
-                          f"--job-id {cfg.job_id}",
-                          *([f"--results {results_dir}"] if results_dir else [])])
+        again = resume_command(config, overrides, cfg.job_id, results_dir)
         print(f"nowcast: stopped ({getattr(e, 'reason', 'interrupt')}): "
               f"{str(e) or 'interrupted (Ctrl-C)'}; resume with: {again}", file=sys.stderr)
         return EXIT_STOPPED

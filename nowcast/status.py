@@ -163,12 +163,18 @@ def _note(row: Row) -> str:
     return text if len(text) <= NOTE_WIDTH else text[:NOTE_WIDTH - 1] + "…"
 
 
+def _printable(text: Any) -> str:
+    """A cell as data on one terminal line: a newline cannot forge a row, an escape sequence
+    never reaches the terminal (control characters shown as \\x.. / \\n, Python's repr)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def table_lines(rows: list[Row]) -> list[str]:
     header = ["JOB", "NAME", "PROTOCOL", "STATE", "PROGRESS", "SEQ/S", "LOSS", "ETA",
               "RESULT / ERROR"]
-    cells = [[r.job_id, r.name, r.protocol, r.state, _progress_cell(r),
+    cells = [[_printable(c) for c in (r.job_id, r.name, r.protocol, r.state, _progress_cell(r),
               f"{r.seq_per_s:.1f}" if r.seq_per_s is not None else "",
-              f"{r.loss:.4g}" if r.loss is not None else "", duration(r.eta_s), _note(r)]
+              f"{r.loss:.4g}" if r.loss is not None else "", duration(r.eta_s), _note(r))]
              for r in rows]
     widths = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
     return ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip()

@@ -359,3 +359,25 @@ def test_every_state_is_named_once_and_shown_everywhere():
     assert set(status.STATE_ORDER) == folder_states | set(progress.QUEUE_STATES)
     assert len(status.STATE_ORDER) == len(set(status.STATE_ORDER))
     assert set(STATUS_LABEL) == folder_states
+
+
+def test_status_prints_names_and_errors_as_data():
+    """Issue 37: a newline in status.json's name forged table rows; ANSI escapes reached the
+    terminal. Every cell is one printable line."""
+    from nowcast.status import Row, table_lines
+    rows = [Row("a", "evil\nb  forged  row", "none", "failed", error="\x1b[31mred\x1b[0m\r"),
+            Row("b", "fine", "none", "completed")]
+    lines = table_lines(rows)
+    assert len(lines) == 3 and all(line.isprintable() for line in lines)
+    assert "evil\\nb  forged  row" in lines[1] and "\\x1b[31mred\\x1b[0m\\r" in lines[1]
+
+
+def test_the_resume_hint_pastes_as_one_literal_argument_each():
+    """Issue 37: the printed resume hint was not shell-quoted: `--set hidden_sizes=[4, 4]`
+    split in two, and an id with $(...) ran as shell code when pasted."""
+    import shlex
+    from nowcast.experiment import resume_command
+    hint = resume_command("params/my set.yaml", ["hidden_sizes=[4, 4]"], "x$(touch pwned)", "res dir")
+    assert shlex.split(hint) == ["nowcast", "train", "-c", "params/my set.yaml", "--set",
+                                 "hidden_sizes=[4, 4]", "--job-id", "x$(touch pwned)",
+                                 "--results", "res dir"]
