@@ -150,3 +150,14 @@ def test_the_demo_validates_often_enough_for_a_loss_curve():
     from nowcast.training import make_plan
     for path in sorted((ROOT / "params" / "demo").glob("*.yaml")):
         assert make_plan(load_config(path)).validations() >= 8, path.name
+
+
+def test_two_params_sets_with_one_job_id_are_refused_before_anything_runs(tmp_path):
+    """Issue 37: `run` trained the first of two sets sharing a job_id, then stopped at the
+    second; now collect refuses them together, naming both."""
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.yaml").write_text(
+            (ROOT / "params" / "smoke.yaml").read_text() + "\njob_id: shared\n")
+    with pytest.raises(NowcastError, match=r"b\.yaml: job_id 'shared' is also .*a\.yaml's"):
+        collect([tmp_path / "a.yaml", tmp_path / "b.yaml"])
+    assert len(collect([tmp_path / "a.yaml"])) == 1

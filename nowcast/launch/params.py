@@ -41,7 +41,19 @@ def collect(paths: typing.Iterable[str | Path], overrides: typing.Sequence[str] 
         if not path.is_file():
             raise NowcastError(f"{path}: no such params file")
         sets += _grid_sets(path, extra) if is_grid(path) else [_file_set(path, extra)]
+    _refuse_shared_ids(sets)
     return sets
+
+
+def _refuse_shared_ids(sets: list[ParamsSet]) -> None:
+    """Two sets that name the same job_id would need one folder: refused before anything runs
+    (sets without a job_id get one each when they start)."""
+    first: dict[str, str] = {}
+    for s in sets:
+        job_id = s.cfg.job_id
+        if job_id is not None and first.setdefault(job_id, s.source) != s.source:
+            raise NowcastError(f"{s.source}: job_id '{job_id}' is also {first[job_id]}'s: "
+                               "each params set needs its own")
 
 
 def _grid_sets(path: Path, extra: list[str]) -> list[ParamsSet]:
