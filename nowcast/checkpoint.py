@@ -129,6 +129,8 @@ def load_resume(path: str | Path, map_location: Any = "cpu") -> Optional[dict]:
 
 def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:
     """A model from a model.pt, without unpickling arbitrary objects (weights_only=True)."""
+    if Path(path).exists() and not Path(path).is_dir() and not Path(path).is_file():
+        raise NowcastError(f"{path}: not a regular file (a FIFO or a device): not read")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

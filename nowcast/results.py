@@ -37,7 +37,7 @@ from .paths import JobPaths
 from .progress import STATES, derive_state
 from .protocols import PROTOCOL_NAMES
 from .schema import metrics_problem
-from .util import write_json, write_text
+from .util import read_data_text, regular_file, write_json, write_text
 
 
 
@@ -60,7 +60,7 @@ def _now() -> str:
 def read_json(path: Path) -> dict:
     """A JSON object from a file; {} when absent, damaged or not an object."""
     try:
-        value = json.loads(Path(path).read_text())
+        value = json.loads(read_data_text(path))
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
@@ -250,16 +250,18 @@ class Run:
         return f"{self.name} ({self.job_id})" if self.name and self.name != self.job_id else self.job_id
 
     def file(self, name: str) -> Optional[Path]:
+        """The folder's file `name` when it is a regular file of its own (util.regular_file: a
+        link or a FIFO is never followed into a report, the slides or a copy)."""
         p = self.path / name
-        return p if p.is_file() else None
+        return p if regular_file(p) else None
 
 
 def _load_yaml(path: Path) -> Any:
-    return yamlio.load(path.read_text())
+    return yamlio.load(read_data_text(path))
 
 
 def _load_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+    return json.loads(read_data_text(path))
 
 
 def read_run(path: str | Path, reference: bool = False) -> Optional[Run]:

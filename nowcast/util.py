@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -88,6 +89,40 @@ def write_if_changed(path: str | Path, text: str) -> bool:
         return False
     write_text(path, text)
     return True
+
+
+# a file of a results folder larger than this is not read: metrics, params and figures are KBs
+# to MBs, and a reader must not be made to load a file of any size someone put there
+MAX_DATA_BYTES = 256 * 2**20
+
+
+def regular_file(path: str | Path) -> bool:
+    """Whether `path` itself is a regular file: not a link (which could bring any file of the
+    machine into a report), not a FIFO (opening one waits for ever), not a device."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def read_data(path: str | Path, limit: int = MAX_DATA_BYTES) -> bytes:
+    """The bytes of a regular file read as data (results folders are written by anyone with
+    access to them); OSError for a link, a FIFO, a device or a file over `limit` bytes. Opened
+    without following a link or waiting on a FIFO, then checked on the open descriptor."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path}: not a regular file")
+        if info.st_size > limit:
+            raise OSError(f"{path}: {info.st_size:,} bytes, more than the {limit:,} read")
+        return f.read(limit + 1)[:limit]
+
+
+def read_data_text(path: str | Path) -> str:
+    """read_data as UTF-8 text (ValueError when it is not)."""
+    return read_data(path).decode("utf-8")
 
 
 def cache_dir() -> Path:

@@ -374,3 +374,17 @@ def test_a_cross_field_error_names_the_set_values_beside_the_file(tmp_path):
     with pytest.raises(NowcastError) as e:
         load_config(f, (o for o in ["image_size=35"]))  # any iterable of overrides
     assert "with --set image_size=35" in str(e.value)
+
+
+def test_a_fifo_as_checkpoint_or_radar_file_is_refused_not_waited_on(tmp_path):
+    """Issue 37: `predict --checkpoint FIFO` and `evaluate --data FIFO` hung for ever."""
+    import os
+    from nowcast.checkpoint import load_checkpoint
+    from nowcast.config import load_config as _load
+    from nowcast.data.radar.dataset import resolve_data_file
+    os.mkfifo(tmp_path / "model.pt")
+    os.mkfifo(tmp_path / "frames.npz")
+    with pytest.raises(NowcastError, match="not a regular file"):
+        load_checkpoint(tmp_path / "model.pt")
+    with pytest.raises(NowcastError, match="not a regular file"):
+        resolve_data_file(_load(values=dict(protocol="knmi-30-60")), str(tmp_path / "frames.npz"))

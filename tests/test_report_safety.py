@@ -156,3 +156,37 @@ def test_wrong_typed_metrics_make_the_run_unreadable(tmp_path, capsys, field, va
     assert len(warnings) == 1 and warnings[0].startswith("nowcast: warning: ")
     assert "metrics.json" in warnings[0] and needle in warnings[0]
     assert "odd" in pdf and "unreadable" in pdf
+
+
+def test_links_and_fifos_in_a_results_folder_are_never_followed(tmp_path):
+    """Issue 37: a loss.png linked to a file outside its folder was embedded in report.html and
+    copied by the slides; a FIFO as status.json or progress.json hung every reader. A results
+    folder's reader opens regular files of the folder only."""
+    import os
+    import sys
+    from nowcast.publish.incremental import copy_artifacts
+    from nowcast.results import read_run
+    results = tmp_path / "results"
+    d = _run(results, "linked", "completed", metrics=_metrics("linked"), files=["test_strip.png"])
+    outside = tmp_path / "secret.png"
+    Image.fromarray(np.full((40, 60, 3), 7, np.uint8)).save(outside)
+    (d / "loss.png").symlink_to(outside)
+    (run,) = find_runs([results])
+    assert run.file("loss.png") is None and run.file("test_strip.png") is not None
+    copy_artifacts([run], tmp_path / "gen", ["loss.png", "test_strip.png"])
+    assert not (tmp_path / "gen" / "runs" / "linked" / "loss.png").exists()
+    assert (tmp_path / "gen" / "runs" / "linked" / "test_strip.png").is_file()
+    # a link as status.json: its target is not read (the run is unreadable, not the target's)
+    e = _run(results, "evil", "completed", metrics=_metrics("evil"))
+    (e / "status.json").unlink()
+    (e / "status.json").symlink_to(results / "linked" / "status.json")
+    assert read_run(e).job_id == "evil" and "status.json unreadable" in read_run(e).error
+    # FIFOs as status.json and progress.json: `nowcast status` answers (in a child process,
+    # so that a regression fails on the timeout instead of hanging the suite)
+    f = _run(results, "fifo", "running")
+    (f / "status.json").unlink()
+    os.mkfifo(f / "status.json")
+    os.mkfifo(f / "progress.json")
+    done = subprocess.run([sys.executable, "-m", "nowcast", "status", "--results", str(results)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "fifo" in done.stdout, done.stderr

@@ -30,6 +30,8 @@ def resolve_data_file(cfg: Config, name: str) -> Path:
         candidates += [base / given, base / "radar" / given]
     for candidate in candidates:
         if candidate.exists():
+            if not candidate.is_file():  # a FIFO would make the reader wait for ever
+                raise NowcastError(f"{name}: {candidate} is not a regular file")
             return candidate
     raise NowcastError(f"{name}: no such radar data file (looked in {', '.join(map(str, candidates))})")
 
