@@ -5,8 +5,7 @@ A parameter travels: ``params/X.yaml`` (or the notebook's parameters cell, or ``
 it (``models.get_model``, ``data.get_data``, ``training.train``). Nothing else holds defaults.
 
 A ``protocol`` other than ``none`` fills the data fields from its preset (PROTOCOLS.md); a value
-that contradicts the preset is an error, so that a number labelled with a protocol really
-follows it.
+that contradicts the preset is an error, so that a number labelled with a protocol follows it.
 
 A field that the chosen architecture or dataset does not use (the table: options.USES) is null
 in the Config; a value given for it is refused, naming it (`filter_size` with fc_lstm,
@@ -203,7 +202,8 @@ def _coerce(value: Any, tp: Any) -> Any:
 def _unknown_key(key: Any, where: str) -> NowcastError:
     close = difflib.get_close_matches(str(key), FIELDS, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return NowcastError(f"{where}: unknown parameter '{key}'{hint}")
+    named = f"'{key}'" if yamlio.is_name(key) else "(a key that is no name, not shown: a params file?)"
+    return NowcastError(f"{where}: unknown parameter {named}{hint}")
 
 
 def _spelled(value: Any, tp: Any) -> Any:
@@ -233,9 +233,9 @@ def _set(values: dict[str, Any], key: str, value: Any, where: str) -> None:
         values[key] = _coerce(_spelled(value, _HINTS[key]), _HINTS[key])
     except ValueError:
         raise NowcastError(
-            f"{where}: '{key}' must be {_type_name(_HINTS[key])}, got {value!r}") from None
+            f"{where}: '{key}' must be {_type_name(_HINTS[key])}, got {yamlio.shown(value)}") from None
     if not _finite(values[key]):  # .nan and .inf are YAML floats: no training survives them
-        raise NowcastError(f"{where}: '{key}' must be a finite number, got {value!r}")
+        raise NowcastError(f"{where}: '{key}' must be a finite number, got {yamlio.shown(value)}")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -6,11 +6,15 @@
   there. Here they are floats (`1e300` too; `.inf` and `.nan` as before).
 - A key given twice in one mapping is refused, naming both lines: YAML 1.1 keeps the last one
   silently, so a params file could say two things and mean one.
+- Bounded before anything is built: at most MAX_TEXT characters, MAX_NODES nodes with every
+  alias counted where it is used (721 bytes of nested aliases, "billion laughs", expand to
+  gigabytes) and MAX_DEPTH levels of nesting (100,000 brackets overflowed Python's stack).
 """
 
 from __future__ import annotations
 
 import re
+import reprlib
 from typing import Any
 
 import yaml
@@ -21,8 +25,17 @@ FLOAT_1_2 = re.compile(r"""^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-
 FLOAT_TAG = "tag:yaml.org,2002:float"
 
 
+MAX_TEXT = 1_000_000  # characters of one document: a params file is a few hundred
+MAX_NODES = 100_000   # scalars, lists and mappings, aliases counted where they are used
+MAX_DEPTH = 64        # lists and mappings inside each other
+
+
 class DuplicateKey(yaml.MarkedYAMLError):
     pass
+
+
+class TooLarge(yaml.YAMLError):
+    """A document over MAX_TEXT, MAX_NODES or MAX_DEPTH."""
 
 
 class ParamsLoader(yaml.SafeLoader):
@@ -50,6 +63,43 @@ for _first in "-+0123456789.":
 # (SafeLoader's float constructor reads every one of these: it ends in float(text))
 
 
+def _check_size(node: yaml.Node) -> None:
+    """TooLarge when the document, its aliases expanded, passes MAX_NODES or MAX_DEPTH (walked
+    without recursion, and without building anything)."""
+    count, stack = 0, [(node, 1)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES or depth > MAX_DEPTH:
+            raise TooLarge(f"more than {MAX_NODES:,} values or {MAX_DEPTH} levels of nesting "
+                           "(aliases counted where they are used): not read")
+        if isinstance(node, yaml.SequenceNode):
+            stack += [(child, depth + 1) for child in node.value]
+        elif isinstance(node, yaml.MappingNode):
+            stack += [(child, depth + 1) for pair in node.value for child in pair]
+
+
 def load(text: str) -> Any:
-    """A YAML document as nowcast reads params (yaml.YAMLError on bad YAML, DuplicateKey too)."""
+    """A YAML document as nowcast reads params (yaml.YAMLError on bad YAML; DuplicateKey and
+    TooLarge too)."""
+    if len(text) > MAX_TEXT:
+        raise TooLarge(f"{len(text):,} characters, more than the {MAX_TEXT:,} of a params file")
+    try:
+        node = yaml.compose(text, Loader=ParamsLoader)
+    except RecursionError:
+        raise TooLarge(f"nested deeper than Python can parse (at most {MAX_DEPTH} levels)") from None
+    if node is not None:
+        _check_size(node)
     return yaml.load(text, Loader=ParamsLoader)
+
+
+def is_name(key: Any) -> bool:
+    """Whether a mapping key looks like a parameter's name: only such a key is echoed in an
+    error (a params path that points at another file must not print its content)."""
+    return isinstance(key, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", key) is not None
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it: repr, cut short (a list or a text of any size is
+    never printed whole)."""
+    return reprlib.repr(value)

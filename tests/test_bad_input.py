@@ -388,3 +388,35 @@ def test_a_fifo_as_checkpoint_or_radar_file_is_refused_not_waited_on(tmp_path):
         load_checkpoint(tmp_path / "model.pt")
     with pytest.raises(NowcastError, match="not a regular file"):
         resolve_data_file(_load(values=dict(protocol="knmi-30-60")), str(tmp_path / "frames.npz"))
+
+
+def test_yaml_bombs_and_deep_nesting_are_refused_in_one_short_line(tmp_path):
+    """Issue 37: 721 bytes of nested aliases under `name:` made a 35.8 MB error line (and ran
+    past 120 s at 9 levels); 100,000 brackets gave a RecursionError traceback."""
+    levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    levels += [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(levels) + "\nname: *i\n")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("name: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    for path in (bomb, deep):
+        with pytest.raises(NowcastError) as e:
+            load_config(path)
+        assert str(e.value).startswith(f"{path}: not valid YAML") and len(str(e.value)) < 300
+    # a big value of the wrong type is shown cut short, never whole
+    (tmp_path / "long.yaml").write_text("name: [" + ", ".join(["1"] * 5000) + "]\n")
+    with pytest.raises(NowcastError, match=r"'name' must be str, got \[1, 1, 1, 1, 1, 1, \.\.\.\]$"):
+        load_config(tmp_path / "long.yaml")
+
+
+def test_a_file_that_is_no_params_file_is_not_echoed(tmp_path):
+    """Issue 37: a params path linked to /etc/shadow printed its first line inside 'unknown
+    parameter'. A key that is no parameter name is not shown."""
+    secret = tmp_path / "secret"
+    secret.write_text("root:$6$saltsalt$hashhashhash: 19000\n")
+    (tmp_path / "p.yaml").symlink_to(secret)
+    with pytest.raises(NowcastError) as e:
+        load_config(tmp_path / "p.yaml")
+    assert "hash" not in str(e.value) and "not shown" in str(e.value)
+    with pytest.raises(NowcastError, match="unknown parameter 'strde'"):
+        load_config(values={"strde": 2})
