@@ -479,3 +479,15 @@ def test_a_baseline_run_is_named_by_its_baseline_in_tables_and_legends():
     for name in ("persistence", "extrapolation", "torch\\_extrapolation"):
         assert text.count(f"| *{name}* (reference) |") == 1, name
     assert {run_label(r) for r in runs if r.job_id == "knmi-30-60-persistence"} == {"persistence"}
+
+
+def test_varied_fields_are_compared_as_each_run_ran():
+    """A params.yaml that predates a field ran at its default (first_guess: persistence), and a
+    field its choosers leave unused is no difference (ss_min 0.0 written before unused fields
+    were nulled, null after): the comparison slide and table showed ss_min, hid first_guess."""
+    from types import SimpleNamespace as Run
+    from nowcast.publish.describe import varied_params
+    old = Run(params={"residual": True, "ss_min": 0.0, "loss": "mse"}, metrics={})
+    new = Run(params={"residual": True, "first_guess": "extrapolation", "ss_min": None,
+                      "loss": "mse"}, metrics={})
+    assert varied_params([old, new]) == {"first_guess"}

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from .. import options
-from ..config import defaults
+from ..config import defaults, without_unused
 from ..options import NON_SEMANTIC
 from ..protocols import METRICS, RADAR_BASELINES, metric_label, protocol_or_none
 from ..results import Run
@@ -110,12 +110,15 @@ def nondefault_params(run: Run, varied: frozenset[str] = frozenset()) -> dict:
 
 def varied_params(runs: list[Run]) -> frozenset[str]:
     """The fields whose values differ between the trained runs among `runs` (baselines have no
-    hyperparameters), where every run has them."""
+    hyperparameters), each run's fields as it ran (see below)."""
     models = [r for r in runs if not is_baseline(r) and isinstance(r.params, dict) and r.params]
     if len(models) < 2:
         return frozenset()
-    keys = set.intersection(*(set(r.params) for r in models)) - NOT_LISTED
-    return frozenset(k for k in keys if len({repr(r.params[k]) for r in models}) > 1)
+    # as each run ran: a field its params.yaml predates at its default, a field its choosers
+    # leave unused as null (runs written before unused fields were nulled said 0.0 for ss_min)
+    ran = [{**defaults(), **without_unused(r.params)} for r in models]
+    keys = set.intersection(*(set(v) for v in ran)) - NOT_LISTED
+    return frozenset(k for k in keys if len({repr(v[k]) for v in ran}) > 1)
 
 
 def _scores_key(mean: dict) -> tuple:
