@@ -108,15 +108,20 @@ def nondefault_params(run: Run, varied: frozenset[str] = frozenset()) -> dict:
             and (k in varied or k not in defaults or defaults[k] != v)}
 
 
+def as_ran(run: Run) -> dict[str, Any]:
+    """A run's parameters as it ran: a field its params.yaml predates at its default, a field
+    its choosers leave unused as null (runs written before unused fields were nulled said 0.0
+    for ss_min without scheduled sampling)."""
+    return {**defaults(), **without_unused(run.params)}
+
+
 def varied_params(runs: list[Run]) -> frozenset[str]:
     """The fields whose values differ between the trained runs among `runs` (baselines have no
     hyperparameters), each run's fields as it ran (see below)."""
     models = [r for r in runs if not is_baseline(r) and isinstance(r.params, dict) and r.params]
     if len(models) < 2:
         return frozenset()
-    # as each run ran: a field its params.yaml predates at its default, a field its choosers
-    # leave unused as null (runs written before unused fields were nulled said 0.0 for ss_min)
-    ran = [{**defaults(), **without_unused(r.params)} for r in models]
+    ran = [as_ran(r) for r in models]
     keys = set.intersection(*(set(v) for v in ran)) - NOT_LISTED
     return frozenset(k for k in keys if len({repr(v[k]) for v in ran}) > 1)
 

@@ -16,7 +16,7 @@ from ..results import Run
 from ..paths import JobPaths
 from ..util import repo_root, write_if_changed
 from ..protocols import protocol_or_none
-from .describe import (headline, is_baseline, metric_heading, metrics_value, nondefault_params,
+from .describe import (as_ran, headline, is_baseline, metric_heading, metrics_value, nondefault_params,
                        run_label, trained_on, varied_params)
 from .incremental import copy_artifacts, inputs_digest
 from .markdown import esc, table, value_text
@@ -109,10 +109,11 @@ def comparison_slides(runs: list[Run]) -> list[str]:
         for g in groups:
             first = g.runs[0]
             label = f"**{g.label}, mean of {g.count_text}**" if g.n > 1 else esc(first.label)
-            rows.append([label] + [esc(value_text(first.params.get(k))) for k in varied]
+            rows.append([label] + [esc(value_text(as_ran(first).get(k))) for k in varied]
                         + [fmt_pm(g.interval("mean", k)) for k in keys])
         header = ["Model"] + [esc(k) for k in varied] + [metric_heading(k) for k in keys]
-        slides.append(f"<!-- _class: summary -->\n\n### Compared: {esc(group)}\n\n"
+        title = esc(group) if group != "none" else "runs of no protocol"
+        slides.append(f"<!-- _class: summary -->\n\n### Compared: {title}\n\n"
                       + table(header, rows[:ROWS_PER_SUMMARY]))
     return slides
 
