@@ -190,3 +190,22 @@ def test_links_and_fifos_in_a_results_folder_are_never_followed(tmp_path):
     done = subprocess.run([sys.executable, "-m", "nowcast", "status", "--results", str(results)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "fifo" in done.stdout, done.stderr
+
+
+def test_a_failed_render_leaves_the_previous_report(tmp_path, monkeypatch):
+    """Issue 37: on a full disk report.html was left truncated, replacing the good one. The
+    renderers write beside the target and rename when complete."""
+    from nowcast.errors import NowcastError as Error
+    from nowcast.publish import render
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.html").write_text("the previous, good report")
+
+    def cut_short(cmd, cwd, what, env=None):
+        Path(cmd[cmd.index("-o") + 1]).write_text("half a rep")  # then the disk was full
+        raise Error(f"{what} failed: No space left on device")
+    monkeypatch.setattr(render, "run_tool", cut_short)
+    with pytest.raises(Error, match="No space left"):
+        render._pandoc_html(["pandoc"], tmp_path, out)
+    assert (out / "report.html").read_text() == "the previous, good report"
+    assert [p.name for p in out.iterdir()] == ["report.html"]  # no temporary file left

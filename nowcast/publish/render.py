@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import NowcastError, first_line
-from ..util import optional_import, write_if_changed
+from ..util import atomic_path, optional_import, write_if_changed
 from .incremental import inputs_digest
 
 
@@ -87,9 +87,10 @@ def _pandoc_command(report_dir: Path, source: Path) -> list[str]:
 
 def _pandoc_html(common: list[str], report_dir: Path, out_dir: Path) -> Path:
     html = out_dir / "report.html"
-    run_tool(common + ["-t", "html5", "--embed-resources", "--mathml", "--toc", "--toc-depth=2",
-                       "--number-sections", "--css", "style.css", "-o", str(html.resolve())],
-             report_dir, "pandoc (HTML)")
+    with atomic_path(html) as tmp:  # a failed or cut-short render leaves the previous one
+        run_tool(common + ["-t", "html5", "--embed-resources", "--mathml", "--toc",
+                           "--toc-depth=2", "--number-sections", "--css", "style.css",
+                           "-o", str(tmp.resolve())], report_dir, "pandoc (HTML)")
     return html
 
 
@@ -103,7 +104,8 @@ def _pandoc_pdf(common: list[str], report_dir: Path, out_dir: Path) -> Path:
     typst = optional_import("typst", "report")
     pdf = out_dir / "report.pdf"
     try:
-        typst.compile(str(typ), output=str(pdf), root=str(report_dir))
+        with atomic_path(pdf) as tmp:
+            typst.compile(str(typ), output=str(tmp), root=str(report_dir), format="pdf")
     except Exception as e:  # typst raises its own error type with the source location
         raise NowcastError(f"typst failed on {typ}: {first_line(e)}") from None
     return pdf

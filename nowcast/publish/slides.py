@@ -195,8 +195,15 @@ def _marp(slides_dir: Path, decks: dict[str, Path], targets: list[Path], chrome:
     for target in targets:
         flag = {".html": [], ".pdf": ["--pdf", "--browser-timeout", "120"],
                 ".pptx": ["--pptx", "--browser-timeout", "120"]}[target.suffix]
-        run_tool(base + flag + ["-o", str(target), "--", str(decks[target.suffix])], slides_dir,
-                 f"marp ({target.name})", env)
+        # written beside and renamed when complete (marp reads the type from the suffix): a
+        # failed or cut-short render leaves the previous deck
+        tmp = target.with_name(f".{target.stem}.{os.getpid()}{target.suffix}")
+        try:
+            run_tool(base + flag + ["-o", str(tmp), "--", str(decks[target.suffix])], slides_dir,
+                     f"marp ({target.name})", env)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def build_slides(results_dirs: list[Path], out_dir: Optional[Path] = None, *,
