@@ -33,7 +33,8 @@ def test_every_reference_run_loads_and_validates():
     assert {r.job_id for r in runs} >= {"knmi-30-60-persistence", "knmi-30-60-extrapolation",
                                         "knmi-30-60-cpu-p4", "knmi-30-60-cpu-p4-bal",
                                         "knmi-30-60-cpu-p4-res", "knmi-30-60-cpu-p4-res2",
-                                        "knmi-30-60-cpu-p4-lk", "knmi-30-60-torch-extrapolation",
+                                        "knmi-30-60-cpu-p4-lk", "knmi-30-60-cpu-p4-lk2",
+                                        "knmi-30-60-torch-extrapolation",
                                         "mmnist-t-cpu-p4"}
     for run in runs:
         assert run.state == "completed" and run.reference, run.job_id
