@@ -84,13 +84,17 @@ def load(text: str) -> Any:
     TooLarge too)."""
     if len(text) > MAX_TEXT:
         raise TooLarge(f"{len(text):,} characters, more than the {MAX_TEXT:,} of a params file")
-    try:
-        node = yaml.compose(text, Loader=ParamsLoader)
+    loader = ParamsLoader(text)
+    try:  # composed once, checked, then built from the same nodes
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node)
+        return loader.construct_document(node)
     except RecursionError:
         raise TooLarge(f"nested deeper than Python can parse (at most {MAX_DEPTH} levels)") from None
-    if node is not None:
-        _check_size(node)
-    return yaml.load(text, Loader=ParamsLoader)
+    finally:
+        loader.dispose()
 
 
 def is_name(key: Any) -> bool:
