@@ -11,19 +11,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-import torch
-
-from nowcast.baselines import extrapolation, persistence, verify_radar
+from nowcast.baselines import extrapolation, persistence, torch_extrapolation, verify_radar
 from nowcast.config import load_config
 from nowcast.data.radar import RadarData
-from nowcast.models.motion import extrapolate
 from nowcast.verification import radar_facts
-
-
-def torch_extrapolation(inputs: np.ndarray, k_out: int) -> np.ndarray:
-    with torch.no_grad():
-        return extrapolate(torch.from_numpy(np.ascontiguousarray(inputs)), k_out).clamp(0, 1).numpy()
 
 
 GUESSES = {"persistence": persistence, "pysteps LK extrapolation": extrapolation,

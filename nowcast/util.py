@@ -31,14 +31,15 @@ def duration(seconds: Any) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, keep_suffix: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
 
     A reader sees the old file or the new one, never half of one; on error the temporary
-    file is removed and `path` is left as it was.
+    file is removed and `path` is left as it was. keep_suffix: the temporary name ends in
+    `path`'s suffix (for a writer that reads the output type from it, as marp does).
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp" + path.suffix * keep_suffix)
     try:
         yield tmp
         os.replace(tmp, path)

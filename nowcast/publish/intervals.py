@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Optional
 
 from .. import stats
-from ..protocols import metric_label, protocol_or_none
+from ..protocols import metric_label
 from ..results import Run
 from .describe import data_note, metrics_value, metric_heading, protocol_caption
 from .markdown import esc, table
-from .uncertainty import (PAIRED_BASELINES, RunUncertainty, fmt_interval, fmt_pm, paired_keys,
-                          seed_groups)
+from .uncertainty import (PAIRED_BASELINES, RunUncertainty, fmt_interval, fmt_pm, headline_keys,
+                          paired_keys, seed_groups)
 
 SPLITS = ("train", "val", "test", "test_ood")
 SPLIT_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
@@ -62,6 +62,8 @@ def paired_table(group: str, runs: list[Run], ident: str,
     """Model minus baseline, with its paired bootstrap interval and the verdict (`bootstraps`
     as for interval_table)."""
     keys = paired_keys(group, runs)
+    if not keys:
+        return None
     rows = []
     for r, u in bootstraps:
         for name in PAIRED_BASELINES:
@@ -71,8 +73,8 @@ def paired_table(group: str, runs: list[Run], ident: str,
                     (f"{fmt_interval(c.difference, signed=True)} "
                      f"{VERDICT_TEXT.get(c.verdict, c.verdict)}") if c else "–"
                     for c in (found.get(k) for k in keys)]
-                    + [(u.lead_count(name, keys[0]) or "–") if keys else "–"])
-    if not rows or not keys:
+                    + [u.lead_count(name, keys[0]) or "–"])
+    if not rows:
         return None
     caption = (f"Paired comparison with the baselines ({protocol_caption(group)}): model minus "
                "baseline on the same test items, with its 95 % paired bootstrap interval; "
@@ -95,8 +97,7 @@ def splits_table(group: str, runs: list[Run], ident: str) -> Optional[str]:
     """The thesis's Table 4.1: train, validation and test (and out-of-domain test) side by
     side, from metrics.json `splits`; a seed group as mean ± t interval."""
     present = [s for s in SPLITS if any(isinstance(metrics_value(r, "splits", s), dict) for r in runs)]
-    protocol = protocol_or_none(group)
-    keys = [k for k in (protocol.headline if protocol.table else paired_keys(group, runs))
+    keys = [k for k in headline_keys(group, runs)
             if any(isinstance(metrics_value(r, "splits", s, k), (int, float)) for r in runs for s in present)]
     if len(present) < 2 or not keys:
         return None

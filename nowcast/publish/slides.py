@@ -14,15 +14,14 @@ from typing import Any, Optional
 from ..errors import NowcastError
 from ..results import Run
 from ..paths import JobPaths
-from ..util import repo_root, write_if_changed
-from ..protocols import protocol_or_none
+from ..util import atomic_path, repo_root, write_if_changed
 from .describe import (as_ran, headline, is_baseline, metric_heading, metrics_value, nondefault_params,
                        run_label, trained_on, varied_params)
 from .incremental import copy_artifacts, inputs_digest
 from .markdown import esc, table, value_text
 from .render import include_path, run_tool
 from .report import read_all
-from .uncertainty import fmt_pm, seed_groups
+from .uncertainty import fmt_pm, headline_keys, seed_groups
 
 SLIDE_PARAMS = ["architecture", "hidden_sizes", "filter_size", "patch_size", "stride", "loss",
                 "batch_size", "num_epochs", "curriculum", "initial_lr"]
@@ -101,10 +100,11 @@ def comparison_slides(runs: list[Run]) -> list[str]:
         models = [r for r in runs if r.group == group and r.status == "completed"
                   and not is_baseline(r) and r.params]
         groups = seed_groups(models)
-        varied = sorted(varied_params(models) - {"seed", "name", "job_id"})
+        varied = sorted(varied_params(models) - {"seed"})  # seeds: the mean rows say them
         if len(models) < 2 or not (varied or any(g.n > 1 for g in groups)):
             continue
-        keys = _headline_keys(group, models)
+        keys = [k for k in headline_keys(group, models)
+                if any(k in (metrics_value(r, "mean") or {}) for r in models)][:3]
         rows = []
         for g in groups:
             first = g.runs[0]
@@ -116,13 +116,6 @@ def comparison_slides(runs: list[Run]) -> list[str]:
         slides.append(f"<!-- _class: summary -->\n\n### Compared: {title}\n\n"
                       + table(header, rows[:ROWS_PER_SUMMARY]))
     return slides
-
-
-def _headline_keys(group: str, runs: list[Run]) -> list[str]:
-    protocol = protocol_or_none(group)
-    keys = list(protocol.headline) or [k for k in (metrics_value(runs[0], "headline") or [])
-                                       if isinstance(k, str)]
-    return [k for k in keys if any(k in (metrics_value(r, "mean") or {}) for r in runs)][:3]
 
 
 def summary_slides(runs: list[Run]) -> list[str]:
@@ -195,15 +188,10 @@ def _marp(slides_dir: Path, decks: dict[str, Path], targets: list[Path], chrome:
     for target in targets:
         flag = {".html": [], ".pdf": ["--pdf", "--browser-timeout", "120"],
                 ".pptx": ["--pptx", "--browser-timeout", "120"]}[target.suffix]
-        # written beside and renamed when complete (marp reads the type from the suffix): a
-        # failed or cut-short render leaves the previous deck
-        tmp = target.with_name(f".{target.stem}.{os.getpid()}{target.suffix}")
-        try:
+        # a failed or cut-short render leaves the previous deck
+        with atomic_path(target, keep_suffix=True) as tmp:
             run_tool(base + flag + ["-o", str(tmp), "--", str(decks[target.suffix])], slides_dir,
                      f"marp ({target.name})", env)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def build_slides(results_dirs: list[Path], out_dir: Optional[Path] = None, *,

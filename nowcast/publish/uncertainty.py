@@ -218,6 +218,12 @@ def uncertainty(run: Run) -> Optional[RunUncertainty]:
         return None
 
 
+def headline_keys(group: str, runs: list[Run]) -> list[str]:
+    """The protocol's headline metrics; for runs of no protocol, their own (paired_keys)."""
+    protocol = protocol_or_none(group)
+    return list(protocol.headline) if protocol.table else paired_keys(group, runs)
+
+
 def paired_keys(group: str, runs: list[Run]) -> list[str]:
     """The metrics compared with the baselines: the protocol's headline and skill metrics
     (for runs of no protocol, their own headline)."""
