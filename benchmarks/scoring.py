@@ -33,8 +33,9 @@ from throughput import ALL_MODES, CPU_WORKLOADS, QUICK, build  # noqa: E402
 
 # validation and test sizes the reference runs score (MMNIST-T: 2,000 test and OOD sequences,
 # 500 of the validation split per validation; KNMI-30/60: 40 test and 8 validation windows)
-SPLITS = {"cpu-mmnist-t-p4": {"validation (val_subset 500)": 500, "validation (whole, 2,000)": 2000,
-                              "test (2,000)": 2000},
+MMNIST_T_SPLITS = {"validation (val_subset 500)": 500, "validation (whole, 2,000)": 2000,
+                   "test (2,000)": 2000}
+SPLITS = {"cpu-mmnist-t-p4": MMNIST_T_SPLITS, "cpu-mmnist-t-predrnn": MMNIST_T_SPLITS,
           "cpu-knmi-p4": {"validation (8 windows)": 8, "test (40 windows)": 40}}
 
 

@@ -73,6 +73,11 @@ WORKLOADS = {
     "thesis-ef-64-32-32": dict(architecture="encoder_forecaster", hidden_sizes=[64, 32, 32],
                                filter_size=5, stride=1, image_size=64,
                                batch_size=16, k_in=10, k_out=10, loss="mse"),
+    # PredRNN in OpenSTL's Moving MNIST configuration (params/predrnn-mmnist-10.yaml)
+    "predrnn-mmnist-10": dict(architecture="predrnn", hidden_sizes=[128, 128, 128, 128],
+                              filter_size=5, stride=1, patch_size=4, norm="none", bias=False,
+                              image_size=64, batch_size=16, k_in=10, k_out=10, loss="mse",
+                              output="linear"),
     # radar: the KNMI-30/60 4 km grid (191x175, padded to 192x176), 6 in, 12 out
     "radar-knmi": dict(hidden_sizes=[64, 32, 32, 16], filter_size=5, stride=2, max_pool=True,
                        norm="group", peephole="per_channel", bias=True, image_size=192,
@@ -86,9 +91,14 @@ CPU_WORKLOADS = {
     "cpu-mmnist-t-p4": dict(CPU_SIZED, image_size=64, batch_size=16, k_in=7, k_out=7),
     "cpu-knmi-p4": dict(CPU_SIZED, image_size=96, batch_size=8, k_in=6, k_out=12,
                         frame_shape=(96, 96)),
+    # the same with PredRNN's ST-LSTM (no peepholes): the equal-budget comparison's other family
+    "cpu-mmnist-t-predrnn": dict({k: v for k, v in CPU_SIZED.items() if k != "peephole"},
+                                 architecture="predrnn", image_size=64, batch_size=16, k_in=7,
+                                 k_out=7),
 }
 WORKLOADS.update(CPU_WORKLOADS)
 CPU_PARAMS = {"cpu-mmnist-t-p4": "params/cpu/mmnist-t-patch4.yaml",
+              "cpu-mmnist-t-predrnn": "params/cpu/mmnist-t-patch4-predrnn.yaml",
               "cpu-knmi-p4": "params/cpu/knmi-30-60-patch4.yaml"}
 QUICK = dict(hidden_sizes=[8, 8], filter_size=3, batch_size=4, image_size=32,
              frame_shape=(32, 32), k_in=3, k_out=3)

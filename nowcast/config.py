@@ -32,7 +32,7 @@ from . import limits, options, yamlio
 from .errors import NowcastError, first_line
 from .protocols import PRESETS, PROTOCOLS  # the data fields a protocol fixes
 
-Architecture = Literal["convlstm_ed", "encoder_forecaster", "fc_lstm"]
+Architecture = Literal["convlstm_ed", "encoder_forecaster", "fc_lstm", "predrnn"]
 
 
 def _f(default: Any, help: str = "", section: Optional[str] = None) -> Any:

@@ -10,7 +10,7 @@ Defaults adapt where the intent is clear:
 
 - `max_pool` and `transpose` default to null, "follow the stride": true at stride 2 (the
   seed's choice), not used (null) at stride 1;
-- `encoder_forecaster` takes `stride` 1 only: its stride defaults to 1, and 2 is refused;
+- `encoder_forecaster` and `predrnn` take `stride` 1 only: it defaults to 1, and 2 is refused;
 - a null given for a used field means its default (`image_size: null` with mmnist: 64).
 
 A *chooser* is a field whose value decides which of its FIELDS are used: `architecture` (the
@@ -75,6 +75,12 @@ USES: dict[str, dict[Any, Choice]] = {
         "encoder_forecaster": Choice(
             frozenset(MODEL + FEEDBACK) - {"max_pool", "transpose", "feed_upward"},
             "it keeps every state at full size and feeds each layer the hidden state below",
+            fixed={"stride": 1}),
+        "predrnn": Choice(
+            frozenset(MODEL + FEEDBACK) - {"max_pool", "transpose", "feed_upward", "peephole",
+                                           "leaky_slope", "fused_gates"} - set(HEAD),
+            "its ST-LSTM keeps every state at full size, its gates read x, h and M (no "
+            "peepholes), and its output is a 1x1 convolution of the top layer's state",
             fixed={"stride": 1}),
         "fc_lstm": Choice(frozenset(), "fully connected LSTM layers on flattened frames: it uses "
                                        "hidden_sizes, activation and output; its forecaster is "

@@ -41,3 +41,15 @@ TINY_FILE = {k: v for k, v in TINY.items() if k not in (
 def tiny_values(tmp_path) -> dict:
     """A seconds-long training run on fallback digits (no shared data needed)."""
     return dict(TINY, results_dir=str(tmp_path / "results"))
+
+
+def predrnn_smoke(folder: Path) -> Path:
+    """params/smoke.yaml with PredRNN's ST-LSTM (stride 1, MSE), written into `folder`: the
+    second recurrent family through train, papermill and sweep (tests/test_predrnn.py,
+    test_slurm.py)."""
+    import yaml
+    values = yaml.safe_load((REPO / "params" / "smoke.yaml").read_text())
+    values.update(name="smoke-predrnn", architecture="predrnn", stride=1, loss="mse")
+    path = folder / "smoke-predrnn.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path

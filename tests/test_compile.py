@@ -17,7 +17,7 @@ from nowcast.models import compile_cells, get_model, recurrent_cells
 from nowcast.runtime import Runtime
 from nowcast.training import optimisation_step
 
-ARCHITECTURES = {"convlstm_ed": {}, "encoder_forecaster": {"stride": 1},
+ARCHITECTURES = {"convlstm_ed": {}, "encoder_forecaster": {"stride": 1}, "predrnn": {"stride": 1},
                  "fc_lstm": {"hidden_sizes": [32, 32]}}
 
 

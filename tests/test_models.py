@@ -332,11 +332,12 @@ def test_patch_channels_follow_openstl_reshape_patch():
     assert torch.equal(to_patches(frames, 1)[:, :, 0], frames)
 
 
-@pytest.mark.parametrize("arch", ["convlstm_ed", "encoder_forecaster"])
+@pytest.mark.parametrize("arch", ["convlstm_ed", "encoder_forecaster", "predrnn"])
 def test_patch_size_folds_frames_for_the_cells(arch):
     """Cells see p*p channels at H/p x W/p; the model's output is whole frames again."""
     values = dict(architecture=arch, hidden_sizes=[8, 8], filter_size=3, norm="group",
-                  norm_groups=2, peephole="per_channel", image_size=32, patch_size=4)
+                  norm_groups=2, image_size=32, patch_size=4,
+                  **({} if arch == "predrnn" else {"peephole": "per_channel"}))
     if arch == "convlstm_ed":
         values.update(stride=2, max_pool=False)
     model = get_model(load_config(values=values))
@@ -382,14 +383,14 @@ def test_patch_size_is_refused_where_it_means_nothing():
 
 
 @pytest.mark.parametrize("arch,output", [("convlstm_ed", "linear"), ("convlstm_ed", "relu"),
-                                         ("encoder_forecaster", "linear"),
+                                         ("encoder_forecaster", "linear"), ("predrnn", "linear"),
                                          ("convlstm_ed", "sigmoid")])
 def test_an_untrained_residual_model_forecasts_persistence(arch, output):
     """residual: every lead is the last input frame plus the head's output, and the head starts
     at zero; sigmoid's base is the logit of the frame kept 1e-3 from 0 and 1."""
     values = dict(architecture=arch, hidden_sizes=[8, 8], filter_size=3, norm="group",
-                  norm_groups=2, peephole="per_channel", image_size=32, patch_size=4,
-                  residual=True, output=output, loss="mse", stride=1)
+                  norm_groups=2, image_size=32, patch_size=4, residual=True, output=output,
+                  loss="mse", stride=1, **({} if arch == "predrnn" else {"peephole": "per_channel"}))
     model = get_model(load_config(values=values))
     inputs = torch.rand(2, 3, 32, 32)
     with torch.no_grad():

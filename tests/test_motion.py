@@ -70,12 +70,12 @@ def test_extrapolation_agrees_with_pysteps_on_a_radar_like_field():
     assert np.abs(ours - theirs).mean() < 0.25 * np.abs(truth - frames[:, 2:3].numpy()).mean()
 
 
-@pytest.mark.parametrize("arch", ["convlstm_ed", "encoder_forecaster"])
+@pytest.mark.parametrize("arch", ["convlstm_ed", "encoder_forecaster", "predrnn"])
 def test_an_untrained_extrapolation_residual_model_forecasts_the_extrapolation(arch):
     values = dict(architecture=arch, hidden_sizes=[8, 8], filter_size=3, norm="group",
-                  norm_groups=2, peephole="per_channel", image_size=32, patch_size=4,
+                  norm_groups=2, image_size=32, patch_size=4,
                   residual=True, first_guess="extrapolation", output="linear", loss="mse",
-                  stride=1)
+                  stride=1, **({} if arch == "predrnn" else {"peephole": "per_channel"}))
     model = get_model(load_config(values=values))
     inputs = blobs((1.0, 1.0), 3, size=32)
     with torch.no_grad():

@@ -1,8 +1,9 @@
 """The SLURM path for real, on the single-node cluster of .ci/slurm-up.sh (root, Debian Slurm).
 
-A two-task sweep (smoke params; and one set whose data file exists but is corrupt, so that it
-fails at run time) plus the report job: the good task completes, the bad one is marked failed
-with its error, and the report job still runs after both (afterany) and builds the report.
+A three-task sweep (smoke params; one set whose data file exists but is corrupt, so that it
+fails at run time; the smoke set with PredRNN's ST-LSTM) plus the report job: the good tasks
+complete, the bad one is marked failed with its error, and the report job still runs after all
+(afterany) and builds the report.
 
     .ci/slurm-up.sh && SLURM_CONF=/tmp/nowcast-slurm/slurm.conf pytest -m slurm tests/test_slurm.py
 """
@@ -20,6 +21,7 @@ from typing import Optional
 import pytest
 import yaml
 
+from conftest import predrnn_smoke
 from nowcast import status
 from nowcast.cli import build_parser
 from nowcast.config import without_unused
@@ -145,7 +147,8 @@ def test_sweep_with_a_failing_task_and_the_report_job(tmp_path, monkeypatch):
     monkeypatch.setenv("NOWCAST_REPORT_OUT", str(tmp_path / "report"))  # not the checkout's
     monkeypatch.setenv("NOWCAST_SLIDES_OUT", str(tmp_path / "slides"))
 
-    out = slurm.submit_sweep([str(SMOKE), str(bad)], str(results), gpus="0", cpus=1,
+    predrnn = predrnn_smoke(tmp_path)  # the second recurrent family through the sweep path
+    out = slurm.submit_sweep([str(SMOKE), str(bad), str(predrnn)], str(results), gpus="0", cpus=1,
                               time="00:15:00")
     array, report = out["array"], out["report"]
     assert array.isdigit() and report.isdigit()
@@ -176,6 +179,9 @@ def test_sweep_with_a_failing_task_and_the_report_job(tmp_path, monkeypatch):
     status = json.loads((failed / "status.json").read_text())
     assert status["status"] == "failed" and "corrupt.npz" in status["error"], status
     assert (failed / "train.ipynb").is_file()  # the executed notebook shows the traceback
+    third = results / f"{array}_2"
+    assert json.loads((third / "status.json").read_text())["status"] == "completed", log(f"{array}_2.out")
+    assert yaml.safe_load((third / "params.yaml").read_text())["architecture"] == "predrnn"
     assert not list(results.glob(".running-*"))
 
     report_log = log(f"report-{report}.out")

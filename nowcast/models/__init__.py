@@ -5,6 +5,7 @@
 | convlstm_ed         | convlstm_ed.py | the seed's down/up-sampling ConvLSTM stack, autoregressive |
 | encoder_forecaster  | forecaster.py  | the thesis's encoder + conditional forecaster (Shi et al.)  |
 | fc_lstm             | forecaster.py  | FC-LSTM encoder-forecaster baseline on flattened frames |
+| predrnn             | predrnn.py     | PredRNN's ST-LSTM stack, M zig-zagging (Wang et al. 2017) |
 
 Every builder passes `activation` (the cells' candidate/output nonlinearity) and `output`
 (how the raw output becomes frames, base.OUTPUTS, stored as `model.output`). A builder gets the
@@ -25,9 +26,11 @@ from .base import OUTPUTS, SequenceModel, to_frames
 from .cell import ConvLSTMCell, FCLSTMCell
 from .convlstm_ed import ConvLSTMED, total_downsampling
 from .forecaster import FCLSTM, EncoderForecaster, conv_encoder_forecaster
+from .predrnn import PredRNN, STLSTMCell
 
 __all__ = ["get_model", "model_size", "downsampling", "check_architecture", "check_frame_size", "count_parameters", "compile_cells", "SequenceModel",
-           "ConvLSTMCell", "FCLSTMCell", "ConvLSTMED", "EncoderForecaster", "FCLSTM", "OUTPUTS",
+           "ConvLSTMCell", "FCLSTMCell", "ConvLSTMED", "EncoderForecaster", "FCLSTM", "PredRNN",
+           "STLSTMCell", "OUTPUTS",
            "to_frames"]
 
 
@@ -58,8 +61,16 @@ def _fc_lstm(cfg, size: tuple[int, int], channels: int) -> SequenceModel:
     return FCLSTM(cfg.hidden_sizes, size, activation=cfg.activation, output=cfg.output)
 
 
+def _predrnn(cfg, size: tuple[int, int], channels: int) -> SequenceModel:
+    # stride 1 only and no peepholes, leaky_slope, fused gates or head options (options.USES):
+    # every state keeps the frame's size, and the ST-LSTM's gates read x, h and M, never c
+    return PredRNN(cfg.hidden_sizes, cfg.filter_sizes, size, norm=cfg.norm,
+                   norm_groups=cfg.norm_groups, bias=cfg.bias, in_channels=channels,
+                   activation=cfg.activation, output=cfg.output)
+
+
 MODELS = {"convlstm_ed": _convlstm_ed, "encoder_forecaster": _encoder_forecaster,
-          "fc_lstm": _fc_lstm}
+          "fc_lstm": _fc_lstm, "predrnn": _predrnn}
 
 
 def patch(cfg) -> int:
@@ -136,8 +147,8 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def recurrent_cells(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The modules applied once per time step: ConvLSTM cells, and FC-LSTM's LSTM cells."""
-    return [m for m in model.modules() if isinstance(m, (ConvLSTMCell, FCLSTMCell))]
+    """The modules applied once per time step: ConvLSTM, ST-LSTM and FC-LSTM cells."""
+    return [m for m in model.modules() if isinstance(m, (ConvLSTMCell, STLSTMCell, FCLSTMCell))]
 
 
 # Compiled variants one cell may need: zero state or not, at the training batch size, and a

@@ -152,6 +152,24 @@ class SequenceModel(nn.Module):
         readout, lead by lead."""
         raise NotImplementedError
 
+    def autoregress(self, step: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor,
+                    k_out: int, targets: Optional[torch.Tensor],
+                    teacher_mask: Optional[torch.Tensor], guess: Optional[torch.Tensor]
+                    ) -> torch.Tensor:
+        """One recurrence over the input frames, then over its own predictions: `step(frame
+        (B,C,h,w)) -> raw` (which carries its states) is run on each input frame, the last of
+        which already predicts lead 1, then on each fed-back frame (feedback)."""
+        for t in range(inputs.shape[1]):
+            # contiguous: a slice's strides depend on the sequence length, and a compiled cell
+            # guards on strides (it would compile again for every curriculum length)
+            raw = step(inputs[:, t].contiguous())
+        lead = (lambda j: None) if guess is None else (lambda j: guess[:, j])
+        outputs = [self.readout(raw, lead(0))]
+        for j in range(1, k_out):
+            raw = step(self.feedback(outputs[-1], j, targets, teacher_mask))
+            outputs.append(self.readout(raw, lead(j)))
+        return torch.stack(outputs, dim=1)
+
     def feedback(self, logits: torch.Tensor, j: int, targets: Optional[torch.Tensor],
                  teacher_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """The frame (B,C,h,w) fed in after output j-1 (j >= 1), clipped to the data's range."""

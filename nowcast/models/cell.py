@@ -28,14 +28,15 @@ Resample = Literal["same", "down", "up"]
 
 
 class GateConv(nn.Sequential):
-    """One branch: in_channels -> 4*hidden gate pre-activations at the cell's resolution."""
+    """One branch: in_channels -> gates*hidden pre-activations at the cell's resolution (4 gates
+    for a ConvLSTM; PredRNN's ST-LSTM has branches of 7, 4, 3 and 1)."""
 
     def __init__(self, in_channels: int, hidden: int, kernel: int, resample: Resample = "same",
                  max_pool: bool = False, norm: str = "none", norm_groups: int = 4,
                  size: Optional[tuple[int, int]] = None, bias: bool = True,
-                 leaky_slope: Optional[float] = None, transpose: bool = True):
+                 leaky_slope: Optional[float] = None, transpose: bool = True, gates: int = 4):
         pad = kernel // 2
-        out = 4 * hidden
+        out = gates * hidden
         layers: list[nn.Module] = []
         if resample == "up" and transpose:
             # stride 2, padding k//2, output_padding 1 doubles the size exactly for odd k
@@ -54,9 +55,12 @@ class GateConv(nn.Sequential):
                 layers.append(nn.MaxPool2d(kernel, stride=2, padding=pad))
         if norm == "layer":
             if size is None:
-                raise ValueError("LayerNorm over [4C,H,W] needs the cell's size")
+                raise ValueError(f"LayerNorm over [{gates}C,H,W] needs the cell's size")
             layers.append(nn.LayerNorm([out, *size]))
         elif norm == "group":
+            if out % norm_groups:
+                raise ValueError(f"norm_groups={norm_groups} does not divide {gates}*{hidden} "
+                                 f"gate channels")
             layers.append(nn.GroupNorm(norm_groups, out))
         if leaky_slope is not None:
             layers.append(nn.LeakyReLU(leaky_slope))
@@ -105,8 +109,6 @@ class ConvLSTMCell(nn.Module):
         self.activation = activation
         if fused and (resample != "same" or norm != "none" or leaky_slope is not None):
             raise ValueError("fused gates need resample 'same', norm 'none' and no leaky_slope")
-        if norm == "group" and (4 * hidden) % norm_groups:
-            raise ValueError(f"norm_groups={norm_groups} does not divide 4*{hidden} gate channels")
         self.fused = fused
         if fused:
             self.conv = nn.Conv2d(in_channels + hidden, 4 * hidden, kernel, padding=kernel // 2,

@@ -73,13 +73,5 @@ class ConvLSTMED(SequenceModel):
                teacher_mask: Optional[torch.Tensor] = None, guess: Optional[torch.Tensor] = None
                ) -> torch.Tensor:
         states: list = [None] * len(self.cells)
-        for t in range(inputs.shape[1]):  # the last input step already predicts the first frame
-            # contiguous: a slice's strides depend on the sequence length, and a compiled cell
-            # guards on strides (it would compile again for every curriculum length)
-            logits = self.step(inputs[:, t].contiguous(), states)
-        lead = (lambda j: None) if guess is None else (lambda j: guess[:, j])
-        outputs = [self.readout(logits, lead(0))]
-        for j in range(1, k_out):
-            logits = self.step(self.feedback(outputs[-1], j, targets, teacher_mask), states)
-            outputs.append(self.readout(logits, lead(j)))
-        return torch.stack(outputs, dim=1)
+        return self.autoregress(lambda frame: self.step(frame, states), inputs, k_out, targets,
+                                teacher_mask, guess)

@@ -19,7 +19,7 @@ from ..util import duration
 from .markdown import esc, fmt_value
 
 ARCHITECTURE_NAMES = {"convlstm_ed": "ConvLSTM-ED", "encoder_forecaster": "ConvLSTM-EF",
-                      "fc_lstm": "FC-LSTM", "persistence": "persistence",
+                      "fc_lstm": "FC-LSTM", "predrnn": "PredRNN", "persistence": "persistence",
                       "extrapolation": "optical-flow extrapolation",
                       "torch_extrapolation": "optical-flow extrapolation (torch, a first guess)"}
 # Fields that place or name a run: never listed as "parameters that differ".
