@@ -12,8 +12,9 @@ import pytest
 
 from nowcast import stats
 from nowcast.publish.fragments import write_report_fragments
-from nowcast.publish.intervals import splits_table
-from nowcast.publish.uncertainty import blocks_of, fmt_pm, seed_groups, uncertainty
+from nowcast.publish.intervals import equal_budget_table, splits_table
+from nowcast.publish.uncertainty import (blocks_of, equal_budget_pairs, fmt_pm, head_to_head,
+                                         seed_groups, uncertainty)
 from nowcast.results import Run, find_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +123,40 @@ def test_radar_run_resampled_by_event_and_paired_with_its_baselines(tmp_path):
     assert u.paired["persistence"]["csi_20"].verdict == "not distinguishable"
     assert u.paired["extrapolation"]["csi_20"].verdict == "better"
     assert u.paired["extrapolation"]["far_20"].verdict == "better"  # fewer false alarms per hit
+
+
+def _image_run(tmp_path: Path, job: str, architecture: str, mse: np.ndarray, budget=50) -> Run:
+    """A completed MMNIST-T run whose scores.npz holds per-sequence MSE (0-255; n sequences x 7 leads)."""
+    run_dir = tmp_path / job
+    run_dir.mkdir()
+    np.savez(run_dir / "scores.npz", mse_pixel255=mse)
+    return Run(path=run_dir, job_id=job, name=job, status="completed",
+               params={"architecture": architecture, "time_budget_min": budget},
+               metrics={"protocol": "mmnist-t", "follows_protocol": True, "mean": {},
+                        "data": "MMNIST-T test"})
+
+
+def test_architectures_at_equal_minutes_are_compared_on_the_same_sequences(tmp_path):
+    rng = np.random.default_rng(1)
+    base = rng.uniform(20, 60, size=(50, 7))
+    convlstm = _image_run(tmp_path, "c", "convlstm_ed", base)
+    predrnn = _image_run(tmp_path, "p", "predrnn", base - 2.0)       # 2 lower on every sequence
+    same_arch = _image_run(tmp_path, "c2", "convlstm_ed", base + 1.0)
+    other_budget = _image_run(tmp_path, "p30", "predrnn", base - 5.0, budget=30)
+    runs = [convlstm, predrnn, same_arch, other_budget]
+    assert [(a.job_id, b.job_id) for a, b in equal_budget_pairs(runs)] == [("c", "p"), ("p", "c2")]
+    h = head_to_head(convlstm, predrnn)
+    assert h.paired["mse_pixel255"].difference.estimate == pytest.approx(2.0, abs=1e-12)
+    # a constant difference on every resampled sequence: an interval of zero width at +2
+    assert (h.paired["mse_pixel255"].difference.low, h.paired["mse_pixel255"].difference.high) == \
+        pytest.approx((2.0, 2.0), abs=1e-9)
+    assert h.paired["mse_pixel255"].verdict == "worse" and h.leads["mse_pixel255"] == ["worse"] * 7
+    text = equal_budget_table("mmnist-t", runs, "tbl-budget-mmnist-t")
+    assert "{#tbl-budget-mmnist-t}" in text and "0/7 better, 7 worse" in text
+    assert "7/7 better" in text  # p against c2: 3 lower
+    # different test items (another count): no comparison
+    short = _image_run(tmp_path, "s", "predrnn", base[:40])
+    assert head_to_head(convlstm, short) is None
 
 
 def test_damaged_scores_give_no_interval(tmp_path, capsys):

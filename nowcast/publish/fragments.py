@@ -20,7 +20,8 @@ from .describe import (architecture, baseline_label, commit, data_note, device,
                        embedded_baselines, is_baseline, metrics_value,
                        nondefault_params, protocol_caption, run_label, varied_params, wall)
 from .incremental import copy_artifacts, digest, mark, needs
-from .intervals import interval_table, paired_table, splits_table, statistics_paragraph
+from .intervals import (equal_budget_table, interval_table, paired_table, splits_table,
+                        statistics_paragraph)
 from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
 from .tables import results_table, skill_table, table_keys
 from .uncertainty import seed_groups, uncertainty
@@ -140,6 +141,7 @@ def results_section(group: str, runs: list[Run], gen: Path) -> str:
     extra = [skill_table(group, runs, f"tbl-skill-{group}"),
              interval_table(group, runs, keys, f"tbl-ci-{group}", bootstraps),
              paired_table(group, runs, f"tbl-paired-{group}", bootstraps),
+             equal_budget_table(group, runs, f"tbl-budget-{group}"),
              splits_table(group, runs, f"tbl-splits-{group}")]
     return "\n".join(parts + [t for t in extra if t])
 

@@ -10,9 +10,10 @@ from .. import stats
 from ..protocols import metric_label
 from ..results import Run
 from .describe import data_note, metrics_value, metric_heading, protocol_caption
-from .markdown import esc, table
-from .uncertainty import (PAIRED_BASELINES, RunUncertainty, fmt_interval, fmt_pm, headline_keys,
-                          paired_keys, seed_groups)
+from .markdown import esc, fmt_value, table
+from .uncertainty import (PAIRED_BASELINES, RunUncertainty, count_verdicts, equal_budget_pairs,
+                          fmt_interval, fmt_pm, head_to_head, headline_keys, paired_keys,
+                          seed_groups)
 
 SPLITS = ("train", "val", "test", "test_ood")
 SPLIT_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
@@ -57,6 +58,11 @@ def interval_table(group: str, runs: list[Run], keys: list[str], ident: str,
                  align="l" + "r" * len(keys))
 
 
+def _verdict_cell(c: Optional[stats.Comparison]) -> str:
+    """A difference with its interval and the verdict in words ('–' where none)."""
+    return f"{fmt_interval(c.difference, signed=True)} {VERDICT_TEXT.get(c.verdict, c.verdict)}" if c else "–"
+
+
 def paired_table(group: str, runs: list[Run], ident: str,
                  bootstraps: list[tuple[Run, RunUncertainty]]) -> Optional[str]:
     """Model minus baseline, with its paired bootstrap interval and the verdict (`bootstraps`
@@ -69,11 +75,8 @@ def paired_table(group: str, runs: list[Run], ident: str,
         for name in PAIRED_BASELINES:
             found = u.paired.get(name) or {}
             if found:
-                rows.append([esc(r.label), esc(name)] + [
-                    (f"{fmt_interval(c.difference, signed=True)} "
-                     f"{VERDICT_TEXT.get(c.verdict, c.verdict)}") if c else "–"
-                    for c in (found.get(k) for k in keys)]
-                    + [u.lead_count(name, keys[0]) or "–"])
+                rows.append([esc(r.label), esc(name)] + [_verdict_cell(found.get(k)) for k in keys]
+                            + [u.lead_count(name, keys[0]) or "–"])
     if not rows:
         return None
     caption = (f"Paired comparison with the baselines ({protocol_caption(group)}): model minus "
@@ -84,6 +87,27 @@ def paired_table(group: str, runs: list[Run], ident: str,
     return table(["Model", "Against"] + [metric_heading(k) for k in keys]
                  + ["By lead"], rows, caption, ident,
                  align="ll" + "r" * len(keys) + "l")
+
+
+def equal_budget_table(group: str, runs: list[Run], ident: str) -> Optional[str]:
+    """Architectures at equal training minutes (uncertainty.equal_budget_pairs): the first
+    run minus the second on the same test items, paired bootstrap interval and verdict."""
+    keys = paired_keys(group, runs)
+    pairs = [h for a, b in equal_budget_pairs(runs) if (h := head_to_head(a, b)) is not None]
+    rows = [[esc(h.a.label), esc(h.b.label), fmt_value(h.a.params["time_budget_min"])]
+            + [_verdict_cell(h.paired.get(k)) for k in keys]
+            + [count_verdicts(h.leads.get(keys[0])) or "–"] for h in pairs] if keys else []
+    if not rows:
+        return None
+    caption = (f"Architectures at equal training minutes ({protocol_caption(group)}): the "
+               "first model minus the second, two runs of different architectures with the "
+               "same time budget on the same data, scored on the same test items, with the 95 % "
+               "paired bootstrap interval of the difference; better or worse (for the first "
+               "model) when it excludes 0; the last column counts the same test at each lead "
+               f"time for {esc(metric_label(keys[0]))}. Where each trained, and for how long: "
+               "the models table. " + data_note(runs))
+    return table(["Model", "Against", "Budget (min)"] + [metric_heading(k) for k in keys]
+                 + ["By lead"], rows, caption, ident, align="lll" + "r" * len(keys) + "l")
 
 
 def _ood_label(runs: list[Run]) -> str:

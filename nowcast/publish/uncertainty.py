@@ -125,6 +125,14 @@ def fmt_interval(interval: Optional[stats.Interval], signed: bool = False) -> st
 # one run: bootstrap over its test items
 # --------------------------------------------------------------------------------------------
 
+def count_verdicts(verdicts: Optional[list[str]]) -> Optional[str]:
+    """'11/12 better' / '0/12 better, 3 worse': per-lead verdicts counted (None: none)."""
+    if not verdicts:
+        return None
+    better, worse = verdicts.count("better"), verdicts.count("worse")
+    return f"{better}/{len(verdicts)} better" + (f", {worse} worse" if worse else "")
+
+
 @dataclass
 class RunUncertainty:
     """A run's test scores with bootstrap intervals, and its paired comparisons."""
@@ -136,12 +144,7 @@ class RunUncertainty:
     leads: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def lead_count(self, baseline: str, metric: str) -> Optional[str]:
-        """'11/12 better' / '0/12 better, 3 worse': the per-lead verdicts counted."""
-        verdicts = (self.leads.get(baseline) or {}).get(metric)
-        if not verdicts:
-            return None
-        better, worse = verdicts.count("better"), verdicts.count("worse")
-        return f"{better}/{len(verdicts)} better" + (f", {worse} worse" if worse else "")
+        return count_verdicts((self.leads.get(baseline) or {}).get(metric))
 
     @property
     def description(self) -> str:
@@ -186,17 +189,23 @@ def _items(per_item: dict[str, np.ndarray]) -> int:
     return sizes.pop()
 
 
-def uncertainty(run: Run) -> Optional[RunUncertainty]:
-    """Bootstrap intervals of a completed run from its scores.npz (None: none there, or
-    damaged, with a warning). The report computes it once per run (fragments.results_section)."""
+def _test_scores(run: Run) -> Optional[dict[str, np.ndarray]]:
+    """A completed run's per-item test arrays (its own and its paired baselines'), or None."""
     path = run.file(JobPaths.SCORES)
     if path is None or run.status != "completed":
         return None
     per_item = read_scores(path)
+    return _test_items(per_item) if per_item else None
+
+
+def uncertainty(run: Run) -> Optional[RunUncertainty]:
+    """Bootstrap intervals of a completed run from its scores.npz (None: none there, or
+    damaged, with a warning). The report computes it once per run (fragments.results_section)."""
+    per_item = _test_scores(run)
     if not per_item:
         return None
+    path = run.file(JobPaths.SCORES)
     try:
-        per_item = _test_items(per_item)
         n = _items(per_item)
         scheme, blocks = blocks_of(run.group, per_item, n)
         weights = stats.resample_weights(n, blocks)
@@ -215,6 +224,53 @@ def uncertainty(run: Run) -> Optional[RunUncertainty]:
         return out
     except (ValueError, KeyError, IndexError, TypeError) as e:
         print(f"nowcast: warning: {path}: {e}; no intervals for this run", file=sys.stderr)
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# two models on the same test items: equal-budget comparisons of architectures
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class HeadToHead:
+    """Run a minus run b on the same test items, resampled together (a paired bootstrap)."""
+    a: Run
+    b: Run
+    paired: dict[str, stats.Comparison]   # metric -> a minus b over the lead-time mean
+    leads: dict[str, list[str]]           # metric -> the verdict at each lead time
+
+
+def equal_budget_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
+    """The pairs of completed model runs of one protocol group that differ in `architecture`
+    and were trained for the same time budget (`time_budget_min`, not null) on the same data:
+    which family does more with the same minutes. In run order, each pair once."""
+    models = [r for r in runs if r.status == "completed" and not is_baseline(r)
+              and isinstance(r.params.get("time_budget_min"), (int, float))]
+    return [(a, b) for i, a in enumerate(models) for b in models[i + 1:]
+            if a.group == b.group and a.params.get("architecture") != b.params.get("architecture")
+            and a.params["time_budget_min"] == b.params["time_budget_min"]
+            and metrics_value(a, "data") == metrics_value(b, "data")]
+
+
+def head_to_head(a: Run, b: Run) -> Optional[HeadToHead]:
+    """a minus b with paired bootstrap intervals (the same resampled sequences or events for
+    both), from their scores.npz; None where either has none or their test items differ."""
+    sa, sb = _test_scores(a), _test_scores(b)
+    if not sa or not sb:
+        return None
+    try:
+        n = _items(sa)
+        if _items(sb) != n:
+            return None
+        weights = stats.resample_weights(n, blocks_of(a.group, sa, n)[1])
+        la, lb = stats.score_samples(sa, weights), stats.score_samples(sb, weights)
+        keys = [k for k in la if k in lb]
+        return HeadToHead(a, b, {k: stats.compare(stats.lead_mean(la[k]), stats.lead_mean(lb[k]), k)
+                                 for k in keys},
+                          {k: [stats.compare(la[k][:, j], lb[k][:, j], k).verdict
+                               for j in range(la[k].shape[1])] for k in keys})
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        print(f"nowcast: warning: {a.label} against {b.label}: {e}; no comparison", file=sys.stderr)
         return None
 
 
