@@ -38,6 +38,41 @@ class CheckpointWriteError(RunStopped):
     reason = "write_error"
 
 
+class CheckpointMismatch(RunStopped):
+    """checkpoint.pt holds the weights of another model than the run's params build: nothing
+    is loaded and the folder stays as it was (status `preempted`, stopped_by
+    `checkpoint_mismatch`), to be resumed with the params that made it, or started again
+    once checkpoint.pt is moved away."""
+
+    reason = "checkpoint_mismatch"
+
+
+def weights_mismatch(model: torch.nn.Module, weights: dict) -> Optional[str]:
+    """Why `weights` cannot load into `model` (built on any device, "meta" included: nothing
+    is allocated), naming the first missing, unexpected or differently shaped tensor; None
+    when every name and shape agree."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    given = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
+    if len(given) != len(weights):
+        return "a weight that is not a tensor"
+    for key in expected.keys() - given.keys():
+        return f"'{key}' is missing"
+    for key in given.keys() - expected.keys():
+        return f"'{key}' is not a weight of this model"
+    for key, shape in expected.items():
+        if given[key] != shape:
+            return f"'{key}' is {list(given[key])}, the model's {list(shape)}"
+    return None
+
+
+def check_resume_weights(model: torch.nn.Module, ckpt: dict, path: str | Path) -> None:
+    """CheckpointMismatch unless checkpoint.pt's weights load into the run's model."""
+    wrong = weights_mismatch(model, ckpt["model"])
+    if wrong:
+        raise CheckpointMismatch(f"{path} holds another model's weights ({wrong}): resume with "
+                                 f"the params that made it, or move it away to start again")
+
+
 def previous(path: str | Path) -> Path:
     """checkpoint.pt -> checkpoint.prev.pt: the last good checkpoint before this one."""
     return JobPaths(Path(path).parent).checkpoint_prev
@@ -152,11 +187,12 @@ def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:
     if not (isinstance(shape, (list, tuple)) and len(shape) == 2
             and all(isinstance(s, int) and s > 0 for s in shape)):
         shape = None
+    # checked on the meta device first: a config of sizes no machine holds, beside a small
+    # file of other weights, is refused before anything is allocated
+    wrong = weights_mismatch(get_model(cfg, device="meta", frame_shape=shape), ckpt["model"])
+    if wrong:
+        raise NowcastError(f"{path}: its weights do not match its config ({wrong})")
     model = get_model(cfg, frame_shape=shape)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except (RuntimeError, TypeError, ValueError) as e:
-        raise NowcastError(f"{path}: its weights do not match its config "
-                           f"({first_line(e)})") from None
+    model.load_state_dict(ckpt["model"])
     model.eval()
     return cfg, model

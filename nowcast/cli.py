@@ -21,7 +21,7 @@ from .errors import EXIT_BAD_INPUT, NowcastError
 from .limits import DEFAULT_TIMEOUT_S, collective_timeout
 from .protocols import PRESETS, RADAR_BASELINES
 from .publish.render import RENDERERS
-from .status import show_status
+from .status import MIN_WATCH_S, show_status
 
 
 def library(path: str) -> Callable[..., Any]:
@@ -65,7 +65,9 @@ def _sweep(args) -> int:
 
 
 def _status(args) -> int:
-    return show_status(args.results, watch=args.watch, as_json=args.json)
+    # a folder named on the command line must exist; the default one may not yet (fresh clone)
+    return show_status(args.results or ["results"], watch=args.watch, as_json=args.json,
+                       must_exist=args.results is not None)
 
 
 def _report(args) -> int:
@@ -192,9 +194,9 @@ def _add_status(sub) -> None:
                        "completed), progress and ETA, the headline metric of completed runs and "
                        "the error of failed ones. Under SLURM, squeue's states are joined in and "
                        "the sweeps' tasks without results yet are listed too.")
-    p.add_argument("--results", nargs="+", default=["results"], help="results folders (default: results)")
+    p.add_argument("--results", nargs="+", help="results folders (default: results)")
     p.add_argument("--watch", nargs="?", type=float, const=5.0, metavar="SECONDS",
-                   help="redraw every SECONDS (default 5) until Ctrl-C")
+                   help=f"redraw every SECONDS (default 5, at least {MIN_WATCH_S:g}) until Ctrl-C")
     p.add_argument("--json", action="store_true",
                    help="print the rows as JSON (with --watch: one JSON document per line)")
     p.set_defaults(func=_status)

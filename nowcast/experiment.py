@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from . import outputs, results
+from . import outputs, results, runlock
 from .checkpoint import load_resume
 from .config import Config, load_config
 from .data import get_data
@@ -134,13 +134,20 @@ def _record_end(run_dir: Path, error: BaseException, rank: int = 0, distributed:
     if distributed and not stopped:
         write_rank_error(run_dir, rank, error)
     if rank == 0:
-        if isinstance(error, RunStopped):  # a requeued or resubmitted job resumes it
-            results.mark_preempted(run_dir, str(error), error.reason)
-        elif isinstance(error, KeyboardInterrupt):
-            results.mark_preempted(run_dir, "interrupted (Ctrl-C); the last checkpoint is kept",
-                                   "interrupt")
-        else:
-            results.fail_run(run_dir, rank_failure(run_dir, error) if distributed else error)
+        try:
+            if isinstance(error, RunStopped):  # a requeued or resubmitted job resumes it
+                results.mark_preempted(run_dir, str(error), error.reason)
+            elif isinstance(error, KeyboardInterrupt):
+                results.mark_preempted(run_dir, "interrupted (Ctrl-C); the last checkpoint is "
+                                       "kept", "interrupt")
+            else:
+                results.fail_run(run_dir, rank_failure(run_dir, error) if distributed else error)
+        except OSError as e:  # a full disk: status.json cannot say it; the lock must not stay
+            runlock.release(run_dir)  # in progress, its process gone: stale, and resumable
+            _leave(distributed, rank)
+            raise RunStopped(f"{first_line(error)}; {JobPaths(run_dir).status} "
+                             f"could not be updated ({e.strerror or e}): the folder stays "
+                             f"resumable from its last checkpoint", "write_error") from None
     _leave(distributed, rank)
 
 

@@ -3,6 +3,7 @@ style .npz or PNGs, or radar input), written as a GIF or an .npz."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -11,54 +12,102 @@ import torch
 
 from . import figures
 from .checkpoint import load_checkpoint
-from .data.base import read_sequence_file
+from .data.base import check_sequence_frames, load_npz, to_unit
 from .data.radar.grid import read_radar_input
 from .data.radar.readers import forecast_times, write_radar_forecast
 from .data.radar.units import dbz_to_unit, unit_to_dbz
 from .errors import NowcastError, first_line
 from .forecast import forecast
 from .runtime import resolve_runtime
+from .util import atomic_path
+
+
+# PNG sample types -> the value of full intensity (a 16-bit PNG is scaled by its own range)
+PNG_FULL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(bool): 1.0}
+
+
+def read_png(path: Path) -> np.ndarray:
+    """One PNG frame (H, W) float32 in [0, 1]: gray, gray + alpha or RGB(A) (the mean of R, G
+    and B), scaled by its sample type's range (PNG_FULL_SCALE); anything else refused."""
+    try:
+        image = iio.imread(path)
+    except Exception as e:  # not a PNG, truncated, or unreadable: all mean the same here
+        raise NowcastError(f"{path}: not a readable PNG image ({type(e).__name__})") from None
+    scale = PNG_FULL_SCALE.get(image.dtype)
+    if scale is None or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (2, 3, 4)):
+        raise NowcastError(f"{path}: expected an 8- or 16-bit gray or RGB image, got {image.dtype} "
+                           f"{image.shape}")
+    if image.ndim == 3:
+        image = image[..., 0] if image.shape[-1] == 2 else image[..., :3].mean(-1)
+    return (np.asarray(image, np.float32) / scale).astype(np.float32)
 
 
 def read_frames(path: str) -> np.ndarray:
     """Input frames (T, H, W) float32 in [0, 1] from an .npz of uint8 frames or a folder of PNGs."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(p.glob("*.png"))
+        files = sorted(f for f in p.glob("*.png") if f.is_file())
         if not files:
             raise NowcastError(f"{p}: no .png frames in this folder")
-        frames = [iio.imread(f) for f in files]
-        frames = [f[..., :3].mean(-1) if f.ndim == 3 else f for f in frames]
+        frames = [read_png(f) for f in files]
         if len({f.shape for f in frames}) != 1:
             raise NowcastError(f"{p}: the PNG frames differ in size")
-        return np.stack(frames).astype(np.float32) / 255.0
+        return np.stack(frames)
     if not p.is_file():
         raise NowcastError(f"{p}: no such input file or folder")
     if p.suffix != ".npz":
         raise NowcastError(f"{p}: unknown input format (expected .npz or a folder of PNGs)")
-    try:
-        frames = read_sequence_file(p)
-    except NowcastError:
-        with np.load(p) as f:  # also accept a single (T,H,W) sequence
-            arrays = [f[k] for k in f.keys()]
-        if len(arrays) != 1 or arrays[0].ndim != 3 or arrays[0].dtype != np.uint8:
-            raise
-        frames = arrays[0][None]
+    frames = load_npz(p, "input")["frames"]  # one readable array, else one line naming it
+    if frames.ndim == 3:  # a single (T, H, W) sequence
+        frames = frames[None]
+    check_sequence_frames(p, frames.dtype, frames.shape)
     if len(frames) != 1:
         raise NowcastError(f"{p}: holds {len(frames)} sequences; predict takes one")
-    return frames[0].astype(np.float32) / 255.0
+    return to_unit(frames[0])
 
 
-def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Path:
-    if steps < 1:
-        raise NowcastError(f"--steps must be >= 1, got {steps}")
+def input_window(frames: np.ndarray, k_in: int, where: str) -> np.ndarray:
+    """The last k_in frames, what the model was trained to read; fewer are refused."""
+    if len(frames) < k_in:
+        raise NowcastError(f"{where}: {len(frames)} input frames; the model reads the last "
+                           f"k_in = {k_in}")
+    return frames[-k_in:]
+
+
+# --steps: at most this many times the model's k_out. The model was trained and scored for
+# k_out leads; further on it runs on its own predictions (said once), and without a bound a
+# typo such as --steps 1000000000 would allocate what no machine holds
+MAX_ROLLOUT = 4
+
+
+def check_steps(steps: int, k_out: int) -> None:
+    """1 <= steps <= MAX_ROLLOUT * k_out; a note on stderr for leads past k_out."""
+    if not 1 <= steps <= MAX_ROLLOUT * k_out:
+        raise NowcastError(f"--steps must be in [1, {MAX_ROLLOUT * k_out}] ({MAX_ROLLOUT} x the "
+                           f"model's k_out {k_out}), got {steps}")
+    if steps > k_out:
+        print(f"nowcast: note: leads {k_out + 1}-{steps} lie past the model's k_out {k_out}: it "
+              f"was never trained or scored that far", file=sys.stderr)
+
+
+def writable_output(out: str) -> Path:
     out_path = Path(out)
     if out_path.suffix not in (".gif", ".npz"):
         raise NowcastError(f"{out}: output must end in .gif or .npz")
+    if out_path.is_dir():
+        raise NowcastError(f"{out}: a folder; --out names the forecast file")
+    return out_path
+
+
+def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Path:
+    out_path = writable_output(out)
     cfg, model = load_checkpoint(checkpoint)
+    check_steps(steps, cfg.k_out)
     if cfg.dataset == "radar":
-        return predict_radar(cfg, model, input_path, steps, out_path)
-    frames = read_frames(input_path)
+        dbz, _, times = read_radar_input(input_path, cfg.radar_recipe, cfg.block_size)
+        frames = input_window(dbz_to_unit(dbz), cfg.k_in, input_path)
+    else:
+        frames, times = input_window(read_frames(input_path), cfg.k_in, input_path), None
     if not np.isfinite(frames).all():
         raise NowcastError(f"{input_path}: frames contain NaN or infinite values")
     runtime = resolve_runtime(cfg)
@@ -68,26 +117,22 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
     except RuntimeError as e:
         raise NowcastError(f"{checkpoint}: the model cannot run on {frames.shape[1:]} frames "
                            f"({first_line(e)})") from None
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if out_path.suffix == ".npz":
-        np.savez_compressed(out_path, frames=np.rint(pred * 255).astype(np.uint8))
-    else:
-        figures.sequence_gif(frames, pred, pred, out_path, "forecast")
+    write_forecast(cfg, frames, pred, times, out_path)
     return out_path
 
 
-def predict_radar(cfg, model, input_path: str, steps: int, out_path: Path) -> Path:
-    """Radar in (PV .npz or native files pysteps reads), radar out: the PV encoding, or a GIF."""
-    dbz, _, times = read_radar_input(input_path, cfg.radar_recipe, cfg.block_size)
-    frames = dbz_to_unit(dbz[-cfg.k_in:])
-    runtime = resolve_runtime(cfg)
-    pred = forecast(model.to(runtime.device), torch.from_numpy(frames[None]).to(runtime.device),
-                    steps, runtime)[0].cpu().numpy()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if out_path.suffix == ".npz":
-        write_radar_forecast(out_path, unit_to_dbz(pred),
-                             forecast_times(times, steps),
-                             pixel_km=cfg.block_size if cfg.radar_recipe == "blocks" else None)
-    else:
-        figures.sequence_gif(frames, pred, pred, out_path, "forecast")
-    return out_path
+def write_forecast(cfg, frames: np.ndarray, pred: np.ndarray, times, out_path: Path) -> None:
+    """The forecast as a GIF beside its inputs, or an .npz (radar: the shared PV encoding with
+    times and rain rate; else uint8 frames), written beside and renamed when complete."""
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out_path, keep_suffix=True) as tmp:
+            if out_path.suffix == ".gif":
+                figures.sequence_gif(frames, pred, pred, tmp, "forecast")
+            elif cfg.dataset == "radar":
+                write_radar_forecast(tmp, unit_to_dbz(pred), forecast_times(times, len(pred)),
+                                     pixel_km=cfg.block_size if cfg.radar_recipe == "blocks" else None)
+            else:
+                np.savez_compressed(tmp, frames=np.rint(pred * 255).astype(np.uint8))
+    except OSError as e:
+        raise NowcastError(f"{out_path}: cannot write the forecast ({e.strerror or e})") from None

@@ -181,6 +181,22 @@ def find_completed(results_dir: str | Path, cfg: Config) -> Optional[Path]:
     return completed_by_params(results_dir).get(params_hash(cfg))
 
 
+def find_resumable(results_dir: str | Path, cfg: Config) -> Optional[str]:
+    """The job id of an in-progress folder with cfg's params (params_hash) that no live process
+    holds: a run stopped by a signal or killed (kill -9, a lost node), for a launcher that
+    starts sets under new job ids to resume instead of starting again; None when there is none."""
+    want = params_hash(cfg)
+    for run in find_runs([results_dir]):
+        if not JobPaths(run.path).in_progress or runlock.holder(run.path):
+            continue
+        try:
+            if params_hash(Config(**run.params)) == want:
+                return JobPaths(run.path).job_id
+        except TypeError:  # params of an older or damaged run
+            continue
+    return None
+
+
 def completed_by_params(results_dir: str | Path) -> dict[str, Path]:
     """params_hash -> a completed folder with those params: read once for many sets."""
     found: dict[str, Path] = {}

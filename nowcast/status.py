@@ -14,6 +14,7 @@ them, `collect_rows` does the reading and `show_status` is the command.
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 import sys
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, TextIO
 
-from .errors import first_line
+from .errors import NowcastError, first_line
 from .launch.queue import queue_states, sweep_tasks, waiting
 from .progress import STALE, derive_state, eta_left, slurm_key, steps_text
 from .protocols import metric_label
@@ -34,6 +35,7 @@ STATE_ORDER = ("running", "pending", "submitted", "preempted", STALE, "lost", "f
                "unreadable", "completed")  # progress.STATES, STALE and QUEUE_STATES
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
 NOTE_WIDTH = 70
+MIN_WATCH_S = 0.5  # --watch: the shortest redraw period (each redraw reads every run)
 
 
 @dataclass(frozen=True)
@@ -212,12 +214,25 @@ def collect_rows(results_dirs: list[str | Path]) -> list[Row]:
     return build_rows(runs, tasks, queue_states() if slurm else None)
 
 
+def check_arguments(results_dirs: list[str | Path], watch: Optional[float], must_exist: bool) -> None:
+    """NowcastError for a results root that is not a folder (or, must_exist, is missing) and
+    for a --watch that is no positive period (0 would redraw without pause)."""
+    for d in results_dirs:
+        if Path(d).exists() and not Path(d).is_dir():
+            raise NowcastError(f"--results {d}: not a folder")
+        if must_exist and not Path(d).exists():
+            raise NowcastError(f"--results {d}: no such folder")
+    if watch is not None and not MIN_WATCH_S <= watch < math.inf:
+        raise NowcastError(f"--watch must be at least {MIN_WATCH_S:g} seconds, got {watch}")
+
+
 def show_status(results_dirs: list[str | Path], watch: Optional[float] = None,
                 as_json: bool = False, stream: Optional[TextIO] = None,
-                sleep: Callable[[float], None] = time.sleep) -> int:
+                sleep: Callable[[float], None] = time.sleep, must_exist: bool = False) -> int:
     """`nowcast status`: print the table (or JSON) once, or every `watch` seconds until
     Ctrl-C (the screen is redrawn on a terminal; elsewhere tables follow one another, and
-    JSON comes one document per line)."""
+    JSON comes one document per line). check_arguments first."""
+    check_arguments(results_dirs, watch, must_exist)
     stream = stream or sys.stdout
     roots = [str(d) for d in results_dirs]
     redraw = watch is not None and not as_json and stream.isatty()

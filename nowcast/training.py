@@ -28,7 +28,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .board import Board
-from .checkpoint import load_resume, save_resume_state
+from .checkpoint import check_resume_weights, load_resume, save_resume_state
 from .config import Config
 from .distributed import rank0_flag, rank_world, strongest_signal
 from .errors import NowcastError
@@ -39,7 +39,6 @@ from .paths import JobPaths
 from .progress import PlanClock
 from . import stopping
 from .runtime import Runtime
-from .stopping import Preempted
 
 
 def check_finite(value, what: str) -> float:
@@ -219,6 +218,7 @@ class Trainer:
         ckpt = load_resume(self.ckpt_path)  # on the CPU: torch's RNG state must stay there
         if ckpt is None:
             return 0
+        check_resume_weights(self.model, ckpt, self.ckpt_path)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -406,7 +406,7 @@ class Trainer:
         self.save(step)
         self.bar.close()
         self.board.close()
-        raise Preempted(f"stopped at step {step}; checkpoint saved to {self.ckpt_path}", signum)
+        raise stopping.Preempted(f"stopped at step {step}; checkpoint saved to {self.ckpt_path}", signum)
 
     def finish(self) -> TrainResult:
         r = self.result

@@ -6,6 +6,7 @@ command line in a subprocess; none depends on the machine's speed.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -420,3 +421,130 @@ def test_a_file_that_is_no_params_file_is_not_echoed(tmp_path):
     assert "hash" not in str(e.value) and "not shown" in str(e.value)
     with pytest.raises(NowcastError, match="unknown parameter 'strde'"):
         load_config(values={"strde": 2})
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 37, item 16 and items 9, 12, 14: caught before a folder exists, in one line
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("frames, needle", [
+    (np.zeros((6, 6, 32, 32), np.float32), "got float32 (6, 6, 32, 32)"),
+    (np.zeros((6, 6, 32), np.uint8), "got uint8 (6, 6, 32)"),
+])
+def test_a_sequence_file_of_the_wrong_dtype_or_rank_writes_no_folder(tmp_path, file_params, frames, needle):
+    """Issue 37: told by the file's header, yet refused only after a failed folder existed."""
+    np.savez(tmp_path / "bad.npz", frames=frames)
+    done = train(file_params, tmp_path / "r", "--set", "dataset=npz", "--set",
+                 f"data_file={tmp_path / 'bad.npz'}")
+    one_line_error(done, "bad.npz: expected (N,T,H,W) uint8 frames", needle)
+    no_folder(tmp_path / "r")
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("seed=-1", "'seed' must be in [0, 2**32), got -1"),
+    ("seed=99999999999999999999999", "'seed' must be in [0, 2**32)"),
+    ("image_size=16", "image_size 16 is smaller than a 28px digit"),
+])
+def test_seeds_and_canvases_no_run_can_use_write_no_folder(tmp_path, params, override, needle):
+    done = train(params, tmp_path / "r", "--set", override)
+    one_line_error(done, needle)
+    no_folder(tmp_path / "r")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--watch", "-1"], "--watch must be at least 0.5 seconds, got -1.0"),
+    (["--watch", "nan"], "--watch must be at least 0.5 seconds, got nan"),
+    (["--watch", "0"], "--watch must be at least 0.5 seconds, got 0.0"),
+    (["--results", "FILE"], "--results FILE: not a folder"),
+    (["--results", "MISSING"], "--results MISSING: no such folder"),
+])
+def test_status_arguments_that_mean_nothing(tmp_path, args, needle):
+    """Issue 37: --watch -1 / nan were tracebacks, --watch 0 busy-looped, and a file or a
+    missing folder as --results said '0 runs'."""
+    (tmp_path / "FILE").write_text("not a folder")
+    done = cli("status", *args, cwd=tmp_path)
+    one_line_error(done, needle)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A trained tiny Moving MNIST model (k_in 3, k_out 3, 32x32): its model.pt."""
+    root = tmp_path_factory.mktemp("model")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    done = train(root / "tiny.yaml", root / "r", "--job-id", "m")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return root / "r" / "m" / "model.pt"
+
+
+def predict(checkpoint, frames, out, steps="2"):
+    return cli("predict", "--checkpoint", str(checkpoint), "--input", str(frames), "--steps",
+               steps, "--out", str(out))
+
+
+def test_predict_reads_16_bit_pngs_by_their_range(tiny_model, tmp_path):
+    """Issue 37: 16-bit PNGs were divided by 255 (inputs near 257) and gave a garbage forecast."""
+    import imageio.v3 as iio
+    rng = np.random.default_rng(0)
+    frames = (rng.random((3, 32, 32)) > 0.8).astype(np.float64)
+    for name, dtype, full in (("png8", np.uint8, 255), ("png16", np.uint16, 65535)):
+        (tmp_path / name).mkdir()
+        for t, frame in enumerate(frames):
+            iio.imwrite(tmp_path / name / f"{t}.png", (frame * full).astype(dtype))
+    outs = []
+    for name in ("png8", "png16"):
+        done = predict(tiny_model, tmp_path / name, tmp_path / f"{name}.npz")
+        assert done.returncode == 0, done.stderr[-2000:]
+        outs.append(np.load(tmp_path / f"{name}.npz")["frames"])
+    assert np.array_equal(outs[0], outs[1])  # the same frames, whatever their bit depth
+
+
+@pytest.mark.parametrize("make, steps, needle", [
+    (lambda d: d / "frames", "2", "0.png: not a readable PNG image"),
+    (lambda d: d / "cut.npz", "2", "cut.npz: not a readable .npz file"),
+    (lambda d: d / "two.npz", "2", "2 input frames; the model reads the last k_in = 3"),
+    (lambda d: d / "four.npz", "13", "--steps must be in [1, 12] (4 x the model's k_out 3), got 13"),
+    (lambda d: d / "four.npz", "0", "--steps must be in [1, 12]"),
+])
+def test_predict_inputs_that_cannot_be_forecast(tiny_model, tmp_path, make, steps, needle):
+    np.savez(tmp_path / "four.npz", frames=np.zeros((4, 32, 32), np.uint8))
+    np.savez(tmp_path / "two.npz", frames=np.zeros((2, 32, 32), np.uint8))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "four.npz").read_bytes()[:200])
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "0.png").write_text("not an image")
+    done = predict(tiny_model, make(tmp_path), tmp_path / "f.npz", steps)
+    one_line_error(done, needle)
+    assert not (tmp_path / "f.npz").exists()
+
+
+def test_predict_output_that_cannot_be_written(tiny_model, tmp_path):
+    np.savez(tmp_path / "four.npz", frames=np.zeros((4, 32, 32), np.uint8))
+    (tmp_path / "out.npz").mkdir()
+    one_line_error(predict(tiny_model, tmp_path / "four.npz", tmp_path / "out.npz"),
+                   "out.npz: a folder; --out names the forecast file")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root writes anywhere: a file where a folder must be
+            target = tmp_path / "four.npz" / "f.npz"
+        else:
+            target = locked / "f.npz"
+        one_line_error(predict(tiny_model, tmp_path / "four.npz", target), "cannot write")
+    finally:
+        locked.chmod(0o700)
+    # past k_out: forecast, with one note that those leads were never trained
+    done = predict(tiny_model, tmp_path / "four.npz", tmp_path / "long.npz", "5")
+    assert done.returncode == 0 and np.load(tmp_path / "long.npz")["frames"].shape == (5, 32, 32)
+    assert "leads 4-5 lie past the model's k_out 3" in done.stderr
+
+
+def test_a_checkpoint_config_of_sizes_no_machine_holds_is_refused_unallocated(tmp_path):
+    """Issue 37: a model.pt whose config says hidden_sizes [20000, 20000] (57.6 GB of weights)
+    beside a small file gave an allocation traceback: its weights are compared with the model
+    built on the meta device first."""
+    cfg = load_config(values=dict(TINY, hidden_sizes=[20000, 20000]))
+    ckpt = tmp_path / "model.pt"
+    torch.save({"config": cfg.to_dict(), "model": get_model(load_config(values=TINY)).state_dict()}, ckpt)
+    np.savez(tmp_path / "in.npz", frames=np.zeros((3, 32, 32), np.uint8))
+    done = predict(ckpt, tmp_path / "in.npz", tmp_path / "f.npz")
+    one_line_error(done, "model.pt: its weights do not match its config", "the model's [3, 20000, 1, 1]")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -365,3 +367,34 @@ def test_task_checkpoints_on_sigusr1_and_resumes(tmp_path, in_root):
     status = json.loads((res / "4242_0" / "status.json").read_text())
     assert status["status"] == "completed" and status["attempts"] == 2
     assert (res / "4242_0" / "train.ipynb").is_file()
+
+
+def test_run_local_resumes_a_killed_or_stopped_run_of_the_same_params(tmp_path, monkeypatch, capsys):
+    """Issue 37: `nowcast run` after kill -9 started a new folder from step 0 and left the old
+    one stale for ever. The same command finds the in-progress folder of the same params that
+    no live process holds, and resumes it; one a live process holds is left alone."""
+    res = tmp_path / "results"
+    cfg = load_config(SMOKE, [f"results_dir={res}"])
+    killed = res / ".running-20261202-010101-abcdef12"
+    killed.mkdir(parents=True)
+    (killed / "params.yaml").write_text(to_yaml(cfg))
+    (killed / "status.json").write_text(json.dumps({"status": "running"}))
+    (killed / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": 2 ** 22 + 7,
+                                               "pid_started": 1.0}))  # kill -9: a dead holder
+    ids = []
+    monkeypatch.setattr(local, "run_one", lambda ps, job_id=None, **k: ids.append(job_id) or ("completed", None))
+    assert local.run_local([str(SMOKE)], str(res), []) == 0
+    assert ids == ["20261202-010101-abcdef12"]
+    assert "resuming its stopped run 20261202-010101-abcdef12" in capsys.readouterr().out
+    # other params: a new run; a folder held by a live process (this one): a new run too
+    assert local.run_local([str(SMOKE)], str(res), ["seed=1"]) == 0 and ids[-1] is None
+    (killed / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid()}))
+    assert local.run_local([str(SMOKE)], str(res), []) == 0 and ids[-1] is None
+
+
+def test_the_stop_hint_of_run_is_the_same_command_quoted():
+    command = local.run_command(["params/a b.yaml"], "my results", ["hidden_sizes=[4, 4]", "name=$(x)"])
+    assert command == ("nowcast run 'params/a b.yaml' --results 'my results' --set "
+                       "'hidden_sizes=[4, 4]' --set 'name=$(x)'")
+    assert shlex.split(command)[2:] == ["params/a b.yaml", "--results", "my results", "--set",
+                                        "hidden_sizes=[4, 4]", "--set", "name=$(x)"]

@@ -211,3 +211,48 @@ def test_dead_holder_on_this_host_is_stale(tmp_path):
     (folder / JobPaths.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead)}))
     runlock.acquire(folder)
     assert json.loads((folder / JobPaths.LOCK).read_text())["pid"] == os.getpid()
+
+
+def test_a_checkpoint_of_another_model_is_refused_and_the_run_kept(tiny_values):
+    """Issue 37: resuming from a checkpoint of another architecture (size mismatch) failed the
+    run with a traceback. Now nothing is loaded, the folder stays resumable (preempted,
+    stopped_by checkpoint_mismatch), and the error names the first tensor that differs."""
+    running = _stopped_run(tiny_values, "mix", 3)
+    other = _stopped_run(dict(tiny_values, hidden_sizes=[4, 4]), "other", 3)
+    ckpt = running / JobPaths.CHECKPOINT
+    ckpt.write_bytes((other / JobPaths.CHECKPOINT).read_bytes())
+    with pytest.raises(RunStopped, match=r"holds another model's weights \('cells.0.peephole' is \[3, 4, 1, 1\]"):
+        run_experiment(load_config(values=dict(tiny_values, job_id="mix")), progress=False)
+    state = status(running)
+    assert state["status"] == "preempted" and state["stopped_by"] == "checkpoint_mismatch"
+    assert not (running / JobPaths.LOCK).exists() and ckpt.read_bytes() == (other / JobPaths.CHECKPOINT).read_bytes()
+
+
+def test_a_full_disk_that_cannot_even_record_the_stop_leaves_the_run_resumable(tiny_values, monkeypatch):
+    """Issue 37: a full disk while model.pt was written, and then status.json: a double
+    traceback, status.json left 'running' with its lock. Now one RunStopped, the lock
+    released; the same params resume once there is space."""
+    real_save, real_write = torch.save, Path.write_text
+    full = {"on": False}
+
+    def save(obj, f, *args, **kwargs):
+        if full["on"] or JobPaths.MODEL in str(f):
+            full["on"] = True
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    def write_text(self, *args, **kwargs):
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, *args, **kwargs)
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(Path, "write_text", write_text)
+    with pytest.raises(RunStopped, match="status.json could not be updated .No space left") as e:
+        run_experiment(load_config(values=dict(tiny_values, job_id="disk")), progress=False)
+    assert e.value.reason == "write_error" and "model.pt could not be written" in str(e.value)
+    running = Path(tiny_values["results_dir"]) / ".running-disk"
+    assert not (running / JobPaths.LOCK).exists()
+    monkeypatch.setattr(torch, "save", real_save)
+    monkeypatch.setattr(Path, "write_text", real_write)
+    path = run_experiment(load_config(values=dict(tiny_values, job_id="disk")), progress=False)
+    assert status(path)["status"] == "completed" and status(path)["attempts"] == 2

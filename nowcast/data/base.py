@@ -52,34 +52,46 @@ def load_npz(path: Path, what: str = "data") -> dict[str, np.ndarray]:
     return arrays
 
 
+def check_sequence_frames(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """A sequence file's frames must be (N,T,H,W) uint8: NowcastError naming the file."""
+    if dtype != np.uint8 or len(shape) != 4:
+        raise NowcastError(f"{path}: expected (N,T,H,W) uint8 frames, got {dtype} {tuple(shape)}")
+
+
 def read_sequence_file(path: Path) -> np.ndarray:
     """An (N,T,H,W) uint8 array from a .npz (key 'frames', or its only array)."""
     frames = load_npz(path)["frames"]
-    if frames.dtype != np.uint8 or frames.ndim != 4:
-        raise NowcastError(f"{path}: expected (N,T,H,W) uint8 frames, got {frames.dtype} {frames.shape}")
+    check_sequence_frames(path, frames.dtype, frames.shape)
     return frames
 
 
-def npz_shape(path: Path, key: str = "frames") -> Optional[tuple[int, ...]]:
-    """The shape of array `key` (or of the only array) of an .npz/.npy file, read from its
-    header without loading it; None when the file cannot tell (its readers then report it)."""
+def npz_header(path: Path, key: str = "frames") -> Optional[tuple[tuple[int, ...], np.dtype]]:
+    """(shape, dtype) of array `key` (or of the only array) of an .npz/.npy file, read from
+    its header without loading it; None when the file cannot tell (its readers then report it)."""
     try:
         if Path(path).suffix == ".npy":
             with open(path, "rb") as f:
-                return _npy_header_shape(f)
+                return _npy_header(f)
         with zipfile.ZipFile(path) as z:
             names = [n for n in z.namelist() if n.endswith(".npy")]
             name = f"{key}.npy" if f"{key}.npy" in names else (names[0] if len(names) == 1 else None)
             if name is None:
                 return None
             with z.open(name) as f:
-                return _npy_header_shape(f)
+                return _npy_header(f)
     except (OSError, ValueError, zipfile.BadZipFile):
         return None
 
 
-def _npy_header_shape(f) -> tuple[int, ...]:
+def npz_shape(path: Path, key: str = "frames") -> Optional[tuple[int, ...]]:
+    """The shape part of npz_header."""
+    header = npz_header(path, key)
+    return None if header is None else header[0]
+
+
+def _npy_header(f) -> tuple[tuple[int, ...], np.dtype]:
     version = np.lib.format.read_magic(f)
     read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
             else np.lib.format.read_array_header_2_0)
-    return tuple(read(f)[0])
+    shape, _, dtype = read(f)
+    return tuple(shape), dtype

@@ -1,7 +1,7 @@
 """What a run will read, checked before any results folder exists (`check_inputs`): the files
 exist, and their frames fit the model (size-bound layers), a crop and the curriculum.
 
-Shapes come from the files' headers (`base.npz_shape`), so the check costs no data loading; a
+Shapes and dtypes come from the files' headers (`base.npz_header`), so the check costs no data loading; a
 file whose header cannot be read is left to its reader, which fails the run at run time with
 the file named (a corrupt file exists and passes here, as it should).
 `nowcast train`, the notebook (experiment.run_experiment) and `nowcast run` / `sweep`
@@ -17,7 +17,7 @@ from ..config import Config, data_dir
 from ..errors import NowcastError
 from ..models import check_frame_size
 from ..protocols import KNMI_FILE
-from .base import npz_shape
+from .base import check_sequence_frames, npz_header, npz_shape
 from .radar.dataset import resolve_data_file
 from .radar.grid import SEED_SIZE
 
@@ -83,11 +83,14 @@ def frame_shapes(cfg: Config) -> dict[str, tuple[int, int]]:
     return shapes
 
 
-def _check_sequence_lengths(cfg: Config) -> None:
-    """An npz file's sequences must hold a whole window of every curriculum stage."""
-    shape = npz_shape(Path(cfg.data_file)) if cfg.dataset == "npz" else None
-    if shape is None or len(shape) != 4:
+def _check_sequence_file(cfg: Config) -> None:
+    """An npz file's frames must be (N,T,H,W) uint8 (from its header), and its sequences must
+    hold a whole window of every curriculum stage."""
+    header = npz_header(Path(cfg.data_file)) if cfg.dataset == "npz" else None
+    if header is None:
         return
+    shape, dtype = header
+    check_sequence_frames(Path(cfg.data_file), dtype, shape)
     t = shape[1]
     for length in [cfg.k_in + cfg.k_out] + [2 * L for L in cfg.curriculum or []]:
         if length > t:
@@ -102,7 +105,7 @@ def check_inputs(cfg: Config, where: str = "parameters") -> None:
     and its model can run on the frames."""
     check_paths(cfg, where)
     try:
-        _check_sequence_lengths(cfg)
+        _check_sequence_file(cfg)
         shapes = frame_shapes(cfg)
         built = shapes.get("train", shapes.get("data"))  # the model is built for these frames
         for shape in dict.fromkeys(shapes.values()):

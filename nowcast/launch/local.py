@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -174,6 +175,14 @@ def _short_error(error: BaseException) -> str:
 # nowcast run, one array task
 # --------------------------------------------------------------------------------------------
 
+def run_command(params_paths: list[str], results_dir: Optional[str], overrides: list[str]) -> str:
+    """`nowcast run` as typed, every argument shell-quoted: what resumes a stopped set (the
+    same params find their stopped run: results.find_resumable)."""
+    words = ["nowcast", "run", *params_paths, *(["--results", results_dir] if results_dir else []),
+             *(w for o in overrides or [] for w in ("--set", o))]
+    return shlex.join(str(w) for w in words)
+
+
 def run_local(params_paths: list[str], results_dir: Optional[str] = None, overrides: list[str] = (),
               force: bool = False, progress: bool = True, slurm_job: Optional[str] = None) -> int:
     """Run params sets one after another through papermill; 0 when none failed.
@@ -192,14 +201,16 @@ def run_local(params_paths: list[str], results_dir: Optional[str] = None, overri
             print(f"nowcast: {ps.source}: skipped, completed in {done}", flush=True)
             summary.append(("skipped", ps.source, done))
             continue
-        job_id = ps.cfg.job_id
+        job_id = ps.cfg.job_id or results.find_resumable(ps.cfg.results_dir, ps.cfg)
+        if job_id and not ps.cfg.job_id:
+            print(f"nowcast: {ps.source}: resuming its stopped run {job_id}", flush=True)
         if job_id is None and slurm_job and len(sets) > 1:
             job_id = f"{results.resolve_job_id(ps.cfg)}-{index}"  # several sets in one SLURM job
         status, path = run_one(ps, job_id=job_id, progress=progress)
         summary.append((status, ps.source, path))
         if status == "preempted":  # SIGTERM/SIGUSR1: stop here, the rest does not start
-            print(f"nowcast: stopped; to resume from the checkpoint: nowcast run {ps.source} "
-                  f"--set job_id={JobPaths(path).job_id}", file=sys.stderr)
+            print(f"nowcast: stopped; the same command resumes it from the checkpoint: "
+                  f"{run_command(params_paths, results_dir, overrides)}", file=sys.stderr)
             break
     print("\nnowcast run:")
     for status, source, path in summary:
