@@ -8,6 +8,7 @@ nowcast.experiment.run_experiment. test_slides.py reuses the same folder.
 from __future__ import annotations
 
 import html.parser
+import json
 import re
 import shutil
 import subprocess
@@ -246,7 +247,7 @@ def test_pdf_page_not_blank(built, tmp_path):
 
 def test_rebuild_is_incremental(built, results, capsys):
     report_dir, out = built
-    gen = report_dir / "_generated"
+    gen = out / ".build" / "_generated"  # the build's own (incremental.private_build)
     figs = sorted(gen.rglob("*.png")) + sorted(gen.rglob("*.gif"))
     assert figs
     before = {p: p.stat().st_mtime_ns for p in figs}
@@ -491,3 +492,32 @@ def test_varied_fields_are_compared_as_each_run_ran():
     new = Run(params={"residual": True, "first_guess": "extrapolation", "ss_min": None,
                       "loss": "mse"}, metrics={})
     assert varied_params([old, new]) == {"first_guess"}
+
+
+def test_two_builds_into_different_folders_never_mix_their_runs(results, tmp_path, monkeypatch):
+    """Issue 37: two `nowcast report` at once (two sweeps' report jobs) both wrote
+    <checkout>/report/_generated and mixed each other's runs. A second build that runs
+    entirely while the first is between its fragments and its render (a renderer that starts
+    it) leaves the first's report its own runs only."""
+    from nowcast.publish import render as render_module
+    other = tmp_path / "other"
+    shutil.copytree(results / "smoke-ok", other / "lonely-run")
+    meta = json.loads((other / "lonely-run" / "status.json").read_text())
+    (other / "lonely-run" / "status.json").write_text(json.dumps(dict(meta, job_id="lonely-run")))
+    report_dir = copy_sources(REPO / "report", tmp_path / "report", REPORT_SOURCES)
+    real = render_module.RENDERERS["pandoc+typst"]
+    nested = []
+
+    def render_after_another_build(project, out_dir, formats):
+        if not nested:  # the first render only: the other build's own render is the real one
+            nested.append(tmp_path / "out-b")
+            publish.build_report([other], nested[0], reference_dirs=[], report_dir=report_dir,
+                                 renderer="pandoc+typst", formats=("html",), quiet=True)
+        return real(project, out_dir, formats)
+    monkeypatch.setitem(render_module.RENDERERS, "pandoc+typst", render_after_another_build)
+    out_a = publish.build_report([results], tmp_path / "out-a", reference_dirs=[],
+                                 report_dir=report_dir, renderer="pandoc+typst", formats=("html",),
+                                 quiet=True)
+    a, b = (out_a / "report.html").read_text(), (nested[0] / "report.html").read_text()
+    assert "smoke-ok" in a and "lonely-run" not in a
+    assert "lonely-run" in b and "smoke-bad" not in b

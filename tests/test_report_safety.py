@@ -129,7 +129,7 @@ def test_damaged_figure_is_left_out_with_a_warning(tmp_path, capsys):
     out, pdf = build(results, tmp_path)
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "broken" in warnings[0] and "loss.png" in warnings[0], warnings
-    gen = tmp_path / "report" / "_generated" / "runs"
+    gen = out / ".build" / "_generated" / "runs"  # the build's own (incremental.private_build)
     assert not (gen / "broken" / "loss.png").exists() and (gen / "broken" / "test_strip.png").exists()
     assert (gen / "good" / "loss.png").exists()
     assert "broken" in pdf and (out / "report.html").is_file()

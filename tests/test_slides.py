@@ -72,9 +72,9 @@ def test_deck_html(deck, results):
         assert (results / "smoke-ok" / name).read_bytes() in embedded, name
     assert "fonts.bunny.net" not in page and "fonts.googleapis" not in page
     # the PDF deck shows a prediction (the frame strip), never a GIF's first frame
-    paper = (slides_dir / "_generated" / "deck.pdf.md").read_text()
+    paper = (out / ".build" / "_generated" / "deck.pdf.md").read_text()  # the build's own
     assert "smoke-ok/test_strip.png" in paper and ".gif" not in paper
-    assert (slides_dir / "_generated" / "runs" / "smoke-ok" / "test_strip.png").is_file()
+    assert (out / ".build" / "_generated" / "runs" / "smoke-ok" / "test_strip.png").is_file()
 
 
 def test_a_sweep_gets_a_slide_comparing_what_it_varies(results, tmp_path):

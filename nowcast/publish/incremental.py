@@ -5,12 +5,14 @@ takes seconds because of these.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from PIL import Image
 
@@ -21,6 +23,36 @@ from ..util import atomic_path
 
 STYLE_VERSION = "4"  # bump to force regeneration of every generated figure and render
 RUN_FILES = JobPaths.FIGURES
+
+
+BUILD = ".build"  # <out>/.build/: a build's own copy of the project and its _generated/
+
+
+@contextmanager
+def private_build(project: Path, out_dir: Path) -> Iterator[Path]:
+    """The folder a report or deck for `out_dir` is built in: <out_dir>/.build/, holding a
+    copy of the project's own files (index.qmd, deck.md, styles, ...) and its own _generated/,
+    so that two builds into different --out folders never mix each other's runs (two sweeps'
+    report jobs ending together). One build per out_dir at a time: a second waits for the
+    first (an exclusive flock on <out_dir>/.build.lock). Kept between builds: what did not
+    change is not made again."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    build = out_dir / BUILD
+    with open(out_dir / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build.mkdir(exist_ok=True)
+        for source in project.iterdir():
+            if source.is_file() and not source.name.startswith("."):
+                copy_if_changed(source, build / source.name)
+        yield build
+
+
+def copy_if_changed(src: Path, dst: Path) -> None:
+    """dst := src unless it already holds the same bytes (its mtime then stays)."""
+    data = src.read_bytes()
+    if not (dst.is_file() and dst.read_bytes() == data):
+        with atomic_path(dst) as tmp:
+            tmp.write_bytes(data)
 
 
 def digest(obj: Any) -> str:

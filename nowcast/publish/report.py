@@ -10,7 +10,8 @@ from ..errors import NowcastError
 from ..results import Run, find_runs
 from ..util import repo_root
 from .fragments import write_report_fragments
-from .render import get_renderer
+from .incremental import private_build
+from .render import GENERATED, get_renderer
 
 
 def reference_dirs_default() -> list[Path]:
@@ -39,8 +40,9 @@ def build_report(results_dirs: list[Path], out_dir: Optional[Path] = None, *,
 
     results_dirs: results roots (each holding <job_id>/ folders) or single run folders.
     reference_dirs: default [reference_results/] of the repository when it exists.
-    report_dir: the Quarto project (default report/ of the repository); fragments go to its
-    _generated/. renderer: 'auto' or a name of render.RENDERERS.
+    report_dir: the Quarto project (default report/ of the repository), copied with the
+    fragments into <out_dir>/.build/ (incremental.private_build) and rendered there.
+    renderer: 'auto' or a name of render.RENDERERS.
     """
     report_dir = Path(report_dir or repo_root() / "report").resolve()
     out_dir = Path(out_dir).resolve() if out_dir else report_dir / "_output"
@@ -51,8 +53,9 @@ def build_report(results_dirs: list[Path], out_dir: Optional[Path] = None, *,
     for r in runs:  # listed as unreadable, with the reason; the report of the others builds
         if r.status == "unreadable":
             print(f"nowcast: warning: {r.path}: {r.error}; listed as unreadable", file=sys.stderr)
-    write_report_fragments(runs, report_dir / "_generated")
-    outputs = render(report_dir, out_dir, formats)
+    with private_build(report_dir, out_dir) as build:  # fragments of this build alone
+        write_report_fragments(runs, build / GENERATED)
+        outputs = render(build, out_dir, formats)
     if not quiet and not outputs.fresh:
         print(f"up to date: {', '.join(str(p) for p in outputs)}")
     elif not quiet:

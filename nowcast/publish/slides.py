@@ -17,7 +17,7 @@ from ..paths import JobPaths
 from ..util import atomic_path, repo_root, write_if_changed
 from .describe import (as_ran, headline, is_baseline, metric_heading, metrics_value, nondefault_params,
                        run_label, trained_on, varied_params)
-from .incremental import copy_artifacts, inputs_digest
+from .incremental import copy_artifacts, inputs_digest, private_build
 from .markdown import esc, table, value_text
 from .render import include_path, run_tool
 from .report import read_all
@@ -31,7 +31,7 @@ ROWS_PER_SUMMARY = 8
 SLIDE_FILES = (JobPaths.TRAIN_GIF, JobPaths.TEST_GIF, JobPaths.TEST_STRIP_PNG, JobPaths.LOSS_PNG,
                JobPaths.LOSS_MEDIAN_PNG)
 SLIDE_INCLUDE = re.compile(r"^<!--\s*include:\s*(\S+)\s*-->\s*$", re.M)
-REL = "../_generated/runs"  # valid from slides/_generated/ and from slides/_output/
+REL = "../_generated/runs"  # valid from the build's _generated/, where the PDF deck is made
 PDF_VARIANT = "{}.pdf.md"  # a generated fragment (or deck) as the PDF deck has it
 
 
@@ -208,8 +208,17 @@ def build_slides(results_dirs: list[Path], out_dir: Optional[Path] = None, *,
     chrome = find_chromium()
     if pdf and chrome is None:
         raise NowcastError("slides PDF needs chromium (apt-get install chromium) or CHROME_PATH")
-    gen = slides_dir / "_generated"
-    write_slide_fragments(read_all([Path(d) for d in results_dirs], reference_dirs), gen)
+    runs = read_all([Path(d) for d in results_dirs], reference_dirs)
+    with private_build(slides_dir, out_dir) as build:  # fragments of this build alone
+        _build_slides(build, runs, out_dir, chrome, pdf, pptx, quiet)
+    return out_dir
+
+
+def _build_slides(build: Path, runs: list[Run], out_dir: Path, chrome: Optional[str],
+                  pdf: Optional[bool], pptx: bool, quiet: bool) -> None:
+    """The deck's fragments and renders, in the build folder (incremental.private_build)."""
+    slides_dir, gen = build, build / "_generated"
+    write_slide_fragments(runs, gen)
     # the HTML deck plays the GIFs; a PDF page (and a PPTX slide) shows the frame strips
     paper = _deck(slides_dir, gen, pdf=True)
     decks = {".html": _deck(slides_dir, gen), ".pdf": paper, ".pptx": paper}
@@ -223,8 +232,7 @@ def build_slides(results_dirs: list[Path], out_dir: Optional[Path] = None, *,
     if all(t.exists() for t in targets) and stamp_file.is_file() and stamp_file.read_text() == stamp:
         if not quiet:
             print(f"up to date: {', '.join(str(t) for t in targets)}")
-        return out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+        return
     _marp(slides_dir, decks, targets, chrome)
     stamp_file.write_text(stamp)
     if not quiet:
@@ -232,4 +240,3 @@ def build_slides(results_dirs: list[Path], out_dir: Optional[Path] = None, *,
             print("chromium not found: slides.html only (install chromium for slides.pdf)")
         for t in targets:
             print(f"wrote {t}")
-    return out_dir
