@@ -23,7 +23,7 @@ from nowcast.runtime import resolve_runtime
 REFERENCE = Path(__file__).resolve().parents[1] / "reference_results"
 RADAR_MODEL = REFERENCE / "knmi-30-60-cpu-p4-lk" / "model.pt"  # the README's predict example
 RADAR_MSE_MODEL = REFERENCE / "knmi-30-60-cpu-p4" / "model.pt"
-RADAR_OTHERS = [REFERENCE / f"knmi-30-60-cpu-p4-{k}" / "model.pt" for k in ("bal", "res", "res2")]
+RADAR_OTHERS = [REFERENCE / f"knmi-30-60-cpu-p4-{k}" / "model.pt" for k in ("bal", "res", "res2", "lk-mse")]
 MMNIST_MODEL = REFERENCE / "mmnist-t-cpu-p4" / "model.pt"
 LIGHT = 10 * 2**20  # a committed model.pt is at most 10 MB
 
@@ -34,6 +34,7 @@ def test_every_reference_run_loads_and_validates():
                                         "knmi-30-60-cpu-p4", "knmi-30-60-cpu-p4-bal",
                                         "knmi-30-60-cpu-p4-res", "knmi-30-60-cpu-p4-res2",
                                         "knmi-30-60-cpu-p4-lk", "knmi-30-60-cpu-p4-lk2",
+                                        "knmi-30-60-cpu-p4-lk-mse",
                                         "knmi-30-60-torch-extrapolation",
                                         "mmnist-t-cpu-p4"}
     for run in runs:
@@ -49,7 +50,8 @@ def test_every_reference_run_loads_and_validates():
 
 
 @pytest.mark.parametrize("path", [RADAR_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL, *RADAR_OTHERS],
-                         ids=["radar", "radar-mse", "mmnist", "radar-bal", "radar-res", "radar-res2"])
+                         ids=["radar", "radar-mse", "mmnist", "radar-bal", "radar-res", "radar-res2",
+                              "radar-lk-mse"])
 def test_reference_models_load_and_forecast(path):
     cfg, model = load_checkpoint(path)
     assert cfg.patch_size == 4 and model.patch_size == 4
