@@ -13,17 +13,18 @@ from typing import Optional
 
 import torch
 
-from . import outputs, results, runlock
+from . import limits, outputs, results, runlock
 from .checkpoint import load_resume
 from .config import Config, load_config
 from .data import get_data
-from .data.check import check_inputs
+from .data.check import check_inputs, frame_shapes
 from .distributed import end_together, init_distributed, rank_failure, rank_world, write_rank_error
 from .errors import EXIT_STOPPED, NowcastError, RunStopped, described, first_line
-from .models import get_model
+from .models import check_architecture, count_parameters, get_model
 from .paths import JobPaths
 from .progress import Progress
-from .runtime import resolve_runtime, set_determinism
+from .options import NOMINAL_SIZE
+from .runtime import device_memory, resolve_runtime, set_determinism
 from .scoring import Scores, score_ood_split, score_test_split, split_means
 from .stopping import install_preemption_handler
 from .training import check_finite, train
@@ -69,6 +70,7 @@ def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
     check_inputs(cfg)  # before any folder exists: the data files exist and fit the model
     cfg.name = cfg.name or default_name(cfg)  # into params.yaml, status, metrics, progress bar
     runtime = resolve_runtime(cfg)
+    check_memory(cfg, runtime)  # sizes this device cannot hold: refused before any folder
     distributed = init_distributed(runtime.device.type, collective_timeout_s)
     rank = rank_world()[0]
     run_dir = _start_run(cfg, distributed, rank)
@@ -123,6 +125,17 @@ def _end_run(run_dir: Path, rank: int, finalize: bool, distributed: bool) -> Pat
         return results.complete_run(run_dir) if finalize else run_dir
     finally:
         _leave(distributed, rank)
+
+
+def check_memory(cfg: Config, runtime) -> None:
+    """limits.check_memory for the frames the model trains on (crops, a data file's frames,
+    or Moving MNIST's canvas; the nominal size when a file's header does not tell)."""
+    shapes = frame_shapes(cfg)
+    frame = (cfg.crop_size,) * 2 if cfg.crop_size else shapes.get("train", shapes.get("data")) \
+        or (cfg.image_size or NOMINAL_SIZE,) * 2
+    model = check_architecture(cfg, frame)
+    limits.check_memory(cfg, count_parameters(model), tuple(frame), model.frame_multiple,
+                        device_memory(runtime.device), str(runtime.device))
 
 
 def _record_end(run_dir: Path, error: BaseException, rank: int = 0, distributed: bool = False) -> None:

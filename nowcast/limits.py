@@ -71,6 +71,29 @@ def check_weights(cfg: Any, parameters: int) -> None:
             f"weights); the limit is {size_text(MAX_BYTES)}")
 
 
+def check_memory(cfg: Any, parameters: int, frame: tuple[int, int], multiple: int,
+                 available: int, device: str) -> None:
+    """Refuse a run whose training step needs more than the device has (`available` bytes),
+    before anything is allocated. The need is a lower bound: the weights with their gradient
+    and Adam's two moments (16 bytes a parameter); the batch's float32 frames; and, for every
+    frame of the sequence and every layer, what backward keeps of its cell: the gate
+    pre-activations, c and h (6 x hidden channels of float32), counted at the coarsest
+    resolution of the stack (the frame over `multiple`, the patch times the down-sampling)."""
+    frames = max(cfg.k_in + cfg.k_out, 2 * max(cfg.curriculum or [0]))
+    h, w = frame
+    weights = 16 * parameters
+    batch = cfg.batch_size * frames * h * w * 4
+    positions = max(1, h // multiple) * max(1, w // multiple)
+    states = cfg.batch_size * frames * 6 * sum(cfg.hidden_sizes) * positions * 4
+    need = weights + batch + states
+    if need > available:
+        raise NowcastError(
+            f"this run needs at least {size_text(need)} on {device} ({size_text(weights)} of "
+            f"weights and optimiser state, {size_text(batch)} of frames, {size_text(states)} of "
+            f"cell states kept for backward: batch_size {cfg.batch_size} x {frames} frames), which "
+            f"has {size_text(available)}: make batch_size, k_in + k_out or hidden_sizes smaller")
+
+
 # collectives of several processes time out after this (distributed.py; --collective-timeout)
 DEFAULT_TIMEOUT_S = 300.0
 

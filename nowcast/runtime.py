@@ -89,6 +89,13 @@ def code_version() -> dict:
             "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
+def device_memory(device: torch.device) -> int:
+    """Bytes the device has: a GPU's total memory, else the host's physical memory."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def resolve_runtime(cfg) -> Runtime:
     code_version()  # the code as it is now, at the start, is what env.json will name
     if cfg.device == "cuda" and not torch.cuda.is_available():

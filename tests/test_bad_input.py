@@ -548,3 +548,23 @@ def test_a_checkpoint_config_of_sizes_no_machine_holds_is_refused_unallocated(tm
     np.savez(tmp_path / "in.npz", frames=np.zeros((3, 32, 32), np.uint8))
     done = predict(ckpt, tmp_path / "in.npz", tmp_path / "f.npz")
     one_line_error(done, "model.pt: its weights do not match its config", "the model's [3, 20000, 1, 1]")
+
+
+def test_a_training_step_larger_than_the_device_is_refused_before_any_folder(tmp_path, params):
+    """Issue 37: `k_in: 100000` grew to 21 GB and was killed by the out-of-memory killer after
+    9 minutes, its folder left stale; the 1 TiB limit is no limit on a 24 GiB machine. The
+    lower bound of a step's memory is compared with what the device has, before anything."""
+    done = train(params, tmp_path / "r", "--set", "k_in=100000")
+    line = one_line_error(done, "this run needs at least", "on cpu", "batch_size 8 x 100003 frames")
+    assert "which has" in line
+    no_folder(tmp_path / "r")
+
+
+def test_the_memory_bound_is_its_formula():
+    from nowcast import limits
+    cfg = load_config(values=TINY)  # batch 8, 3 + 3 frames, hidden [8, 8]
+    # 16 B a parameter + 8 x 6 x 32 x 32 x 4 B of frames + 8 x 6 x 6 x 16 x (8 x 8) x 4 B
+    need = 16 * 1000 + 8 * 6 * 32 * 32 * 4 + 8 * 6 * 6 * 16 * 64 * 4
+    limits.check_memory(cfg, 1000, (32, 32), 4, need, "cpu")  # exactly enough
+    with pytest.raises(NowcastError, match="needs at least 1.3 MiB on cpu .* which has 1.3 MiB"):
+        limits.check_memory(cfg, 1000, (32, 32), 4, need - 1, "cpu")
