@@ -568,3 +568,21 @@ def test_the_memory_bound_is_its_formula():
     limits.check_memory(cfg, 1000, (32, 32), 4, need, "cpu")  # exactly enough
     with pytest.raises(NowcastError, match="needs at least 1.3 MiB on cpu .* which has 1.3 MiB"):
         limits.check_memory(cfg, 1000, (32, 32), 4, need - 1, "cpu")
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (1, 64), (2, 2)])
+def test_frames_under_the_ssim_window_train_and_score(tmp_path, file_params, shape):
+    """Issue 37: frames under the SSIM window (3x3, 1x100000) trained to the end, then failed
+    in scoring with a traceback. SSIM now takes the largest odd window that fits the frame
+    (metrics.ssim_value), so such a run completes with finite scores."""
+    from nowcast.metrics import ssim_value
+    x = torch.rand(2, *shape)
+    assert float(ssim_value(x, x)) == pytest.approx(1.0, abs=1e-6)
+    data = tmp_path / "small.npz"
+    np.savez(data, frames=np.random.default_rng(0).integers(0, 255, (40, 6, *shape), dtype=np.uint8))
+    done = train(file_params, tmp_path / "r", "--set", "dataset=npz", "--set", f"data_file={data}",
+                 "--set", "stride=1", "--set", "max_pool=null", "--set", "loss=mse",
+                 "--job-id", "small")
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "r" / "small" / "metrics.json").read_text())
+    assert all(np.isfinite(v) for v in metrics["per_lead"]["ssim"])
