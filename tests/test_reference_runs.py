@@ -36,7 +36,8 @@ def test_every_reference_run_loads_and_validates():
                                         "knmi-30-60-cpu-p4-lk", "knmi-30-60-cpu-p4-lk2",
                                         "knmi-30-60-cpu-p4-lk-mse",
                                         "knmi-30-60-torch-extrapolation",
-                                        "mmnist-t-cpu-p4"}
+                                        "mmnist-t-cpu-p4", "mmnist-t-cpu-p4-seed1",
+                                        "mmnist-t-cpu-predrnn"}
     for run in runs:
         assert run.state == "completed" and run.reference, run.job_id
         load_config(values=without_unused(run.params), check_model=True)
@@ -103,3 +104,20 @@ def test_the_shipped_radar_model_beats_persistence_lead_by_lead():
     assert u.lead_count("torch_extrapolation", "csi_20") == \
         f"0/12 better, {u.leads['torch_extrapolation']['csi_20'].count('worse')} worse"
     assert u.paired["torch_extrapolation"]["csi_20"].verdict == "worse"
+
+
+def test_the_equal_budget_family_comparison_is_in_the_report(tmp_path):
+    """Issue 39: PredRNN against the ConvLSTM trained beside it for the same 50 minutes, on the
+    same MMNIST-T test sequences, with the paired bootstrap interval of the difference."""
+    from nowcast.publish.fragments import write_report_fragments
+    from nowcast.publish.uncertainty import equal_budget_pairs, head_to_head
+    runs = find_runs([], [REFERENCE])
+    by_id = {r.job_id: r for r in runs}
+    pairs = {(a.job_id, b.job_id) for a, b in equal_budget_pairs(runs)}
+    assert {("mmnist-t-cpu-predrnn", "mmnist-t-cpu-p4-seed1")} <= pairs | {(b, a) for a, b in pairs}
+    h = head_to_head(by_id["mmnist-t-cpu-predrnn"], by_id["mmnist-t-cpu-p4-seed1"])
+    d = h.paired["mse_pixel255"].difference
+    assert d.low <= d.estimate <= d.high and h.paired["mse_pixel255"].verdict in ("better", "worse")
+    write_report_fragments(runs, tmp_path)
+    text = (tmp_path / "results.md").read_text()
+    assert "{#tbl-budget-mmnist-t}" in text and "Architectures at equal training minutes" in text

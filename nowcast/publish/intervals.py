@@ -10,7 +10,7 @@ from .. import stats
 from ..protocols import metric_label
 from ..results import Run
 from .describe import data_note, metrics_value, metric_heading, protocol_caption
-from .markdown import esc, fmt_value, table
+from .markdown import esc, table
 from .uncertainty import (PAIRED_BASELINES, RunUncertainty, count_verdicts, equal_budget_pairs,
                           fmt_interval, fmt_pm, head_to_head, headline_keys, paired_keys,
                           seed_groups)
@@ -94,7 +94,7 @@ def equal_budget_table(group: str, runs: list[Run], ident: str) -> Optional[str]
     run minus the second on the same test items, paired bootstrap interval and verdict."""
     keys = paired_keys(group, runs)
     pairs = [h for a, b in equal_budget_pairs(runs) if (h := head_to_head(a, b)) is not None]
-    rows = [[esc(h.a.label), esc(h.b.label), fmt_value(h.a.params["time_budget_min"])]
+    rows = [[esc(h.a.label), esc(h.b.label), f"{h.a.params['time_budget_min']:g}"]
             + [_verdict_cell(h.paired.get(k)) for k in keys]
             + [count_verdicts(h.leads.get(keys[0])) or "–"] for h in pairs] if keys else []
     if not rows:
