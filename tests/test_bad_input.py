@@ -198,6 +198,7 @@ def test_radar_meta_that_is_not_a_mapping(tmp_path, file_params):
     np.savez(data, frames=np.zeros((6, 8, 128, 128), np.uint8), meta=json.dumps([1, 2]))
     done = train(file_params, tmp_path / "r", "--set", "dataset=radar", "--set", f"data_file={data}")
     one_line_error(done, "meta.npz", "'meta'")
+    no_folder(tmp_path / "r")  # read from the file before the run starts
 
 
 def test_mnist_file_of_the_wrong_shape(tmp_path, params):
@@ -586,3 +587,16 @@ def test_frames_under_the_ssim_window_train_and_score(tmp_path, file_params, sha
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads((tmp_path / "r" / "small" / "metrics.json").read_text())
     assert all(np.isfinite(v) for v in metrics["per_lead"]["ssim"])
+
+
+@pytest.mark.parametrize("dt, shown", [('"five"', '"five"'), ("-5", "-5"), ("2.5", "2.5"), ("true", "true")])
+def test_a_radar_time_step_that_is_no_number_of_minutes_writes_no_folder(tmp_path, file_params, dt, shown):
+    """Issue 37: meta dt_min "five" was a traceback, and -5 was reported as 'no event has the
+    6 frames'. Checked from the file's meta before any folder exists."""
+    data = tmp_path / "dt.npz"
+    times = np.datetime64("2021-01-01T00:00", "m") + 5 * np.arange(6 * 8).reshape(6, 8).astype("timedelta64[m]")
+    np.savez(data, frames=np.zeros((6, 8, 128, 128), np.uint8), times=times,
+             meta=json.dumps({"dt_min": json.loads(dt)}))
+    done = train(file_params, tmp_path / "r", "--set", "dataset=radar", "--set", f"data_file={data}")
+    one_line_error(done, "dt.npz: meta 'dt_min' must be a positive whole number of minutes, got " + shown)
+    no_folder(tmp_path / "r")

@@ -19,6 +19,7 @@ from ..models import check_frame_size
 from ..protocols import KNMI_FILE
 from .base import check_sequence_frames, npz_header, npz_shape
 from .radar.dataset import resolve_data_file
+from .radar.readers import check_meta
 from .radar.grid import SEED_SIZE
 
 
@@ -30,7 +31,7 @@ def check_paths(cfg: Config, where: str) -> None:
         for name in ([KNMI_FILE] if cfg.protocol == "knmi-30-60" else []) + \
                 ([cfg.data_file] if cfg.data_file else []) + list(cfg.train_files or []):
             try:
-                resolve_data_file(cfg, name)
+                check_meta(resolve_data_file(cfg, name))
             except NowcastError as e:
                 raise NowcastError(f"{where}: {e}") from None
     elif cfg.data_file and not Path(cfg.data_file).is_file():

@@ -90,14 +90,38 @@ def _read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict]:
         except Exception as e:
             raise NowcastError(f"{path}: not a readable radar file ({described(e)})") from None
     arrays = load_npz(path, "radar")
+    return arrays["frames"], arrays.get("times"), _parse_meta(arrays.get("meta"), path)
+
+
+def _parse_meta(raw: np.ndarray | None, path: Path) -> dict:
+    """A file's `meta` (a JSON object in a string array) checked: {} when absent; `dt_min`,
+    when given, a positive whole number of minutes."""
     try:
-        meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
+        meta = json.loads(str(raw)) if raw is not None else {}
     except ValueError:
         raise NowcastError(f"{path}: 'meta' is not a JSON string") from None
     if not isinstance(meta, dict):
         raise NowcastError(f"{path}: 'meta' must be a JSON object (source, dt_min, ...), "
                            f"got {type(meta).__name__}")
-    return arrays["frames"], arrays.get("times"), meta
+    dt = meta.get("dt_min")
+    if dt is not None and (isinstance(dt, bool) or not isinstance(dt, (int, float))
+                           or not (dt > 0 and float(dt).is_integer())):
+        raise NowcastError(f"{path}: meta 'dt_min' must be a positive whole number of minutes, "
+                           f"got {json.dumps(dt)[:40]}")
+    return meta
+
+
+def check_meta(path: Path) -> None:
+    """_parse_meta of an .npz's `meta` alone (read without the frames), for the checks made
+    before a run starts (data.check); an unreadable file is left to its reader."""
+    if path.suffix != ".npz":
+        return
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            raw = z["meta"] if "meta" in z.files else None
+    except Exception:  # noqa: BLE001 - unreadable: read_radar names it at run time
+        return
+    _parse_meta(raw, path)
 
 
 def read_array_file(path: Path, max_gap_min: float | None = None) -> RadarEvents:
@@ -106,7 +130,8 @@ def read_array_file(path: Path, max_gap_min: float | None = None) -> RadarEvents
     frames = _check_frames(frames, path)
     source = meta.get("source", path.name)
     if times is None:  # no clock: each sequence is an event, in the order stored
-        return RadarEvents(path, list(frames), [None] * len(frames), meta.get("dt_min"), source,
+        dt_min = int(meta["dt_min"]) if meta.get("dt_min") is not None else None
+        return RadarEvents(path, list(frames), [None] * len(frames), dt_min, source,
                            list(range(len(frames))))
     times = np.asarray(times).astype("datetime64[m]")
     if times.shape != frames.shape[:2] and times.shape != frames.shape[1:2]:
