@@ -12,7 +12,6 @@ from typing import Any, Optional
 from .errors import NowcastError
 
 MAX_JOB_ID = 200     # bytes: results/.running-<job_id>/ and its files stay under NAME_MAX (255)
-DIGIT = 28           # px: an MNIST digit's side, the smallest Moving MNIST canvas
 MAX_SEED = 2 ** 32   # numpy's legacy seeding and SeedSequence words take seeds below it
 MAX_BYTES = 1 << 40  # no array of a run may pass 1 TiB: a size beyond it is a typo
 
@@ -37,16 +36,14 @@ def check_job_id(job_id: Optional[str]) -> None:
 
 
 def check_sizes(cfg: Any) -> None:
-    """The seed's range, a Moving MNIST canvas that holds a digit, and the float32 frames a
-    run holds at once: a training batch, and the Moving MNIST splits
+    """The seed's range, and the float32 frames a run holds at once: a training batch, and
+    the Moving MNIST splits
     (generated at image_size). Data files (npz, radar: image_size null) bring their own frame
     size, bounded when they are read (data.check)."""
     if not 0 <= cfg.seed < MAX_SEED:
         raise NowcastError(f"'seed' must be in [0, 2**32), got {str(cfg.seed)[:40]}")
     if cfg.image_size is None:
         return
-    if cfg.dataset == "mmnist" and cfg.image_size < DIGIT:
-        raise NowcastError(f"image_size {cfg.image_size} is smaller than a {DIGIT}px digit")
     frames = max(cfg.k_in + cfg.k_out, 2 * max(cfg.curriculum or [0]))
     frame = frames * cfg.image_size ** 2 * 4
     counts = [("batch_size", cfg.batch_size, "one training batch")]

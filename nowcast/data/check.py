@@ -19,6 +19,7 @@ from ..models import check_frame_size
 from ..protocols import KNMI_FILE
 from .base import check_sequence_frames, npz_header, npz_shape
 from .radar.dataset import resolve_data_file
+from .moving_mnist import DIGIT
 from .radar.readers import check_meta
 from .radar.grid import SEED_SIZE
 
@@ -105,6 +106,8 @@ def check_inputs(cfg: Config, where: str = "parameters") -> None:
     """NowcastError (one line, naming `where` and the file) unless the run can read its data
     and its model can run on the frames."""
     check_paths(cfg, where)
+    if cfg.dataset == "mmnist" and cfg.image_size < DIGIT:  # a model alone may be smaller
+        raise NowcastError(f"{where}: image_size {cfg.image_size} is smaller than a {DIGIT}px digit")
     try:
         _check_sequence_file(cfg)
         shapes = frame_shapes(cfg)
