@@ -114,6 +114,7 @@ device = 'auto'
 precision = 'auto'                  # auto: bf16 autocast on GPU and on CPUs with bf16 units (AMX), else fp32
 compile = 'auto'                    # torch.compile; auto: on for GPU
 deterministic = None                # deterministic kernels; None: follow the mode (on in reference, off in fast)
+speedups = []                       # the same function computed faster (models/speedups.py), e.g. [split_layernorm]
 
 # notebook (not Config fields)
 finalize = True                     # set False by nowcast run/sweep, which complete the run after saving the executed notebook

@@ -131,11 +131,11 @@ class Config:
     checkpoint_every: int = _f(200, "optimiser steps between checkpoints")
 
     device: Literal["auto", "cpu", "cuda"] = _f("auto", section="runtime")
-    precision: Literal["auto", "fp32", "bf16"] = _f("auto", "auto: bf16 autocast on GPU and on CPUs with "
-                                                        "bf16 units (AMX), else fp32")
+    precision: Literal["auto", "fp32", "bf16"] = _f("auto", "auto: bf16 autocast on GPU and on CPUs with bf16 units (AMX), else fp32")
     compile: Literal["auto", "on", "off"] = _f("auto", "torch.compile; auto: on for GPU")
-    deterministic: Optional[bool] = _f(None, "deterministic kernels; None: follow the mode "
-                                             "(on in reference, off in fast)")
+    deterministic: Optional[bool] = _f(None, "deterministic kernels; None: follow the mode (on in reference, off in fast)")
+    speedups: list[Literal[options.SPEEDUP_NAMES]] = _f([], "the same function computed faster "  # type: ignore[valid-type]
+                                                  "(models/speedups.py), e.g. [split_layernorm]")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -47,6 +47,10 @@ MODEL = ("filter_size", "patch_size", "residual", "first_guess", "stride", "max_
          "bias", "leaky_slope", "feed_upward", "fused_gates", "head", "head_width")
 HEAD = ("head", "head_width")  # encoder_forecaster's output layer
 LOSS_NAMES = ("bce", "mse", "ssim", "mse_ssim", "balanced")  # losses.py implements each
+# models/speedups.py implements each; in the order of the gain predicted for the seed's step on
+# an H200 (benchmarks/RESULTS.md), the order benchmarks/gpu_job.py measures them in
+SPEEDUP_NAMES = ("split_layernorm", "cuda_graphs", "channels_last", "batched_input_convs",
+                 "separable_maxpool", "zero_state")
 FEEDBACK = ("teacher_forcing", "scheduled_sampling", "ss_decay_steps", "ss_min")  # fed-back frames
 MMNIST = ("data_dir", "digits", "num_digits", "test_num_digits", "image_size", "speed_min",
           "speed_max", "train_fixed", "val_sequences", "test_sequences")

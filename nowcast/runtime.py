@@ -32,6 +32,7 @@ import torch
 
 from . import __version__, jobenv
 from .errors import NowcastError
+from .models.speedups import channels_last
 
 
 # Tolerances of the fast mode (relative, on the mean loss of the first 30 training steps).
@@ -62,8 +63,11 @@ class Runtime:
         return contextlib.nullcontext()
 
     def place(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model in this runtime's memory format (in place; returned for chaining)."""
-        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+        """The model in this runtime's memory format (in place; returned for chaining): with
+        channels_last, weights, frames and states NHWC (speedups.channels_last)."""
+        if self.channels_last:
+            channels_last(model)
+        return model
 
 
 def cpu_has_bf16_units() -> bool:

@@ -14,6 +14,7 @@ from nowcast.config import load_config, without_unused
 from nowcast.forecast import forecast
 from nowcast.losses import make_loss
 from nowcast.models import compile_cells, get_model, recurrent_cells
+from nowcast.options import SPEEDUP_NAMES
 from nowcast.runtime import Runtime
 from nowcast.training import optimisation_step
 
@@ -101,3 +102,32 @@ def test_forecasts_run_eager_after_training_compiled():
     assert before > 0
     out = forecast(model, torch.rand(3, 3, 32, 32), 2, runtime)
     assert out.shape == (3, 2, 32, 32) and counters["stats"]["unique_graphs"] == before
+
+
+def test_every_speedup_compiles_without_a_graph_break_and_keeps_the_step():
+    """The seed's configuration with every rewrite of models/speedups.py, its cells (and the
+    batched first branch) compiled through AOT autograd (what inductor builds on, the custom
+    LayerNorm backward included): no graph break, one graph per cell with zero_state, and the
+    same training step as the eager model from the same weights."""
+    torch._dynamo.reset()
+    values = dict(TINY, norm="layer", peephole="per_position", max_pool=True, stride=2,
+                  hidden_sizes=[8, 8], filter_size=3, speedups=list(SPEEDUP_NAMES))
+    cfg = load_config(values=without_unused(values))
+    torch.manual_seed(0)
+    eager, compiled = get_model(cfg), get_model(cfg)
+    compiled.load_state_dict(eager.state_dict())
+    for cell, args in cell_calls(compiled):
+        explanation = torch._dynamo.explain(cell)(*args)
+        assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    compile_cells(compiled, backend="aot_eager")
+    runtime = Runtime(torch.device("cpu"), "fp32", True, False)
+    frames = torch.rand(cfg.batch_size, 6, 32, 32)
+    before = counters["stats"]["unique_graphs"]
+    losses = [optimisation_step(m, m, torch.optim.Adam(m.parameters()), make_loss(cfg.loss), runtime,
+                                frames[:, :3], frames[:, 3:]) for m in (eager, compiled)]
+    # one graph per cell (zero_state: never a None state), the first cell's two (a batched
+    # branch given, or its frame), and the batched branch's
+    assert counters["stats"]["unique_graphs"] - before == len(recurrent_cells(compiled)) + 2
+    torch.testing.assert_close(losses[1], losses[0])
+    for (name, a), b in zip(eager.named_parameters(), compiled.parameters()):
+        torch.testing.assert_close(b, a, msg=name)

@@ -15,7 +15,9 @@ import torch
 
 from nowcast.config import load_config
 from nowcast.experiment import run_experiment
-from nowcast.runtime import FAST_REPEAT_RTOL, FAST_VS_REFERENCE_RTOL
+from nowcast.models import get_model
+from nowcast.options import SPEEDUP_NAMES
+from nowcast.runtime import FAST_REPEAT_RTOL, FAST_VS_REFERENCE_RTOL, set_determinism
 from nowcast.stopping import Preempted
 
 pytestmark = [pytest.mark.gpu,
@@ -75,3 +77,28 @@ def test_reference_resume_is_bit_identical(tmp_path):
     wa = torch.load(whole / "model.pt", weights_only=True)["model"]
     wb = torch.load(resumed / "model.pt", weights_only=True)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("speedup", [s for s in SPEEDUP_NAMES if s != "cuda_graphs"])
+def test_each_speedup_computes_the_seed_models_function_on_cuda(speedup):
+    """tests/test_speedups.py on CUDA's kernels (cuDNN's max-pool ties, the split reduction):
+    fp32 eager, no TF32, the seed's architecture, from the same weights."""
+    set_determinism(0, False)  # max-pool's CUDA backward has no deterministic kernel flag
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    values = dict(hidden_sizes=[16, 16, 16, 8], filter_size=5, stride=2, max_pool=True,
+                  transpose=True, norm="layer", bias=False, peephole="per_position",
+                  image_size=64, k_in=4, k_out=4, loss="bce")
+    models = []
+    for speedups in ([], [speedup]):
+        torch.manual_seed(0)
+        models.append(get_model(load_config(values=dict(values, speedups=speedups)), device="cuda"))
+    models[1].load_state_dict(models[0].state_dict())
+    x = torch.rand(8, 4, 64, 64, device="cuda", generator=torch.Generator("cuda").manual_seed(1))
+    outs = []
+    for model in models:
+        out = model(x, 4)
+        torch.nn.functional.binary_cross_entropy_with_logits(out, x).backward()
+        outs.append((out, [p.grad for p in model.parameters()]))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-4, atol=1e-5)
+    for a, b in zip(outs[1][1], outs[0][1]):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)

@@ -27,10 +27,11 @@ from .cell import ConvLSTMCell, FCLSTMCell
 from .convlstm_ed import ConvLSTMED, total_downsampling
 from .forecaster import FCLSTM, EncoderForecaster, conv_encoder_forecaster
 from .predrnn import PredRNN, STLSTMCell
+from .speedups import SPEEDUPS, apply_speedups
 
 __all__ = ["get_model", "model_size", "downsampling", "check_architecture", "check_frame_size", "count_parameters", "compile_cells", "SequenceModel",
            "ConvLSTMCell", "FCLSTMCell", "ConvLSTMED", "EncoderForecaster", "FCLSTM", "PredRNN",
-           "STLSTMCell", "OUTPUTS",
+           "STLSTMCell", "OUTPUTS", "SPEEDUPS", "apply_speedups",
            "to_frames"]
 
 
@@ -117,7 +118,7 @@ def get_model(cfg, device: str | torch.device = "cpu",
     if cfg.residual:
         model.make_residual(cfg.first_guess)
     model.frame_shape = size
-    return model
+    return apply_speedups(model, cfg.speedups)
 
 
 def check_architecture(cfg, frame_shape: Optional[Sequence[int]] = None) -> SequenceModel:
@@ -170,10 +171,19 @@ def compile_cells(model: torch.nn.Module, backend: str = "inductor") -> int:
     (benchmarks/RESULTS.md) that recompiled the seed model's cells at least 8 times and had not
     finished the first step after about 175 s; with static shapes the first step took 102 s
     and each step after it 148 ms.
+
+    With speedups.cuda_graphs the mode is "reduce-overhead" (CUDA graphs, replayed each step);
+    with batched_input_convs the first cell's input branch, run over all known frames at once
+    outside the cells, is compiled too.
     """
     cells = recurrent_cells(model)
     limit = torch._dynamo.config.cache_size_limit
     torch._dynamo.config.cache_size_limit = max(limit, VARIANTS_PER_CELL * len(cells))
+    how = dict(backend=backend, dynamic=False)
+    if getattr(model, "cuda_graphs", False):
+        how["mode"] = "reduce-overhead"
     for cell in cells:
-        cell.compile(backend=backend, dynamic=False)
+        cell.compile(**how)
+    if getattr(model, "batch_input_convs", False):  # not the branch module: cell 0 inlines it
+        model.input_gates = torch.compile(model.input_gates, **how)
     return len(cells)

@@ -96,6 +96,8 @@ class SequenceModel(nn.Module):
     residual: bool = False  # raw output = INVERSES[output](first guess) + head (readout)
     first_guess: str = "persistence"  # residual: the GUESSES entry the head's output corrects
     downsampling: int = 1  # of the recurrent states, on patch frames (ConvLSTMED: 2 per down layer)
+    memory_format: torch.memory_format = torch.contiguous_format  # of the frames fed to a step
+    cuda_graphs: bool = False  # compiled cells replayed as CUDA graphs (speedups.cuda_graphs)
 
     @property
     def frame_multiple(self) -> int:
@@ -137,6 +139,8 @@ class SequenceModel(nn.Module):
     def forward(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
                 teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         p, m = self.patch_size, self.frame_multiple
+        if self.cuda_graphs and torch.is_grad_enabled():
+            torch.compiler.cudagraph_mark_step_begin()  # a new step: earlier replays' outputs are free
         if inputs.shape[-1] % m or inputs.shape[-2] % m:
             raise NowcastError(f"frame size {tuple(inputs.shape[-2:])} is not divisible by the "
                                f"model's patch x down-sampling {m}")
@@ -154,15 +158,17 @@ class SequenceModel(nn.Module):
 
     def autoregress(self, step: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor,
                     k_out: int, targets: Optional[torch.Tensor],
-                    teacher_mask: Optional[torch.Tensor], guess: Optional[torch.Tensor]
-                    ) -> torch.Tensor:
+                    teacher_mask: Optional[torch.Tensor], guess: Optional[torch.Tensor],
+                    encode: Optional[Callable[[int], torch.Tensor]] = None) -> torch.Tensor:
         """One recurrence over the input frames, then over its own predictions: `step(frame
         (B,C,h,w)) -> raw` (which carries its states) is run on each input frame, the last of
-        which already predicts lead 1, then on each fed-back frame (feedback)."""
+        which already predicts lead 1, then on each fed-back frame (feedback). `encode(t) ->
+        raw`, where given, replaces step on input frame t (a model that computed part of every
+        input step at once: speedups.batched_input_convs)."""
         for t in range(inputs.shape[1]):
             # contiguous: a slice's strides depend on the sequence length, and a compiled cell
             # guards on strides (it would compile again for every curriculum length)
-            raw = step(inputs[:, t].contiguous())
+            raw = encode(t) if encode else step(inputs[:, t].contiguous(memory_format=self.memory_format))
         lead = (lambda j: None) if guess is None else (lambda j: guess[:, j])
         outputs = [self.readout(raw, lead(0))]
         for j in range(1, k_out):

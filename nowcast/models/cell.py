@@ -72,12 +72,17 @@ def check_activation(activation: str) -> None:
         raise ValueError(f"activation '{activation}' is not one of: {', '.join(ACTIVATIONS)}")
 
 
+def zeros_like_gate(g: torch.Tensor, hidden: int) -> torch.Tensor:
+    """A zero state (B, hidden, h, w) in the layout of the gate tensor g (NCHW or NHWC)."""
+    return torch.zeros_like(g[:, :hidden])
+
+
 def lstm_update(g: torch.Tensor, c: Optional[torch.Tensor], activation: str,
                 peephole: Optional[torch.Tensor] = None):
     """(h', c', o) from gate pre-activations g = [i, f, g, o] along dim 1 and the cell c."""
     act = ACTIVATIONS[activation]
     if c is None:
-        c = g.new_zeros(g.shape[0], g.shape[1] // 4, *g.shape[2:])
+        c = zeros_like_gate(g, g.shape[1] // 4)
     i, f, cand, o = g.chunk(4, dim=1)
     if peephole is not None:
         i = i + peephole[0] * c
@@ -128,19 +133,22 @@ class ConvLSTMCell(nn.Module):
         else:
             self.register_parameter("peephole", None)
 
-    def gates(self, x: torch.Tensor, h: Optional[torch.Tensor]) -> torch.Tensor:
+    def gates(self, x: Optional[torch.Tensor], h: Optional[torch.Tensor],
+              x_gates: Optional[torch.Tensor] = None) -> torch.Tensor:
         if self.fused:
             if h is None:
                 h = x.new_zeros(x.shape[0], self.hidden, *x.shape[2:])
             return self.conv(torch.cat([x, h], dim=1))
-        xg = self.conv_x(x)
+        xg = self.conv_x(x) if x_gates is None else x_gates
         if h is None:
-            h = xg.new_zeros(xg.shape[0], self.hidden, *xg.shape[2:])
+            h = zeros_like_gate(xg, self.hidden)
         return xg + self.conv_h(h)
 
-    def forward(self, x: torch.Tensor, state: Optional[tuple[torch.Tensor, torch.Tensor]] = None):
+    def forward(self, x: Optional[torch.Tensor], state: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+                x_gates: Optional[torch.Tensor] = None):
+        """x_gates: conv_x(x) computed already (x is then None): speedups.batched_input_convs."""
         h, c = state if state is not None else (None, None)
-        return lstm_update(self.gates(x, h), c, self.activation, self.peephole)
+        return lstm_update(self.gates(x, h, x_gates), c, self.activation, self.peephole)
 
 
 class FCLSTMCell(nn.Module):

@@ -45,9 +45,12 @@ class ConvLSTMED(SequenceModel):
             raise NowcastError(f"frame size {size[0]}x{size[1]} is not divisible by the total "
                                f"down-sampling {self.downsampling} of {n} layers at stride 2")
         self.feed_upward = feed_upward
+        self.plan = layer_plan(n, stride)
+        # speedups.batched_input_convs and zero_state switch these on (the same function)
+        self.batch_input_convs, self.zero_state = False, False
         cells, channels = [], in_channels
         scale = {"down": 0.5, "up": 2, "same": 1}
-        for hidden, kernel, resample in zip(hidden_sizes, filter_sizes, layer_plan(n, stride)):
+        for hidden, kernel, resample in zip(hidden_sizes, filter_sizes, self.plan):
             size = tuple(int(s * scale[resample]) for s in size)
             try:
                 cells.append(ConvLSTMCell(channels, hidden, kernel, resample=resample,
@@ -61,17 +64,48 @@ class ConvLSTMED(SequenceModel):
         self.cells = nn.ModuleList(cells)
         self.head = nn.Conv2d(channels, in_channels, 1, bias=False)
 
-    def step(self, frame: torch.Tensor, states: list) -> torch.Tensor:
+    def step(self, frame: Optional[torch.Tensor], states: list,
+             x_gates: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """One time step through the stack; x_gates: the first cell's input branch already
+        computed for this frame (frame is then None)."""
         x = frame
         for i, cell in enumerate(self.cells):
-            h, c, o = cell(x, states[i])
+            h, c, o = cell(x, states[i], x_gates if i == 0 else None)
             states[i] = (h, c)
             x = o if self.feed_upward == "output_gate" else h
         return self.head(h)
 
+    def zero_states(self, inputs: torch.Tensor) -> list:
+        """(h, c) zeros for every cell at its resolution (in the frames' layout), where the cells
+        would otherwise make them from None: the same values, one call signature per cell. In
+        training they require a gradient, as every later state does (a compiled cell guards on
+        it): the gradient of the first step's state is computed and dropped, about 1% of a
+        step, for half the compiled graphs."""
+        b, (h, w) = inputs.shape[0], inputs.shape[-2:]
+        states = []
+        for cell, resample in zip(self.cells, self.plan):
+            h, w = {"down": (h // 2, w // 2), "up": (2 * h, 2 * w), "same": (h, w)}[resample]
+            zero = inputs.new_zeros(b, cell.hidden, h, w).contiguous(memory_format=self.memory_format)
+            zero.requires_grad_(torch.is_grad_enabled())
+            states.append((zero, zero.clone()))
+        return states
+
+    def input_gates(self, inputs: torch.Tensor) -> list[torch.Tensor]:
+        """The first cell's input branch over all k_in known frames in one call (a batch k_in
+        times larger: larger GEMMs), time-major so that each step's slice is contiguous; every
+        layer of a branch (conv, max-pool, norm, LeakyReLU) works per sample, so each slice is
+        what the step would have computed."""
+        b, t = inputs.shape[:2]
+        frames = inputs.transpose(0, 1).flatten(0, 1).contiguous(memory_format=self.memory_format)
+        return list(self.cells[0].conv_x(frames).unflatten(0, (t, b)).unbind(0))
+
     def unroll(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
                teacher_mask: Optional[torch.Tensor] = None, guess: Optional[torch.Tensor] = None
                ) -> torch.Tensor:
-        states: list = [None] * len(self.cells)
+        states: list = self.zero_states(inputs) if self.zero_state else [None] * len(self.cells)
+        encode = None
+        if self.batch_input_convs:
+            known = self.input_gates(inputs)
+            encode = lambda t: self.step(None, states, known[t])  # noqa: E731
         return self.autoregress(lambda frame: self.step(frame, states), inputs, k_out, targets,
-                                teacher_mask, guess)
+                                teacher_mask, guess, encode)
