@@ -23,10 +23,12 @@ only a few files come back. So:
 Tasks: `bench` (throughput of the named workloads in both modes, the numerics check, the input
 pipeline), `train PARAMS...` (each params set with a time budget: `nowcast train`, `--set`
 applied to each), `gpu-tests` (pytest -m gpu: fast vs reference, repeatability, resume), and
-`speed` (the seed's model against the seed's own step: throughput of seed and fast at batch
-64 with a profile of the fast step, an end-to-end training at 9+9, the gpu tests, batch 16,
-the numerics check, the ablation; most important first, `--only` picks and orders them). Every task runs with
-`--device cpu --quick` in the test suite, so no GPU minute is spent finding a typo.
+`speed` (the seed's model against the seed's own step at batch 64: eager with each rewrite of
+nowcast/models/speedups.py, fast, fast with each rewrite, fast with every rewrite that holds
+its gain and that mode's numerics, the gpu tests, batch 16, an end-to-end training at 9+9;
+speed_steps says the order, `--only` picks and orders them; a step is not started without the
+time it needs, and the steps after it still run). Every task runs with `--device cpu --quick`
+in the test suite, so no GPU minute is spent finding a typo.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # nowcast.options (no torch), from this checkout, installed or not
+from nowcast.options import SPEEDUP_NAMES  # noqa: E402
 CHECKPOINT_STEM = "checkpoint."  # checkpoint.pt and checkpoint.prev.pt: resume state, not results
 # --quick: every params set shrunk to seconds (sizes only: the architecture stays the set's)
 QUICK_TRAIN = ["hidden_sizes=[8, 8]", "filter_size=3", "batch_size=4", "train_sequences=8",
@@ -59,6 +63,7 @@ class Job:
         out.mkdir(parents=True, exist_ok=True)
         self.log = open(out / "job.log", "a", buffering=1)
         self.steps = open(out / "steps.jsonl", "a", buffering=1)
+        self.rows: list[dict] = []  # the benchmarks' JSON lines so far (later steps read them)
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -91,6 +96,10 @@ class Job:
             for line in f.read().splitlines():
                 if line.startswith("{") and line.endswith("}"):
                     self.steps.write(line + "\n")
+                    try:
+                        self.rows.append(json.loads(line))
+                    except ValueError:
+                        pass
         return row
 
 
@@ -167,34 +176,70 @@ def gpu_test_steps(args) -> list[tuple[str, list[str], float]]:
 SPEED_TRAIN = ["curriculum=null", "k_in=9", "k_out=9", "protocol=none", "precision=bf16",
                "compile=on", "train_sequences=64000", "val_sequences=256", "test_sequences=512",
                "job_id=seed-b64-9x9-fast"]
+# (cap, need) seconds per speed step: at most cap; not started with less than need left (a
+# compile cut off half-way measures nothing, and the time goes to the steps after it). From the
+# first H200 job: fast's cells compiled cold in 102 s; graphs a step shares with an earlier
+# one load from inductor's on-disk cache (cuda_graphs adds no new graph to fast's).
+SPEED_CAPS = {"eager": (120, 40), "fast": (170, 120), "fast+split_layernorm": (160, 110),
+              "fast+cuda_graphs": (120, 45), "fast+best": (170, 100), "numerics": (150, 80),
+              "gpu-tests": (180, 60), "throughput-b16": (170, 110)}
 
 
-def speed_steps(args) -> list[tuple[str, list[str], float]]:
-    """The GPU speed issue's plan, most important first (--only: some steps, in the order
-    named). Caps from the first H200 job (benchmarks/RESULTS.md): compiling the seed model's
-    cells cold took 102 s there; the training step compiles again (warmer caches) inside its
-    time budget."""
+def best_speedups(rows: list[dict]) -> list[str]:
+    """The rewrites that hold their gain in this job's measurements: compiled (`fast+X` faster
+    than `fast`), else eager (`fast-eager+X` faster than `fast-eager`), else, not measured
+    yet, each one (its predicted gain)."""
+    ms = {r["mode"]: r["ms_per_step"] for r in rows if r.get("workload") == "seed-b64" and "ms_per_step" in r}
+
+    def holds(name: str) -> bool:
+        for base in ("fast", "fast-eager"):
+            if f"{base}+{name}" in ms and base in ms:
+                return ms[f"{base}+{name}"] < ms[base]
+        return True
+    return [name for name in SPEEDUP_NAMES if holds(name)]
+
+
+def best_mode(rows: list[dict]) -> str:
+    """throughput.py's name of fast with best_speedups(rows) (fast alone if none holds)."""
+    return "+".join(["fast", *best_speedups(rows)])
+
+
+def speed_steps(args) -> list[tuple]:
+    """The GPU speed issue's plan (--only: some steps, in the order named): the seed's step
+    eager with each rewrite, `fast` and `fast` with the rewrites of the largest predicted gain,
+    then fast+best (every rewrite that holds its gain so far: best_speedups) and its numerics,
+    the gpu tests, the smaller rewrites one at a time, batch 16, the end-to-end 9+9 training.
+    A step is (name, command, cap, need); a command may be a function of the rows measured so
+    far (fast+best's rewrites are known only then)."""
     py, quick = sys.executable, ["--quick"] if args.quick else []
     bench = [py, "benchmarks/throughput.py", "--device", args.device, *quick, "--workloads"]
     short = ["--warmup", "1", "--steps", "2"] if args.quick else ["--warmup", "5", "--steps", "20"]
+    profile = ["--profile", "2" if args.quick else "10"]
     train = argparse.Namespace(**dict(vars(args), params=["params/seed-best-mmnist.yaml"],
                                       budget_min=args.budget_min or 2.0,
                                       set=[*SPEED_TRAIN, *args.set]))
     (_, train_cmd, train_cap), = train_steps(train)
+    eager = ["seed", "fast-eager", *[f"fast-eager+{s}" for s in SPEEDUP_NAMES if s not in ("cuda_graphs", "zero_state")]]
     steps = {
-        "throughput-b64": ([*bench, "seed-b64", "--modes", "seed", "fast", "--profile",
-                            "2" if args.quick else "10"], 170),
-        "train": (train_cmd, train_cap),
-        "gpu-tests": (gpu_test_steps(args)[0][1], 180),
-        "throughput-b16": ([*bench, "seed-b16", "--modes", "seed", "fast"], 170),
-        "numerics": ([*bench, "seed-b64", "--check-numerics", "5" if args.quick else "100"], 100),
-        "ablate": ([*bench, "seed-b64", "--ablate", *short], 300),
+        "eager": [*bench, "seed-b64", "--modes", *eager, *short],
+        "fast": [*bench, "seed-b64", "--modes", "fast", *short, *profile],
+        "fast+split_layernorm": [*bench, "seed-b64", "--modes", "fast+split_layernorm", *short, *profile],
+        "fast+cuda_graphs": [*bench, "seed-b64", "--modes", "fast+cuda_graphs", *short],
+        "fast+best": lambda rows: [*bench, "seed-b64", "--modes", best_mode(rows), *short, *profile],
+        "numerics": lambda rows: [*bench, "seed-b64", "--check-numerics", "5" if args.quick else "100",
+                                  "--with", *best_speedups(rows)],
+        "gpu-tests": gpu_test_steps(args)[0][1],
+        **{f"fast+{s}": [*bench, "seed-b64", "--modes", f"fast+{s}", *short]
+           for s in SPEEDUP_NAMES[2:]},
+        "throughput-b16": lambda rows: [*bench, "seed-b16", "--modes", "seed", "fast", best_mode(rows), *short],
+        "train": lambda rows: [*train_cmd, "--set", f"speedups={best_speedups(rows)}"],
     }
     unknown = [name for name in args.only if name not in steps]
     if unknown:
         raise SystemExit(f"gpu_job: unknown speed step(s) {', '.join(unknown)} "
                          f"(choose from {', '.join(steps)})")
-    return [(name, *steps[name]) for name in args.only or steps]
+    caps = dict(SPEED_CAPS, train=(train_cap, 60))
+    return [(name, steps[name], *caps.get(name, (150, 60))) for name in args.only or steps]
 
 
 TASKS = {"bench": bench_steps, "train": train_steps, "gpu-tests": gpu_test_steps,
@@ -262,11 +307,14 @@ def main(argv=None) -> int:
     job.say(f"gpu_job {args.task} on {args.device}{' (quick)' if args.quick else ''}, "
             f"limit {args.limit_s:.0f} s")
     failed = 0
-    for name, cmd, cap in [environment_step(), *TASKS[args.task](args)]:
-        if job.left() < 10:
-            job.record({"step": name, "status": "skipped", "reason": "out of time"})
+    for name, cmd, cap, *need in [environment_step(), *TASKS[args.task](args)]:
+        need = max([10, *need])
+        if job.left() < need:
+            job.record({"step": name, "status": "skipped", "reason": "out of time",
+                        "needs_s": need, "left_s": round(job.left())})
             failed += 1
             continue
+        cmd = cmd(job.rows) if callable(cmd) else cmd
         failed += job.step(name, cmd, cap, env)["status"] != 0
         pack_runs(args.work / "results", args.out, args.max_files - 2, job.max_bytes,
                   int(args.model_mib * 2**20))

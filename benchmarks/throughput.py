@@ -9,6 +9,7 @@ of the device's dense bf16 peak, peak memory. A table follows at the end.
     python benchmarks/throughput.py                         # every workload, both modes (GPU)
     python benchmarks/throughput.py --workloads seed-b64 --modes reference fast
     python benchmarks/throughput.py --ablate                # the seed's step, one optimisation at a time
+    python benchmarks/throughput.py --workloads seed-b64 --modes seed fast fast+split_layernorm+cuda_graphs
     python benchmarks/throughput.py --workloads seed-b64 --modes seed fast --profile 10
     python benchmarks/throughput.py --check-numerics 300    # fast vs reference loss trajectories
     python benchmarks/throughput.py --device cpu --quick    # CPU smoke run of the script itself
@@ -23,7 +24,10 @@ is each row's sequences/s over the `seed` mode's of the same workload.
 
 Modes: `seed` is how the seed project ran (eager fp32, PyTorch's own kernel settings: cuDNN's
 default algorithms, TF32 convolutions, no determinism; Adam's default foreach implementation);
-`reference` and `fast` are nowcast's modes as training runs them (nowcast.runtime).
+`reference` and `fast` are nowcast's modes as training runs them (nowcast.runtime). A mode
+named `<mode>+<rewrite>...` (`--modes fast+split_layernorm`; `--with` for --check-numerics) adds rewrites of
+nowcast/models/speedups.py: the same function, computed another way (tests/test_speedups.py);
+`--ablate` measures each on fast-eager and on fast, in SPEEDUP_ORDER.
 `--profile N` profiles N steps of the last mode of the first workload (torch.profiler) and
 prints its kernels by device time, grouped (convolutions, compiled elementwise code, optimiser).
 
@@ -51,7 +55,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from nowcast.config import load_config
 from nowcast.errors import described
 from nowcast.losses import make_loss
-from nowcast.models import compile_cells, count_parameters, get_model
+from nowcast.models import SPEEDUPS, compile_cells, count_parameters, get_model
+from nowcast.options import SPEEDUP_NAMES
 from nowcast.runtime import CUBLAS_WORKSPACE, FAST_VS_REFERENCE_RTOL, resolve_runtime, set_determinism
 from nowcast.training import optimisation_step
 
@@ -117,32 +122,56 @@ class Mode:
     compile: bool = False
     adam: str = "fused"              # fused (training's, on CUDA) | foreach (torch's default)
     kernels: str = "deterministic"   # deterministic | default (torch's own) | fastest
-    channels_last: bool = False
+    speedups: tuple[str, ...] = ()   # nowcast/models/speedups.py: the same function, rewritten
     threads: int | None = None       # torch.set_num_threads for this mode; None: as found
+
+    def plus(self, *speedups: str, name: str | None = None) -> "Mode":
+        """This mode with more rewrites, named `<mode>+<rewrite>...` unless `name` is given."""
+        return replace(self, name=name or "+".join([self.name, *speedups]),
+                       speedups=self.speedups + tuple(s for s in speedups if s not in self.speedups))
 
 
 MODES = {"seed": Mode("seed", adam="foreach", kernels="default"),
          "reference": Mode("reference"),
          "fast": Mode("fast", precision="bf16", compile=True, kernels="fastest")}
+# the rewrites of nowcast/models/speedups.py, in the order of the gain predicted for the seed's
+# step on an H200 (benchmarks/RESULTS.md, "Predictions")
+SPEEDUP_ORDER = SPEEDUP_NAMES
+EAGER_SPEEDUPS = tuple(s for s in SPEEDUP_ORDER if s != "cuda_graphs")  # graphs need compiling
 # --ablate: from the seed's step, one optimisation at a time, then all of them (fast), then
-# what nowcast adds on top, then the price of determinism (reference); eager modes first (a
-# compile costs minutes: a job cut short still has them)
+# each rewrite on fast-eager and on fast, all of them, and the price of determinism
+# (reference); eager modes first (a compile costs minutes: a job cut short still has them)
 _SEED = MODES["seed"]
+FAST_EAGER = replace(MODES["fast"], name="fast-eager", compile=False)
 ABLATIONS = [_SEED, replace(_SEED, name="seed+fastest_kernels", kernels="fastest"),
              replace(_SEED, name="seed+fused_adam", adam="fused"),
-             replace(_SEED, name="seed+bf16", precision="bf16"),
-             replace(MODES["fast"], name="fast-eager", compile=False),
-             replace(_SEED, name="seed+compile", compile=True),
-             MODES["fast"], replace(MODES["fast"], name="fast+channels_last", channels_last=True),
-             MODES["reference"]]
+             replace(_SEED, name="seed+bf16", precision="bf16"), FAST_EAGER,
+             *[FAST_EAGER.plus(s) for s in EAGER_SPEEDUPS], FAST_EAGER.plus(*EAGER_SPEEDUPS, name="fast-eager+all"),
+             replace(_SEED, name="seed+compile", compile=True), MODES["fast"],
+             *[MODES["fast"].plus(s) for s in SPEEDUP_ORDER],
+             MODES["fast"].plus(*SPEEDUP_ORDER, name="fast+all"), MODES["reference"]]
 # the CPU's: fp32 eager (reference), then bf16 autocast and the memory layout one at a time;
 # `cpu-bf16-cl` is what precision auto chooses on a CPU with bf16 units (runtime.resolve_runtime)
 _BF16 = Mode("cpu-bf16", precision="bf16", kernels="fastest")
-CPU_MODES = [MODES["reference"], replace(MODES["reference"], name="cpu-fp32-cl", channels_last=True),
-             _BF16, replace(_BF16, name="cpu-bf16-cl", channels_last=True),
-             replace(_BF16, name="cpu-bf16-cl-1thread", channels_last=True, threads=1),
-             replace(_BF16, name="cpu-bf16-cl-compile", channels_last=True, compile=True)]
+CPU_MODES = [MODES["reference"], MODES["reference"].plus("channels_last", name="cpu-fp32-cl"),
+             _BF16, _BF16.plus("channels_last", name="cpu-bf16-cl"),
+             replace(_BF16.plus("channels_last", name="cpu-bf16-cl-1thread"), threads=1),
+             replace(_BF16.plus("channels_last", name="cpu-bf16-cl-compile"), compile=True)]
 ALL_MODES = {m.name: m for m in ABLATIONS + CPU_MODES}  # --modes: any by name
+
+
+def mode_named(name: str) -> Mode:
+    """A mode of ALL_MODES, or one of them with rewrites: `fast+split_layernorm+cuda_graphs`."""
+    if name in ALL_MODES:
+        return ALL_MODES[name]
+    parts = name.split("+")
+    for i in range(len(parts) - 1, 0, -1):  # the longest base first (seed+bf16+zero_state)
+        base, rewrites = "+".join(parts[:i]), parts[i:]
+        if base in ALL_MODES and all(r in SPEEDUPS for r in rewrites):
+            return ALL_MODES[base].plus(*rewrites)
+    raise argparse.ArgumentTypeError(
+        f"mode '{name}': a mode ({', '.join(ALL_MODES)}), or one followed by +rewrite "
+        f"({', '.join(SPEEDUPS)})")
 
 
 def set_kernels(kind: str, seed: int) -> None:
@@ -158,13 +187,11 @@ def set_kernels(kind: str, seed: int) -> None:
 def build(workload: dict, mode: Mode, device: torch.device, seed: int = 0):
     values = {k: v for k, v in workload.items() if k != "frame_shape"}
     cfg = load_config(values=dict(values, device=device.type, precision=mode.precision,
-                                  compile="on" if mode.compile else "off"))
+                                  compile="on" if mode.compile else "off", speedups=list(mode.speedups)))
     runtime = replace(resolve_runtime(cfg), device=device, deterministic=mode.kernels == "deterministic")
     set_kernels(mode.kernels, seed)
     torch.set_num_threads(mode.threads or THREADS)
-    model = get_model(cfg, device=device)
-    memory_format = torch.channels_last if mode.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = get_model(cfg, device=device)  # with the mode's rewrites (cfg.speedups)
     fused = mode.adam == "fused" and device.type == "cuda"  # training's optimiser on CUDA
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.initial_lr, fused=fused or None)
     if mode.compile:
@@ -325,12 +352,13 @@ def profile_kernels(step, device: torch.device, steps: int, top: int = 15) -> di
             "top": [dict(r, ms_per_step=round(r["ms_per_step"], 4)) for r in rows[:top]]}
 
 
-def check_numerics(workload: dict, device: torch.device, steps: int) -> dict:
-    """Train reference and fast from the same weights on the same batches; compare losses."""
+def check_numerics(workload: dict, device: torch.device, steps: int, speedups: tuple = ()) -> dict:
+    """Train reference and fast (with `speedups`) from the same weights on the same batches;
+    compare losses."""
     losses = {}
     # the fast mode as training runs it: compiled bf16 on a GPU, bf16 + channels_last on a CPU
-    fast = MODES["fast"] if device.type == "cuda" else ALL_MODES["cpu-bf16-cl"]
-    for mode in (MODES["reference"], fast):
+    fast_mode = (MODES["fast"] if device.type == "cuda" else ALL_MODES["cpu-bf16-cl"]).plus(*speedups)
+    for mode in (MODES["reference"], fast_mode):
         cfg, model, optimizer, runtime, frames = build(workload, mode, device, seed=0)
         loss_fn = make_loss(cfg.loss)
         gen = torch.Generator(device="cpu").manual_seed(1)
@@ -343,7 +371,7 @@ def check_numerics(workload: dict, device: torch.device, steps: int) -> dict:
     ref, fast = losses.values()
     rel = ((fast - ref).abs() / ref.abs()).tolist()
     mean_loss_rel = abs(float(fast.mean() - ref.mean())) / abs(float(ref.mean()))
-    return {"check": "numerics", "steps": steps, "max_rel_diff": max(rel),
+    return {"check": "numerics", "steps": steps, "mode": fast_mode.name, "max_rel_diff": max(rel),
             "mean_rel_diff": sum(rel) / len(rel), "mean_loss_rel_diff": mean_loss_rel,
             "tolerance": FAST_VS_REFERENCE_RTOL, "within_tolerance": mean_loss_rel <= FAST_VS_REFERENCE_RTOL,
             "reference_first_last": [float(ref[0]), float(ref[-1])],
@@ -370,12 +398,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", nargs="+", choices=list(WORKLOADS),
                         help="default: all but the CPU-sized ones (--cpu-table: those and seed-b16)")
-    parser.add_argument("--modes", nargs="+", choices=list(ALL_MODES),
+    parser.add_argument("--modes", nargs="+", type=mode_named, metavar="MODE",
                         help="default: seed, reference, fast (--cpu-table: CPU_MODES)")
     parser.add_argument("--cpu-table", action="store_true",
                         help="the CPU table of RESULTS.md: CPU-sized workloads and seed-b16 in the CPU modes")
     parser.add_argument("--ablate", action="store_true",
                         help="from the seed's step, one optimisation at a time (fast mode's parts)")
+    parser.add_argument("--with", dest="speedups", nargs="*", default=[], choices=list(SPEEDUPS),
+                        metavar="SPEEDUP", help="--check-numerics: the fast mode with these rewrites "
+                        "(nowcast/models/speedups.py)")
     parser.add_argument("--check-numerics", type=int, metavar="STEPS", default=0,
                         help="compare fast and reference losses over STEPS steps on the first workload")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -395,7 +426,7 @@ def main(argv=None) -> int:
     cpu = device.type == "cpu"
     args.workloads = args.workloads or (list(CPU_WORKLOADS) + ["seed-b16"] if args.cpu_table else
                                         [k for k in WORKLOADS if k not in CPU_WORKLOADS])
-    args.modes = args.modes or [m.name for m in (CPU_MODES if args.cpu_table else MODES.values())]
+    args.modes = args.modes or (CPU_MODES if args.cpu_table else list(MODES.values()))
     # before cuBLAS's first call, whichever mode comes first (reference needs it; others ignore it)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
     if device.type == "cpu":
@@ -403,10 +434,11 @@ def main(argv=None) -> int:
     workloads = {k: dict(WORKLOADS[k], **QUICK) if args.quick else WORKLOADS[k] for k in args.workloads}
     if args.check_numerics:
         name = next(iter(workloads))
-        print(json.dumps(dict(check_numerics(workloads[name], device, args.check_numerics), workload=name)), flush=True)
+        print(json.dumps(dict(check_numerics(workloads[name], device, args.check_numerics,
+                                             tuple(args.speedups)), workload=name)), flush=True)
         return 0
     matmul_peak(device, n=256 if args.quick else 2048, repeats=2 if args.quick else 10)
-    modes = ABLATIONS if args.ablate else [ALL_MODES[m] for m in args.modes]
+    modes = ABLATIONS if args.ablate else args.modes
     if device.type == "cpu" and not args.compile_on_cpu:  # 2 CPU cores: the compiler, not the model
         modes = [replace(m, compile=False) for m in modes]
     rows = []

@@ -3,6 +3,7 @@
 GPU figures come from benchmarks/throughput.py on a GPU; here only its CPU smoke mode runs.
 """
 
+import argparse
 import importlib.util
 import sys
 from pathlib import Path
@@ -98,3 +99,23 @@ def test_scoring_benchmark_runs(capsys):
     assert scoring.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "| cpu-knmi-p4 | cpu-bf16-cl |" in out and "test (40 windows)" in out
+
+
+def test_modes_are_named_with_their_rewrites():
+    mode = throughput.mode_named("fast+split_layernorm+cuda_graphs")
+    assert (mode.precision, mode.compile, mode.speedups) == ("bf16", True, ("split_layernorm", "cuda_graphs"))
+    mode = throughput.mode_named("seed+bf16+zero_state")  # a base whose name has a '+'
+    assert (mode.precision, mode.adam, mode.speedups) == ("bf16", "foreach", ("zero_state",))
+    assert throughput.mode_named("fast+channels_last") == throughput.ALL_MODES["fast+channels_last"]
+    for bad in ("fast+split_norm", "fastest", "seed+"):
+        with pytest.raises(argparse.ArgumentTypeError, match="split_layernorm"):
+            throughput.mode_named(bad)
+
+
+def test_ablation_measures_every_rewrite_eager_and_compiled():
+    names = [m.name for m in throughput.ABLATIONS]
+    for rewrite in throughput.SPEEDUP_ORDER:
+        assert f"fast+{rewrite}" in names and throughput.ALL_MODES[f"fast+{rewrite}"].speedups == (rewrite,)
+    assert [n for n in names if n.startswith("fast-eager+")][:-1] == [
+        f"fast-eager+{r}" for r in throughput.EAGER_SPEEDUPS]
+    assert throughput.ALL_MODES["fast+all"].speedups == throughput.SPEEDUP_ORDER

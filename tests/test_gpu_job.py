@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -58,33 +59,64 @@ def test_train_task_returns_packed_runs(tmp_path):
 def test_gpu_tests_task_skips_without_a_gpu(tmp_path):
     rc, rows = job(tmp_path, "gpu-tests")
     assert rc == 0 and [r["status"] for r in rows if "step" in r] == [0, 0]
-    assert "4 skipped" in (tmp_path / "out" / "job.log").read_text()
+    assert "9 skipped" in (tmp_path / "out" / "job.log").read_text()
+
+
+SPEED_PLAN = ["environment", "eager", "fast", "fast+split_layernorm", "fast+cuda_graphs", "fast+best",
+              "numerics", "gpu-tests", "fast+channels_last", "fast+batched_input_convs",
+              "fast+separable_maxpool", "fast+zero_state", "throughput-b16", "train"]
 
 
 def test_speed_task_runs_the_plan_in_order(tmp_path):
     rc, rows = job(tmp_path, "speed")
     steps = [(r["step"], r["status"]) for r in rows if "step" in r]
-    assert rc == 0 and steps == [("environment", 0), ("throughput-b64", 0), ("train", 0),
-                                 ("gpu-tests", 0), ("throughput-b16", 0), ("numerics", 0),
-                                 ("ablate", 0)]
+    assert rc == 0 and steps == [(name, 0) for name in SPEED_PLAN]
     measured = [(r["workload"], r["mode"]) for r in rows if "ms_per_step" in r]
-    ablations = [m for w, m in measured[4:]]
-    assert measured[:4] == [("seed-b64", "seed"), ("seed-b64", "fast"), ("seed-b16", "seed"), ("seed-b16", "fast")]
-    assert ablations[0] == "seed" and "fast" in ablations and ablations[-1] == "reference"
-    profile = next(r for r in rows if "profile" in r)
-    assert profile["mode"] == "fast" and profile["busy_ms_per_step"] > 0 and profile["top"]
-    assert next(r for r in rows if r.get("check") == "numerics")["steps"] == 5
+    eager = ["seed", "fast-eager", "fast-eager+split_layernorm", "fast-eager+channels_last",
+             "fast-eager+batched_input_convs", "fast-eager+separable_maxpool"]
+    assert measured[:9] == [("seed-b64", m) for m in [*eager, "fast", "fast+split_layernorm", "fast+cuda_graphs"]]
+    # fast+best and the training take the rewrites that held their gain in the rows before them
+    # (which those are on a CPU depends on its speed: the rule is checked, not the choice)
+    def before(step):
+        return rows[:next(i for i, r in enumerate(rows) if r.get("step") == step)]
+    best = measured[9][1]
+    assert best == gpu_job.best_mode(before("fast+best")) and measured[-1][1] == gpu_job.best_mode(before("throughput-b16"))
+    assert measured[-3:-1] == [("seed-b16", "seed"), ("seed-b16", "fast")]
+    profiles = [r["mode"] for r in rows if "profile" in r]
+    assert profiles == ["fast", "fast+split_layernorm", best] and all(
+        r["busy_ms_per_step"] > 0 and r["top"] for r in rows if "profile" in r)
+    numerics = next(r for r in rows if r.get("check") == "numerics")
+    assert numerics["steps"] == 5 and numerics["mode"] == gpu_job.best_mode(before("numerics")).replace("fast", "cpu-bf16-cl", 1)
     with tarfile.open(tmp_path / "out" / "runs.tar.gz") as tar:
         env = json.load(tar.extractfile("results/seed-b64-9x9-fast/env.json"))
+        params = yaml.safe_load(tar.extractfile("results/seed-b64-9x9-fast/params.yaml"))
     assert env["steps"] > 0 and env["mode"] == "fast" and env["precision"] == "bf16"
+    assert params["speedups"] == gpu_job.best_speedups(before("train"))
+
+
+def test_best_speedups_are_those_that_hold_their_gain():
+    rows = [{"workload": "seed-b64", "mode": m, "ms_per_step": ms} for m, ms in [
+        ("fast-eager", 200), ("fast-eager+channels_last", 210), ("fast-eager+separable_maxpool", 190),
+        ("fast", 150), ("fast+split_layernorm", 100), ("fast+separable_maxpool", 151),
+        ("seed-b16", 1)]]
+    assert gpu_job.best_speedups(rows) == ["split_layernorm", "cuda_graphs", "batched_input_convs",
+                                           "zero_state"]  # compiled figures first, then eager
+    assert gpu_job.best_mode([]) == "fast+" + "+".join(gpu_job.SPEEDUP_NAMES)
+
+
+def test_a_step_without_the_time_it_needs_is_skipped_and_the_next_runs(tmp_path):
+    rc, rows = job(tmp_path, "speed", "--limit-s", "100", "--only", "fast", "gpu-tests")
+    steps = {r["step"]: r for r in rows if "step" in r}
+    assert steps["fast"]["status"] == "skipped" and steps["fast"]["needs_s"] == 120
+    assert steps["gpu-tests"]["status"] == 0 and rc == 1
 
 
 def test_speed_steps_can_be_picked_and_ordered():
-    args = gpu_job.parse(["speed", "--out", "/tmp/unused", "--only", "numerics", "throughput-b64"])
+    args = gpu_job.parse(["speed", "--out", "/tmp/unused", "--only", "numerics", "fast"])
     steps = gpu_job.speed_steps(args)
-    assert [name for name, _, _ in steps] == ["numerics", "throughput-b64"]
-    assert "--check-numerics" in steps[0][1] and "--profile" in steps[1][1]
-    with pytest.raises(SystemExit, match="unknown speed step.*throughput-b64"):
+    assert [name for name, *_ in steps] == ["numerics", "fast"]
+    assert "--check-numerics" in steps[0][1]([]) and "--profile" in steps[1][1]
+    with pytest.raises(SystemExit, match="unknown speed step.*fast\\+best"):
         gpu_job.speed_steps(gpu_job.parse(["speed", "--out", "/tmp/unused", "--only", "bench"]))
 
 
