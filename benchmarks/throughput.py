@@ -27,7 +27,7 @@ default algorithms, TF32 convolutions, no determinism; Adam's default foreach im
 `reference` and `fast` are nowcast's modes as training runs them (nowcast.runtime). A mode
 named `<mode>+<rewrite>...` (`--modes fast+split_layernorm`; `--with` for --check-numerics) adds rewrites of
 nowcast/models/speedups.py: the same function, computed another way (tests/test_speedups.py);
-`--ablate` measures each on fast-eager and on fast, in SPEEDUP_ORDER.
+`--ablate` measures each on fast-eager and on fast, in SPEEDUP_NAMES.
 `--profile N` profiles N steps of the last mode of the first workload (torch.profiler) and
 prints its kernels by device time, grouped (convolutions, compiled elementwise code, optimiser).
 
@@ -55,7 +55,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from nowcast.config import load_config
 from nowcast.errors import described
 from nowcast.losses import make_loss
-from nowcast.models import SPEEDUPS, compile_cells, count_parameters, get_model
+from nowcast.models import compile_cells, count_parameters, get_model
 from nowcast.options import SPEEDUP_NAMES
 from nowcast.runtime import CUBLAS_WORKSPACE, FAST_VS_REFERENCE_RTOL, resolve_runtime, set_determinism
 from nowcast.training import optimisation_step
@@ -134,10 +134,9 @@ class Mode:
 MODES = {"seed": Mode("seed", adam="foreach", kernels="default"),
          "reference": Mode("reference"),
          "fast": Mode("fast", precision="bf16", compile=True, kernels="fastest")}
-# the rewrites of nowcast/models/speedups.py, in the order of the gain predicted for the seed's
-# step on an H200 (benchmarks/RESULTS.md, "Predictions")
-SPEEDUP_ORDER = SPEEDUP_NAMES
-EAGER_SPEEDUPS = tuple(s for s in SPEEDUP_ORDER if s != "cuda_graphs")  # graphs need compiling
+# the rewrites of nowcast/models/speedups.py, SPEEDUP_NAMES, are in the order of the gain
+# predicted for the seed's step on an H200 (benchmarks/RESULTS.md, "Predictions")
+EAGER_SPEEDUPS = tuple(s for s in SPEEDUP_NAMES if s != "cuda_graphs")  # graphs need compiling
 # --ablate: from the seed's step, one optimisation at a time, then all of them (fast), then
 # each rewrite on fast-eager and on fast, all of them, and the price of determinism
 # (reference); eager modes first (a compile costs minutes: a job cut short still has them)
@@ -148,8 +147,8 @@ ABLATIONS = [_SEED, replace(_SEED, name="seed+fastest_kernels", kernels="fastest
              replace(_SEED, name="seed+bf16", precision="bf16"), FAST_EAGER,
              *[FAST_EAGER.plus(s) for s in EAGER_SPEEDUPS], FAST_EAGER.plus(*EAGER_SPEEDUPS, name="fast-eager+all"),
              replace(_SEED, name="seed+compile", compile=True), MODES["fast"],
-             *[MODES["fast"].plus(s) for s in SPEEDUP_ORDER],
-             MODES["fast"].plus(*SPEEDUP_ORDER, name="fast+all"), MODES["reference"]]
+             *[MODES["fast"].plus(s) for s in SPEEDUP_NAMES],
+             MODES["fast"].plus(*SPEEDUP_NAMES, name="fast+all"), MODES["reference"]]
 # the CPU's: fp32 eager (reference), then bf16 autocast and the memory layout one at a time;
 # `cpu-bf16-cl` is what precision auto chooses on a CPU with bf16 units (runtime.resolve_runtime)
 _BF16 = Mode("cpu-bf16", precision="bf16", kernels="fastest")
@@ -167,11 +166,11 @@ def mode_named(name: str) -> Mode:
     parts = name.split("+")
     for i in range(len(parts) - 1, 0, -1):  # the longest base first (seed+bf16+zero_state)
         base, rewrites = "+".join(parts[:i]), parts[i:]
-        if base in ALL_MODES and all(r in SPEEDUPS for r in rewrites):
+        if base in ALL_MODES and all(r in SPEEDUP_NAMES for r in rewrites):
             return ALL_MODES[base].plus(*rewrites)
     raise argparse.ArgumentTypeError(
         f"mode '{name}': a mode ({', '.join(ALL_MODES)}), or one followed by +rewrite "
-        f"({', '.join(SPEEDUPS)})")
+        f"({', '.join(SPEEDUP_NAMES)})")
 
 
 def set_kernels(kind: str, seed: int) -> None:
@@ -404,7 +403,7 @@ def main(argv=None) -> int:
                         help="the CPU table of RESULTS.md: CPU-sized workloads and seed-b16 in the CPU modes")
     parser.add_argument("--ablate", action="store_true",
                         help="from the seed's step, one optimisation at a time (fast mode's parts)")
-    parser.add_argument("--with", dest="speedups", nargs="*", default=[], choices=list(SPEEDUPS),
+    parser.add_argument("--with", dest="speedups", nargs="*", default=[], choices=list(SPEEDUP_NAMES),
                         metavar="SPEEDUP", help="--check-numerics: the fast mode with these rewrites "
                         "(nowcast/models/speedups.py)")
     parser.add_argument("--check-numerics", type=int, metavar="STEPS", default=0,

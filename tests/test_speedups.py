@@ -14,7 +14,7 @@ from torch._inductor.utils import run_and_get_code
 from nowcast.config import load_config
 from nowcast.errors import NowcastError
 from nowcast.models import get_model, recurrent_cells
-from nowcast.models.speedups import SPEEDUPS, SeparableMaxPool2d, SplitLayerNorm, apply_speedups
+from nowcast.models.speedups import SPEEDUPS, SeparableMaxPool2d, SplitLayerNorm
 from nowcast.options import SPEEDUP_NAMES
 
 # the seed's best architecture (benchmarks/throughput.py SEED_BEST), small

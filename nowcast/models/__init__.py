@@ -27,11 +27,11 @@ from .cell import ConvLSTMCell, FCLSTMCell
 from .convlstm_ed import ConvLSTMED, total_downsampling
 from .forecaster import FCLSTM, EncoderForecaster, conv_encoder_forecaster
 from .predrnn import PredRNN, STLSTMCell
-from .speedups import SPEEDUPS, apply_speedups
+from .speedups import apply_speedups
 
 __all__ = ["get_model", "model_size", "downsampling", "check_architecture", "check_frame_size", "count_parameters", "compile_cells", "SequenceModel",
            "ConvLSTMCell", "FCLSTMCell", "ConvLSTMED", "EncoderForecaster", "FCLSTM", "PredRNN",
-           "STLSTMCell", "OUTPUTS", "SPEEDUPS", "apply_speedups",
+           "STLSTMCell", "OUTPUTS", "apply_speedups",
            "to_frames"]
 
 

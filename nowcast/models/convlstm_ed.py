@@ -14,6 +14,10 @@ from .base import SequenceModel
 from .cell import ConvLSTMCell
 
 
+# how each resampling changes a frame side
+SCALE = {"down": 0.5, "up": 2, "same": 1}
+
+
 def layer_plan(n_layers: int, stride: int) -> list[str]:
     """Resampling of each layer's input branch: first half 'down', second half 'up' at stride 2."""
     if stride == 1:
@@ -49,9 +53,8 @@ class ConvLSTMED(SequenceModel):
         # speedups.batched_input_convs and zero_state switch these on (the same function)
         self.batch_input_convs, self.zero_state = False, False
         cells, channels = [], in_channels
-        scale = {"down": 0.5, "up": 2, "same": 1}
         for hidden, kernel, resample in zip(hidden_sizes, filter_sizes, self.plan):
-            size = tuple(int(s * scale[resample]) for s in size)
+            size = tuple(int(s * SCALE[resample]) for s in size)
             try:
                 cells.append(ConvLSTMCell(channels, hidden, kernel, resample=resample,
                                           max_pool=max_pool, norm=norm, norm_groups=norm_groups,
@@ -81,11 +84,11 @@ class ConvLSTMED(SequenceModel):
         training they require a gradient, as every later state does (a compiled cell guards on
         it): the gradient of the first step's state is computed and dropped, about 1% of a
         step, for half the compiled graphs."""
-        b, (h, w) = inputs.shape[0], inputs.shape[-2:]
+        b, size = inputs.shape[0], inputs.shape[-2:]
         states = []
         for cell, resample in zip(self.cells, self.plan):
-            h, w = {"down": (h // 2, w // 2), "up": (2 * h, 2 * w), "same": (h, w)}[resample]
-            zero = inputs.new_zeros(b, cell.hidden, h, w).contiguous(memory_format=self.memory_format)
+            size = tuple(int(s * SCALE[resample]) for s in size)
+            zero = inputs.new_zeros(b, cell.hidden, *size).contiguous(memory_format=self.memory_format)
             zero.requires_grad_(torch.is_grad_enabled())
             states.append((zero, zero.clone()))
         return states

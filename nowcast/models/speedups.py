@@ -1,7 +1,8 @@
 """The same function, computed faster: rewrites of a built model that a GPU profile asked for
 (benchmarks/RESULTS.md, "What the profile points to"). Each keeps the parameters, their
-`state_dict` keys and the function the model computes (forward and gradients within fp32
-rounding; tests/test_speedups.py checks each against the model as built), so a checkpoint
+`state_dict` keys and the function the model computes (forward and gradients equal up to the
+order of sums: tests/test_speedups.py checks each against the model as built to float64
+rounding), so a checkpoint
 loads either way and `speedups: [...]` in a params file changes only how fast it trains.
 
 | name                 | what it changes                                                  |
@@ -75,7 +76,7 @@ class SplitLayerNorm(nn.Module):
         super().__init__()
         if len(norm.normalized_shape) != 3:
             raise NowcastError(f"split_layernorm: normalises over 3 dims, not {norm.normalized_shape}")
-        self.normalized_shape, self.eps = norm.normalized_shape, norm.eps
+        self.eps = norm.eps
         self.weight, self.bias = norm.weight, norm.bias  # the same Parameters, the same keys
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,13 +109,12 @@ class SeparableMaxPool2d(nn.Module):
         return F.max_pool2d(rows, (k, 1), (s, 1), (p, 0))
 
 
-def _replace(model: nn.Module, kind: type, make: Callable[[nn.Module], nn.Module]) -> int:
-    """Every submodule of `kind` replaced by make(it), in place; how many."""
+def _replace(model: nn.Module, kind: type, make: Callable[[nn.Module], nn.Module]) -> None:
+    """Every submodule of `kind` replaced by make(it), in place."""
     found = [(parent, name, child) for parent in model.modules()
              for name, child in parent.named_children() if type(child) is kind]
     for parent, name, child in found:
         setattr(parent, name, make(child))
-    return len(found)
 
 
 def split_layernorm(model: nn.Module) -> None:
@@ -133,17 +133,25 @@ def channels_last(model: nn.Module) -> None:
     model.memory_format = torch.channels_last
 
 
-def _flag(attribute: str, name: str) -> Callable[[nn.Module], None]:
-    """A rewrite that sets a switch the model reads; refused where the model has none."""
-    def apply(model: nn.Module) -> None:
-        if not hasattr(model, attribute):
-            raise NowcastError(f"speedups: {name} is not built for {type(model).__name__} "
-                               f"(only where the model has '{attribute}': ConvLSTM-ED)")
-        if name == "batched_input_convs" and getattr(model.cells[0], "fused", False):
-            raise NowcastError("speedups: batched_input_convs needs fused_gates: false (a fused "
-                               "convolution reads x and h at once)")
-        setattr(model, attribute, True)
-    return apply
+def _switch_on(model: nn.Module, attribute: str, name: str) -> None:
+    """Set a switch the model reads; refused where the model has none."""
+    if not hasattr(model, attribute):
+        raise NowcastError(f"speedups: {name} is not built for {type(model).__name__} "
+                           f"(only where the model has '{attribute}': ConvLSTM-ED)")
+    setattr(model, attribute, True)
+
+
+def batched_input_convs(model: nn.Module) -> None:
+    """ConvLSTMED.input_gates: the first input branch over all known frames in one call."""
+    _switch_on(model, "batch_input_convs", "batched_input_convs")
+    if model.cells[0].fused:
+        raise NowcastError("speedups: batched_input_convs needs fused_gates: false (a fused "
+                           "convolution reads x and h at once)")
+
+
+def zero_state(model: nn.Module) -> None:
+    """ConvLSTMED.zero_states: explicit zero states at t = 0."""
+    _switch_on(model, "zero_state", "zero_state")
 
 
 def cuda_graphs(model: nn.Module) -> None:
@@ -157,9 +165,9 @@ SPEEDUPS: dict[str, Callable[[nn.Module], None]] = {
     "split_layernorm": split_layernorm,
     "cuda_graphs": cuda_graphs,
     "channels_last": channels_last,
-    "batched_input_convs": _flag("batch_input_convs", "batched_input_convs"),
+    "batched_input_convs": batched_input_convs,
     "separable_maxpool": separable_maxpool,
-    "zero_state": _flag("zero_state", "zero_state"),
+    "zero_state": zero_state,
 }
 
 
