@@ -64,6 +64,7 @@ block_size = 4                      # native pixels per block side (recipe block
 crop_size = None                    # random training crops of this side; None: whole frames
 train_files = []                    # more radar files whose every event is added to training only (never validation or test)
 augment = False                     # random flips and 90-degree rotations in training
+val_files = []                      # more radar files whose every event is validated on (never trained or tested on), each on its own grid
 
 # model
 architecture = 'convlstm_ed'
@@ -72,6 +73,7 @@ filter_size = 5                     # one size for all layers, or one per layer
 patch_size = 1                      # fold p x p patches into channels before the recurrent stack (4: OpenSTL's Moving MNIST setting; 16x fewer positions)
 residual = False                    # predict the change from a first guess (untrained: the guess)
 first_guess = 'persistence'         # residual: the last input frame, or it advected (motion.py)
+correction = 'free'                 # residual: the head's output added as it is, or times a per-lead gate that starts at 0 (models/base.py, make_residual)
 stride = 2                          # 2: first half of the stack halves the size, second half doubles it
 max_pool = None                     # down-sample by stride-1 conv + max-pool instead of a stride-2 conv; None: follows stride (true at 2)
 transpose = None                    # up-sample with transposed convolutions (false: resize + conv); None: follows stride (true at 2)
@@ -86,10 +88,18 @@ activation = 'tanh'                 # the cell's candidate and output nonlineari
 output = 'sigmoid'                  # sigmoid of logits; relu (the thesis), linear: clamped when scored
 head = None                         # encoder_forecaster's output layer: 1x1 conv over all forecaster states (the thesis's text; null: this), or row: a 1 x head_width conv over the last (its code)
 head_width = None                   # head: row: the kernel's width; null: 64
+hid_S = 64                          # simvp: channels of the frame encoder and decoder
+hid_T = 512                         # simvp: channels inside the translator
+N_S = 4                             # simvp: encoder (and decoder) blocks, every second halving the size
+N_T = 8                             # simvp: translator blocks (at least 2)
+translator = 'gsta'                 # simvp: gated spatiotemporal attention (v2), TAU's temporal attention, or v1's inception U-Net
+mlp_ratio = 8.0                     # simvp gsta/tau: the blocks' MLP width over their channels
+tau_alpha = 0.1                     # simvp tau: weight of TAU's differential divergence in the loss
 
 # training
 loss = 'bce'                        # balanced: radar's B-MSE + B-MAE, pixels weighted by dBZ class
 ssim_weight = 0.5                   # mse_ssim: (1-w)*MSE + w*(1-SSIM)
+csi_weight = 0.5                    # mse_csi: MSE + w*(1 - soft CSI at 20 dBZ)
 batch_size = 16
 num_epochs = 1                      # epochs per curriculum stage
 curriculum = None                   # stage lengths L (k_in is k_out is L); None: one stage
@@ -104,6 +114,7 @@ scheduled_sampling = False          # per-sample, per-step: true frame with prob
 ss_decay_steps = 5000               # p falls linearly from 1 to ss_min over these steps
 ss_min = 0.0
 early_stopping = 0                  # patience in validations (epochs unless val_every); 0: off
+select_by = 'loss'                  # keep the weights of the best validation: lowest loss, or (radar) highest skill is mean over leads of (CSI-20 + FSS-20 at 20 km)/2, lower MAE breaking ties (selection.py)
 val_every = None                    # optimiser steps between validations; None: every epoch
 val_subset = None                   # validate during training on the first N validation sequences (radar: windows), and score the train column on N training sequences; None: whole splits
 time_budget_min = None              # stop training after this many minutes (wall time incl. compile and validation), then test

@@ -32,7 +32,7 @@ from . import limits, options, yamlio
 from .errors import NowcastError, first_line
 from .protocols import PRESETS, PROTOCOLS  # the data fields a protocol fixes
 
-Architecture = Literal["convlstm_ed", "encoder_forecaster", "fc_lstm", "predrnn"]
+Architecture = Literal["convlstm_ed", "encoder_forecaster", "fc_lstm", "predrnn", "simvp"]
 
 
 def _f(default: Any, help: str = "", section: Optional[str] = None) -> Any:
@@ -77,6 +77,8 @@ class Config:
     train_files: Optional[list[str]] = _f([], "more radar files whose every event is added to "
                                               "training only (never validation or test)")
     augment: Optional[bool] = _f(False, "random flips and 90-degree rotations in training")
+    val_files: Optional[list[str]] = _f([], "more radar files whose every event is validated on "
+                                            "(never trained or tested on), each on its own grid")
 
     architecture: Architecture = _f("convlstm_ed", section="model")
     hidden_sizes: list[int] = _f([64, 32, 32, 16])
@@ -85,6 +87,8 @@ class Config:
                                       "stack (4: OpenSTL's Moving MNIST setting; 16x fewer positions)")
     residual: Optional[bool] = _f(False, "predict the change from a first guess (untrained: the guess)")
     first_guess: Optional[Literal["persistence", "extrapolation"]] = _f("persistence", "residual: the last input frame, or it advected (motion.py)")
+    correction: Optional[Literal["free", "gated"]] = _f("free", "residual: the head's output added "
+        "as it is, or times a per-lead gate that starts at 0 (models/base.py, make_residual)")
     stride: Optional[Literal[1, 2]] = _f(2, "2: first half of the stack halves the size, second half doubles it")
     max_pool: Optional[bool] = _f(None, "down-sample by stride-1 conv + max-pool instead of a stride-2 "
                                         "conv; None: follows stride (true at 2)")
@@ -104,10 +108,20 @@ class Config:
     head: Optional[Literal["1x1", "row"]] = _f(None, "encoder_forecaster's output layer: 1x1 conv over "
         "all forecaster states (the thesis's text; null: this), or row: a 1 x head_width conv over the last (its code)")
     head_width: Optional[int] = _f(None, "head: row: the kernel's width; null: 64")
+    # simvp (models/simvp.py; OpenSTL's names): filter_size is its encoder/decoder kernel
+    hid_S: Optional[int] = _f(64, "simvp: channels of the frame encoder and decoder")
+    hid_T: Optional[int] = _f(512, "simvp: channels inside the translator")
+    N_S: Optional[int] = _f(4, "simvp: encoder (and decoder) blocks, every second halving the size")
+    N_T: Optional[int] = _f(8, "simvp: translator blocks (at least 2)")
+    translator: Optional[Literal["gsta", "tau", "incepu"]] = _f(
+        "gsta", "simvp: gated spatiotemporal attention (v2), TAU's temporal attention, or v1's inception U-Net")
+    mlp_ratio: Optional[float] = _f(8.0, "simvp gsta/tau: the blocks' MLP width over their channels")
+    tau_alpha: Optional[float] = _f(0.1, "simvp tau: weight of TAU's differential divergence in the loss")
 
     loss: Literal[options.LOSS_NAMES] = _f(  # type: ignore[valid-type]
         "bce", "balanced: radar's B-MSE + B-MAE, pixels weighted by dBZ class", section="training")
     ssim_weight: Optional[float] = _f(0.5, "mse_ssim: (1-w)*MSE + w*(1-SSIM)")
+    csi_weight: Optional[float] = _f(0.5, "mse_csi: MSE + w*(1 - soft CSI at 20 dBZ)")
     batch_size: int = 16
     num_epochs: int = _f(1, "epochs per curriculum stage")
     curriculum: Optional[list[int]] = _f(None, "stage lengths L (k_in = k_out = L); None: one stage")
@@ -122,6 +136,9 @@ class Config:
     ss_decay_steps: Optional[int] = _f(5000, "p falls linearly from 1 to ss_min over these steps")
     ss_min: Optional[float] = 0.0
     early_stopping: int = _f(0, "patience in validations (epochs unless val_every); 0: off")
+    select_by: Literal["loss", "skill"] = _f("loss", "keep the weights of the best validation: "
+        "lowest loss, or (radar) highest skill = mean over leads of (CSI-20 + FSS-20 at 20 km)/2, "
+        "lower MAE breaking ties (selection.py)")
     val_every: Optional[int] = _f(None, "optimiser steps between validations; None: every epoch")
     val_subset: Optional[int] = _f(None, "validate during training on the first N validation "
                                          "sequences (radar: windows), and score the train column "
@@ -336,7 +353,7 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
     positive = ["num_digits", "image_size", "k_in", "k_out", "batch_size", "num_epochs",
                 "train_sequences", "val_sequences", "test_sequences", "checkpoint_every",
                 "step_size", "ss_decay_steps", "norm_groups", "block_size", "head_width",
-                "patch_size", "val_subset"]
+                "patch_size", "val_subset", "hid_S", "hid_T", "N_S"]
     for key in positive + ["test_num_digits", "crop_size"]:
         value = getattr(cfg, key)  # null: not used (options.USES), or off
         if value is not None and value < 1:
@@ -354,6 +371,9 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
     for key, holds, text in (("initial_lr", lambda v: v > 0, "> 0"), ("early_stopping", lambda v: v >= 0, ">= 0"),
                              ("gamma", lambda v: 0 < v <= 1, "in (0, 1]"),
                              ("ssim_weight", lambda v: 0 <= v <= 1, "in [0, 1]"),
+                             ("csi_weight", lambda v: v >= 0, ">= 0"),
+                             ("tau_alpha", lambda v: v >= 0, ">= 0"),
+                             ("mlp_ratio", lambda v: v > 0, "> 0"),
                              ("ss_min", lambda v: 0 <= v <= 1, "in [0, 1]")):
         if getattr(cfg, key) is not None and not holds(getattr(cfg, key)):
             raise bad(f"'{key}' must be {text}, got {getattr(cfg, key)}")
@@ -374,8 +394,20 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
                       f"but k_in + k_out = {cfg.k_in + cfg.k_out}")
     if cfg.dataset in ("npz", "radar") and cfg.protocol != "knmi-30-60" and not cfg.data_file:
         raise bad(f"dataset '{cfg.dataset}' needs 'data_file'")
-    if cfg.loss == "balanced" and cfg.dataset != "radar":  # its weights are dBZ classes
-        raise bad(f"loss 'balanced' weights pixels by dBZ: it needs dataset radar, not {cfg.dataset}")
+    if cfg.architecture == "simvp":
+        if cfg.curriculum:  # the translator's channels are k_in x hid_S, fixed when built
+            raise bad("'curriculum' is not used with architecture simvp (its translator is "
+                      "built for k_in frames); remove it")
+        if cfg.speedups:
+            raise bad(f"'speedups' {cfg.speedups} rewrite recurrent cells: architecture simvp "
+                      "has none; remove them")
+        if cfg.N_T is not None and cfg.N_T < 2:
+            raise bad(f"'N_T' must be >= 2 (the translator's first and last blocks), got {cfg.N_T}")
+    if cfg.select_by == "skill" and cfg.dataset != "radar":  # CSI and FSS are radar scores
+        raise bad(f"select_by 'skill' scores radar forecasts (CSI, FSS): it needs dataset radar, "
+                  f"not {cfg.dataset}")
+    if cfg.loss in ("balanced", "mse_csi") and cfg.dataset != "radar":  # dBZ classes
+        raise bad(f"loss '{cfg.loss}' weights pixels by dBZ: it needs dataset radar, not {cfg.dataset}")
     if cfg.output != "sigmoid" and cfg.loss == "bce":  # bce takes a sigmoid output's logits
         raise bad(f"'output' {cfg.output} cannot be trained with loss bce: choose mse, ssim or mse_ssim")
     try:

@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from . import limits, outputs, results, runlock
+from . import limits, outputs, results, runlock, selection
 from .checkpoint import load_resume
 from .config import Config, load_config
 from .data import get_data
@@ -34,7 +34,9 @@ def default_name(cfg: Config) -> str:
     """The name of a run given none (a bare papermill call, an empty params file): what it
     is, e.g. 'convlstm_ed-64x32x32x16-s2', '-mmnist-10' appended under a protocol. The
     stride only where the architecture down-samples."""
-    parts = [cfg.architecture, "x".join(str(h) for h in cfg.hidden_sizes)]
+    widths = [cfg.hid_S, cfg.hid_T] if cfg.architecture == "simvp" else cfg.hidden_sizes
+    parts = [cfg.architecture] + ([cfg.translator] if cfg.architecture == "simvp" else []) + [
+        "x".join(str(h) for h in widths)]
     if cfg.architecture == "convlstm_ed":
         parts.append(f"s{cfg.stride}")
     if cfg.protocol != "none":
@@ -48,7 +50,15 @@ def score_sections(cfg: Config, data, model, runtime, scores: Scores, result) ->
     test split), `ood` (what that split is, its per-lead scores) and `training`. The
     out-of-domain values per sequence join scores.npz as test_ood__<metric>."""
     splits = dict(split_means(cfg, data, model, runtime), test=scores.metrics["mean"])
-    sections = {"splits": splits, "training": {"steps": result.steps, "stopped": result.stopped}}
+    chosen = selection.selected_row(result.history, cfg.select_by)
+    sections = {"splits": splits, "training": {
+        "steps": result.steps, "stopped": result.stopped,
+        # which weights were scored: the step of the selected validation (0: the untrained
+        # model, i.e. a residual model's first guess) and the rule that chose it
+        "selected_step": None if chosen is None else int(chosen["step"]),
+        "selected_by": cfg.select_by, "selection_rule": selection.RULES[cfg.select_by],
+        **({"selected_val": {k: chosen[k] for k in selection.SKILL_COLUMNS if k in chosen}}
+           if chosen is not None and cfg.select_by == "skill" else {})}}
     ood = score_ood_split(cfg, data, model, runtime)
     if ood is not None:
         splits["test_ood"] = ood.metrics["mean"]

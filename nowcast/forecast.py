@@ -5,18 +5,10 @@ to_frames(raw, model.output, clip=True): in [0, 1] whatever the output mapping."
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .metrics import ImageMetrics
-from .models.base import to_frames
+from .models.base import padded, to_frames  # noqa: F401 (padded: forecast.padded)
 from .runtime import Runtime
-
-
-def padded(frames: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Zero-pad (..., H, W) at the bottom/right to a multiple of the model's down-sampling."""
-    h, w = frames.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    return (F.pad(frames, (0, pw, 0, ph)) if ph or pw else frames), (h, w)
 
 
 def output_of(model) -> str:
@@ -26,13 +18,12 @@ def output_of(model) -> str:
 
 def forecast_logits(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -> torch.Tensor:
     """Raw outputs (B, k_out, H, W) (logits for output 'sigmoid') for inputs (B, k_in, H, W)
-    in [0, 1], without gradients; inputs are padded to the model's down-sampling and the
-    forecast cropped back."""
-    x, (h, w) = padded(inputs, getattr(model, "frame_multiple", 1))
+    in [0, 1], without gradients (the model pads the frames to its down-sampling and crops
+    the forecast back: base.SequenceModel.forward)."""
     # eager even where training compiled the cells: a forecast's batch (a last partial batch, a
     # figure's few sequences) would compile new graphs, minutes on a GPU for seconds of work
     with torch.no_grad(), runtime.autocast(), torch.compiler.set_stance("force_eager"):
-        return model(x, k_out)[..., :h, :w]
+        return model(inputs, k_out)
 
 
 def forecast(model, inputs: torch.Tensor, k_out: int, runtime: Runtime) -> torch.Tensor:

@@ -81,7 +81,10 @@ def check_memory(cfg: Any, parameters: int, frame: tuple[int, int], multiple: in
     weights = 16 * parameters
     batch = cfg.batch_size * frames * h * w * 4
     positions = max(1, h // multiple) * max(1, w // multiple)
-    states = cfg.batch_size * frames * 6 * sum(cfg.hidden_sizes) * positions * 4
+    if getattr(cfg, "architecture", None) == "simvp":  # no cells: each frame's encoding
+        states = cfg.batch_size * frames * cfg.hid_S * positions * 4
+    else:
+        states = cfg.batch_size * frames * 6 * sum(cfg.hidden_sizes) * positions * 4
     need = weights + batch + states
     if need > available:
         raise NowcastError(

@@ -16,6 +16,9 @@ model under-forecasts every threshold):
     loss = sum_p w(o_p) [(f_p - o_p)^2 + |f_p - o_p|] / sum_p 1,   over pixels with data,
     w = 1, 2, 5, 10, 30 below 15 dBZ, from 15, 20, 25 and 30 dBZ (the protocol's thresholds;
     Shi et al. used the same weights at 0.5, 2, 5, 10 and 30 mm/h).
+
+`mse_csi` (radar only) is MSE + csi_weight * (1 - soft CSI at 20 dBZ) (`soft_csi`): the
+protocol's headline score made differentiable, hits and false alarms weighed alike.
 """
 
 from __future__ import annotations
@@ -62,6 +65,35 @@ def balanced(raw, target, mask=None, output: str = "sigmoid"):
     return _masked_mean(weight * (err * err + err.abs()), mask)
 
 
+CSI_THRESHOLD_DBZ = 20.0  # the protocol's headline threshold (protocols.FSS_THRESHOLD_DBZ too)
+CSI_SOFTNESS_DBZ = 2.0    # tau: the width of the soft exceedance step, in dBZ
+
+
+def soft_csi(raw, target, mask=None, output: str = "sigmoid",
+             threshold: float = CSI_THRESHOLD_DBZ, tau: float = CSI_SOFTNESS_DBZ):
+    """A differentiable CSI at `threshold` dBZ, pooled over the batch as the protocol pools:
+
+        p = sigmoid((f - threshold) / tau),  o = [target >= threshold]   (f, target in dBZ)
+        H = sum p o,  M = sum (1 - p) o,  F = sum p (1 - o),  CSI = H / (H + M + F + 1),
+
+    over pixels with data. Hits and false alarms are counted alike, so a forecast cannot raise
+    it by buying detections with false alarms (what a B-MSE weighting of rain does); the +1
+    keeps a batch without any event finite (its CSI is then 0 and has no gradient)."""
+    f = to_frames(raw.float(), output, clip=False) * DBZ_MAX
+    p = torch.sigmoid((f - threshold) / tau)
+    o = (target * DBZ_MAX >= threshold).float()
+    if mask is not None:
+        p, o = p * mask, o * mask
+    hits = (p * o).sum()
+    return hits / (o.sum() + (p * (1 - o)).sum() + 1.0)
+
+
+def mse_csi(raw, target, mask=None, output: str = "sigmoid", weight: float = 0.5):
+    """MSE + weight * (1 - soft_csi): the MSE keeps every value near the target, the CSI term
+    places the rain edge at the protocol's threshold."""
+    return mse(raw, target, mask, output) + weight * (1 - soft_csi(raw, target, mask, output))
+
+
 def ssim_loss(raw, target, mask=None, output: str = "sigmoid"):
     """1 - SSIM(frames, target), frames = to_frames(raw, output, clip=False)."""
     pred = to_frames(raw.float(), output, clip=False)
@@ -70,7 +102,8 @@ def ssim_loss(raw, target, mask=None, output: str = "sigmoid"):
     return 1 - ssim_value(pred, target)
 
 
-def make_loss(name: str, ssim_weight: float = 0.5, output: str = "sigmoid") -> LossFn:
+def make_loss(name: str, ssim_weight: float = 0.5, output: str = "sigmoid",
+              csi_weight: float = 0.5) -> LossFn:
     """The loss `name` on the raw output of a model whose frames are `output`."""
     get_output(output)
     if name == "bce":
@@ -84,7 +117,25 @@ def make_loss(name: str, ssim_weight: float = 0.5, output: str = "sigmoid") -> L
         return lambda raw, target, mask=None: ssim_loss(raw, target, mask, output)
     if name == "balanced":
         return lambda raw, target, mask=None: balanced(raw, target, mask, output)
+    if name == "mse_csi":
+        return lambda raw, target, mask=None: mse_csi(raw, target, mask, output, csi_weight)
     if name == "mse_ssim":
         return lambda raw, target, mask=None: ((1 - ssim_weight) * mse(raw, target, mask, output)
                                                + ssim_weight * ssim_loss(raw, target, mask, output))
     raise NowcastError(f"loss '{name}' is not one of: {', '.join(LOSSES)}")
+
+
+def training_loss(cfg) -> LossFn:
+    """The loss a run trains and validates with: make_loss of its fields, plus TAU's
+    differential divergence (models/simvp.py) times tau_alpha for a SimVP with translator tau,
+    on the forecast frames (to_frames, unclipped) against the targets."""
+    base = make_loss(cfg.loss, cfg.ssim_weight, cfg.output, cfg.csi_weight)
+    alpha = cfg.tau_alpha if cfg.architecture == "simvp" and cfg.translator == "tau" else None
+    if not alpha:
+        return base
+    from .models.simvp import divergence_regulariser
+
+    def loss(raw, target, mask=None):
+        frames = to_frames(raw.float(), cfg.output, clip=False)
+        return base(raw, target, mask) + alpha * divergence_regulariser(frames, target)
+    return loss

@@ -43,10 +43,11 @@ class Choice:
 # skipped; a resume may move), and the report's parameter lists leave them out.
 NON_SEMANTIC = frozenset({"name", "job_id", "results_dir", "data_dir", "device", "checkpoint_every"})
 
-MODEL = ("filter_size", "patch_size", "residual", "first_guess", "stride", "max_pool", "transpose", "norm", "norm_groups", "peephole",
-         "bias", "leaky_slope", "feed_upward", "fused_gates", "head", "head_width")
+SIMVP = ("hid_S", "hid_T", "N_S", "N_T", "translator", "mlp_ratio", "tau_alpha")
+MODEL = ("filter_size", "patch_size", "residual", "first_guess", "correction", "stride", "max_pool", "transpose", "norm", "norm_groups", "peephole",
+         "bias", "leaky_slope", "feed_upward", "fused_gates", "head", "head_width") + SIMVP
 HEAD = ("head", "head_width")  # encoder_forecaster's output layer
-LOSS_NAMES = ("bce", "mse", "ssim", "mse_ssim", "balanced")  # losses.py implements each
+LOSS_NAMES = ("bce", "mse", "ssim", "mse_ssim", "balanced", "mse_csi")  # losses.py implements each
 # models/speedups.py implements each; in the order of the gain predicted for the seed's step on
 # an H200 (benchmarks/RESULTS.md), the order benchmarks/gpu_job.py measures them in
 SPEEDUP_NAMES = ("split_layernorm", "cuda_graphs", "channels_last", "batched_input_convs",
@@ -55,7 +56,7 @@ FEEDBACK = ("teacher_forcing", "scheduled_sampling", "ss_decay_steps", "ss_min")
 MMNIST = ("data_dir", "digits", "num_digits", "test_num_digits", "image_size", "speed_min",
           "speed_max", "train_fixed", "val_sequences", "test_sequences")
 RADAR = ("data_dir", "data_file", "radar_recipe", "block_size", "crop_size", "augment",
-         "train_files")
+         "train_files", "val_files")
 
 # chooser -> the fields whose use it decides
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -66,23 +67,29 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "radar_recipe": ("block_size",),
     "head": ("head_width",),
     "scheduler": ("gamma", "step_size"),
-    "loss": ("ssim_weight",),
+    "loss": ("ssim_weight", "csi_weight"),
     "scheduled_sampling": ("ss_decay_steps", "ss_min"),
-    "residual": ("first_guess",),
+    "residual": ("first_guess", "correction"),
+    "translator": ("mlp_ratio", "tau_alpha"),
 }
 
 # chooser -> value -> Choice. architecture: hidden_sizes, activation and output are used by all
 USES: dict[str, dict[Any, Choice]] = {
     "architecture": {
-        "convlstm_ed": Choice(frozenset(MODEL + FEEDBACK) - set(HEAD),
+        "simvp": Choice(
+            frozenset({"filter_size", "patch_size", "residual", "first_guess", "correction",
+                       *SIMVP}),
+            "its encoder, translator and decoder are fixed blocks (ConvSC, gSTA/TAU/IncepU), "
+            "it predicts all frames in one pass and is fed no frame in training"),
+        "convlstm_ed": Choice(frozenset(MODEL + FEEDBACK) - set(HEAD) - set(SIMVP),
                               "its output is a 1x1 convolution of the last layer's state"),
         "encoder_forecaster": Choice(
-            frozenset(MODEL + FEEDBACK) - {"max_pool", "transpose", "feed_upward"},
+            frozenset(MODEL + FEEDBACK) - {"max_pool", "transpose", "feed_upward"} - set(SIMVP),
             "it keeps every state at full size and feeds each layer the hidden state below",
             fixed={"stride": 1}),
         "predrnn": Choice(
             frozenset(MODEL + FEEDBACK) - {"max_pool", "transpose", "feed_upward", "peephole",
-                                           "leaky_slope", "fused_gates"} - set(HEAD),
+                                           "leaky_slope", "fused_gates"} - set(HEAD) - set(SIMVP),
             "its ST-LSTM keeps every state at full size, its gates read x, h and M (no "
             "peepholes), and its output is a 1x1 convolution of the top layer's state",
             fixed={"stride": 1}),
@@ -119,15 +126,22 @@ USES: dict[str, dict[Any, Choice]] = {
         "none": Choice(frozenset(), "the learning rate stays initial_lr"),
         "step": Choice(frozenset(FIELDS["scheduler"])),
     },
-    "loss": {name: Choice(frozenset({"ssim_weight"} if name == "mse_ssim" else ()),
-                          "ssim_weight weighs the SSIM term of loss: mse_ssim")
+    "loss": {name: Choice(frozenset({"mse_ssim": {"ssim_weight"}, "mse_csi": {"csi_weight"}}
+                                    .get(name, ())),
+                          "ssim_weight weighs the SSIM term of loss: mse_ssim, csi_weight the "
+                          "CSI term of loss: mse_csi")
              for name in LOSS_NAMES},
     "scheduled_sampling": {
         False: Choice(frozenset(), "ss_decay_steps and ss_min are for scheduled_sampling: true"),
         True: Choice(frozenset(FIELDS["scheduled_sampling"])),
     },
+    "translator": {
+        "gsta": Choice(frozenset({"mlp_ratio"}), "tau_alpha weighs TAU's regulariser (translator: tau)"),
+        "tau": Choice(frozenset({"mlp_ratio", "tau_alpha"})),
+        "incepu": Choice(frozenset(), "the inception translator has no MLP and no divergence term"),
+    },
     "residual": {
-        False: Choice(frozenset(), "first_guess is what a residual: true model corrects"),
+        False: Choice(frozenset(), "first_guess and correction are for a residual: true model"),
         True: Choice(frozenset(FIELDS["residual"])),
     },
 }

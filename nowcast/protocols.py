@@ -194,7 +194,7 @@ KNMI_DT_MIN = 5                 # minutes between frames
 
 # the baselines every model is scored beside: radar (baselines.BASELINES implements them), and
 # Moving MNIST / sequence files (scoring.image_baselines)
-RADAR_BASELINES = ("persistence", "extrapolation", "torch_extrapolation")
+RADAR_BASELINES = ("persistence", "extrapolation", "torch_extrapolation", "sprog")
 IMAGE_BASELINES = ("persistence", "mean_frame")
 
 

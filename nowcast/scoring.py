@@ -20,7 +20,7 @@ from .config import Config
 from .data.moving_mnist import SPLIT_SEEDS
 from .data.radar import RadarData
 from .forecast import evaluate_split, forecast
-from .losses import make_loss
+from .losses import training_loss
 from .metrics import ImageMetrics
 from .protocols import IMAGE_BASELINES, RADAR_BASELINES, get_protocol
 from .verification import RadarVerification, radar_facts
@@ -67,7 +67,7 @@ def radar_batch(cfg: Config, model, data) -> int:
 def _evaluate(cfg: Config, model, batch, runtime, with_metrics: bool = True):
     """evaluate_split with the run's loss, in batches of scoring_batch sequences."""
     return evaluate_split(model, batch, cfg.k_in, cfg.k_out,
-                          make_loss(cfg.loss, cfg.ssim_weight, cfg.output), runtime,
+                          training_loss(cfg), runtime,
                           batch_size=scoring_batch(cfg, model, batch.frames.shape),
                           with_metrics=with_metrics)
 

@@ -7,8 +7,8 @@ batch, the scheduled-sampling mask) comes from a generator seeded with (seed, s)
 sees exactly the batches an uninterrupted one would.
 
 Validation runs at the end of every epoch, or every `val_every` steps when that is set (and once
-more when training ends between two of them); the best-by-validation weights of the final stage
-are kept. With `time_budget_min`, training stops at a step boundary once the next step and a last
+more when training ends between two of them), and for a residual model once before its first
+step; the best weights of the final stage by the run's `select_by` rule are kept (selection.py). With `time_budget_min`, training stops at a step boundary once the next step and a last
 validation would pass the budget (wall time from the start of training, compilation and
 validation included, summed over a resumed run's attempts) and ends normally, saying so.
 """
@@ -32,12 +32,12 @@ from .checkpoint import check_resume_weights, load_resume, save_resume_state
 from .config import Config
 from .distributed import rank0_flag, rank_world, strongest_signal
 from .errors import NowcastError
-from .forecast import evaluate_split, forecast, padded
-from .losses import make_loss
+from .forecast import evaluate_split, forecast
+from .losses import training_loss
 from .models import compile_cells
 from .paths import JobPaths
 from .progress import PlanClock
-from . import stopping
+from . import selection, stopping
 from .runtime import Runtime
 
 
@@ -85,12 +85,10 @@ def teacher_mask(cfg: Config, step: int, batch: int, k_out: int, device) -> Opti
 def optimisation_step(step_fn, model, optimizer, loss_fn, runtime: Runtime, inputs: torch.Tensor,
                       target: torch.Tensor, mask: Optional[torch.Tensor] = None,
                       tmask: Optional[torch.Tensor] = None, grad_clip: Optional[float] = None) -> torch.Tensor:
-    """One step: forward (padded to the model's down-sampling), loss, backward, clip, update.
+    """One step: forward, loss, backward, clip, update.
     Returns the loss without synchronising with the host. benchmarks/throughput.py times this."""
-    multiple = getattr(model, "frame_multiple", 1)
-    x, (h, w) = padded(inputs, multiple)
-    with runtime.autocast():
-        logits = step_fn(x, target.shape[1], padded(target, multiple)[0], tmask)[..., :h, :w]
+    with runtime.autocast():  # the model pads to its down-sampling and crops back
+        logits = step_fn(inputs, target.shape[1], target, tmask)
     loss = loss_fn(logits, target, mask)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -190,7 +188,7 @@ class Trainer:
             raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {self.world} processes")
         self.cfg, self.data, self.model, self.runtime = cfg, data, runtime.place(model), runtime
         self.plan = make_plan(cfg)
-        self.loss_fn = make_loss(cfg.loss, cfg.ssim_weight, cfg.output)
+        self.loss_fn = training_loss(cfg)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.initial_lr,
                                           fused=runtime.device.type == "cuda" or None)
         self.scheduler = _make_scheduler(cfg, self.optimizer)
@@ -286,15 +284,22 @@ class Trainer:
 
     # --- validation and model selection -------------------------------------------------
     def validate(self, step: int) -> None:
-        """One history row: train loss since the last row, validation loss; keep the best."""
+        """One history row: train loss since the last row, validation loss (and with
+        select_by skill the validation's radar scores); keep the best (selection.py). At step
+        0 (a residual model, before any training) the row is the final stage's, its train
+        loss NaN."""
         self.flush(step)
         started = time.perf_counter()
-        stage_index, epoch = self.plan.locate(step - 1)
+        if step == 0:  # the untrained model, a candidate at the lengths selection compares
+            stage_index, epoch = len(self.plan.stages) - 1, -1
+        else:
+            stage_index, epoch = self.plan.locate(step - 1)
         stage = self.plan.stages[stage_index]
         val_loss, _ = evaluate_split(self.model, self.val, stage.k_in, stage.k_out, self.loss_fn,
                                      self.runtime, batch_size=max(self.cfg.batch_size, 32),
                                      with_metrics=False)
         check_finite(val_loss, f"validation loss at step {step}")
+        skill = self.validation_skill() if self.cfg.select_by == "skill" else {}
         self.validation_seconds = time.perf_counter() - started
         self.clock.after_validation(step, self.validation_seconds, self.plan.validations(step))
         if self.on_step is not None:
@@ -305,12 +310,24 @@ class Trainer:
         recent = [row["loss"] for row in r.batch_losses if row["step"] > since]
         r.history.append({
             "stage": stage_index + 1, "epoch": epoch + 1, "seq_len": stage.k_in + stage.k_out,
-            "step": step, "lr": self.lr, "train_loss": sum(recent) / len(recent),
-            "train_loss_median": statistics.median(recent), "val_loss": val_loss,
+            "step": step, "lr": self.lr,
+            "train_loss": sum(recent) / len(recent) if recent else math.nan,
+            "train_loss_median": statistics.median(recent) if recent else math.nan,
+            "val_loss": val_loss, **skill,
             "seconds": round(r.train_seconds + time.perf_counter() - self.started, 3)})
         self.show(stage, r.sequences / max(r.history[-1]["seconds"], 1e-9))
         if stage_index == len(self.plan.stages) - 1:  # selection at the final stage's lengths
-            self.select(val_loss)
+            self.select()
+
+    def validation_skill(self) -> dict[str, float]:
+        """The radar scores of the model on every validation window (val_files' too), as the
+        history columns selection.skill_columns names."""
+        from .scoring import model_forecaster, radar_batch  # scoring imports this module's peers
+        from .baselines import verify_radar
+        verification = verify_radar(model_forecaster(self.cfg, self.model, self.runtime),
+                                    self.data, "val",
+                                    batch_size=radar_batch(self.cfg, self.model, self.data))
+        return selection.skill_columns(verification.per_lead())
 
     def show(self, stage: Stage, sequences_per_s: float) -> None:
         """The new history row and the first validation sequence's forecast to TensorBoard."""
@@ -324,12 +341,15 @@ class Trainer:
             self.model.train()
             self.board.frames(row["step"], seq[:stage.k_in], seq[stage.k_in:], pred)
 
-    def select(self, val_loss: float) -> None:
+    def select(self) -> None:
+        """Keep the weights when the newest row is the best by the run's rule (selection.py);
+        early stopping once `early_stopping` rows of the stage have passed without a better."""
         r = self.result
-        if val_loss < r.best_val:
-            r.best_val = val_loss
+        if selection.selected_row(r.history, self.cfg.select_by) is r.history[-1]:
+            r.best_val = r.history[-1]["val_loss"]
             r.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        elif self.cfg.early_stopping and len(_epochs_since_best(r.history)) >= self.cfg.early_stopping:
+        elif self.cfg.early_stopping and \
+                len(selection.since_best(r.history, self.cfg.select_by)) >= self.cfg.early_stopping:
             r.stopped = "early_stopping"
 
     # --- the schedule -------------------------------------------------------------------------
@@ -366,6 +386,8 @@ class Trainer:
                                cfg.time_budget_min, self.rank == 0, tqdm.write,
                                plan.validations(step), len(self.val.frames), self.result.train_seconds)
         self.clock.begin()
+        if step == 0 and getattr(self.model, "residual", False) and not self.result.history:
+            self.validate(0)  # the first guess itself is a candidate (selection.py)
         self.model.train()
         while step < self.plan.total and self.result.stopped is None:
             signum = self.stop_signal()
@@ -424,13 +446,6 @@ def train(cfg: Config, data, model: torch.nn.Module, runtime: Runtime, run_dir: 
     on_step(step=, total=, loss=, time_left=) is called after every optimiser step (the loss
     stays on the device) and on_step(step=, total=, val_loss=) after every validation."""
     return Trainer(cfg, data, model, runtime, run_dir, progress, on_step).run(stop_after_steps)
-
-
-def _epochs_since_best(history: list[dict]):
-    """Validations of the last stage after its best validation loss."""
-    last = [r for r in history if r["stage"] == history[-1]["stage"]]
-    best = min(range(len(last)), key=lambda i: last[i]["val_loss"])
-    return last[best + 1:]
 
 
 def _loss_rows(losses: list[torch.Tensor], end_step: int, stage_index: int, world: int) -> list[dict]:

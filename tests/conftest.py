@@ -53,3 +53,16 @@ def predrnn_smoke(folder: Path) -> Path:
     path = folder / "smoke-predrnn.yaml"
     path.write_text(yaml.safe_dump(values))
     return path
+
+
+def simvp_smoke(folder: Path, translator: str = "gsta") -> Path:
+    """params/smoke.yaml with a tiny SimVP (recurrent-free, MSE), written into `folder`: the
+    third family through train, resume, papermill, evaluate and predict (tests/test_simvp.py)."""
+    import yaml
+    values = yaml.safe_load((REPO / "params" / "smoke.yaml").read_text())
+    del values["stride"], values["hidden_sizes"]
+    values.update(name=f"smoke-simvp-{translator}", architecture="simvp", loss="mse", hid_S=4,
+                  hid_T=8, N_S=2, N_T=2, translator=translator)
+    path = folder / f"smoke-simvp-{translator}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path

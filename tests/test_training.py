@@ -117,12 +117,12 @@ def test_gifs_come_from_the_split_they_name(tiny_values):
 def test_diverged_training_fails_the_run_clearly(tiny_values, monkeypatch):
     import nowcast.training
     from nowcast.errors import NowcastError
-    real = nowcast.training.make_loss
+    real = nowcast.training.training_loss
 
-    def exploding(name, weight, output="sigmoid"):  # a loss that turns NaN, as a diverging run's does
-        loss = real(name, weight, output)
+    def exploding(cfg):  # a loss that turns NaN, as a diverging run's does
+        loss = real(cfg)
         return lambda logits, target, mask=None: loss(logits, target, mask) * float("nan")
-    monkeypatch.setattr(nowcast.training, "make_loss", exploding)
+    monkeypatch.setattr(nowcast.training, "training_loss", exploding)
     cfg = load_config(values=dict(tiny_values, job_id="nan"))
     with pytest.raises(NowcastError, match=r"training diverged: the loss is nan at step 1 "):
         run_experiment(cfg, progress=False)

@@ -6,6 +6,7 @@
 | encoder_forecaster  | forecaster.py  | the thesis's encoder + conditional forecaster (Shi et al.)  |
 | fc_lstm             | forecaster.py  | FC-LSTM encoder-forecaster baseline on flattened frames |
 | predrnn             | predrnn.py     | PredRNN's ST-LSTM stack, M zig-zagging (Wang et al. 2017) |
+| simvp               | simvp.py       | SimVP's encoder - translator (gSTA/TAU/IncepU) - decoder, recurrent-free |
 
 Every builder passes `activation` (the cells' candidate/output nonlinearity) and `output`
 (how the raw output becomes frames, base.OUTPUTS, stored as `model.output`). A builder gets the
@@ -27,11 +28,12 @@ from .cell import ConvLSTMCell, FCLSTMCell
 from .convlstm_ed import ConvLSTMED, total_downsampling
 from .forecaster import FCLSTM, EncoderForecaster, conv_encoder_forecaster
 from .predrnn import PredRNN, STLSTMCell
+from .simvp import SimVP
 from .speedups import apply_speedups
 
 __all__ = ["get_model", "model_size", "downsampling", "check_architecture", "check_frame_size", "count_parameters", "compile_cells", "SequenceModel",
            "ConvLSTMCell", "FCLSTMCell", "ConvLSTMED", "EncoderForecaster", "FCLSTM", "PredRNN",
-           "STLSTMCell", "OUTPUTS", "apply_speedups",
+           "STLSTMCell", "SimVP", "OUTPUTS", "apply_speedups",
            "to_frames"]
 
 
@@ -70,8 +72,15 @@ def _predrnn(cfg, size: tuple[int, int], channels: int) -> SequenceModel:
                    activation=cfg.activation, output=cfg.output)
 
 
+def _simvp(cfg, size: tuple[int, int], channels: int) -> SequenceModel:
+    # recurrent-free: hidden_sizes and activation are not read (its blocks are SimVP's own);
+    # filter_size is the encoder/decoder kernel (OpenSTL's spatio_kernel_enc/dec)
+    return SimVP(cfg.k_in, channels, cfg.hid_S, cfg.hid_T, cfg.N_S, cfg.N_T, cfg.translator,
+                 cfg.mlp_ratio or 8.0, cfg.filter_sizes[0], output=cfg.output)
+
+
 MODELS = {"convlstm_ed": _convlstm_ed, "encoder_forecaster": _encoder_forecaster,
-          "fc_lstm": _fc_lstm, "predrnn": _predrnn}
+          "fc_lstm": _fc_lstm, "predrnn": _predrnn, "simvp": _simvp}
 
 
 def patch(cfg) -> int:
@@ -84,6 +93,8 @@ def downsampling(cfg) -> int:
     down-sampling layer (model.frame_multiple)."""
     if cfg.architecture == "convlstm_ed":
         return patch(cfg) * total_downsampling(len(cfg.hidden_sizes), cfg.stride)
+    if cfg.architecture == "simvp":  # the encoder halves the size every second block
+        return patch(cfg) * 2 ** (cfg.N_S // 2)
     return patch(cfg)
 
 
@@ -116,7 +127,7 @@ def get_model(cfg, device: str | torch.device = "cpu",
         model = build(cfg, (size[0] // p, size[1] // p), p * p)
     model.patch_size = p
     if cfg.residual:
-        model.make_residual(cfg.first_guess)
+        model.make_residual(cfg.first_guess, cfg.correction or "free", cfg.k_out)
     model.frame_shape = size
     return apply_speedups(model, cfg.speedups)
 

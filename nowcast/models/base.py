@@ -49,6 +49,10 @@ GUESSES: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
 }
 
 
+# how a residual model's head output corrects its first guess (SequenceModel.make_residual)
+CORRECTIONS = ("free", "gated")
+
+
 def get_output(name: str) -> Callable[[torch.Tensor, bool], torch.Tensor]:
     """The output mapping `name` (a key of OUTPUTS); NowcastError naming the valid ones."""
     try:
@@ -61,6 +65,14 @@ def to_frames(raw: torch.Tensor, output: str = "sigmoid", clip: bool = True) -> 
     """Frames from a model's raw output: sigmoid(raw), relu(raw) [clamped to <= 1 if clip], or
     raw [clamped to [0, 1] if clip]."""
     return get_output(output)(raw, clip)
+
+
+def padded(frames: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Zero-pad (..., H, W) at the bottom/right to a multiple of the model's down-sampling;
+    returns the padded frames and (H, W), to crop the output back."""
+    h, w = frames.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return (F.pad(frames, (0, pw, 0, ph)) if ph or pw else frames), (h, w)
 
 
 def to_patches(frames: torch.Tensor, p: int) -> torch.Tensor:
@@ -83,8 +95,10 @@ class SequenceModel(nn.Module):
     recurrent stack and unfolded after the head (to_patches): every convolution then sees 16x
     fewer positions at p = 4 (OpenSTL's and PredRNN's Moving MNIST setting). A subclass
     implements `unroll(x (B,k_in,C,h,w), k_out, targets (B,k_out,C,h,w) or None, mask)` ->
-    (B,k_out,C,h,w) on patch frames (C = p*p); H and W must divide by `frame_multiple`
-    (forecast.padded pads them, and the padding is cropped off before any loss or score).
+    (B,k_out,C,h,w) on patch frames (C = p*p). Frames of any size are taken: forward pads
+    them with zeros to a multiple of `frame_multiple` (`padded`) and crops the output back, so
+    no loss or score sees the padding; a residual model's first guess is computed on the
+    frames as given, before the padding.
 
     During training the frame fed back after step j may be the true one: `teacher_mask`
     (B, k_out-1) bool says, per sample and step, where to use `targets` instead of the model's
@@ -95,6 +109,7 @@ class SequenceModel(nn.Module):
     patch_size: int = 1
     residual: bool = False  # raw output = INVERSES[output](first guess) + head (readout)
     first_guess: str = "persistence"  # residual: the GUESSES entry the head's output corrects
+    correction: str = "free"  # residual: how the head's output corrects it (CORRECTIONS)
     downsampling: int = 1  # of the recurrent states, on patch frames (ConvLSTMED: 2 per down layer)
     memory_format: torch.memory_format = torch.contiguous_format  # of the frames fed to a step
     cuda_graphs: bool = False  # compiled cells replayed as CUDA graphs (speedups.cuda_graphs)
@@ -108,16 +123,29 @@ class SequenceModel(nn.Module):
         get_output(output)  # refuse an unknown name when the model is built, not when it runs
         self.output = output
 
-    def make_residual(self, first_guess: str = "persistence") -> None:
-        """Predict the change from a first guess (GUESSES; see readout), the head set to zero so
-        that an untrained model forecasts the first guess: at lead 1 persistence is hard to beat
-        (CSI-20 0.47 on KNMI-30/60, where a model learning every frame from nothing began at
-        0.18 after 49 CPU minutes), and the head has then only what the guess misses to learn
-        (with persistence: the motion and the growth; with extrapolation: the growth, decay and
-        the errors of the motion)."""
+    def make_residual(self, first_guess: str = "persistence", correction: str = "free",
+                      k_out: int = 1) -> None:
+        """Predict the change from a first guess (GUESSES; see readout) so that an untrained
+        model forecasts the first guess: at lead 1 persistence is hard to beat (CSI-20 0.47 on
+        KNMI-30/60, where a model learning every frame from nothing began at 0.18 after 49 CPU
+        minutes), and the head has then only what the guess misses to learn (with persistence:
+        the motion and the growth; with extrapolation: the growth, decay and the errors of the
+        motion).
+
+        correction (CORRECTIONS): "free", the head set to zero and its output added as it is;
+        "gated", the head keeps its random initialisation and its output is multiplied by a
+        per-lead gate g_j initialised at 0 (`lead_gate`, k_out values; leads past k_out use the
+        last), so that each lead's correction grows only as far as the gradient of that lead
+        pays for it (a zero head times a zero gate would have no gradient at all)."""
         if first_guess not in GUESSES:
             raise NowcastError(f"first_guess '{first_guess}' is not one of: {', '.join(GUESSES)}")
-        self.residual, self.first_guess = True, first_guess
+        if correction not in CORRECTIONS:
+            raise NowcastError(f"correction '{correction}' is not one of: {', '.join(CORRECTIONS)}")
+        self.residual, self.first_guess, self.correction = True, first_guess, correction
+        if correction == "gated":
+            self.lead_gate = nn.Parameter(torch.zeros(max(1, k_out), device=next(
+                self.head.parameters()).device))
+            return
         for p in self.head.parameters():
             nn.init.zeros_(p)
 
@@ -131,23 +159,29 @@ class SequenceModel(nn.Module):
         with torch.no_grad(), torch.autocast(inputs.device.type, enabled=False):
             return GUESSES[self.first_guess](inputs.float(), k_out)
 
-    def readout(self, raw: torch.Tensor, guess: Optional[torch.Tensor]) -> torch.Tensor:
-        """The head's output -> raw output: + INVERSES[output](guess) where residual (guess: this
-        lead's first guess, patch frames)."""
-        return raw if guess is None else raw + INVERSES[self.output](guess.to(raw.dtype))
+    def readout(self, raw: torch.Tensor, guess: Optional[torch.Tensor], lead: int = 0) -> torch.Tensor:
+        """The head's output -> raw output: where residual, INVERSES[output](guess) + c, with
+        c = raw (correction "free") or c = g_lead * raw ("gated"; guess: this lead's first
+        guess, patch frames; lead counts from 0), in float32: an untrained residual model
+        forecasts its first guess to the bit (tests/test_selection.py)."""
+        if guess is None:
+            return raw
+        raw = raw.float()  # in float32: a bf16 sum would round the guess (0.14 dBZ at 40 dBZ)
+        if self.correction == "gated":
+            raw = raw * self.lead_gate[min(lead, self.lead_gate.numel() - 1)].float()
+        return raw + INVERSES[self.output](guess.float())
 
     def forward(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor] = None,
                 teacher_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         p, m = self.patch_size, self.frame_multiple
         if self.cuda_graphs and torch.is_grad_enabled():
             torch.compiler.cudagraph_mark_step_begin()  # a new step: earlier replays' outputs are free
-        if inputs.shape[-1] % m or inputs.shape[-2] % m:
-            raise NowcastError(f"frame size {tuple(inputs.shape[-2:])} is not divisible by the "
-                               f"model's patch x down-sampling {m}")
-        folded = None if targets is None else to_patches(targets, p)
-        guess = self.guess(inputs, k_out)
-        guess = None if guess is None else to_patches(guess, p)
-        return from_patches(self.unroll(to_patches(inputs, p), k_out, folded, teacher_mask, guess), p)
+        guess = self.guess(inputs, k_out)  # on the frames as given: the padding moves no rain
+        inputs, (h, w) = padded(inputs, m)
+        folded = None if targets is None else to_patches(padded(targets, m)[0], p)
+        guess = None if guess is None else to_patches(padded(guess, m)[0], p)
+        out = from_patches(self.unroll(to_patches(inputs, p), k_out, folded, teacher_mask, guess), p)
+        return out[..., :h, :w]
 
     def unroll(self, inputs: torch.Tensor, k_out: int, targets: Optional[torch.Tensor],
                teacher_mask: Optional[torch.Tensor], guess: Optional[torch.Tensor] = None
@@ -170,10 +204,10 @@ class SequenceModel(nn.Module):
             # guards on strides (it would compile again for every curriculum length)
             raw = encode(t) if encode else step(inputs[:, t].contiguous(memory_format=self.memory_format))
         lead = (lambda j: None) if guess is None else (lambda j: guess[:, j])
-        outputs = [self.readout(raw, lead(0))]
+        outputs = [self.readout(raw, lead(0), 0)]
         for j in range(1, k_out):
             raw = step(self.feedback(outputs[-1], j, targets, teacher_mask))
-            outputs.append(self.readout(raw, lead(j)))
+            outputs.append(self.readout(raw, lead(j), j))
         return torch.stack(outputs, dim=1)
 
     def feedback(self, logits: torch.Tensor, j: int, targets: Optional[torch.Tensor],

@@ -62,7 +62,7 @@ class EncoderForecaster(SequenceModel):
                 frame = self.feedback(outputs[-1], j, targets, teacher_mask)
             hs = self.run_stack(self.forecaster, frame, states)
             raw = self.head(torch.cat(hs, dim=1) if self.head_reads_all else hs[-1])
-            outputs.append(self.readout(raw, None if guess is None else guess[:, j]))
+            outputs.append(self.readout(raw, None if guess is None else guess[:, j], j))
         return torch.stack(outputs, dim=1)
 
 

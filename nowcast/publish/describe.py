@@ -19,7 +19,8 @@ from ..util import duration
 from .markdown import esc, fmt_value
 
 ARCHITECTURE_NAMES = {"convlstm_ed": "ConvLSTM-ED", "encoder_forecaster": "ConvLSTM-EF",
-                      "fc_lstm": "FC-LSTM", "predrnn": "PredRNN", "persistence": "persistence",
+                      "fc_lstm": "FC-LSTM", "predrnn": "PredRNN", "simvp": "SimVP",
+                      "persistence": "persistence", "sprog": "S-PROG (pysteps)",
                       "extrapolation": "optical-flow extrapolation",
                       "torch_extrapolation": "optical-flow extrapolation (torch, a first guess)"}
 # Fields that place or name a run: never listed as "parameters that differ".
@@ -79,6 +80,9 @@ def architecture(run: Run) -> str:
     arch = (run.metrics or {}).get("architecture") or p.get("architecture") or "?"
     text = ARCHITECTURE_NAMES.get(arch, str(arch))
     hs = p.get("hidden_sizes")
+    if arch == "simvp":  # no recurrent stack: its translator and widths
+        hs = [f"{p.get('translator') or 'gsta'}", f"S{p.get('hid_S')}", f"T{p.get('hid_T')}",
+              f"N{p.get('N_S')}/{p.get('N_T')}"]
     if isinstance(hs, list) and hs and arch not in RADAR_BASELINES:
         text += " " + "-".join(str(h) for h in hs)
         fs = p.get("filter_size")

@@ -20,11 +20,11 @@ from .describe import (architecture, baseline_label, commit, data_note, device,
                        embedded_baselines, is_baseline, metrics_value,
                        nondefault_params, protocol_caption, run_label, varied_params, wall)
 from .incremental import copy_artifacts, digest, mark, needs
-from .intervals import (equal_budget_table, interval_table, paired_table, splits_table,
+from .intervals import (equal_budget_table, first_guess_verdicts, interval_table, paired_table, splits_table,
                         statistics_paragraph)
 from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
 from .tables import results_table, skill_table, table_keys
-from .uncertainty import seed_groups, uncertainty
+from .uncertainty import baseline_items, seed_groups, uncertainty
 
 # By Run.state (progress.STATES and STALE, as `nowcast status` shows them)
 STATUS_LABEL = {"completed": "completed", "failed": "**failed**", "running": "running",
@@ -137,10 +137,12 @@ def results_section(group: str, runs: list[Run], gen: Path) -> str:
                             "(solid) and baseline (dashed); a model run over several seeds is "
                             "one line, their mean, in a band, the 95 % t interval per lead. "
                             + data_note(runs), f"fig-lead-{group}"))
-    bootstraps = [(r, u) for r in runs if (u := uncertainty(r)) is not None]  # once per run
+    scored = baseline_items(runs)  # baselines of their own pair with runs that lack them
+    bootstraps = [(r, u) for r in runs if (u := uncertainty(r, scored)) is not None]  # once per run
     extra = [skill_table(group, runs, f"tbl-skill-{group}"),
              interval_table(group, runs, keys, f"tbl-ci-{group}", bootstraps),
              paired_table(group, runs, f"tbl-paired-{group}", bootstraps),
+             first_guess_verdicts(group, runs, bootstraps),
              equal_budget_table(group, runs, f"tbl-budget-{group}"),
              splits_table(group, runs, f"tbl-splits-{group}")]
     return "\n".join(parts + [t for t in extra if t])

@@ -9,7 +9,7 @@ from typing import Optional
 from .. import stats
 from ..protocols import metric_label
 from ..results import Run
-from .describe import data_note, metrics_value, metric_heading, protocol_caption
+from .describe import data_note, is_baseline, metrics_value, metric_heading, protocol_caption
 from .markdown import esc, table
 from .uncertainty import (PAIRED_BASELINES, RunUncertainty, count_verdicts, equal_budget_pairs,
                           fmt_interval, fmt_pm, head_to_head, headline_keys, paired_keys,
@@ -138,3 +138,48 @@ def splits_table(group: str, runs: list[Run], ident: str) -> Optional[str]:
                   if "test_ood" in present else "")
                + "). Seed groups: mean ± 95 % t interval. " + data_note(runs))
     return table(header, rows, caption, ident, align="l" + "r" * (len(header) - 1))
+
+
+# a residual model's first guess -> the baseline that scores it alone
+GUESS_BASELINES = {"extrapolation": "torch_extrapolation", "persistence": "persistence"}
+
+
+def first_guess_verdicts(group: str, runs: list[Run],
+                         bootstraps: list[tuple[Run, RunUncertainty]]) -> Optional[str]:
+    """One sentence per residual model: did training add skill to the first guess it started
+    from? The paired verdict against the baseline that is that guess alone (model minus
+    guess on the same test items), over the lead mean and counted lead by lead, and which
+    validation step the scored weights come from (metrics.json `training`)."""
+    keys = paired_keys(group, runs)
+    lines = []
+    for r, u in bootstraps:
+        if not r.params.get("residual") or is_baseline(r):
+            continue
+        guess = GUESS_BASELINES.get(str(r.params.get("first_guess") or "persistence"))
+        found = u.paired.get(guess) or {}
+        if not found or not keys:
+            continue
+        verdicts = {k: found[k].verdict for k in keys if k in found}
+        better = [k for k, v in verdicts.items() if v == "better"]
+        worse = [k for k, v in verdicts.items() if v == "worse"]
+        added = "**added skill**" if better and not worse else (
+            "**removed skill**" if worse and not better else
+            "**traded** skill" if better else "added **no distinguishable** skill")
+        detail = "; ".join(f"{esc(metric_label(k))} {esc(v)} ({u.lead_count(guess, k) or '–'})"
+                           for k, v in verdicts.items())
+        step = metrics_value(r, "training", "selected_step")
+        rule = metrics_value(r, "training", "selected_by")
+        steps = metrics_value(r, "training", "steps")
+        chosen = ("" if not isinstance(step, int) else
+                  f" The scored weights are those of step {step:,} of "
+                  f"{f'{steps:,}' if isinstance(steps, int) else '?'}"
+                  + (" (the untrained model: the first guess itself)" if step == 0 else "")
+                  + f", selected by validation {esc(rule or 'loss')}.")
+        lines.append(f"- {esc(r.label)}, correcting {esc(guess)}: training {added} to its first "
+                     f"guess on the test (paired, lead mean: {detail}).{chosen}")
+    if not lines:
+        return None
+    return ("**Did training add skill to the first guess?** Each residual model against the "
+            "baseline that is its first guess alone, on the same test items (the paired "
+            "bootstrap above; in brackets the per-lead count of the same test):\n\n"
+            + "\n".join(lines) + "\n")

@@ -198,12 +198,53 @@ def _test_scores(run: Run) -> Optional[dict[str, np.ndarray]]:
     return _test_items(per_item) if per_item else None
 
 
-def uncertainty(run: Run) -> Optional[RunUncertainty]:
+def test_data(run: Run) -> str:
+    """What a run was tested on: its protocol group and the part of its data description
+    before the first ';' (the test windows; training and validation sources follow it)."""
+    return f"{run.group}: {str(run.data).split(';')[0]}"
+
+
+def baseline_items(runs: list[Run]) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """The per-window test arrays of every completed baseline run of its own (`nowcast
+    evaluate --baseline`), by (test_data, baseline name), prefixed as a model's
+    scores.npz holds its baselines (`sprog__contingency`, ...)."""
+    out = {}
+    for r in runs:
+        if is_baseline(r) and (items := _test_scores(r)):
+            name = metrics_value(r, "architecture")
+            out[(test_data(r), name)] = {f"{name}__{k}": v for k, v in items.items() if "__" not in k
+                                        and k != "event"} | {"event": items.get("event")}
+    return out
+
+
+def _with_baselines(run: Run, per_item: dict[str, np.ndarray],
+                    scored: dict[tuple[str, str], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """per_item with each paired baseline it lacks taken from a baseline run of its own on the
+    same test items (the same test_data, number of windows and events): a baseline
+    added after a model ran (S-PROG) is paired with it without rerunning the model."""
+    out = dict(per_item)
+    for name in PAIRED_BASELINES:
+        other = scored.get((test_data(run), name))
+        if other is None or any(k.startswith(f"{name}__") for k in per_item):
+            continue
+        arrays = {k: v for k, v in other.items() if k != "event"}
+        lengths = {len(v) for k, v in arrays.items() if np.ndim(v) >= 2}
+        same_events = other.get("event") is None or per_item.get("event") is None or \
+            np.array_equal(other["event"], per_item["event"])
+        if lengths == {len(per_item["contingency"])} and same_events:
+            out.update(arrays)
+    return out
+
+
+def uncertainty(run: Run, scored: Optional[dict] = None) -> Optional[RunUncertainty]:
     """Bootstrap intervals of a completed run from its scores.npz (None: none there, or
-    damaged, with a warning). The report computes it once per run (fragments.results_section)."""
+    damaged, with a warning); `scored` (baseline_items) adds the baselines it lacks. The
+    report computes it once per run (fragments.results_section)."""
     per_item = _test_scores(run)
     if not per_item:
         return None
+    if scored and "contingency" in per_item and not is_baseline(run):
+        per_item = _with_baselines(run, per_item, scored)
     path = run.file(JobPaths.SCORES)
     try:
         n = _items(per_item)

@@ -46,6 +46,8 @@ class RadarData:
     Otherwise `data_file` is split by event in time order (`chronological_split`).
     `train_files`: every event of these files is added to the training events only (never to
     validation or test; no frame time may be shared with another split), at the same time step.
+    `val_files`: likewise to validation only (`window_sets("val")`), each file on its own grid:
+    rain for selection to see where the protocol's own validation events hold almost none.
     Frames are [0, 1] = clip(dBZ, 0, 70) / 70 with no data as 0; `mask` is True where there is
     data. `split_windows` gives the same windows in dBZ for scoring.
     """
@@ -61,22 +63,24 @@ class RadarData:
         else:
             self._file_sources(cfg)
         self.extra_train = [self._extra_source(name) for name in cfg.train_files or []]
+        self.extra_val = [self._extra_source(name, "val_files") for name in cfg.val_files or []]
         self._check_disjoint()
         # the training events live on the training device: windows are cut there
         self.train_events = [torch.from_numpy(events.frames[e]).to(device)
                              for events, rows in [self.sources["train"], *self.extra_train]
                              for e in rows]
-        if self.extra_train:
-            self.description += "; training also on every event of " + ", ".join(
-                f"{events.path.name} ({events.source})" for events, _ in self.extra_train)
+        for what, extra in (("training", self.extra_train), ("validation", self.extra_val)):
+            if extra:
+                self.description += f"; {what} also on every event of " + ", ".join(
+                    f"{events.path.name} ({events.source})" for events, _ in extra)
 
-    def _extra_source(self, name: str) -> tuple[RadarEvents, list[int]]:
-        """One of train_files: all its events, at the training data's time step."""
+    def _extra_source(self, name: str, key: str = "train_files") -> tuple[RadarEvents, list[int]]:
+        """One of train_files or val_files: all its events, at the training data's time step."""
         events = self._load(resolve_data_file(self.cfg, name))
         step = self.sources["train"][0].dt_min
         if events.dt_min != step:
             raise NowcastError(f"{events.path}: frames are {events.dt_min} min apart; the training "
-                               f"data's are {step} min (train_files must share the time step)")
+                               f"data's are {step} min ({key} must share the time step)")
         return events, list(range(len(events)))
 
     def _load(self, path: Path) -> RadarEvents:
@@ -128,7 +132,8 @@ class RadarData:
         """No frame time (or, without times, no event) in two splits: defect 2 of the seed."""
         seen: dict[tuple, str] = {}
         for split, (events, rows) in [*self.sources.items(),
-                                      *(("train", source) for source in self.extra_train)]:
+                                      *(("train", source) for source in self.extra_train),
+                                      *(("val", source) for source in self.extra_val)]:
             for e in rows:
                 keys = ([("event", str(events.path), e)] if events.times[e] is None
                         else [("time", t) for t in events.times[e].tolist()])
@@ -180,6 +185,16 @@ class RadarData:
             raise NowcastError(f"unknown split {which!r}: expected 'train', 'val' or 'test'")
         events, rows = self.sources[which]
         return cut_windows(events, rows, self.window, KNMI_EVAL_STRIDE)
+
+    def window_sets(self, which: str) -> list[RadarWindows]:
+        """Every set of fixed windows of a split, one per source (grids differ between sources,
+        so sources are never stacked): the split's own windows, and for "val" those of every
+        event of each of val_files after them. Verification pools their counts and sums."""
+        sets = [self.split_windows(which)]
+        if which == "val":
+            sets += [cut_windows(events, rows, self.window, KNMI_EVAL_STRIDE)
+                     for events, rows in self.extra_val]
+        return sets
 
     def n_windows(self, which: str) -> int:
         events, rows = self.sources[which]

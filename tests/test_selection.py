@@ -1,0 +1,171 @@
+"""Model selection (selection.py): the first guess as a candidate, the skill rule, and the
+gated correction (models/base.py) that starts at the first guess."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from nowcast import baselines, selection, training
+from nowcast.config import default_data_dir, load_config
+from nowcast.data import get_data
+from nowcast.data.radar import RadarData
+from nowcast.models import get_model
+from nowcast.protocols import KNMI_FILE
+from nowcast.runtime import Runtime, cpu_has_bf16_units
+from nowcast.scoring import model_forecaster
+from nowcast.training import train
+
+from conftest import TINY_FILE
+
+RESIDUAL = dict(protocol="knmi-30-60", architecture="convlstm_ed", stride=1, hidden_sizes=[8],
+                filter_size=3, patch_size=4, residual=True, first_guess="extrapolation",
+                output="linear", norm="group", norm_groups=2, peephole="per_channel", loss="mse")
+
+
+class WetWindows:
+    """Test event 15 (the wettest, windows 20-23) of KNMI-30/60, to keep the test short."""
+
+    def __init__(self, data):
+        self.data, self.k_in, self.k_out = data, data.k_in, data.k_out
+
+    def split_windows(self, which):
+        w = self.data.split_windows(which)
+        keep = slice(20, 24)
+        return replace(w, dbz=w.dbz[keep], event=w.event[keep], start=w.start[keep], times=None)
+
+
+@pytest.fixture(scope="module")
+def wet():
+    path = default_data_dir()
+    if path is None or not (path / "radar" / KNMI_FILE).is_file():
+        pytest.skip("real radar data absent: set NOWCAST_DATA_DIR or provide ../shared/data/radar")
+    return WetWindows(RadarData(load_config(values=dict(protocol="knmi-30-60"), check_model=False)))
+
+
+PRECISIONS = ["fp32"] + (["bf16"] if cpu_has_bf16_units() else [])
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("correction", ["free", "gated"])
+def test_untrained_residual_model_scores_exactly_as_its_first_guess(wet, correction, precision):
+    """Step 0 of a residual model is torch_extrapolation, count for count and sum for sum on
+    real rain (the readout adds in float32, so bf16 autocast does not round the guess)."""
+    torch.manual_seed(0)
+    cfg = load_config(values=dict(RESIDUAL, correction=correction))
+    model = get_model(cfg, frame_shape=(192, 176)).eval()
+    if correction == "gated":  # the head is live (random), the gate closed
+        assert model.head.weight.abs().sum() > 0 and torch.all(model.lead_gate == 0)
+    runtime = Runtime(torch.device("cpu"), precision, False, True)
+    ours = baselines.verify_radar(model_forecaster(cfg, model, runtime), wet).per_window()
+    guess = baselines.verify_radar(lambda x: baselines.torch_extrapolation(x, wet.k_out), wet).per_window()
+    assert guess["contingency"][:, 1, 0].sum() > 1000  # hits at 20 dBZ: rain is scored
+    for key in ("contingency", "fss_sums", "errors"):
+        np.testing.assert_array_equal(ours[key], guess[key])
+
+
+def test_gate_opens_per_lead_and_leads_past_k_out_use_the_last():
+    cfg = load_config(values=dict(RESIDUAL, correction="gated", k_out=3, protocol="none",
+                                  dataset="radar", data_file="x.npz"), check_model=False)
+    torch.manual_seed(0)
+    model = get_model(cfg, frame_shape=(16, 16)).eval()
+    inputs = torch.rand(1, cfg.k_in, 16, 16)
+    guess = model.guess(inputs, 5)
+    with torch.no_grad():
+        assert torch.equal(model(inputs, 5), guess)  # closed gates: the guess, at every lead
+        model.lead_gate.copy_(torch.tensor([0.0, 1.0, 0.0]))
+        out = model(inputs, 5)
+    assert torch.equal(out[:, 0], guess[:, 0]) and torch.equal(out[:, 2], guess[:, 2])
+    assert not torch.equal(out[:, 1], guess[:, 1])  # only lead 2's gate is open
+    assert torch.equal(out[:, 3], guess[:, 3]) and torch.equal(out[:, 4], guess[:, 4])
+
+
+def test_skill_columns_follow_the_rule():
+    per_lead = {"csi_20": [0.5, None], "fss_20_5": [0.7, 0.3], "mae_dbz": [1.0, 3.0]}
+    row = selection.skill_columns(per_lead)
+    assert row["val_csi_20"] == pytest.approx(0.25)  # undefined counts as 0
+    assert row["val_fss_20_5"] == pytest.approx(0.5)
+    assert row["val_skill"] == pytest.approx(0.375)
+    assert row["val_mae_dbz"] == pytest.approx(2.0)
+
+
+def test_best_row_by_skill_then_mae_then_earliest():
+    rows = [dict(stage=1, step=s, val_loss=l, val_skill=k, val_mae_dbz=m)
+            for s, l, k, m in [(0, 5.0, 0.40, 2.0), (10, 1.0, 0.45, 3.0), (20, 2.0, 0.45, 2.5),
+                               (30, 0.5, 0.45, 2.5), (40, 0.1, math.nan, 1.0)]]
+    assert selection.selected_row(rows, "skill")["step"] == 20  # tie on skill: lower MAE, earlier
+    assert selection.selected_row(rows, "loss")["step"] == 40
+    assert [r["step"] for r in selection.since_best(rows, "skill")] == [30, 40]
+    with pytest.raises(ValueError, match="loss, skill"):
+        selection.key(rows[0], "other")
+
+
+def _radar_file(path, size=64):
+    rng = np.random.default_rng(0)  # rain that moves one block per frame
+    base = rng.integers(0, 180, (4, 1, size, size)).astype(np.uint8)
+    frames = np.concatenate([np.roll(base, 4 * t, axis=-1) for t in range(10)], axis=1)
+    np.savez(path, frames=frames)
+    return path
+
+
+def test_first_guess_is_a_candidate_and_kept_when_training_only_hurts(tmp_path, monkeypatch):
+    """A residual model is validated before its first step; when no later validation is as
+    skilful, the step-0 weights are the ones kept (and scored)."""
+    data_file = _radar_file(tmp_path / "radar.npz")
+    values = dict({k: v for k, v in TINY_FILE.items() if k != "max_pool"},
+                  **{k: v for k, v in RESIDUAL.items() if k != "protocol"},
+                  dataset="radar", data_file=str(data_file), k_in=3, k_out=3, batch_size=4,
+                  train_sequences=8, num_epochs=3, initial_lr=0.01, correction="gated",
+                  select_by="skill", results_dir=str(tmp_path / "r"))
+    cfg = load_config(values=values)
+    data = get_data(cfg)
+    real = training.Trainer.validation_skill
+    seen = []
+
+    def worse_after_step_0(self):  # the real scores, then training made to look worse
+        row = real(self)
+        seen.append(row)
+        return dict(row, val_skill=row["val_skill"] - 0.1 * (len(seen) > 1))
+
+    monkeypatch.setattr(training.Trainer, "validation_skill", worse_after_step_0)
+    torch.manual_seed(0)
+    model = get_model(cfg, frame_shape=data.frame_shape)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    runtime = Runtime(torch.device("cpu"), "fp32", False, True)
+    result = train(cfg, data, model, runtime, tmp_path / "run", progress=False)
+    history = result.history
+    assert [row["step"] for row in history] == [0, 2, 4, 6] and math.isnan(history[0]["train_loss"])
+    assert history[0]["val_skill"] == seen[0]["val_skill"] > 0  # step 0 scored for real
+    assert selection.selected_row(history, "skill") is history[0]
+    assert all(torch.equal(result.best_state[k], before[k]) for k in before)
+    assert not torch.equal(model.lead_gate, before["lead_gate"])  # the gate did open in training
+
+
+def test_selection_follows_the_rule_in_training(tmp_path, monkeypatch):
+    """The weights kept are those of the row the rule picks, whichever step that is."""
+    data_file = _radar_file(tmp_path / "radar.npz")
+    values = dict({k: v for k, v in TINY_FILE.items() if k != "max_pool"},
+                  **{k: v for k, v in RESIDUAL.items() if k != "protocol"},
+                  dataset="radar", data_file=str(data_file), k_in=3, k_out=3, batch_size=4,
+                  train_sequences=8, num_epochs=3, initial_lr=0.01, correction="gated",
+                  select_by="skill", results_dir=str(tmp_path / "r"))
+    cfg = load_config(values=values)
+    skills = iter([0.2, 0.1, 0.5, 0.3])  # step 4 best
+    kept = {}
+
+    def scripted(self):
+        step = len(self.result.history) * 2
+        kept[step] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return dict(val_skill=next(skills), val_csi_20=0.0, val_fss_20_5=0.0, val_mae_dbz=1.0)
+
+    monkeypatch.setattr(training.Trainer, "validation_skill", scripted)
+    data = get_data(cfg)
+    model = get_model(cfg, frame_shape=data.frame_shape)
+    result = train(cfg, data, model, Runtime(torch.device("cpu"), "fp32", False, True),
+                   tmp_path / "run", progress=False)
+    assert selection.selected_row(result.history, "skill")["step"] == 4
+    assert all(torch.equal(result.best_state[k], kept[4][k]) for k in kept[4])
