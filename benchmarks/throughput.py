@@ -83,6 +83,10 @@ WORKLOADS = {
                               filter_size=5, stride=1, patch_size=4, norm="none", bias=False,
                               image_size=64, batch_size=16, k_in=10, k_out=10, loss="mse",
                               output="linear"),
+    # SimVP (gSTA) in OpenSTL's Moving MNIST configuration (params/simvp-gsta-mmnist-10.yaml)
+    "simvp-mmnist-10": dict(architecture="simvp", translator="gsta", hid_S=64, hid_T=512, N_S=4,
+                            N_T=8, mlp_ratio=8.0, filter_size=3, image_size=64, batch_size=16,
+                            k_in=10, k_out=10, loss="mse"),
     # radar: the KNMI-30/60 4 km grid (191x175, padded to 192x176), 6 in, 12 out
     "radar-knmi": dict(hidden_sizes=[64, 32, 32, 16], filter_size=5, stride=2, max_pool=True,
                        norm="group", peephole="per_channel", bias=True, image_size=192,
@@ -100,10 +104,15 @@ CPU_WORKLOADS = {
     "cpu-mmnist-t-predrnn": dict({k: v for k, v in CPU_SIZED.items() if k != "peephole"},
                                  architecture="predrnn", image_size=64, batch_size=16, k_in=7,
                                  k_out=7),
+    # the recurrent-free family at the same data and batch (params/cpu/mmnist-t-simvp.yaml)
+    "cpu-mmnist-t-simvp": dict(architecture="simvp", translator="gsta", hid_S=32, hid_T=192,
+                               N_S=4, N_T=4, mlp_ratio=4.0, filter_size=3, loss="mse",
+                               image_size=64, batch_size=16, k_in=7, k_out=7),
 }
 WORKLOADS.update(CPU_WORKLOADS)
 CPU_PARAMS = {"cpu-mmnist-t-p4": "params/cpu/mmnist-t-patch4.yaml",
               "cpu-mmnist-t-predrnn": "params/cpu/mmnist-t-patch4-predrnn.yaml",
+              "cpu-mmnist-t-simvp": "params/cpu/mmnist-t-simvp.yaml",
               "cpu-knmi-p4": "params/cpu/knmi-30-60-patch4.yaml"}
 QUICK = dict(hidden_sizes=[8, 8], filter_size=3, batch_size=4, image_size=32,
              frame_shape=(32, 32), k_in=3, k_out=3)

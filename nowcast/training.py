@@ -51,6 +51,21 @@ def check_finite(value, what: str) -> float:
     return value
 
 
+def synchronised_batchnorm(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Under several processes, BatchNorm layers (SimVP's translators) as SyncBatchNorm: the
+    statistics of the whole global batch, as one process computes them, so that a data-parallel
+    run keeps the single-process loss curve. torch synchronises them on GPUs only: on CPU
+    processes a model with BatchNorm is refused in one line."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model
+    if device.type != "cuda":
+        raise NowcastError(f"{type(model).__name__} normalises with BatchNorm, which torch "
+                           f"synchronises across processes on GPUs only: train it in one CPU "
+                           f"process (or on GPUs)")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 @dataclass
 class Stage:
     k_in: int
@@ -198,6 +213,7 @@ class Trainer:
             compile_cells(model)
         self.step_fn = model
         if self.world > 1:
+            model = self.model = synchronised_batchnorm(model, runtime.device)
             self.step_fn = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
         self.val = data.split("val").first(cfg.val_subset)  # selection in bounded time

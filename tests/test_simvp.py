@@ -228,3 +228,44 @@ def test_a_stopped_tau_run_resumes_to_the_uninterrupted_weights(tmp_path):
     a = torch.load(whole / "model.pt", weights_only=True)["model"]
     b = torch.load(resumed / "model.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_batchnorm_under_several_processes_is_synchronised_or_refused():
+    from nowcast.training import synchronised_batchnorm
+    model = get_model(load_config(values=TINY_SIMVP))
+    with pytest.raises(NowcastError, match="BatchNorm.*GPUs only"):
+        synchronised_batchnorm(model, torch.device("cpu"))
+    convlstm = get_model(load_config(values=dict(image_size=16, hidden_sizes=[4], stride=1,
+                                                 norm="group", norm_groups=2, peephole="per_channel")))
+    assert synchronised_batchnorm(convlstm, torch.device("cpu")) is convlstm
+    with torch.device("meta"):  # on a GPU: converted in place, the same parameters
+        meta = get_model(load_config(values=TINY_SIMVP), device="meta")
+        before = {id(p) for p in meta.parameters()}
+        converted = synchronised_batchnorm(meta, torch.device("cuda"))
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules())
+    assert {id(p) for p in converted.parameters()} == before
+
+
+@pytest.mark.slow
+def test_papermill_trains_simvp_and_predict_forecasts_with_it(tmp_path):
+    """The notebook path, then `nowcast predict` with the model it wrote."""
+    import numpy as np
+    import yaml
+    results = tmp_path / "results"
+    done = subprocess.run([sys.executable, "-m", "papermill", str(REPO / "experiments" / "train.ipynb"),
+                           str(tmp_path / "out.ipynb"), "-f", str(simvp_smoke(tmp_path, "incepu")),
+                           "-p", "results_dir", str(results)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = [p for p in results.iterdir() if not p.name.startswith(".")]
+    assert json.loads((run / "status.json").read_text())["status"] == "completed"
+    assert yaml.safe_load((run / "params.yaml").read_text())["translator"] == "incepu"
+    frames = (np.random.default_rng(0).random((5, 32, 32)) * 255).astype(np.uint8)
+    np.savez(tmp_path / "in.npz", frames=frames)
+    out = tmp_path / "forecast.npz"
+    done = subprocess.run([sys.executable, "-m", "nowcast", "predict", "--checkpoint", str(run / "model.pt"),
+                           "--input", str(tmp_path / "in.npz"), "--steps", "5", "--out", str(out)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with np.load(out) as z:
+        assert z["frames"].shape[-3:] == (5, 32, 32)

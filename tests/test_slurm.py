@@ -21,7 +21,7 @@ from typing import Optional
 import pytest
 import yaml
 
-from conftest import predrnn_smoke
+from conftest import predrnn_smoke, simvp_smoke
 from nowcast import status
 from nowcast.cli import build_parser
 from nowcast.config import without_unused
@@ -148,8 +148,9 @@ def test_sweep_with_a_failing_task_and_the_report_job(tmp_path, monkeypatch):
     monkeypatch.setenv("NOWCAST_SLIDES_OUT", str(tmp_path / "slides"))
 
     predrnn = predrnn_smoke(tmp_path)  # the second recurrent family through the sweep path
-    out = slurm.submit_sweep([str(SMOKE), str(bad), str(predrnn)], str(results), gpus="0", cpus=1,
-                              time="00:15:00")
+    simvp = simvp_smoke(tmp_path)      # and the recurrent-free one
+    out = slurm.submit_sweep([str(SMOKE), str(bad), str(predrnn), str(simvp)], str(results),
+                              gpus="0", cpus=1, time="00:15:00")
     array, report = out["array"], out["report"]
     assert array.isdigit() and report.isdigit()
     dependency = _squeue([report], "%E")
@@ -182,6 +183,9 @@ def test_sweep_with_a_failing_task_and_the_report_job(tmp_path, monkeypatch):
     third = results / f"{array}_2"
     assert json.loads((third / "status.json").read_text())["status"] == "completed", log(f"{array}_2.out")
     assert yaml.safe_load((third / "params.yaml").read_text())["architecture"] == "predrnn"
+    fourth = results / f"{array}_3"
+    assert json.loads((fourth / "status.json").read_text())["status"] == "completed", log(f"{array}_3.out")
+    assert yaml.safe_load((fourth / "params.yaml").read_text())["architecture"] == "simvp"
     assert not list(results.glob(".running-*"))
 
     report_log = log(f"report-{report}.out")

@@ -103,10 +103,11 @@ class RadarData:
                 raise NowcastError(f"{events.path}: frames are {events.dt_min} min apart; protocol "
                                    f"knmi-30-60 needs {KNMI_DT_MIN} min")
         where = ("events 10-19 (Feb 2021)" if self.follows_protocol else "every event")
+        th, tw = test.frames[self.sources["test"][1][0]].shape[-2:]  # the grid scored
         self.description = (
             f"KNMI-30/60: {self.n_windows('test')} test windows ({cfg.k_in} in, {cfg.k_out} out) "
             f"from {where} of {test.path.name} ({test.source}), 4 km blocks "
-            f"{self.frame_shape[0]}x{self.frame_shape[1]}; trained on events 0-7, validated on "
+            f"{th}x{tw}; trained on events 0-7, validated on "
             f"8-9 (Jan 2021) of {KNMI_FILE}")
 
     def _file_sources(self, cfg: Config) -> None:
