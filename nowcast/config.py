@@ -398,8 +398,9 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
         if cfg.curriculum:  # the translator's channels are k_in x hid_S, fixed when built
             raise bad("'curriculum' is not used with architecture simvp (its translator is "
                       "built for k_in frames); remove it")
-        if cfg.speedups:
-            raise bad(f"'speedups' {cfg.speedups} rewrite recurrent cells: architecture simvp "
+        cells_only = [name for name in cfg.speedups if name != "channels_last"]
+        if cells_only:  # channels_last is a layout of any convolution's weights
+            raise bad(f"'speedups' {cells_only} rewrite recurrent cells: architecture simvp "
                       "has none; remove them")
         if cfg.N_T is not None and cfg.N_T < 2:
             raise bad(f"'N_T' must be >= 2 (the translator's first and last blocks), got {cfg.N_T}")

@@ -184,7 +184,7 @@ def test_residual_simvp_starts_at_its_first_guess():
     (dict(stride=2), "'stride' is not used with architecture: simvp"),
     (dict(scheduled_sampling=True), "'scheduled_sampling' is not used with architecture: simvp"),
     (dict(curriculum=[2, 3]), "'curriculum' is not used with architecture simvp"),
-    (dict(speedups=["split_layernorm"]), "architecture simvp has none"),
+    (dict(speedups=["split_layernorm", "channels_last"]), "['split_layernorm'] rewrite recurrent cells"),
     (dict(N_T=1), "'N_T' must be >= 2"),
     (dict(translator="incepu", mlp_ratio=4.0), "'mlp_ratio' is not used with translator: incepu"),
     (dict(tau_alpha=0.2), "'tau_alpha' is not used with translator: gsta"),

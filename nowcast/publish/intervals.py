@@ -160,11 +160,13 @@ def first_guess_verdicts(group: str, runs: list[Run],
         if not found or not keys:
             continue
         verdicts = {k: found[k].verdict for k in keys if k in found}
-        better = [k for k, v in verdicts.items() if v == "better"]
-        worse = [k for k, v in verdicts.items() if v == "worse"]
-        added = "**added skill**" if better and not worse else (
-            "**removed skill**" if worse and not better else
-            "**traded** skill" if better else "added **no distinguishable** skill")
+        judged = [k for k in (*headline_keys(group, runs), "mae_dbz") if k in verdicts]
+        better = [k for k in judged if verdicts[k] == "better" and k != "mae_dbz"]
+        worse = [k for k in judged if verdicts[k] == "worse"]
+        added = ("**added skill** to" if better and not worse else
+                 "**took skill** from" if worse and not better else
+                 "**traded skill** (better and worse) with" if better else
+                 "added **no distinguishable skill** to")
         detail = "; ".join(f"{esc(metric_label(k))} {esc(v)} ({u.lead_count(guess, k) or '–'})"
                            for k, v in verdicts.items())
         step = metrics_value(r, "training", "selected_step")
@@ -175,11 +177,13 @@ def first_guess_verdicts(group: str, runs: list[Run],
                   f"{f'{steps:,}' if isinstance(steps, int) else '?'}"
                   + (" (the untrained model: the first guess itself)" if step == 0 else "")
                   + f", selected by validation {esc(rule or 'loss')}.")
-        lines.append(f"- {esc(r.label)}, correcting {esc(guess)}: training {added} to its first "
+        lines.append(f"- {esc(r.label)}, correcting {esc(guess)}: training {added} its first "
                      f"guess on the test (paired, lead mean: {detail}).{chosen}")
     if not lines:
         return None
     return ("**Did training add skill to the first guess?** Each residual model against the "
             "baseline that is its first guess alone, on the same test items (the paired "
-            "bootstrap above; in brackets the per-lead count of the same test):\n\n"
+            "bootstrap above; in brackets the per-lead count of the same test). Added skill: "
+            "better on a headline score, worse on none of them nor on MAE; took skill: worse "
+            "and better on none:\n\n"
             + "\n".join(lines) + "\n")
