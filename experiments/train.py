@@ -88,13 +88,13 @@ activation = 'tanh'                 # the cell's candidate and output nonlineari
 output = 'sigmoid'                  # sigmoid of logits; relu (the thesis), linear: clamped when scored
 head = None                         # encoder_forecaster's output layer: 1x1 conv over all forecaster states (the thesis's text; null: this), or row: a 1 x head_width conv over the last (its code)
 head_width = None                   # head: row: the kernel's width; null: 64
-hid_S = 64                          # simvp: channels of the frame encoder and decoder
-hid_T = 512                         # simvp: channels inside the translator
-N_S = 4                             # simvp: encoder (and decoder) blocks, every second halving the size
-N_T = 8                             # simvp: translator blocks (at least 2)
-translator = 'gsta'                 # simvp: gated spatiotemporal attention (v2), TAU's temporal attention, or v1's inception U-Net
-mlp_ratio = 8.0                     # simvp gsta/tau: the blocks' MLP width over their channels
-tau_alpha = 0.1                     # simvp tau: weight of TAU's differential divergence in the loss
+hid_S = None                        # simvp: channels of the frame encoder and decoder; null: 64
+hid_T = None                        # simvp: channels inside the translator; null: 512
+N_S = None                          # simvp: encoder (and decoder) blocks, every second halving the size; null: 4
+N_T = None                          # simvp: translator blocks (at least 2); null: 8
+translator = None                   # simvp: gsta (v2's gated spatiotemporal attention), tau (TAU's temporal attention) or incepu (v1's inception U-Net); null: gsta
+mlp_ratio = None                    # simvp gsta/tau: the blocks' MLP width over their channels; null: 8
+tau_alpha = None                    # simvp tau: weight of TAU's differential divergence in the loss; null: 0.1
 
 # training
 loss = 'bce'                        # balanced: radar's B-MSE + B-MAE, pixels weighted by dBZ class

@@ -109,14 +109,16 @@ class Config:
         "all forecaster states (the thesis's text; null: this), or row: a 1 x head_width conv over the last (its code)")
     head_width: Optional[int] = _f(None, "head: row: the kernel's width; null: 64")
     # simvp (models/simvp.py; OpenSTL's names): filter_size is its encoder/decoder kernel
-    hid_S: Optional[int] = _f(64, "simvp: channels of the frame encoder and decoder")
-    hid_T: Optional[int] = _f(512, "simvp: channels inside the translator")
-    N_S: Optional[int] = _f(4, "simvp: encoder (and decoder) blocks, every second halving the size")
-    N_T: Optional[int] = _f(8, "simvp: translator blocks (at least 2)")
+    # (null: OpenSTL's Moving MNIST values where used, options.WHEN_USED)
+    hid_S: Optional[int] = _f(None, "simvp: channels of the frame encoder and decoder; null: 64")
+    hid_T: Optional[int] = _f(None, "simvp: channels inside the translator; null: 512")
+    N_S: Optional[int] = _f(None, "simvp: encoder (and decoder) blocks, every second halving the size; null: 4")
+    N_T: Optional[int] = _f(None, "simvp: translator blocks (at least 2); null: 8")
     translator: Optional[Literal["gsta", "tau", "incepu"]] = _f(
-        "gsta", "simvp: gated spatiotemporal attention (v2), TAU's temporal attention, or v1's inception U-Net")
-    mlp_ratio: Optional[float] = _f(8.0, "simvp gsta/tau: the blocks' MLP width over their channels")
-    tau_alpha: Optional[float] = _f(0.1, "simvp tau: weight of TAU's differential divergence in the loss")
+        None, "simvp: gsta (v2's gated spatiotemporal attention), tau (TAU's temporal attention) "
+              "or incepu (v1's inception U-Net); null: gsta")
+    mlp_ratio: Optional[float] = _f(None, "simvp gsta/tau: the blocks' MLP width over their channels; null: 8")
+    tau_alpha: Optional[float] = _f(None, "simvp tau: weight of TAU's differential divergence in the loss; null: 0.1")
 
     loss: Literal[options.LOSS_NAMES] = _f(  # type: ignore[valid-type]
         "bce", "balanced: radar's B-MSE + B-MAE, pixels weighted by dBZ class", section="training")

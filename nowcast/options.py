@@ -148,7 +148,10 @@ USES: dict[str, dict[Any, Choice]] = {
 
 # fields whose Config default is null ("follow the choosers"): their value where they are used
 # (head_width 64: the thesis's code for its 1- and 2-layer models)
-WHEN_USED: dict[str, Any] = {"max_pool": True, "transpose": True, "head": "1x1", "head_width": 64}
+WHEN_USED: dict[str, Any] = {"max_pool": True, "transpose": True, "head": "1x1", "head_width": 64,
+                             # simvp: OpenSTL's Moving MNIST configuration
+                             "hid_S": 64, "hid_T": 512, "N_S": 4, "N_T": 8, "translator": "gsta",
+                             "mlp_ratio": 8.0, "tau_alpha": 0.1}
 
 CONDITIONAL = frozenset(key for keys in FIELDS.values() for key in keys)
 
