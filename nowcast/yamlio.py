@@ -4,6 +4,9 @@
 - Numbers as YAML 1.2 (and Python, and every paper) write them: PyYAML implements YAML 1.1,
   whose floats need a dot and a signed exponent, so `1e-3`, `1e+8` and `5e4` were strings
   there. Here they are floats (`1e300` too; `.inf` and `.nan` as before).
+- Integers as YAML 1.2 writes them: `010` is 10, `0o12` is 10, `0x1f` is 31; YAML 1.1's
+  octal `010`, base-60 `1:04`, `0b101` and `1_6` are text (refused where a number is expected),
+  so one typed value means one number on every surface (files, `--set`, grids, papermill `-p`).
 - A key given twice in one mapping is refused, naming both lines: YAML 1.1 keeps the last one
   silently, so a params file could say two things and mean one.
 - Bounded before anything is built: at most MAX_TEXT characters, MAX_NODES nodes with every
@@ -54,13 +57,38 @@ class ParamsLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-# the float resolver replaced: integers ("10") still match the int resolver first
+# YAML 1.2's core schema integers: decimal (leading zeros are decimal: 010 is 10), 0o octal,
+# 0x hexadecimal. YAML 1.1's others are text here, and refused where a number is expected:
+# 010 as octal 8, 1:04 as base 60 (64), 0b101, 1_6 (16).
+INT_1_2 = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+INT_TAG = "tag:yaml.org,2002:int"
+
+# the int and float resolvers replaced: integers ("10") match the int resolver first
 ParamsLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != FLOAT_TAG]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (FLOAT_TAG, INT_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _first in "-+0123456789":
+    ParamsLoader.yaml_implicit_resolvers.setdefault(_first, []).append((INT_TAG, INT_1_2))
 for _first in "-+0123456789.":
     ParamsLoader.yaml_implicit_resolvers.setdefault(_first, []).append((FLOAT_TAG, FLOAT_1_2))
 # (SafeLoader's float constructor reads every one of these: it ends in float(text))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """An INT_1_2 scalar (or an explicit !!int) as YAML 1.2 reads it."""
+    text = loader.construct_scalar(node)
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text!r} is not a YAML 1.2 integer", node.start_mark) from None
+
+
+ParamsLoader.add_constructor(INT_TAG, _construct_int)
 
 
 def _check_size(node: yaml.Node) -> None:
