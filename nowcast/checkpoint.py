@@ -65,6 +65,15 @@ def weights_mismatch(model: torch.nn.Module, weights: dict) -> Optional[str]:
     return None
 
 
+def non_finite(weights: dict) -> Optional[str]:
+    """The name of the first floating-point tensor with a NaN or infinite value; None if none."""
+    for key, value in weights.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() \
+                and not bool(torch.isfinite(value).all()):
+            return key
+    return None
+
+
 def check_resume_weights(model: torch.nn.Module, ckpt: dict, path: str | Path) -> None:
     """CheckpointMismatch unless checkpoint.pt's weights load into the run's model."""
     wrong = weights_mismatch(model, ckpt["model"])
@@ -192,6 +201,9 @@ def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:
     wrong = weights_mismatch(get_model(cfg, device="meta", frame_shape=shape), ckpt["model"])
     if wrong:
         raise NowcastError(f"{path}: its weights do not match its config ({wrong})")
+    bad = non_finite(ckpt["model"])
+    if bad:  # NaN weights forecast NaN, which every output would clamp to 0 (dry), silently
+        raise NowcastError(f"{path}: weight '{bad}' holds NaN or infinite values: not a usable model")
     model = get_model(cfg, frame_shape=shape)
     model.load_state_dict(ckpt["model"])
     model.eval()

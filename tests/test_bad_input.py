@@ -226,6 +226,22 @@ def test_checkpoint_weights_that_do_not_match_the_config(tmp_path):
     no_folder(tmp_path / "r")
 
 
+def test_checkpoint_with_non_finite_weights_is_refused(tmp_path):
+    """Third faults pass, item 3: NaN weights forecast NaN, clamped to zeros, exit 0."""
+    from nowcast.models import get_model
+    cfg = load_config(values=TINY)
+    weights = get_model(cfg).state_dict()
+    name = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[name][...] = float("nan")
+    ckpt = tmp_path / "model.pt"
+    torch.save({"config": cfg.to_dict(), "model": weights}, ckpt)
+    np.savez(tmp_path / "in.npz", np.zeros((3, 32, 32), np.uint8))
+    done = cli("predict", "--checkpoint", str(ckpt), "--input", str(tmp_path / "in.npz"),
+               "--steps", "2", "--out", str(tmp_path / "f.npz"))
+    one_line_error(done, "model.pt", f"'{name}'", "NaN or infinite")
+    assert not (tmp_path / "f.npz").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # item 6: nothing non-finite is accepted, and metrics.json is strict JSON
 # ---------------------------------------------------------------------------------------------
