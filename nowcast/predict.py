@@ -3,6 +3,7 @@ style .npz or PNGs, or radar input), written as a GIF or an .npz."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -42,11 +43,19 @@ def read_png(path: Path) -> np.ndarray:
     return (np.asarray(image, np.float32) / scale).astype(np.float32)
 
 
+def natural_key(path: Path) -> list:
+    """A file name's sort key with its digit runs as numbers: frame_7.png before frame_10.png
+    (as text, frame_10 came first and the 'last k_in frames' were the wrong ones); a timestamp
+    such as 202102011205 sorts the same either way."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
+            for part in re.split(r"(\d+)", path.name)]
+
+
 def read_frames(path: str) -> np.ndarray:
     """Input frames (T, H, W) float32 in [0, 1] from an .npz of uint8 frames or a folder of PNGs."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(f for f in p.glob("*.png") if f.is_file())
+        files = sorted((f for f in p.glob("*.png") if f.is_file()), key=natural_key)
         if not files:
             raise NowcastError(f"{p}: no .png frames in this folder")
         frames = [read_png(f) for f in files]

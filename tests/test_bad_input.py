@@ -616,3 +616,15 @@ def test_a_radar_time_step_that_is_no_number_of_minutes_writes_no_folder(tmp_pat
     done = train(file_params, tmp_path / "r", "--set", "dataset=radar", "--set", f"data_file={data}")
     one_line_error(done, "dt.npz: meta 'dt_min' must be a positive whole number of minutes, got " + shown)
     no_folder(tmp_path / "r")
+
+
+def test_png_frames_are_read_in_natural_order(tmp_path):
+    """Third faults pass, item 4: frame_10.png sorted before frame_7.png as text."""
+    import imageio.v3 as iio
+    from nowcast.predict import read_frames
+    for i in (7, 8, 9, 10, 11):
+        image = np.zeros((8, 8), np.uint8)
+        image[0, 0], image[1, 1] = 255, 20 * i  # its own range: the corner sets the scale
+        iio.imwrite(tmp_path / f"frame_{i}.png", image)
+    frames = read_frames(str(tmp_path))
+    assert [round(float(f[1, 1]) * 255 / 20) for f in frames] == [7, 8, 9, 10, 11]
