@@ -33,7 +33,20 @@ def library(path: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(f"nowcast.{module}"), name)
 
 
+def _one_results_root(args) -> None:
+    """--results beside --set results_dir= (or job_id= beside --job-id) is one fact said twice:
+    two different values are refused, naming both, instead of one silently winning."""
+    for flag, key in (("results", "results_dir"), ("job_id", "job_id")):
+        given = getattr(args, flag, None)
+        for override in args.set or []:
+            name, _, value = override.partition("=")
+            if name.strip() == key and given is not None and value.strip() != given:
+                raise NowcastError(f"--{flag.replace('_', '-')} {given!r} and --set "
+                                   f"{key}={value.strip()!r} contradict each other: give one")
+
+
 def _train(args) -> int:
+    _one_results_root(args)
     return library("experiment:train_from_params")(args.config, args.set or [], job_id=args.job_id,
                             results_dir=args.results, progress=not args.quiet,
                             collective_timeout_s=args.collective_timeout)
@@ -51,10 +64,12 @@ def _predict(args) -> int:
 
 
 def _run(args) -> int:
+    _one_results_root(args)
     return library("launch.local:run_local")(args.params, args.results, args.set, force=args.force, progress=not args.quiet)
 
 
 def _sweep(args) -> int:
+    _one_results_root(args)
     library("launch.slurm:submit_sweep")(args.params, args.results, partition=args.partition, gpus=args.gpus,
                  time=args.time, account=args.account, dry_run=args.dry_run,
                  overrides=args.set, report=not args.no_report, cpus=args.cpus,

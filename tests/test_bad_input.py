@@ -628,3 +628,14 @@ def test_png_frames_are_read_in_natural_order(tmp_path):
         iio.imwrite(tmp_path / f"frame_{i}.png", image)
     frames = read_frames(str(tmp_path))
     assert [round(float(f[1, 1]) * 255 / 20) for f in frames] == [7, 8, 9, 10, 11]
+
+
+@pytest.mark.parametrize("command", ["train", "run", "sweep"])
+def test_contradictory_results_roots_are_refused(tmp_path, params, command):
+    """Third faults pass, item 17: --results A with --set results_dir=B resolved silently,
+    to B for train and to A for sweep."""
+    args = ([command, "-c", str(params)] if command == "train" else [command, str(params)])
+    done = cli(*args, "--results", str(tmp_path / "A"), "--set", f"results_dir={tmp_path / 'B'}",
+               *(["--dry-run"] if command == "sweep" else []))
+    one_line_error(done, "--results", "results_dir=", "contradict")
+    assert not (tmp_path / "A").exists() and not (tmp_path / "B").exists()
