@@ -359,8 +359,10 @@ def find_runs(results_dirs: Iterable[Path | str],
                 runs.append(single)
                 continue
             for child in sorted(d.iterdir()):
-                if not child.is_dir() or (child.name.startswith(".")
-                                          and not JobPaths(child).in_progress):
+                # a link is never a run of this root: it could pull a folder from anywhere into
+                # status, the report (its text published) and sweep (a set "completed" there)
+                if child.is_symlink() or not child.is_dir() or (
+                        child.name.startswith(".") and not JobPaths(child).in_progress):
                     continue
                 run = read_run(child, reference)
                 if run is not None:

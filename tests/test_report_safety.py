@@ -209,3 +209,19 @@ def test_a_failed_render_leaves_the_previous_report(tmp_path, monkeypatch):
         render._pandoc_html(["pandoc"], tmp_path, out)
     assert (out / "report.html").read_text() == "the previous, good report"
     assert [p.name for p in out.iterdir()] == ["report.html"]  # no temporary file left
+
+
+def test_a_linked_run_folder_is_not_a_run_of_the_root(tmp_path):
+    """Third faults pass, item 5: a symlink in a results root to a run folder elsewhere was
+    listed by status, published by the report and counted as completed by sweep."""
+    import shutil
+    from nowcast.results import completed_by_params, find_runs
+    reference = Path(__file__).resolve().parents[1] / "reference_results" / "knmi-30-60-persistence"
+    outside, root = tmp_path / "outside", tmp_path / "results"
+    shutil.copytree(reference, outside / "real")
+    root.mkdir()
+    (root / "linked").symlink_to(outside / "real", target_is_directory=True)
+    shutil.copytree(reference, root / "own")
+    assert [r.path.name for r in find_runs([root])] == ["own"]
+    assert [p.name for p in completed_by_params(root).values()] == ["own"]
+    assert [r.path.name for r in find_runs([outside])] == ["real"]  # where it really is: found
