@@ -326,6 +326,8 @@ def derive_state(status: str, record: dict, heartbeat: Optional[float], now: flo
     here = pid is not None and record.get("host") == host
     if here and alive(pid, record.get("pid_started")):
         return "running"
+    if here and age < 0:  # this host's own clock wrote it: a heartbeat from the future is false
+        age = math.inf
     limit = DEAD_GRACE_S if here or queue == "" else STALE_AFTER_S
     return STALE if age > limit else "running"
 

@@ -181,6 +181,11 @@ def test_stale_needs_both_an_old_heartbeat_and_no_live_process(dead_pid):
     reused = {"pid": os.getpid(), "host": HOST, "pid_started": 1.0}
     assert progress.derive_state("running", reused, now - 3600, now, HOST) == "stale"
     assert progress.derive_state("failed", rec, now - 3600, now, HOST) == "failed"
+    # a heartbeat from the future (issue 56 item 13): on this host with a dead pid, stale; on
+    # another host's clock (skew) it is still the age alone that tells, and a future age is young
+    assert progress.derive_state("running", rec, now + 86400, now, HOST) == "stale"
+    assert progress.derive_state("running", alive, now + 86400, now, HOST) == "running"
+    assert progress.derive_state("running", there, now + 60, now, HOST) == "running"
 
 
 def test_a_run_without_a_record_goes_stale_by_its_status_file(tmp_path):
