@@ -90,10 +90,12 @@ def start_run(cfg: Config) -> Path:
         _same_params(running, cfg)
         _remove_partial_writes(running)  # of a writer that was killed; we hold the lock now
         status = read_json(JobPaths(running).status)
+        status = status if isinstance(status, dict) else {}
+        started = status.get("started")
         write_json(JobPaths(running).status, {
             "status": "running", "job_id": job_id, "name": cfg.name,
-            "started": status.get("started", _now()), "ended": None, "error": None,
-            "attempts": int(status.get("attempts", 0)) + 1})
+            "started": started if isinstance(started, str) and len(started) < 64 else _now(),
+            "ended": None, "error": None, "attempts": _count(status.get("attempts")) + 1})
     except BaseException:
         runlock.release(running)
         raise
@@ -142,6 +144,12 @@ def _finish(run_dir: Path, status: str, error: Optional[str]) -> Path:
         os.rename(run_dir, final)
     runlock.release(final)  # after the rename: no second run can slip in before it
     return final
+
+
+def _count(value: Any) -> int:
+    """A count read back from status.json: a non-negative int, else 0 (a damaged field,
+    "x", 1e400 or [1], restarts the count instead of failing the resume)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31 else 0
 
 
 def complete_run(run_dir: Path, notebook: Optional[Path] = None) -> Path:

@@ -256,3 +256,14 @@ def test_a_full_disk_that_cannot_even_record_the_stop_leaves_the_run_resumable(t
     monkeypatch.setattr(Path, "write_text", real_write)
     path = run_experiment(load_config(values=dict(tiny_values, job_id="disk")), progress=False)
     assert status(path)["status"] == "completed" and status(path)["attempts"] == 2
+
+
+@pytest.mark.parametrize("damage", ['"x"', "1e400", "[1]", "-3", "true"])
+def test_a_damaged_attempts_count_does_not_stop_a_resume(tiny_values, damage):
+    """Third faults pass, item 11: int(...) of a damaged status.json field was a traceback."""
+    running = _stopped_run(tiny_values, "dmg", 2)
+    state = json.loads((running / "status.json").read_text())
+    text = json.dumps(state).replace(f'"attempts": {state["attempts"]}', f'"attempts": {damage}')
+    (running / "status.json").write_text(text)
+    path = run_experiment(load_config(values=dict(tiny_values, job_id="dmg")), progress=False)
+    assert status(path)["status"] == "completed" and status(path)["attempts"] == 1
