@@ -169,8 +169,10 @@ def _panel(frame: np.ndarray, scale: int, border: tuple[int, int, int] | None) -
 
 
 def sequence_gif(inputs: np.ndarray, target: np.ndarray, pred: np.ndarray, path: Path,
-                 split: str, seconds_per_frame: float = 0.5) -> None:
-    """Left: input, then the true future; right: input, then the prediction (red border)."""
+                 split: str, seconds_per_frame: float = 0.5,
+                 labels: tuple[str, str] = ("truth", "prediction")) -> None:
+    """Left: input, then the true future (or what `labels[0]` names: a forecast has no truth);
+    right: input, then the prediction (red border)."""
     h, w = inputs.shape[-2:]
     scale = max(1, 192 // max(h, w))
     frames = []
@@ -182,7 +184,7 @@ def sequence_gif(inputs: np.ndarray, target: np.ndarray, pred: np.ndarray, path:
         canvas.paste(_panel(left, scale, None), (0, 22))
         canvas.paste(_panel(right, scale, None if observed else (220, 30, 30)), (w * scale + 12, 22))
         text = (f"{split}  input {t + 1}/{len(inputs)}" if observed
-                else f"{split}  lead {t - len(inputs) + 1}: truth | prediction")
+                else f"{split}  lead {t - len(inputs) + 1}: {labels[0]} | {labels[1]}")
         ImageDraw.Draw(canvas).text((4, 4), text, fill=(0, 0, 0))
         frames.append(np.asarray(canvas))
     iio.imwrite(path, np.stack(frames), extension=".gif", duration=int(seconds_per_frame * 1000), loop=0)

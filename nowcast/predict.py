@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Optional
 
 import imageio.v3 as iio
 import numpy as np
@@ -126,18 +127,26 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
     except RuntimeError as e:
         raise NowcastError(f"{checkpoint}: the model cannot run on {frames.shape[1:]} frames "
                            f"({first_line(e)})") from None
-    write_forecast(cfg, frames, pred, times, out_path)
+    beside = None
+    if out_path.suffix == ".gif":  # what the forecast is shown beside: never a "truth"
+        guess = model.guess(torch.from_numpy(frames[None]), steps)
+        beside = ((guess[0].clamp(0, 1).numpy(), f"first guess ({model.first_guess})")
+                  if guess is not None else (np.repeat(frames[-1:], steps, axis=0), "last observed"))
+    write_forecast(cfg, frames, pred, times, out_path, beside)
     return out_path
 
 
-def write_forecast(cfg, frames: np.ndarray, pred: np.ndarray, times, out_path: Path) -> None:
-    """The forecast as a GIF beside its inputs, or an .npz (radar: the shared PV encoding with
-    times and rain rate; else uint8 frames), written beside and renamed when complete."""
+def write_forecast(cfg, frames: np.ndarray, pred: np.ndarray, times, out_path: Path,
+                   beside: Optional[tuple[np.ndarray, str]] = None) -> None:
+    """The forecast as a GIF beside its inputs (and, on the left, `beside`: a residual model's
+    first guess, else the last observed frame held), or an .npz (radar: the shared PV encoding
+    with times and rain rate; else uint8 frames), written beside and renamed when complete."""
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out_path, keep_suffix=True) as tmp:
             if out_path.suffix == ".gif":
-                figures.sequence_gif(frames, pred, pred, tmp, "forecast")
+                left, label = beside or (np.repeat(frames[-1:], len(pred), axis=0), "last observed")
+                figures.sequence_gif(frames, left, pred, tmp, "forecast", labels=(label, "forecast"))
             elif cfg.dataset == "radar":
                 write_radar_forecast(tmp, unit_to_dbz(pred), forecast_times(times, len(pred)),
                                      pixel_km=cfg.block_size if cfg.radar_recipe == "blocks" else None)

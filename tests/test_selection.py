@@ -4,6 +4,7 @@ gated correction (models/base.py) that starts at the first guess."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -169,3 +170,35 @@ def test_selection_follows_the_rule_in_training(tmp_path, monkeypatch):
                    tmp_path / "run", progress=False)
     assert selection.selected_row(result.history, "skill")["step"] == 4
     assert all(torch.equal(result.best_state[k], kept[4][k]) for k in kept[4])
+
+
+def test_predict_gif_shows_the_first_guess_or_the_last_frame_never_a_truth(tmp_path, monkeypatch):
+    """A forecast has no truth: a residual model's GIF shows its first guess beside the
+    forecast, any other model's the last observed frame held."""
+    from nowcast import figures, predict
+    seen = {}
+    monkeypatch.setattr(figures, "sequence_gif",
+                        lambda inputs, left, pred, path, split, labels: seen.update(
+                            left=left, pred=pred, labels=labels) or Path(path).write_bytes(b"gif"))
+    frames = (np.random.default_rng(0).random((4, 16, 16)) * 255).astype(np.uint8)
+    np.savez(tmp_path / "in.npz", frames=frames)
+    for residual in (True, False):
+        values = dict(RESIDUAL, protocol="none", dataset="npz", data_file=str(tmp_path / "in.npz"),
+                      k_in=3, k_out=3, correction="gated") if residual else \
+            dict(image_size=16, hidden_sizes=[4], stride=1, norm="group", norm_groups=2,
+                 peephole="per_channel", k_in=3, k_out=3)
+        cfg = load_config(values=values)
+        model = get_model(cfg, frame_shape=(16, 16))
+        torch.save({"config": cfg.to_dict(), "model": model.state_dict(), "frame_shape": [16, 16]},
+                   tmp_path / "model.pt")
+        predict.predict_frames(str(tmp_path / "model.pt"), str(tmp_path / "in.npz"), 3,
+                               str(tmp_path / f"f{residual}.gif"))
+        inputs = frames[-3:].astype(np.float32) / 255
+        if residual:
+            guess = model.guess(torch.from_numpy(inputs[None]), 3)[0].clamp(0, 1).numpy()
+            assert seen["labels"] == ("first guess (extrapolation)", "forecast")
+            np.testing.assert_allclose(seen["left"], guess, atol=1e-6)
+            np.testing.assert_allclose(seen["pred"], guess, atol=1e-6)  # untrained: the guess
+        else:
+            assert seen["labels"] == ("last observed", "forecast")
+            assert np.array_equal(seen["left"], np.repeat(inputs[-1:], 3, axis=0))
