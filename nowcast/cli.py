@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import EXIT_BAD_INPUT, NowcastError
+from .errors import EXIT_BAD_INPUT, NowcastError, one_line
 from .limits import DEFAULT_TIMEOUT_S, collective_timeout
 from .protocols import PRESETS, RADAR_BASELINES
 from .publish.render import RENDERERS
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except NowcastError as e:
-        print(f"nowcast: error: {e}", file=sys.stderr)
+        print(f"nowcast: error: {one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("nowcast: interrupted", file=sys.stderr)

@@ -18,6 +18,13 @@ def first_line(what, fallback: str | None = None) -> str:
     return type(what).__name__ if isinstance(what, BaseException) else ""
 
 
+def one_line(text) -> str:
+    """A message as one printable line: a newline, tab or terminal escape in it (a value the
+    user typed, echoed back) is shown as its escape (`\\n`, `\\x1b`), never obeyed."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in str(text))
+
+
 def described(error: BaseException) -> str:
     """An error in one line: `TypeName: the first line of its message`, or the type alone."""
     line = first_line(error, "")
@@ -31,7 +38,7 @@ class NowcastError(Exception):
     def _render_traceback_(self) -> list[str]:
         # IPython's hook for errors that bring their own traceback: the cell's error output,
         # and papermill's exception quoting it, then end with the one line that matters
-        return [f"nowcast: error: {self}"]
+        return [f"nowcast: error: {one_line(self)}"]
 
 
 class MissingDependency(NowcastError):

@@ -22,7 +22,7 @@ import yaml
 
 from .. import results, yamlio
 from ..config import FIELDS, Config, defaults, load_config
-from ..errors import NowcastError
+from ..errors import NowcastError, one_line
 from ..experiment import default_name, run_experiment
 from ..paths import JobPaths
 from ..progress import in_kernel
@@ -86,7 +86,7 @@ def _say_errors_on_the_terminal() -> None:
         return
 
     def said(shell, etype, value, tb, tb_offset=None):
-        print(f"nowcast: error: {value}", file=sys.__stderr__, flush=True)
+        print(f"nowcast: error: {one_line(value)}", file=sys.__stderr__, flush=True)
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
 
     shell.set_custom_exc((NowcastError,), said)
