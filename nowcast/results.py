@@ -57,10 +57,20 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def parse_json(text: str) -> Any:
+    """json.loads, with nesting too deep for Python's stack ('[' * 200000 in a damaged or
+    hostile file) a ValueError like any other damage, not a RecursionError that ends status,
+    report, slides, sweep and run for every folder of the root."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+
+
 def read_json(path: Path) -> dict:
     """A JSON object from a file; {} when absent, damaged or not an object."""
     try:
-        value = json.loads(read_data_text(path))
+        value = parse_json(read_data_text(path))
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
@@ -285,7 +295,7 @@ def _load_yaml(path: Path) -> Any:
 
 
 def _load_json(path: Path) -> Any:
-    return json.loads(read_data_text(path))
+    return parse_json(read_data_text(path))
 
 
 def read_run(path: str | Path, reference: bool = False) -> Optional[Run]:

@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -225,3 +226,25 @@ def test_a_linked_run_folder_is_not_a_run_of_the_root(tmp_path):
     assert [r.path.name for r in find_runs([root])] == ["own"]
     assert [p.name for p in completed_by_params(root).values()] == ["own"]
     assert [r.path.name for r in find_runs([outside])] == ["real"]  # where it really is: found
+
+
+@pytest.mark.parametrize("name", ["status.json", "metrics.json", "env.json", "progress.json"])
+def test_deeply_nested_files_cost_their_run_not_everyone(tmp_path, name):
+    """Third faults pass, item 6: '[' * 200000 in one file was a RecursionError traceback for
+    status, report, slides, sweep and run over the whole root."""
+    from nowcast.launch.queue import sweep_tasks
+    from nowcast.results import find_runs
+    reference = Path(__file__).resolve().parents[1] / "reference_results" / "knmi-30-60-persistence"
+    root = tmp_path / "results"
+    shutil.copytree(reference, root / "bad")
+    shutil.copytree(reference, root / "good")
+    (root / "bad" / name).write_text("[" * 200_000)
+    sweeps = root / ".sweeps" / "x"
+    sweeps.mkdir(parents=True)
+    (sweeps / "jobs.yaml").write_text("[" * 200_000)
+    runs = find_runs([root])
+    assert any(r.path.name == "good" and r.status == "completed" for r in runs)
+    assert sweep_tasks(root) == []
+    done = subprocess.run([sys.executable, "-m", "nowcast", "status", "--results", str(root)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]

@@ -12,7 +12,9 @@ from typing import Optional
 
 import yaml
 
+from .. import yamlio
 from ..jobenv import task_key
+from ..util import read_data_text
 
 SWEEPS = ".sweeps"    # results/.sweeps/<stamp>/: params lists, expanded grid points, SLURM logs
 DRY_RUN_ID = "DRYRUN"  # the array job id a dry run shows in the report job's dependency
@@ -62,9 +64,9 @@ def sweep_tasks(results_dir: str | Path) -> list[dict]:
     {job_id, name, source, array, log}; dry runs left out."""
     tasks = []
     for jobs in sorted(Path(results_dir, SWEEPS).glob("*/jobs.yaml")):
-        try:
-            sweep = yaml.safe_load(jobs.read_text())
-        except (OSError, yaml.YAMLError):
+        try:  # bounded as every file of a results root (size, nesting, no FIFO waited on)
+            sweep = yamlio.load(read_data_text(jobs))
+        except (OSError, ValueError, yaml.YAMLError):
             continue
         if not isinstance(sweep, dict) or sweep.get("array") in (None, DRY_RUN_ID):
             continue
