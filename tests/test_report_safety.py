@@ -248,3 +248,17 @@ def test_deeply_nested_files_cost_their_run_not_everyone(tmp_path, name):
     done = subprocess.run([sys.executable, "-m", "nowcast", "status", "--results", str(root)],
                           capture_output=True, text=True)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_a_scores_file_declaring_millions_of_rows_is_refused_unread(tmp_path, capsys):
+    """Third faults pass, item 8: a 424 KB scores.npz of 2,000,000 rows made the report
+    allocate 14.9 GiB. Its header is read, never its data: one warning, no intervals."""
+    import numpy as np
+    from nowcast.publish.uncertainty import MAX_SCORE_VALUES, read_scores
+    np.savez_compressed(tmp_path / "big.npz", contingency=np.zeros((2_000_000, 4, 4, 12), np.int64))
+    assert read_scores(tmp_path / "big.npz") is None
+    assert "384,000,000 values" in capsys.readouterr().err
+    ok = np.ones((2000, 10), np.float32)
+    np.savez_compressed(tmp_path / "ok.npz", mse=ok)
+    assert np.array_equal(read_scores(tmp_path / "ok.npz")["mse"], ok)
+    assert 2000 * 10 < MAX_SCORE_VALUES

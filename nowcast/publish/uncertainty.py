@@ -151,12 +151,34 @@ class RunUncertainty:
         return f"{self.units:,} {UNIT_WORDS[self.scheme]}"
 
 
+# what one run's scores.npz may hold, counted from each array's header before any is read: a
+# radar test of 40 windows holds ~3,000 values an array, Moving MNIST's 2,000 sequences x 10
+# leads 20,000 (424 KB of zeros can say 2,000,000 rows: 15 GiB once read)
+MAX_SCORE_VALUES = 5_000_000
+
+
+def _declared_size(z: "np.lib.npyio.NpzFile", key: str) -> int:
+    """The number of values array `key` of an open .npz declares in its header (unread)."""
+    with z.zip.open(f"{key}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, _ = read_header(member)
+    return int(np.prod(shape, dtype=np.float64))
+
+
 def read_scores(f: Path) -> Optional[dict[str, np.ndarray]]:
-    """A scores.npz as arrays (no pickles); None when damaged (with a warning)."""
+    """A scores.npz as arrays (no pickles); None when damaged or declaring more than
+    MAX_SCORE_VALUES values in all (with a warning: the run loses its intervals, the report
+    goes on)."""
     try:
         with np.load(f, allow_pickle=False) as z:
+            declared = sum(_declared_size(z, k) for k in z.files)
+            if declared > MAX_SCORE_VALUES:
+                raise ValueError(f"it declares {declared:,} values, more than the "
+                                 f"{MAX_SCORE_VALUES:,} a run's scores hold")
             return {k: np.asarray(z[k]) for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
         print(f"nowcast: warning: {f}: unreadable ({e}); no intervals for this run", file=sys.stderr)
         return None
 
