@@ -7,6 +7,7 @@ figure needs drawing again) is the caller's job. Metric labels come from `protoc
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -91,8 +92,21 @@ def baseline_line(label: str) -> tuple[str, str]:
     return BASELINE_LINES.get(name, ("--", "0.45"))
 
 
+# a plotted value past this is damage, not a score or a loss (1e308 broke matplotlib's ticks)
+PLOTTABLE = 1e12
+
+
+def plottable(value) -> float:
+    """A number a figure can draw: NaN for None, text, NaN, infinities and |x| > PLOTTABLE."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return x if math.isfinite(x) and abs(x) <= PLOTTABLE else math.nan
+
+
 def _values(values: list) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.array([plottable(v) for v in values], dtype=np.float64)
 
 
 def per_lead_figure(series: list[tuple], names: list[str], path: Path,

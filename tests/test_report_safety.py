@@ -262,3 +262,27 @@ def test_a_scores_file_declaring_millions_of_rows_is_refused_unread(tmp_path, ca
     np.savez_compressed(tmp_path / "ok.npz", mse=ok)
     assert np.array_equal(read_scores(tmp_path / "ok.npz")["mse"], ok)
     assert 2000 * 10 < MAX_SCORE_VALUES
+
+
+def test_huge_and_non_finite_values_cost_a_point_not_the_figure(tmp_path):
+    """Third faults pass, item 8: +-1e308 in per_lead or history.csv crashed the figures."""
+    from nowcast import figures
+    from nowcast.publish.fragments import _val_curve
+    from nowcast.results import find_runs
+    series = [("model", {"csi_20": [0.5, 1e308, -1e308, float("inf"), None, "x", 0.4]}, "-"),
+              ("persistence", {"csi_20": [0.3] * 7}, "--")]
+    figures.per_lead_figure(series, ["csi_20"], tmp_path / "lead.png")
+    assert (tmp_path / "lead.png").stat().st_size > 1000
+    reference = Path(__file__).resolve().parents[1] / "reference_results" / "knmi-abl-free-csi"
+    shutil.copytree(reference, tmp_path / "run")
+    history = tmp_path / "run" / "history.csv"
+    lines = history.read_text().splitlines()
+    head = lines[0].split(",")
+    row = lines[1].split(",")
+    row[head.index("val_loss")] = "1e308"
+    history.write_text("\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n")
+    (run,) = find_runs([tmp_path / "run"])
+    points = _val_curve(run)
+    assert len(points) == len(lines) - 2 and all(abs(v) < 1e12 for _, v in points)
+    figures.val_loss_figure([("run", "mse", points)], tmp_path / "val.png")
+    assert (tmp_path / "val.png").stat().st_size > 1000

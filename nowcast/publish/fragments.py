@@ -7,6 +7,7 @@ them), with the cross-run figures and copies of each run's figures beside them.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -164,11 +165,10 @@ def _val_curve(run: Run) -> list[tuple[float, float]]:
     try:
         with open(f, newline="") as fh:
             for i, row in enumerate(csv.DictReader(fh)):
-                try:
-                    points.append((float(row.get("step") or i),
-                                   float(row.get("val_loss") or row.get("train_loss"))))
-                except (TypeError, ValueError):
-                    continue
+                step = figures.plottable(row.get("step") or i)
+                loss = figures.plottable(row.get("val_loss") or row.get("train_loss"))
+                if not (math.isnan(step) or math.isnan(loss)):  # damage costs the point only
+                    points.append((step, loss))
     except (OSError, csv.Error, UnicodeDecodeError):
         return []
     return points
