@@ -257,10 +257,22 @@ def _set(values: dict[str, Any], key: str, value: Any, where: str) -> None:
         raise NowcastError(f"{where}: '{key}' must be a finite number, got {yamlio.shown(value)}")
 
 
+PARAMS_MAX_BYTES = 4 * yamlio.MAX_TEXT  # UTF-8: at most 4 bytes a character
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_dir():
+            raise IsADirectoryError
+        if path.exists() and not path.is_file():  # a FIFO would block, /dev/zero never end
+            raise NowcastError(f"{path}: not a regular file (a FIFO or a device): a params "
+                               f"file is YAML text")
+        with open(path, "rb") as f:  # bounded: a params file is a few hundred bytes
+            data = f.read(PARAMS_MAX_BYTES + 1)
+        if len(data) > PARAMS_MAX_BYTES:
+            raise NowcastError(f"{path}: more than {PARAMS_MAX_BYTES:,} bytes: not a params file")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise NowcastError(f"{path}: no such params file") from None
     except IsADirectoryError:

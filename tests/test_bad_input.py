@@ -647,3 +647,21 @@ def test_an_error_echoing_a_typed_newline_stays_one_line(tmp_path, params):
                "job_id=a\nb\x1b[31m")
     one_line_error(done, "nowcast: error:")
     assert "\x1b" not in done.stderr and "a\\nb\\x1b[31m" in done.stderr
+
+
+@pytest.mark.parametrize("what", ["fifo", "/dev/zero", "/dev/urandom", "grid-base-fifo"])
+def test_params_that_are_no_regular_file_are_refused_unread(tmp_path, what):
+    """Third faults pass, item 7: train -c <fifo> hung, -c /dev/zero ran out of memory."""
+    import os
+    if what.startswith("/dev/"):
+        target = what
+    else:
+        target = tmp_path / "params.yaml"
+        os.mkfifo(target)
+    if what == "grid-base-fifo":
+        grid = tmp_path / "grid.yaml"
+        grid.write_text(f"base: {target}\naxes:\n  seed: [1, 2]\n")
+        done = cli("run", str(grid), "--results", str(tmp_path / "r"))
+    else:
+        done = cli("train", "-c", str(target), "--results", str(tmp_path / "r"))
+    one_line_error(done, str(target), "not a regular file")
