@@ -95,9 +95,30 @@ def test_baseline_names_have_one_home():
     from nowcast import baselines, protocols
     assert set(baselines.BASELINES) == set(protocols.RADAR_BASELINES + protocols.IMAGE_BASELINES)
     with pytest.raises(NowcastError, match=r"unknown baseline 'mean_frame': expected one of "
-                                           r"\['extrapolation', 'persistence', 'torch_extrapolation'\]"):
+                                           r"\['extrapolation', 'persistence', 'sprog', 'torch_extrapolation'\]"):
         baselines.get_baseline("mean_frame", among=protocols.RADAR_BASELINES)
     frames = np.arange(2 * 3 * 2 * 2, dtype=np.float32).reshape(2, 3, 2, 2)
     train = type("Data", (), {"split": lambda self, name: type("S", (), {"frames": frames})()})()
     mean = baselines.get_baseline("mean_frame", train)(frames[:1, :2], 4)
     assert mean.shape == (1, 4, 2, 2) and np.allclose(mean[0, 0], frames.mean(axis=(0, 1)))
+
+
+def test_sprog_of_dry_near_dry_and_rainy_fields():
+    """S-PROG: dry windows dry; a window too small for its AR(2) fit (singular) falls back to
+    the extrapolation of its last frame; rain is kept in the data's range and moves."""
+    try:
+        optional_import("pysteps.nowcasts", "radar")
+    except NowcastError as e:
+        pytest.skip(str(e))
+    inputs = np.zeros((1, 6, 40, 50), np.float32)
+    assert np.all(baselines.sprog(inputs, 3) == 0.0)
+    inputs[..., 10:12, 10:12] = 0.5  # a few rain blocks: singular fit, the extrapolation
+    out = baselines.sprog(inputs, 3)
+    assert out.shape == (1, 3, 40, 50) and np.isfinite(out).all() and out.max() > 0
+    rng = np.random.default_rng(0)
+    field = np.clip(rng.normal(0.3, 0.15, (64, 64)), 0, 1).astype(np.float32)
+    moving = np.stack([np.roll(field, t, axis=1) for t in range(6)])[None]
+    out = baselines.sprog(moving, 4)
+    assert out.shape == (1, 4, 64, 64) and 0 <= out.min() and out.max() <= 1
+    # small scales fade: the forecast is smoother than the last frame it starts from
+    assert np.abs(np.diff(out[0, -1], axis=1)).mean() < np.abs(np.diff(moving[0, -1], axis=1)).mean()
