@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from . import limits, outputs, results, runlock, selection
+from . import limits, outputs, results, runlock, selection, stopping
 from .checkpoint import load_resume
 from .config import Config, load_config
 from .data import get_data
@@ -101,9 +101,11 @@ def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
         tracker.finish_training(result.steps, result.sequences, result.train_seconds,
                                 result.history[-1]["train_loss"], result.best_val)
         if rank == 0:
+            stopping.stop_if_requested("after training, before test scoring")
             last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             model.load_state_dict(result.best_state)
             scores = score_test_split(cfg, data, model, runtime)
+            stopping.stop_if_requested("after test scoring, before the outputs")
             check_finite(scores.loss, "test loss")  # NaN scores are no completed run
             metrics = outputs.metrics_document(
                 scores.metrics, outputs.identity(cfg, data, model,

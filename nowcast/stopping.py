@@ -51,3 +51,12 @@ def install_preemption_handler(interrupt: bool = False) -> None:
     interrupt=True (`nowcast train` in a terminal): Ctrl-C too, and a second Ctrl-C at once."""
     for sig in (signal.SIGUSR1, signal.SIGTERM) + ((signal.SIGINT,) if interrupt else ()):
         signal.signal(sig, _request_stop)
+
+
+def stop_if_requested(where: str) -> None:
+    """Between the phases after training (test scoring, outputs), where no step boundary
+    checks: a stop signal noted so far stops the run there, resumable (the last checkpoint
+    holds the finished training, so a resume goes straight back to scoring)."""
+    if _stop_requested is not None:
+        raise Preempted(f"stopped {where}; the training is in the last checkpoint and a resume "
+                        f"scores it")

@@ -267,3 +267,33 @@ def test_a_damaged_attempts_count_does_not_stop_a_resume(tiny_values, damage):
     (running / "status.json").write_text(text)
     path = run_experiment(load_config(values=dict(tiny_values, job_id="dmg")), progress=False)
     assert status(path)["status"] == "completed" and status(path)["attempts"] == 1
+
+
+@pytest.mark.parametrize("when", ["before scoring", "after scoring"])
+def test_a_stop_after_the_last_step_stops_resumable_and_the_resume_scores(tiny_values, monkeypatch, when):
+    """Third faults pass, item 12: SIGTERM during test scoring or outputs was ignored (the run
+    completed, exit 0). Now the run stops there, preempted by `cancel`, and a resume scores it."""
+    import signal
+    from nowcast import experiment, stopping
+    real_train, real_score = experiment.train, experiment.score_test_split
+
+    def then_signal(*a, **k):
+        out = (real_train if when == "before scoring" else real_score)(*a, **k)
+        monkeypatch.setattr(stopping, "_stop_requested", signal.SIGTERM)
+        return out
+    monkeypatch.setattr(experiment, "train" if when == "before scoring" else "score_test_split", then_signal)
+    cfg = load_config(values=dict(tiny_values, job_id="late"))
+    with pytest.raises(RunStopped):
+        run_experiment(cfg, progress=False)
+    running = Path(tiny_values["results_dir"]) / ".running-late"
+    state = status(running)
+    assert state["status"] == "preempted" and state["stopped_by"] == "cancel"
+    monkeypatch.setattr(stopping, "_stop_requested", None)
+    monkeypatch.setattr(experiment, "train", real_train)
+    monkeypatch.setattr(experiment, "score_test_split", real_score)
+    path = run_experiment(load_config(values=dict(tiny_values, job_id="late")), progress=False)
+    assert status(path)["status"] == "completed" and status(path)["attempts"] == 2
+    whole = run_experiment(load_config(values=dict(tiny_values, job_id="whole")), progress=False)
+    a = json.loads((path / "metrics.json").read_text())["mean"]
+    b = json.loads((whole / "metrics.json").read_text())["mean"]
+    assert a == b  # the resumed run scored the same model
