@@ -36,6 +36,7 @@ STATE_ORDER = ("running", "pending", "submitted", "preempted", STALE, "lost", "f
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
 NOTE_WIDTH = 70
 MIN_WATCH_S = 0.5  # --watch: the shortest redraw period (each redraw reads every run)
+MAX_WATCH_S = 86400.0  # and the longest: a day (1e12 overflowed the sleep)
 
 
 @dataclass(frozen=True)
@@ -222,8 +223,9 @@ def check_arguments(results_dirs: list[str | Path], watch: Optional[float], must
             raise NowcastError(f"--results {d}: not a folder")
         if must_exist and not Path(d).exists():
             raise NowcastError(f"--results {d}: no such folder")
-    if watch is not None and not MIN_WATCH_S <= watch < math.inf:
-        raise NowcastError(f"--watch must be at least {MIN_WATCH_S:g} seconds, got {watch}")
+    if watch is not None and not MIN_WATCH_S <= watch <= MAX_WATCH_S:
+        raise NowcastError(f"--watch must be between {MIN_WATCH_S:g} and {MAX_WATCH_S:g} "
+                           f"seconds, got {watch}")
 
 
 def show_status(results_dirs: list[str | Path], watch: Optional[float] = None,
@@ -234,6 +236,10 @@ def show_status(results_dirs: list[str | Path], watch: Optional[float] = None,
     JSON comes one document per line). check_arguments first."""
     check_arguments(results_dirs, watch, must_exist)
     stream = stream or sys.stdout
+    if stream is None:  # started with standard output closed
+        raise NowcastError("standard output is closed: nowhere to print the status")
+    if hasattr(stream, "reconfigure"):  # a name the terminal's encoding lacks: escaped, shown
+        stream.reconfigure(errors="backslashreplace")
     roots = [str(d) for d in results_dirs]
     redraw = watch is not None and not as_json and stream.isatty()
     try:
@@ -248,3 +254,5 @@ def show_status(results_dirs: list[str | Path], watch: Optional[float] = None,
     except KeyboardInterrupt:  # the way out of --watch
         stream.write("\n")
         return 0
+    except OSError as e:  # a full disk, a closed pipe: one line, not a traceback
+        raise NowcastError(f"standard output: cannot write the status ({e.strerror or e})") from None

@@ -469,9 +469,9 @@ def test_seeds_and_canvases_no_run_can_use_write_no_folder(tmp_path, params, ove
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--watch", "-1"], "--watch must be at least 0.5 seconds, got -1.0"),
-    (["--watch", "nan"], "--watch must be at least 0.5 seconds, got nan"),
-    (["--watch", "0"], "--watch must be at least 0.5 seconds, got 0.0"),
+    (["--watch", "-1"], "--watch must be between 0.5 and 86400 seconds, got -1.0"),
+    (["--watch", "nan"], "--watch must be between 0.5 and 86400 seconds, got nan"),
+    (["--watch", "0"], "--watch must be between 0.5 and 86400 seconds, got 0.0"),
     (["--results", "FILE"], "--results FILE: not a folder"),
     (["--results", "MISSING"], "--results MISSING: no such folder"),
 ])

@@ -386,3 +386,29 @@ def test_the_resume_hint_pastes_as_one_literal_argument_each():
     assert shlex.split(hint) == ["nowcast", "train", "-c", "params/my set.yaml", "--set",
                                  "hidden_sizes=[4, 4]", "--job-id", "x$(touch pwned)",
                                  "--results", "res dir"]
+
+
+def test_status_on_a_full_disk_a_closed_stdout_a_huge_watch_or_an_ascii_terminal(tmp_path):
+    """Third faults pass, item 16: each of these was a traceback."""
+    import shutil
+    import subprocess
+    import sys
+    reference = Path(__file__).resolve().parents[1] / "reference_results" / "knmi-30-60-persistence"
+    root = tmp_path / "results"
+    shutil.copytree(reference, root / "r")
+    state = json.loads((root / "r" / "status.json").read_text())
+    (root / "r" / "status.json").write_text(json.dumps(dict(state, name="Niederschlag-Vorhersage-ä€")))
+    cmd = [sys.executable, "-m", "nowcast", "status", "--results", str(root)]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "nowcast: error: standard output: cannot write the status (No space left on device)"]
+    done = subprocess.run(cmd, stdout=None, stderr=subprocess.PIPE, text=True, close_fds=True,
+                          preexec_fn=lambda: __import__("os").close(1))
+    assert done.returncode == 2 and "standard output is closed" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = subprocess.run(cmd + ["--watch", "1e12"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--watch must be between 0.5 and 86400" in done.stderr
+    env = dict(__import__("os").environ, PYTHONIOENCODING="ascii")
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and "Vorhersage-\\xe4\\u20ac" in done.stdout, done.stderr[-1000:]
