@@ -21,7 +21,7 @@ from .errors import EXIT_BAD_INPUT, NowcastError, one_line
 from .limits import DEFAULT_TIMEOUT_S, collective_timeout
 from .protocols import PRESETS, RADAR_BASELINES
 from .publish.render import RENDERERS
-from .status import MIN_WATCH_S, show_status
+from .status import MAX_WATCH_S, MIN_WATCH_S, show_status
 
 
 def library(path: str) -> Callable[..., Any]:
@@ -211,7 +211,7 @@ def _add_status(sub) -> None:
                        "the sweeps' tasks without results yet are listed too.")
     p.add_argument("--results", nargs="+", help="results folders (default: results)")
     p.add_argument("--watch", nargs="?", type=float, const=5.0, metavar="SECONDS",
-                   help=f"redraw every SECONDS (default 5, at least {MIN_WATCH_S:g}) until Ctrl-C")
+                   help=f"redraw every SECONDS (default 5, {MIN_WATCH_S:g} to {MAX_WATCH_S:g}) until Ctrl-C")
     p.add_argument("--json", action="store_true",
                    help="print the rows as JSON (with --watch: one JSON document per line)")
     p.set_defaults(func=_status)
