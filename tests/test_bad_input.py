@@ -665,3 +665,19 @@ def test_params_that_are_no_regular_file_are_refused_unread(tmp_path, what):
     else:
         done = cli("train", "-c", str(target), "--results", str(tmp_path / "r"))
     one_line_error(done, str(target), "not a regular file")
+
+
+def test_sweep_task_files_take_no_line_from_a_file_name(tmp_path, params):
+    """Third faults pass, item 14: a params file named with a newline injected `seed: 77`
+    into the task that ran; a results path with a newline split params.txt."""
+    import yaml
+    from nowcast.launch import slurm
+    hostile = tmp_path / "nl2\nseed: 77\n#.yaml"
+    hostile.write_text(params.read_text())
+    out = slurm.submit_sweep([str(hostile)], str(tmp_path / "r"), dry_run=True)
+    (task,) = Path(out["sweep_dir"], "params").iterdir()
+    values = yaml.safe_load(task.read_text())
+    assert values.get("seed", 0) != 77 and len(task.read_text().splitlines()[0].split("\n")) == 1
+    assert Path(out["list"]).read_text().count("\n") == 1
+    done = cli("sweep", str(params), "--results", str(tmp_path / "a\nb"), "--dry-run")
+    one_line_error(done, "newline or control character")

@@ -25,7 +25,7 @@ import yaml
 
 from .. import results
 from ..jobenv import SLURM_VARS, task_key
-from ..errors import NowcastError
+from ..errors import NowcastError, one_line
 from ..limits import DEFAULT_TIMEOUT_S, collective_timeout
 from ..util import repo_file, write_text
 from .params import ParamsSet, collect
@@ -228,7 +228,8 @@ def _write_params(sweep: Path, sets: list[ParamsSet]) -> Path:
         # Each task gets exactly what was validated: the set's values, overrides applied
         # (results_dir included), so that the task needs nothing else.
         file = sweep / "params" / f"{i:03d}-{_safe(ps.cfg.name or 'run')}.yaml"
-        write_text(file, f"# {ps.source}\n" + yaml.safe_dump(ps.values, sort_keys=False))
+        # the source as one escaped line: a file name with a newline could write YAML here
+        write_text(file, f"# {one_line(ps.source)}\n" + yaml.safe_dump(ps.values, sort_keys=False))
         listed.append(str(file))
     return write_text(sweep / "params.txt", "\n".join(listed) + "\n")
 
@@ -267,6 +268,9 @@ def submit_sweep(params_paths: list[str], results_dir: Optional[str] = None, par
         raise NowcastError("sbatch not found: nowcast sweep needs a SLURM login node "
                            "(or use `nowcast run` to run the sets here)")
     results_dir = results_dir or sets[0].cfg.results_dir
+    if one_line(results_dir) != str(results_dir):  # one path a line in params.txt and sbatch
+        raise NowcastError(f"results folder {one_line(results_dir)}: a newline or control "
+                           f"character in it would split the task list; choose another name")
     sweep = _new_sweep_dir(results_dir, logs=not dry_run)
     spec = SweepSpec(
         tasks=len(sets), sweep_dir=sweep, list_file=_write_params(sweep, sets),
