@@ -681,3 +681,13 @@ def test_sweep_task_files_take_no_line_from_a_file_name(tmp_path, params):
     assert Path(out["list"]).read_text().count("\n") == 1
     done = cli("sweep", str(params), "--results", str(tmp_path / "a\nb"), "--dry-run")
     one_line_error(done, "newline or control character")
+
+
+@pytest.mark.parametrize("n", [0, 2])
+def test_a_sequence_file_too_small_to_split_is_refused_before_any_folder(tmp_path, file_params, n):
+    """Third faults pass, item 18: 0 or 2 sequences in an .npz left a failed folder."""
+    data = tmp_path / f"s{n}.npz"
+    np.savez(data, frames=np.zeros((n, 8, 16, 16), np.uint8))
+    done = train(file_params, tmp_path / "r", "--set", "dataset=npz", "--set", f"data_file={data}")
+    one_line_error(done, "need at least 3 sequences", f"got {n}")
+    no_folder(tmp_path / "r")

@@ -20,6 +20,7 @@ from ..protocols import KNMI_FILE
 from .base import check_sequence_frames, npz_header, npz_shape
 from .radar.dataset import resolve_data_file
 from .moving_mnist import DIGIT
+from .sequence_file import MIN_SEQUENCES
 from .radar.readers import check_meta
 from .radar.grid import SEED_SIZE
 
@@ -93,6 +94,9 @@ def _check_sequence_file(cfg: Config) -> None:
         return
     shape, dtype = header
     check_sequence_frames(Path(cfg.data_file), dtype, shape)
+    if shape[0] < MIN_SEQUENCES:  # the split needs one each, found before any folder exists
+        raise NowcastError(f"{cfg.data_file}: need at least {MIN_SEQUENCES} sequences to split "
+                           f"train/val/test, got {shape[0]}")
     t = shape[1]
     for length in [cfg.k_in + cfg.k_out] + [2 * L for L in cfg.curriculum or []]:
         if length > t:

@@ -12,6 +12,9 @@ from ..errors import NowcastError
 from .base import Batch, read_sequence_file, to_unit
 
 
+MIN_SEQUENCES = 3  # one each for training, validation and test
+
+
 class SequenceFile:
     """Any (N,T,H,W) uint8 file: 80/10/10 split by whole sequence (fixed permutation)."""
 
@@ -22,8 +25,9 @@ class SequenceFile:
         n, t, h, w = frames.shape
         if t < cfg.k_in + cfg.k_out:
             raise NowcastError(f"{path}: sequences have {t} frames, k_in + k_out needs {cfg.k_in + cfg.k_out}")
-        if n < 3:
-            raise NowcastError(f"{path}: need at least 3 sequences to split train/val/test, got {n}")
+        if n < MIN_SEQUENCES:
+            raise NowcastError(f"{path}: need at least {MIN_SEQUENCES} sequences to split "
+                               f"train/val/test, got {n}")
         order = np.random.default_rng(0).permutation(n)
         n_test = max(1, n // 10)
         n_val = max(1, n // 10)
