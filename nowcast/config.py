@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-import itertools
 import math
 import os
 import types
@@ -29,7 +28,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from . import limits, options, yamlio
-from .errors import NowcastError, first_line
+from .errors import NowcastError
 from .protocols import PRESETS, PROTOCOLS  # the data fields a protocol fixes
 
 Architecture = Literal["convlstm_ed", "encoder_forecaster", "fc_lstm", "predrnn", "simvp"]
@@ -257,42 +256,7 @@ def _set(values: dict[str, Any], key: str, value: Any, where: str) -> None:
         raise NowcastError(f"{where}: '{key}' must be a finite number, got {yamlio.shown(value)}")
 
 
-PARAMS_MAX_BYTES = 4 * yamlio.MAX_TEXT  # UTF-8: at most 4 bytes a character
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        if path.is_dir():
-            raise IsADirectoryError
-        if path.exists() and not path.is_file():  # a FIFO would block, /dev/zero never end
-            raise NowcastError(f"{path}: not a regular file (a FIFO or a device): a params "
-                               f"file is YAML text")
-        with open(path, "rb") as f:  # bounded: a params file is a few hundred bytes
-            data = f.read(PARAMS_MAX_BYTES + 1)
-        if len(data) > PARAMS_MAX_BYTES:
-            raise NowcastError(f"{path}: more than {PARAMS_MAX_BYTES:,} bytes: not a params file")
-        text = data.decode("utf-8")
-    except FileNotFoundError:
-        raise NowcastError(f"{path}: no such params file") from None
-    except IsADirectoryError:
-        raise NowcastError(f"{path}: a folder, not a file (give a params .yaml file)") from None
-    except UnicodeDecodeError as e:
-        raise NowcastError(f"{path}: not UTF-8 text (byte {e.start}); a params file is YAML "
-                           f"text, saved as UTF-8") from None
-    except OSError as e:
-        raise NowcastError(f"{path}: cannot read it ({e.strerror})") from None
-    try:
-        data = yamlio.load(text)
-    except yaml.YAMLError as e:
-        mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
-        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise NowcastError(f"{path}: not valid YAML ({at}{problem or first_line(e)})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise NowcastError(f"{path}: expected a mapping of parameter: value")
-    return data
+read_yaml = yamlio.read_params  # a params file as a mapping, bounded (yamlio.py)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -382,15 +346,7 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
         raise bad(f"'filter_size' must be odd and positive (same padding), got {cfg.filter_size}")
     if cfg.speed_min is not None and not 0 <= cfg.speed_min <= cfg.speed_max:
         raise bad(f"need 0 <= speed_min <= speed_max, got {cfg.speed_min}, {cfg.speed_max}")
-    for key, holds, text in (("initial_lr", lambda v: v > 0, "> 0"), ("early_stopping", lambda v: v >= 0, ">= 0"),
-                             ("gamma", lambda v: 0 < v <= 1, "in (0, 1]"),
-                             ("ssim_weight", lambda v: 0 <= v <= 1, "in [0, 1]"),
-                             ("csi_weight", lambda v: v >= 0, ">= 0"),
-                             ("tau_alpha", lambda v: v >= 0, ">= 0"),
-                             ("mlp_ratio", lambda v: v > 0, "> 0"),
-                             ("ss_min", lambda v: 0 <= v <= 1, "in [0, 1]")):
-        if getattr(cfg, key) is not None and not holds(getattr(cfg, key)):
-            raise bad(f"'{key}' must be {text}, got {getattr(cfg, key)}")
+    _validate_ranges(cfg, bad)
     if cfg.val_every is not None and cfg.val_every < 1:
         raise bad(f"'val_every' must be >= 1 or null, got {cfg.val_every}")
     if cfg.time_budget_min is not None and not cfg.time_budget_min > 0:
@@ -409,15 +365,7 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
     if cfg.dataset in ("npz", "radar") and cfg.protocol != "knmi-30-60" and not cfg.data_file:
         raise bad(f"dataset '{cfg.dataset}' needs 'data_file'")
     if cfg.architecture == "simvp":
-        if cfg.curriculum:  # the translator's channels are k_in x hid_S, fixed when built
-            raise bad("'curriculum' is not used with architecture simvp (its translator is "
-                      "built for k_in frames); remove it")
-        cells_only = [name for name in cfg.speedups if name != "channels_last"]
-        if cells_only:  # channels_last is a layout of any convolution's weights
-            raise bad(f"'speedups' {cells_only} rewrite recurrent cells: architecture simvp "
-                      "has none; remove them")
-        if cfg.N_T is not None and cfg.N_T < 2:
-            raise bad(f"'N_T' must be >= 2 (the translator's first and last blocks), got {cfg.N_T}")
+        _validate_simvp(cfg, bad)
     if cfg.select_by == "skill" and cfg.dataset != "radar":  # CSI and FSS are radar scores
         raise bad(f"select_by 'skill' scores radar forecasts (CSI, FSS): it needs dataset radar, "
                   f"not {cfg.dataset}")
@@ -434,6 +382,32 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
         raise bad(str(e)) from None
 
 
+def _validate_ranges(cfg: Config, bad) -> None:
+    """Numbers that must lie in a range (`bad` makes the error)."""
+    for key, holds, text in (("initial_lr", lambda v: v > 0, "> 0"), ("early_stopping", lambda v: v >= 0, ">= 0"),
+                             ("gamma", lambda v: 0 < v <= 1, "in (0, 1]"),
+                             ("ssim_weight", lambda v: 0 <= v <= 1, "in [0, 1]"),
+                             ("csi_weight", lambda v: v >= 0, ">= 0"),
+                             ("tau_alpha", lambda v: v >= 0, ">= 0"),
+                             ("mlp_ratio", lambda v: v > 0, "> 0"),
+                             ("ss_min", lambda v: 0 <= v <= 1, "in [0, 1]")):
+        if getattr(cfg, key) is not None and not holds(getattr(cfg, key)):
+            raise bad(f"'{key}' must be {text}, got {getattr(cfg, key)}")
+
+
+def _validate_simvp(cfg: Config, bad) -> None:
+    """What SimVP cannot take beyond the options table (`bad` makes the error)."""
+    if cfg.curriculum:  # the translator's channels are k_in x hid_S, fixed when built
+        raise bad("'curriculum' is not used with architecture simvp (its translator is "
+                  "built for k_in frames); remove it")
+    cells_only = [name for name in cfg.speedups if name != "channels_last"]
+    if cells_only:  # channels_last is a layout of any convolution's weights
+        raise bad(f"'speedups' {cells_only} rewrite recurrent cells: architecture simvp "
+                  "has none; remove them")
+    if cfg.N_T is not None and cfg.N_T < 2:
+        raise bad(f"'N_T' must be >= 2 (the translator's first and last blocks), got {cfg.N_T}")
+
+
 def _models():
     """nowcast.models, imported when a model is first checked (it imports torch)."""
     return importlib.import_module("nowcast.models")
@@ -446,39 +420,6 @@ def without_unused(values: dict[str, Any]) -> dict[str, Any]:
 
 def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-
-
-def expand_grid(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
-    """A grid file {base: params.yaml or mapping, axes: {key: [values]}} -> one params dict per point.
-
-    Names are '<grid stem>-<key>=<value>-...'; every point is validated before any is returned.
-    """
-    path = Path(path)
-    grid = read_yaml(path)
-    unknown = set(grid) - {"base", "axes"}
-    if unknown:
-        raise NowcastError(f"{path}: unknown grid key(s) {sorted(unknown)}; expected 'base' and 'axes'")
-    base = grid.get("base") or {}
-    if isinstance(base, str):
-        base = read_yaml((path.parent / base) if not os.path.isabs(base) else base)
-    axes = grid.get("axes") or {}
-    if not isinstance(axes, dict) or not all(isinstance(v, list) and v for v in axes.values()):
-        raise NowcastError(f"{path}: 'axes' must map parameter names to non-empty lists")
-    points = []
-    for combo in itertools.product(*axes.values()):
-        params = dict(base)
-        params.update(zip(axes, combo))
-        label = "-".join(f"{k}={_label(v)}" for k, v in zip(axes, combo))
-        params["name"] = f"{path.stem}-{label}"
-        load_config(values=params)  # fail before anything runs
-        points.append((params["name"], params))
-    return points
-
-
-def _label(value: Any) -> str:
-    if isinstance(value, list):
-        return "x".join(str(v) for v in value)
-    return str(value)
 
 
 def default_data_dir() -> Path | None:

@@ -162,3 +162,35 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+def synchronised_batchnorm(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Under several processes, BatchNorm layers (SimVP's translators) as SyncBatchNorm: the
+    statistics of the whole global batch, as one process computes them, so that a data-parallel
+    run keeps the single-process loss curve. torch synchronises them on GPUs only: on CPU
+    processes a model with BatchNorm is refused in one line."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return model
+    if device.type != "cuda":
+        raise NowcastError(f"{type(model).__name__} normalises with BatchNorm, which torch "
+                           f"synchronises across processes on GPUs only: train it in one CPU "
+                           f"process (or on GPUs)")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def loss_rows(losses: list[torch.Tensor], end_step: int, stage_index: int, world: int) -> list[dict]:
+    """Batch losses to host once per validation/checkpoint (no per-step synchronisation)."""
+    if not losses:
+        return []
+    values = torch.stack(losses).float()
+    if world > 1:  # the global batch's loss is the mean over processes' equal shards
+        dist.all_reduce(values)
+        values /= world
+    first = end_step - len(losses)
+    bad = (~torch.isfinite(values)).nonzero()
+    if len(bad):
+        raise NowcastError(f"training diverged: the loss is {float(values[bad[0, 0]])} at step "
+                           f"{first + int(bad[0, 0]) + 1} (try a lower initial_lr or grad_clip)")
+    return [{"step": first + i + 1, "stage": stage_index, "loss": float(v)}
+            for i, v in enumerate(values.cpu())]

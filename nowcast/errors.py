@@ -2,6 +2,8 @@
 and the one way such a line is cut from a longer message (`first_line`, `described`); and
 the exit statuses that say how a command ended."""
 
+import math
+
 EXIT_BAD_INPUT = 2  # a NowcastError: its one line on stderr
 EXIT_STOPPED = 3    # stopped with a checkpoint, resumable, not requeued (Ctrl-C, scancel, disk full)
 EXIT_REQUEUE = 75   # stopped with a checkpoint by SLURM's warning signal: requeue me (EX_TEMPFAIL)
@@ -64,3 +66,13 @@ class RunStopped(Exception):
         super().__init__(message)
         if reason is not None:
             self.reason = reason
+
+
+def check_finite(value, what: str) -> float:
+    """value as a float; NowcastError naming `what` when it is NaN or infinite (a run whose
+    losses are not numbers is failed, never completed)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise NowcastError(f"training diverged: the {what} is {value} (try a lower initial_lr "
+                           f"or grad_clip)")
+    return value

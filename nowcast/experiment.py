@@ -19,7 +19,7 @@ from .config import Config, load_config
 from .data import get_data
 from .data.check import check_inputs, frame_shapes
 from .distributed import end_together, init_distributed, rank_failure, rank_world, write_rank_error
-from .errors import EXIT_STOPPED, NowcastError, RunStopped, described, first_line
+from .errors import EXIT_STOPPED, NowcastError, RunStopped, check_finite, described, first_line
 from .models import check_architecture, count_parameters, get_model
 from .paths import JobPaths
 from .progress import Progress
@@ -27,7 +27,7 @@ from .options import NOMINAL_SIZE
 from .runtime import device_memory, resolve_runtime, set_determinism
 from .scoring import Scores, score_ood_split, score_test_split, split_means
 from .stopping import install_preemption_handler
-from .training import check_finite, train
+from .training import train
 
 
 def default_name(cfg: Config) -> str:

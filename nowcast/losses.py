@@ -32,6 +32,7 @@ from .data.radar.units import DBZ_MAX
 from .errors import NowcastError
 from .metrics import ssim_value
 from .models.base import get_output, to_frames
+from .models.simvp import divergence_regulariser
 from .options import LOSS_NAMES
 from .protocols import THRESHOLDS_DBZ
 
@@ -133,7 +134,6 @@ def training_loss(cfg) -> LossFn:
     alpha = cfg.tau_alpha if cfg.architecture == "simvp" and cfg.translator == "tau" else None
     if not alpha:
         return base
-    from .models.simvp import divergence_regulariser
 
     def loss(raw, target, mask=None):
         frames = to_frames(raw.float(), cfg.output, clip=False)

@@ -24,14 +24,14 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .board import Board
 from .checkpoint import check_resume_weights, load_resume, save_resume_state
 from .config import Config
-from .distributed import rank0_flag, rank_world, strongest_signal
-from .errors import NowcastError
+from .baselines import verify_radar
+from .distributed import loss_rows, rank0_flag, rank_world, strongest_signal, synchronised_batchnorm
+from .errors import NowcastError, check_finite
 from .forecast import evaluate_split, forecast
 from .losses import training_loss
 from .models import compile_cells
@@ -39,31 +39,7 @@ from .paths import JobPaths
 from .progress import PlanClock
 from . import selection, stopping
 from .runtime import Runtime
-
-
-def check_finite(value, what: str) -> float:
-    """value as a float; NowcastError naming `what` when it is NaN or infinite (a run whose
-    losses are not numbers is failed, never completed)."""
-    value = float(value)
-    if not math.isfinite(value):
-        raise NowcastError(f"training diverged: the {what} is {value} (try a lower initial_lr "
-                           f"or grad_clip)")
-    return value
-
-
-def synchronised_batchnorm(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Under several processes, BatchNorm layers (SimVP's translators) as SyncBatchNorm: the
-    statistics of the whole global batch, as one process computes them, so that a data-parallel
-    run keeps the single-process loss curve. torch synchronises them on GPUs only: on CPU
-    processes a model with BatchNorm is refused in one line."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return model
-    if device.type != "cuda":
-        raise NowcastError(f"{type(model).__name__} normalises with BatchNorm, which torch "
-                           f"synchronises across processes on GPUs only: train it in one CPU "
-                           f"process (or on GPUs)")
-    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+from .scoring import model_forecaster, radar_batch
 
 
 @dataclass
@@ -261,7 +237,7 @@ class Trainer:
     def flush(self, end_step: int) -> None:
         """Batch losses to the host (once per validation or checkpoint, never per step)."""
         stage = self.plan.locate(max(end_step - 1, 0))[0]
-        rows = _loss_rows(self.losses, end_step, stage, self.world)
+        rows = loss_rows(self.losses, end_step, stage, self.world)
         self.result.batch_losses.extend(rows)
         self.board.batch_losses(rows)
         self.losses = []
@@ -338,8 +314,6 @@ class Trainer:
     def validation_skill(self) -> dict[str, float]:
         """The radar scores of the model on every validation window (val_files' too), as the
         history columns selection.skill_columns names."""
-        from .scoring import model_forecaster, radar_batch  # scoring imports this module's peers
-        from .baselines import verify_radar
         verification = verify_radar(model_forecaster(self.cfg, self.model, self.runtime),
                                     self.data, "val",
                                     batch_size=radar_batch(self.cfg, self.model, self.data))
@@ -462,20 +436,3 @@ def train(cfg: Config, data, model: torch.nn.Module, runtime: Runtime, run_dir: 
     on_step(step=, total=, loss=, time_left=) is called after every optimiser step (the loss
     stays on the device) and on_step(step=, total=, val_loss=) after every validation."""
     return Trainer(cfg, data, model, runtime, run_dir, progress, on_step).run(stop_after_steps)
-
-
-def _loss_rows(losses: list[torch.Tensor], end_step: int, stage_index: int, world: int) -> list[dict]:
-    """Batch losses to host once per validation/checkpoint (no per-step synchronisation)."""
-    if not losses:
-        return []
-    values = torch.stack(losses).float()
-    if world > 1:  # the global batch's loss is the mean over processes' equal shards
-        dist.all_reduce(values)
-        values /= world
-    first = end_step - len(losses)
-    bad = (~torch.isfinite(values)).nonzero()
-    if len(bad):
-        raise NowcastError(f"training diverged: the loss is {float(values[bad[0, 0]])} at step "
-                           f"{first + int(bad[0, 0]) + 1} (try a lower initial_lr or grad_clip)")
-    return [{"step": first + i + 1, "stage": stage_index, "loss": float(v)}
-            for i, v in enumerate(values.cpu())]

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import re
 import reprlib
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .errors import NowcastError, first_line
 
 # YAML 1.2's core schema float, less what only YAML 1.1 read as a float (sexagesimal 1:30)
 FLOAT_1_2 = re.compile(r"""^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$
@@ -135,3 +138,43 @@ def shown(value: Any) -> str:
     """A value as an error message shows it: repr, cut short (a list or a text of any size is
     never printed whole)."""
     return reprlib.repr(value)
+
+
+PARAMS_MAX_BYTES = 4 * MAX_TEXT  # UTF-8: at most 4 bytes a character
+
+
+def read_params(path) -> dict[str, Any]:
+    """A params file as a mapping: bounded (no FIFO or device read, PARAMS_MAX_BYTES),
+    UTF-8, YAML as `load` reads it; NowcastError naming the file otherwise."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError
+        if path.exists() and not path.is_file():  # a FIFO would block, /dev/zero never end
+            raise NowcastError(f"{path}: not a regular file (a FIFO or a device): a params "
+                               f"file is YAML text")
+        with open(path, "rb") as f:  # bounded: a params file is a few hundred bytes
+            data = f.read(PARAMS_MAX_BYTES + 1)
+        if len(data) > PARAMS_MAX_BYTES:
+            raise NowcastError(f"{path}: more than {PARAMS_MAX_BYTES:,} bytes: not a params file")
+        text = data.decode("utf-8")
+    except FileNotFoundError:
+        raise NowcastError(f"{path}: no such params file") from None
+    except IsADirectoryError:
+        raise NowcastError(f"{path}: a folder, not a file (give a params .yaml file)") from None
+    except UnicodeDecodeError as e:
+        raise NowcastError(f"{path}: not UTF-8 text (byte {e.start}); a params file is YAML "
+                           f"text, saved as UTF-8") from None
+    except OSError as e:
+        raise NowcastError(f"{path}: cannot read it ({e.strerror})") from None
+    try:
+        data = load(text)
+    except yaml.YAMLError as e:
+        mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise NowcastError(f"{path}: not valid YAML ({at}{problem or first_line(e)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise NowcastError(f"{path}: expected a mapping of parameter: value")
+    return data

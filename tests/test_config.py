@@ -1,6 +1,7 @@
 import pytest
 
-from nowcast.config import Config, expand_grid, load_config, parse_override
+from nowcast.config import Config, load_config, parse_override
+from nowcast.launch.params import expand_grid
 from nowcast.errors import NowcastError
 
 

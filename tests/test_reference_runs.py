@@ -21,9 +21,12 @@ from nowcast.results import find_runs
 from nowcast.runtime import resolve_runtime
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference_results"
-RADAR_MODEL = REFERENCE / "knmi-30-60-cpu-p4-lk" / "model.pt"  # the README's predict example
+LK_MODEL = REFERENCE / "knmi-30-60-cpu-p4-lk" / "model.pt"  # issue 34's extrapolation-residual model
+# the README's predict example: the model validation selects (test_the_readme_model_is_...)
+RADAR_MODEL = REFERENCE / "knmi-abl-gated-csi" / "model.pt"
 RADAR_MSE_MODEL = REFERENCE / "knmi-30-60-cpu-p4" / "model.pt"
 RADAR_OTHERS = [REFERENCE / f"knmi-30-60-cpu-p4-{k}" / "model.pt" for k in ("bal", "res", "res2", "lk-mse")]
+SIMVP_MODEL = REFERENCE / "mmnist-t-cpu-simvp" / "model.pt"
 MMNIST_MODEL = REFERENCE / "mmnist-t-cpu-p4" / "model.pt"
 LIGHT = 10 * 2**20  # a committed model.pt is at most 10 MB
 
@@ -37,25 +40,29 @@ def test_every_reference_run_loads_and_validates():
                                         "knmi-30-60-cpu-p4-lk-mse",
                                         "knmi-30-60-torch-extrapolation",
                                         "mmnist-t-cpu-p4", "mmnist-t-cpu-p4-seed1",
-                                        "mmnist-t-cpu-predrnn"}
+                                        "mmnist-t-cpu-predrnn", "knmi-30-60-sprog",
+                                        "knmi-abl-free-mse", "knmi-abl-gated-mse",
+                                        "knmi-abl-free-csi", "knmi-abl-gated-csi",
+                                        "mmnist-t-cpu-simvp", "mmnist-t-cpu-p4-b40"}
     for run in runs:
         assert run.state == "completed" and run.reference, run.job_id
         load_config(values=without_unused(run.params), check_model=True)
         assert run.metrics["mean"] and run.env["device"], run.job_id
         assert all(f.stat().st_size <= LIGHT for f in (REFERENCE / run.job_id).iterdir())
-    for model in (RADAR_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL, *RADAR_OTHERS):
+    for model in (LK_MODEL, RADAR_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL, SIMVP_MODEL, *RADAR_OTHERS):
         env = json.loads((model.parent / "env.json").read_text())
         # trained here: a CPU, at most 60 minutes of wall time with evaluation, in what mode
         assert env["device"].startswith("cpu") and env["wall_seconds"] <= 3600
         assert env["mode"] in ("reference", "fast") and env["cpu_threads"] >= 1
 
 
-@pytest.mark.parametrize("path", [RADAR_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL, *RADAR_OTHERS],
-                         ids=["radar", "radar-mse", "mmnist", "radar-bal", "radar-res", "radar-res2",
-                              "radar-lk-mse"])
+@pytest.mark.parametrize("path", [LK_MODEL, RADAR_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL, SIMVP_MODEL,
+                                  *RADAR_OTHERS],
+                         ids=["radar-lk", "radar", "radar-mse", "mmnist", "simvp", "radar-bal",
+                              "radar-res", "radar-res2", "radar-lk-mse"])
 def test_reference_models_load_and_forecast(path):
     cfg, model = load_checkpoint(path)
-    assert cfg.patch_size == 4 and model.patch_size == 4
+    assert model.patch_size == (1 if cfg.architecture == "simvp" else 4)
     shape = (191, 175) if cfg.dataset == "radar" else (64, 64)
     frames = torch.rand(2, cfg.k_in, *shape, generator=torch.Generator().manual_seed(0))
     out = forecast(model, frames, cfg.k_out, resolve_runtime(cfg))
@@ -95,7 +102,7 @@ def test_the_shipped_radar_model_beats_persistence_lead_by_lead():
     what it is not: better than its own first guess (the torch extrapolation)."""
     from nowcast.publish.uncertainty import uncertainty
     (run,) = [r for r in find_runs([], [REFERENCE]) if r.job_id == "knmi-30-60-cpu-p4-lk"]
-    u = uncertainty(run)
+    u = uncertainty(run)  # its own scores.npz (S-PROG, added later, is paired by the report)
     assert u.scheme == "events" and u.units == 10
     assert u.paired["persistence"]["csi_20"].verdict == "better"
     verdicts = u.leads["persistence"]["csi_20"]
@@ -121,3 +128,18 @@ def test_the_equal_budget_family_comparison_is_in_the_report(tmp_path):
     write_report_fragments(runs, tmp_path)
     text = (tmp_path / "results.md").read_text()
     assert "{#tbl-budget-mmnist-t}" in text and "Architectures at equal training minutes" in text
+
+
+def test_the_readme_predict_model_is_the_one_validation_selects():
+    """Issue 52 item 7: among the radar runs validated on the same windows by the skill rule,
+    the README's model is the one whose selected validation is best (never chosen by test)."""
+    from nowcast import selection
+    from nowcast.publish.describe import metrics_value
+    runs = [r for r in find_runs([], [REFERENCE]) if r.group == "knmi-30-60"
+            and metrics_value(r, "training", "selected_by") == "skill"]
+    validated_on = {r.data.split("; ", 1)[1] for r in runs}
+    assert len(runs) >= 4 and len(validated_on) == 1, validated_on  # the same validation
+    best = max(runs, key=lambda r: selection.key(r.metrics["training"]["selected_val"], "skill"))
+    assert RADAR_MODEL.parent.name == best.job_id
+    readme = (REFERENCE.parent / "README.md").read_text()
+    assert f"--checkpoint reference_results/{best.job_id}/model.pt" in readme

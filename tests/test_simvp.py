@@ -231,7 +231,7 @@ def test_a_stopped_tau_run_resumes_to_the_uninterrupted_weights(tmp_path):
 
 
 def test_batchnorm_under_several_processes_is_synchronised_or_refused():
-    from nowcast.training import synchronised_batchnorm
+    from nowcast.distributed import synchronised_batchnorm
     model = get_model(load_config(values=TINY_SIMVP))
     with pytest.raises(NowcastError, match="BatchNorm.*GPUs only"):
         synchronised_batchnorm(model, torch.device("cpu"))

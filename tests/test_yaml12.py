@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from nowcast import yamlio
-from nowcast.config import expand_grid, load_config, parse_override
+from nowcast.config import load_config, parse_override
+from nowcast.launch.params import expand_grid
 from nowcast.errors import NowcastError
 
 

@@ -3,12 +3,14 @@ runs or is submitted."""
 
 from __future__ import annotations
 
+import itertools
+import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import Config, expand_grid, load_config, parse_override, read_yaml
+from ..config import Config, load_config, parse_override, read_yaml
 from ..data.check import check_inputs
 from ..errors import NowcastError
 
@@ -83,3 +85,36 @@ def _with_overrides(values: dict[str, Any], overrides: typing.Sequence[str]) -> 
         key, value = parse_override(text)
         out[key] = value
     return out
+
+
+def expand_grid(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """A grid file {base: params.yaml or mapping, axes: {key: [values]}} -> one params dict per point.
+
+    Names are '<grid stem>-<key>=<value>-...'; every point is validated before any is returned.
+    """
+    path = Path(path)
+    grid = read_yaml(path)
+    unknown = set(grid) - {"base", "axes"}
+    if unknown:
+        raise NowcastError(f"{path}: unknown grid key(s) {sorted(unknown)}; expected 'base' and 'axes'")
+    base = grid.get("base") or {}
+    if isinstance(base, str):
+        base = read_yaml((path.parent / base) if not os.path.isabs(base) else base)
+    axes = grid.get("axes") or {}
+    if not isinstance(axes, dict) or not all(isinstance(v, list) and v for v in axes.values()):
+        raise NowcastError(f"{path}: 'axes' must map parameter names to non-empty lists")
+    points = []
+    for combo in itertools.product(*axes.values()):
+        params = dict(base)
+        params.update(zip(axes, combo))
+        label = "-".join(f"{k}={_label(v)}" for k, v in zip(axes, combo))
+        params["name"] = f"{path.stem}-{label}"
+        load_config(values=params)  # fail before anything runs
+        points.append((params["name"], params))
+    return points
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, list):
+        return "x".join(str(v) for v in value)
+    return str(value)
