@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nowcast.config import expand_grid, load_config
+from nowcast.config import load_config
+from nowcast.launch.params import expand_grid
 from nowcast.protocols import PRESETS
 from nowcast.errors import NowcastError
 from nowcast.models import count_parameters, get_model
