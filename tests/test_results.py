@@ -42,7 +42,8 @@ def test_complete_folder_contents(tiny_values):
     assert set(metrics["splits"]) == {"train", "val", "test"}
     assert metrics["splits"]["test"] == metrics["mean"]
     assert metrics["splits"]["train"]["mse_frame"] != metrics["splits"]["val"]["mse_frame"] > 0
-    assert metrics["training"] == {"steps": 8, "stopped": None}
+    assert metrics["training"] == {"steps": 8, "stopped": None, "selected_step": 8,
+                                   "selected_by": "loss", "selection_rule": "lowest validation loss"}
     # Moving MNIST baselines by the same code: persistence = the last input frame repeated
     test = get_data(load_config(values=tiny_values)).split("test").frames
     expected = ((test[:, 3:6] - test[:, 2:3]) ** 2).sum((-2, -1)).mean()
