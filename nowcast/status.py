@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, TextIO
 
-from .errors import NowcastError, first_line
+from .errors import NowcastError, first_line, one_line
 from .launch.queue import queue_states, sweep_tasks, waiting
 from .progress import STALE, derive_state, eta_left, slurm_key, steps_text
 from .protocols import metric_label
@@ -166,16 +166,10 @@ def _note(row: Row) -> str:
     return text if len(text) <= NOTE_WIDTH else text[:NOTE_WIDTH - 1] + "…"
 
 
-def _printable(text: Any) -> str:
-    """A cell as data on one terminal line: a newline cannot forge a row, an escape sequence
-    never reaches the terminal (control characters shown as \\x.. / \\n, Python's repr)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-
-
 def table_lines(rows: list[Row]) -> list[str]:
     header = ["JOB", "NAME", "PROTOCOL", "STATE", "PROGRESS", "SEQ/S", "LOSS", "ETA",
               "RESULT / ERROR"]
-    cells = [[_printable(c) for c in (r.job_id, r.name, r.protocol, r.state, _progress_cell(r),
+    cells = [[one_line(c) for c in (r.job_id, r.name, r.protocol, r.state, _progress_cell(r),
               f"{r.seq_per_s:.1f}" if r.seq_per_s is not None else "",
               f"{r.loss:.4g}" if r.loss is not None else "", duration(r.eta_s), _note(r))]
              for r in rows]

@@ -113,16 +113,20 @@ def _radar_file(path, size=64):
     return path
 
 
+def _tiny_gated_radar(tmp_path):
+    """A gated residual model on a tiny radar file, selected by skill: 3 epochs of 2 steps."""
+    values = dict({k: v for k, v in TINY_FILE.items() if k != "max_pool"},
+                  **{k: v for k, v in RESIDUAL.items() if k != "protocol"},
+                  dataset="radar", data_file=str(_radar_file(tmp_path / "radar.npz")), k_in=3,
+                  k_out=3, batch_size=4, train_sequences=8, num_epochs=3, initial_lr=0.01,
+                  correction="gated", select_by="skill", results_dir=str(tmp_path / "r"))
+    return load_config(values=values)
+
+
 def test_first_guess_is_a_candidate_and_kept_when_training_only_hurts(tmp_path, monkeypatch):
     """A residual model is validated before its first step; when no later validation is as
     skilful, the step-0 weights are the ones kept (and scored)."""
-    data_file = _radar_file(tmp_path / "radar.npz")
-    values = dict({k: v for k, v in TINY_FILE.items() if k != "max_pool"},
-                  **{k: v for k, v in RESIDUAL.items() if k != "protocol"},
-                  dataset="radar", data_file=str(data_file), k_in=3, k_out=3, batch_size=4,
-                  train_sequences=8, num_epochs=3, initial_lr=0.01, correction="gated",
-                  select_by="skill", results_dir=str(tmp_path / "r"))
-    cfg = load_config(values=values)
+    cfg = _tiny_gated_radar(tmp_path)
     data = get_data(cfg)
     real = training.Trainer.validation_skill
     seen = []
@@ -148,13 +152,7 @@ def test_first_guess_is_a_candidate_and_kept_when_training_only_hurts(tmp_path, 
 
 def test_selection_follows_the_rule_in_training(tmp_path, monkeypatch):
     """The weights kept are those of the row the rule picks, whichever step that is."""
-    data_file = _radar_file(tmp_path / "radar.npz")
-    values = dict({k: v for k, v in TINY_FILE.items() if k != "max_pool"},
-                  **{k: v for k, v in RESIDUAL.items() if k != "protocol"},
-                  dataset="radar", data_file=str(data_file), k_in=3, k_out=3, batch_size=4,
-                  train_sequences=8, num_epochs=3, initial_lr=0.01, correction="gated",
-                  select_by="skill", results_dir=str(tmp_path / "r"))
-    cfg = load_config(values=values)
+    cfg = _tiny_gated_radar(tmp_path)
     skills = iter([0.2, 0.1, 0.5, 0.3])  # step 4 best
     kept = {}
 
