@@ -7,8 +7,11 @@ figure needs drawing again) is the caller's job. Metric labels come from `protoc
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import imageio.v3 as iio
 import matplotlib
@@ -21,8 +24,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from .data.radar.units import DBZ_MAX, dbz_to_rainrate  # noqa: E402
+from .errors import MissingDependency  # noqa: E402
 from .protocols import metric_label, protocol_or_none  # noqa: E402
 from .protocols import direction as metric_direction  # noqa: E402
+from .util import optional_import  # noqa: E402
 
 # The report's look for figures that compare runs (figures of one run keep matplotlib's).
 REPORT_STYLE = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
@@ -174,52 +180,170 @@ def _legend_outside(fig, axes) -> None:
         fig.legend(handles, labels, loc="outside right center")
 
 
-def _panel(frame: np.ndarray, scale: int, border: tuple[int, int, int] | None) -> Image.Image:
-    img = Image.fromarray((np.clip(frame, 0, 1) * 255).astype(np.uint8)).convert("RGB")
+# --- frames: grey for digits, a forecaster's colours for radar ---------------------------------
+
+@dataclass(frozen=True)
+class FrameLook:
+    """How frames are drawn. Radar ([0, 1] = 0-70 dBZ): pysteps' reflectivity colours on its
+    dBZ levels, below the first level blank (dry), no data grey, a scale in dBZ and mm/h,
+    the service credited; `times` label every frame (inputs then leads), else input i / lead j."""
+    radar: bool = False
+    credit: str = ""
+    times: tuple[str, ...] = ()
+    masks: Any = None            # bool (T, H, W) of inputs then truth: False = no data
+
+
+RADAR_DRY = (1.0, 1.0, 1.0, 1.0)
+RADAR_NO_DATA = (0.78, 0.78, 0.78, 1.0)
+
+
+@functools.lru_cache(maxsize=1)
+def radar_palette() -> tuple[Any, Any, np.ndarray]:
+    """(colour map, norm, dBZ levels): pysteps' "intensity" dBZ colours (10-60 dBZ in steps
+    of 5); without pysteps (GPU training needs none) viridis on the same levels."""
+    try:
+        get = optional_import("pysteps.visualization.precipfields", "radar").get_colormap
+        cmap, norm, levels, _ = get("intensity", "dBZ", "pysteps")
+    except MissingDependency:
+        levels = np.arange(10, 65, 5)
+        cmap = plt.get_cmap("viridis", len(levels))
+        norm = matplotlib.colors.BoundaryNorm(levels, cmap.N, extend="max")
+    return cmap, norm, np.asarray(levels, dtype=float)
+
+
+def radar_rgba(frame: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """A [0, 1] radar frame (H, W) as RGBA floats: dBZ = 70 x, coloured from the first level
+    up, blank below it (dry), grey where `valid` is False (no data)."""
+    cmap, norm, levels = radar_palette()
+    dbz = np.clip(np.nan_to_num(frame, nan=0.0), 0, 1) * DBZ_MAX
+    rgba = np.asarray(cmap(norm(dbz)), dtype=float)
+    rgba[dbz < levels[0]] = RADAR_DRY
+    if valid is not None:
+        rgba[~np.asarray(valid, bool)] = RADAR_NO_DATA
+    return rgba
+
+
+def rain_rate_label(dbz: float) -> str:
+    """The Marshall-Palmer rain rate of a reflectivity, in mm/h, to two significant digits."""
+    rate = float(dbz_to_rainrate(dbz))
+    return f"{rate:.2f}" if rate < 1 else f"{rate:.1f}" if rate < 10 else f"{rate:.0f}"
+
+
+def _rgb8(frame: np.ndarray, look: FrameLook, valid=None) -> np.ndarray:
+    if look.radar:
+        return (radar_rgba(frame, valid)[..., :3] * 255).round().astype(np.uint8)
+    return np.repeat((np.clip(frame, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def _panel(frame: np.ndarray, scale: int, border: tuple[int, int, int] | None,
+           look: FrameLook = FrameLook(), valid=None) -> Image.Image:
+    img = Image.fromarray(_rgb8(frame, look, valid))
     img = img.resize((frame.shape[1] * scale, frame.shape[0] * scale), Image.NEAREST)
     if border:
         ImageDraw.Draw(img).rectangle([0, 0, img.width - 1, img.height - 1], outline=border, width=2)
     return img
 
 
+def _radar_key(width: int) -> Image.Image:
+    """A row of colour boxes, one per dBZ level, with the level and its rain rate."""
+    cmap, norm, levels = radar_palette()
+    key = Image.new("RGB", (width, 30), "white")
+    draw = ImageDraw.Draw(key)
+    box = max(8, (width - 50) // len(levels))
+    draw.text((0, 2), "dBZ", fill=(0, 0, 0))
+    draw.text((0, 16), "mm/h", fill=(0, 0, 0))
+    for i, level in enumerate(levels):
+        x = 32 + i * box
+        colour = tuple(int(255 * c) for c in cmap(norm(level + 0.01))[:3])
+        draw.rectangle([x, 0, x + box - 2, 6], fill=colour)
+        if i % 2 == 0:
+            draw.text((x, 7), f"{level:g}", fill=(0, 0, 0))
+            draw.text((x, 18), rain_rate_label(level), fill=(0, 0, 0))
+    return key
+
+
+def _frame_text(split: str, t: int, k_in: int, look: FrameLook, labels: tuple[str, str]) -> str:
+    when = f"  {look.times[t]}" if t < len(look.times) else ""
+    if t < k_in:
+        return f"{split}  observed {t + 1}/{k_in}{when}"
+    return f"{split}  lead {t - k_in + 1}{when}: {labels[0]} | {labels[1]}"
+
+
 def sequence_gif(inputs: np.ndarray, target: np.ndarray, pred: np.ndarray, path: Path,
                  split: str, seconds_per_frame: float = 0.5,
-                 labels: tuple[str, str] = ("truth", "prediction")) -> None:
+                 labels: tuple[str, str] = ("observed", "forecast"),
+                 look: FrameLook = FrameLook()) -> None:
     """Left: input, then the true future (or what `labels[0]` names: a forecast has no truth);
-    right: input, then the prediction (red border)."""
+    right: input, then the prediction (red border); radar in colour with its key and credit."""
     h, w = inputs.shape[-2:]
+    k_in = len(inputs)
     scale = max(1, 192 // max(h, w))
+    masks = list(look.masks) if look.masks is not None else []
+    masks += [None] * (k_in + len(target) - len(masks))
+    footer = _radar_key(2 * w * scale + 12) if look.radar else None
+    extra = (footer.height + 14) if footer else 0
     frames = []
-    for t in range(len(inputs) + len(target)):
-        observed = t < len(inputs)
-        left = inputs[t] if observed else target[t - len(inputs)]
-        right = inputs[t] if observed else pred[t - len(inputs)]
-        canvas = Image.new("RGB", (2 * w * scale + 12, h * scale + 22), "white")
-        canvas.paste(_panel(left, scale, None), (0, 22))
-        canvas.paste(_panel(right, scale, None if observed else (220, 30, 30)), (w * scale + 12, 22))
-        text = (f"{split}  input {t + 1}/{len(inputs)}" if observed
-                else f"{split}  lead {t - len(inputs) + 1}: {labels[0]} | {labels[1]}")
-        ImageDraw.Draw(canvas).text((4, 4), text, fill=(0, 0, 0))
+    for t in range(k_in + len(target)):
+        observed = t < k_in
+        left = inputs[t] if observed else target[t - k_in]
+        right = inputs[t] if observed else pred[t - k_in]
+        canvas = Image.new("RGB", (2 * w * scale + 12, h * scale + 22 + extra), "white")
+        canvas.paste(_panel(left, scale, None, look, masks[t]), (0, 22))
+        canvas.paste(_panel(right, scale, None if observed else (220, 30, 30), look, masks[t]),
+                     (w * scale + 12, 22))
+        draw = ImageDraw.Draw(canvas)
+        draw.text((4, 4), _frame_text(split, t, k_in, look, labels), fill=(0, 0, 0))
+        if footer:
+            canvas.paste(footer, (0, h * scale + 24))
+            draw.text((4, canvas.height - 12), f"radar data: {look.credit}"[:80], fill=(60, 60, 60))
         frames.append(np.asarray(canvas))
     iio.imwrite(path, np.stack(frames), extension=".gif", duration=int(seconds_per_frame * 1000), loop=0)
 
 
-def frame_strip(inputs: np.ndarray, target: np.ndarray, pred: np.ndarray, path: Path, title: str = "") -> None:
-    """Rows input / truth / prediction for one test sequence (a still image for PDFs)."""
+def frame_strip(inputs: np.ndarray, target: np.ndarray, pred: np.ndarray, path: Path,
+                title: str = "", look: FrameLook = FrameLook()) -> None:
+    """Rows observed input / observed future / forecast for one test sequence (a still image
+    for PDFs); radar in colour with a dBZ and mm/h scale, each column's time above it."""
     cols = max(len(inputs), len(target))
-    fig, axes = plt.subplots(3, cols, figsize=(cols * 0.9, 3.0), squeeze=False)
-    for row, (label, seq) in enumerate((("input", inputs), ("truth", target), ("prediction", pred))):
+    k_in = len(inputs)
+    fig, axes = plt.subplots(3, cols, figsize=(cols * 0.9 + (0.9 if look.radar else 0), 3.2),
+                             squeeze=False)
+    masks = list(look.masks) if look.masks is not None else []
+    masks += [None] * (k_in + len(target) - len(masks))
+    rows = (("input", inputs, 0), ("observed", target, k_in), ("forecast", pred, k_in))
+    for row, (label, seq, offset) in enumerate(rows):
         for c in range(cols):
             ax = axes[row][c]
             ax.set_xticks([]); ax.set_yticks([])  # noqa: E702
             if c < len(seq):
-                ax.imshow(seq[c], cmap="gray", vmin=0, vmax=1)
+                mask = masks[offset + c]
+                ax.imshow(radar_rgba(seq[c], mask) if look.radar else seq[c],
+                          cmap=None if look.radar else "gray", vmin=0, vmax=1,
+                          interpolation="nearest")
+                if row < 2 and offset + c < len(look.times):
+                    ax.set_title(look.times[offset + c], fontsize=6)
             else:
                 ax.axis("off")
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    if look.radar:
+        _radar_colourbar(fig, axes)
+    if title or look.credit:
+        fig.suptitle(title + (f" (radar data: {look.credit})" if look.credit else ""), fontsize=8)
+    if look.radar:  # the colour bar has its own axes: place the panels by hand beside it
+        fig.subplots_adjust(left=0.04, right=0.9, bottom=0.03, top=0.86, wspace=0.08, hspace=0.3)
+    else:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _radar_colourbar(fig, axes) -> None:
+    """The dBZ scale right of the strip, its rain rates (Marshall-Palmer) on the other side."""
+    cmap, norm, levels = radar_palette()
+    cax = fig.add_axes((0.93, 0.12, 0.015, 0.76))
+    bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax,
+                       ticks=levels[::2])
+    bar.ax.tick_params(labelsize=6)
+    bar.set_label("dBZ (mm/h)", fontsize=6)
+    bar.ax.set_yticklabels([f"{v:g} ({rain_rate_label(v)})" for v in levels[::2]])

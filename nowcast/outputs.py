@@ -63,19 +63,60 @@ def save_scores(paths: JobPaths, scores: Scores) -> None:
         np.savez_compressed(f, **scores.per_item)
 
 
+# the test sequence the figures show: for radar the window with the largest area at or above
+# this reflectivity in its forecast frames (the first of equal ones: a dry window shows nothing)
+SHOWN_RAIN_DBZ = 20.0
+
+
+def shown_test_item(data, cfg: Config) -> int:
+    """Which test sequence the figures show: radar, the window with the most pixel-leads at or
+    above SHOWN_RAIN_DBZ in its k_out observed future frames (ties: the first); else the first."""
+    if cfg.dataset != "radar":
+        return 0
+    future = data.split_windows("test").dbz[:, cfg.k_in:cfg.k_in + cfg.k_out]
+    with np.errstate(invalid="ignore"):
+        wet = (future >= SHOWN_RAIN_DBZ).sum(axis=(1, 2, 3))
+    return int(np.argmax(wet))
+
+
+def frame_look(data, cfg: Config, split: str, item: int = 0, mask=None) -> figures.FrameLook:
+    """How the figures draw this data: radar in colour, credited to its services, the test
+    window's valid times (UTC) above its frames."""
+    if cfg.dataset != "radar":
+        return figures.FrameLook()
+    if split != "test":
+        credit = ", ".join(dict.fromkeys(events.source for events, _ in
+                                         [data.sources["train"], *data.extra_train]))
+        return figures.FrameLook(radar=True, credit=credit, masks=mask)
+    windows = data.split_windows("test")
+    times = ()
+    if windows.times is not None:
+        stamps = windows.times[item].astype("datetime64[m]").astype(str)
+        times = tuple(t.replace("T", " ")[5:] + " UTC" if i in (0, cfg.k_in) else t[-5:]
+                      for i, t in enumerate(stamps))
+    return figures.FrameLook(radar=True, credit=windows.source, times=times,
+                             masks=np.isfinite(windows.dbz[item]))
+
+
 def sample_figures(cfg: Config, data, model, runtime, paths: JobPaths) -> None:
-    """GIFs from the split they name (train.gif: a training sequence; test.gif: a test one)."""
+    """GIFs from the split they name (train.gif: a training sequence; test.gif: the test
+    sequence `shown_test_item` picks), and the test frame strip for PDFs."""
     length = cfg.k_in + cfg.k_out
-    samples = {"train": (data.train_batch(0, 1, length).frames[0].cpu().numpy(), paths.train_gif),
-               "test": (data.split("test").frames[0], paths.test_gif)}
-    for split, (seq, gif) in samples.items():
+    train = data.train_batch(0, 1, length)
+    item = shown_test_item(data, cfg)
+    train_mask = None if train.mask is None else train.mask[0].cpu().numpy()
+    samples = {"train": (train.frames[0].cpu().numpy(), paths.train_gif,
+                         frame_look(data, cfg, "train", mask=train_mask)),
+               "test": (data.split("test").frames[item], paths.test_gif,
+                        frame_look(data, cfg, "test", item))}
+    for split, (seq, gif, look) in samples.items():
         inputs, target = seq[:cfg.k_in], seq[cfg.k_in:length]
         pred = forecast(model, torch.from_numpy(inputs[None]).to(runtime.device), cfg.k_out,
                         runtime)[0].cpu().numpy()
-        figures.sequence_gif(inputs, target, pred, gif, split)
+        figures.sequence_gif(inputs, target, pred, gif, split, look=look)
         if split == "test":
-            figures.frame_strip(inputs, target, pred, paths.test_strip_png,
-                                title=f"{cfg.name}: test sequence 1")
+            figures.frame_strip(inputs, target, pred, paths.test_strip_png, look=look,
+                                title=f"{cfg.name}: test sequence {item + 1}")
 
 
 def write_training_outputs(cfg: Config, data, model, runtime, paths: JobPaths, result,

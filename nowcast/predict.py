@@ -113,9 +113,13 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
     out_path = writable_output(out)
     cfg, model = load_checkpoint(checkpoint)
     check_steps(steps, cfg.k_out)
+    look = figures.FrameLook()
     if cfg.dataset == "radar":
-        dbz, _, times = read_radar_input(input_path, cfg.radar_recipe, cfg.block_size)
-        frames = input_window(dbz_to_unit(dbz), cfg.k_in, input_path)
+        radar = read_radar_input(input_path, cfg.radar_recipe, cfg.block_size)
+        frames = input_window(dbz_to_unit(radar.dbz), cfg.k_in, input_path)
+        times = None if radar.times is None else radar.times[-cfg.k_in:]
+        look = figures.FrameLook(radar=True, credit=radar.source, times=valid_times(times, steps),
+                                 masks=coverage(radar.valid[-cfg.k_in:], steps))
     else:
         frames, times = input_window(read_frames(input_path), cfg.k_in, input_path), None
     if not np.isfinite(frames).all():
@@ -132,12 +136,28 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
         guess = model.guess(torch.from_numpy(frames[None]), steps)
         beside = ((guess[0].clamp(0, 1).numpy(), f"first guess ({model.first_guess})")
                   if guess is not None else (np.repeat(frames[-1:], steps, axis=0), "last observed"))
-    write_forecast(cfg, frames, pred, times, out_path, beside)
+    write_forecast(cfg, frames, pred, times, out_path, beside, look)
     return out_path
 
 
+def coverage(valid: np.ndarray, steps: int) -> np.ndarray:
+    """Where the input frames hold data, and for each forecast frame the last one's coverage
+    (outside it the forecast is drawn as no data: nothing was observed there)."""
+    return np.concatenate([valid, np.repeat(valid[-1:], steps, axis=0)])
+
+
+def valid_times(times, steps: int) -> tuple[str, ...]:
+    """Labels of the input frames' and forecast frames' valid times (UTC); () if unknown."""
+    ahead = forecast_times(times, steps)
+    if ahead is None:
+        return ()
+    stamps = np.concatenate([times, ahead]).astype("datetime64[m]").astype(str)
+    return tuple(t.replace("T", " ") + " UTC" for t in stamps)
+
+
 def write_forecast(cfg, frames: np.ndarray, pred: np.ndarray, times, out_path: Path,
-                   beside: Optional[tuple[np.ndarray, str]] = None) -> None:
+                   beside: Optional[tuple[np.ndarray, str]] = None,
+                   look: figures.FrameLook = figures.FrameLook()) -> None:
     """The forecast as a GIF beside its inputs (and, on the left, `beside`: a residual model's
     first guess, else the last observed frame held), or an .npz (radar: the shared PV encoding
     with times and rain rate; else uint8 frames), written beside and renamed when complete."""
@@ -146,7 +166,8 @@ def write_forecast(cfg, frames: np.ndarray, pred: np.ndarray, times, out_path: P
         with atomic_path(out_path, keep_suffix=True) as tmp:
             if out_path.suffix == ".gif":
                 left, label = beside or (np.repeat(frames[-1:], len(pred), axis=0), "last observed")
-                figures.sequence_gif(frames, left, pred, tmp, "forecast", labels=(label, "forecast"))
+                figures.sequence_gif(frames, left, pred, tmp, "forecast", labels=(label, "forecast"),
+                                     look=look)
             elif cfg.dataset == "radar":
                 write_radar_forecast(tmp, unit_to_dbz(pred), forecast_times(times, len(pred)),
                                      pixel_km=cfg.block_size if cfg.radar_recipe == "blocks" else None)

@@ -176,7 +176,7 @@ def test_predict_gif_shows_the_first_guess_or_the_last_frame_never_a_truth(tmp_p
     from nowcast import figures, predict
     seen = {}
     monkeypatch.setattr(figures, "sequence_gif",
-                        lambda inputs, left, pred, path, split, labels: seen.update(
+                        lambda inputs, left, pred, path, split, labels, look: seen.update(
                             left=left, pred=pred, labels=labels) or Path(path).write_bytes(b"gif"))
     frames = (np.random.default_rng(0).random((4, 16, 16)) * 255).astype(np.uint8)
     np.savez(tmp_path / "in.npz", frames=frames)

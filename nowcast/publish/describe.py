@@ -116,7 +116,7 @@ def as_ran(run: Run) -> dict[str, Any]:
     """A run's parameters as it ran: a field its params.yaml predates at its default, a field
     its choosers leave unused as null (runs written before unused fields were nulled said 0.0
     for ss_min without scheduled sampling)."""
-    return {**defaults(), **without_unused(run.params)}
+    return without_unused({**defaults(), **run.params})
 
 
 def varied_params(runs: list[Run]) -> frozenset[str]:

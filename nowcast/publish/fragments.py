@@ -25,6 +25,7 @@ from .intervals import (equal_budget_table, first_guess_verdicts, interval_table
                         statistics_paragraph)
 from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
 from .tables import results_table, skill_table, table_keys
+from .findings import conclusion_lines, findings_section
 from .uncertainty import baseline_items, seed_groups, uncertainty
 
 # By Run.state (progress.STATES and STALE, as `nowcast status` shows them)
@@ -121,7 +122,8 @@ def per_lead_for(group: str, runs: list[Run], out: Path) -> Optional[Path]:
     return out
 
 
-def results_section(group: str, runs: list[Run], gen: Path) -> str:
+def results_section(group: str, runs: list[Run], gen: Path, found: Optional[list] = None) -> str:
+    """One protocol group's tables, figures and findings; its conclusions appended to `found`."""
     parts = [f"## {esc(protocol_or_none(group).title)} {{#sec-results-{group}}}\n"]
     if group == "none":
         declared = sorted({r.protocol for r in runs})
@@ -145,16 +147,32 @@ def results_section(group: str, runs: list[Run], gen: Path) -> str:
              paired_table(group, runs, f"tbl-paired-{group}", bootstraps),
              first_guess_verdicts(group, runs, bootstraps),
              equal_budget_table(group, runs, f"tbl-budget-{group}"),
-             splits_table(group, runs, f"tbl-splits-{group}")]
+             splits_table(group, runs, f"tbl-splits-{group}"),
+             f"### Findings, {esc(protocol_or_none(group).title)} {{#sec-findings-{group}}}\n\n"
+             + findings_section(group, runs)]
+    if found is not None:
+        found += [(group, line) for line in conclusion_lines(group, runs, bootstraps)]
     return "\n".join(parts + [t for t in extra if t])
 
 
-def results(runs: list[Run], gen: Path) -> str:
+def results(runs: list[Run], gen: Path, found: Optional[list] = None) -> str:
     done = _completed(runs)
     if not done:
         return "*No run has completed yet: tables and figures appear here once one does.*\n"
     return "\n".join([statistics_paragraph()] + [
-        results_section(g, [r for r in done if r.group == g], gen) for g in _groups(runs)])
+        results_section(g, [r for r in done if r.group == g], gen, found) for g in _groups(runs)])
+
+
+def conclusion(found: list[tuple[str, str]]) -> str:
+    """What the runs found, protocol by protocol (findings.conclusion_lines), for the
+    conclusion: generated from the runs present, every claim with its paired evidence above."""
+    if not found:
+        return "No completed run holds scores to conclude from yet.\n"
+    out = []
+    for group in dict.fromkeys(g for g, _ in found):
+        out.append(f"**{esc(protocol_or_none(group).title)}.** "
+                   + " ".join(line for g, line in found if g == group))
+    return "\n\n".join(out) + "\n"
 
 
 def _val_curve(run: Run) -> list[tuple[float, float]]:
@@ -261,10 +279,12 @@ def write_report_fragments(runs: list[Run], gen: Path) -> dict[str, Path]:
     """Every generated fragment and figure of the report; returns name -> path."""
     gen.mkdir(parents=True, exist_ok=True)
     copy_artifacts([r for r in runs if r.status != "running"], gen)
+    found: list[tuple[str, str]] = []
     frags = {"summary.md": summary(runs), "runs.md": runs_table(runs),
              "models.md": models_table(runs), "experiments.md": params_table(runs),
-             "results.md": results(runs, gen), "training.md": training(runs, gen),
+             "results.md": results(runs, gen, found), "training.md": training(runs, gen),
              "provenance.md": provenance(runs), "data_used.md": data_used(runs)}
+    frags["conclusion.md"] = conclusion(found)
     for name, text in frags.items():
         write_if_changed(gen / name, text)
     return {name: gen / name for name in frags}

@@ -94,7 +94,8 @@ def equal_budget_table(group: str, runs: list[Run], ident: str) -> Optional[str]
     run minus the second on the same test items, paired bootstrap interval and verdict."""
     keys = paired_keys(group, runs)
     pairs = [h for a, b in equal_budget_pairs(runs) if (h := head_to_head(a, b)) is not None]
-    rows = [[esc(h.a.label), esc(h.b.label), f"{h.a.params['time_budget_min']:g}"]
+    rows = [[esc(h.a.label), esc(h.b.label), f"{h.a.params['time_budget_min']:g}",
+             f"{_steps(h.a)} / {_steps(h.b)}"]
             + [_verdict_cell(h.paired.get(k)) for k in keys]
             + [count_verdicts(h.leads.get(keys[0])) or "–"] for h in pairs] if keys else []
     if not rows:
@@ -104,10 +105,17 @@ def equal_budget_table(group: str, runs: list[Run], ident: str) -> Optional[str]
                "same time budget on the same data, scored on the same test items, with the 95 % "
                "paired bootstrap interval of the difference; better or worse (for the first "
                "model) when it excludes 0; the last column counts the same test at each lead "
-               f"time for {esc(metric_label(keys[0]))}. Where each trained, and for how long: "
+               f"time for {esc(metric_label(keys[0]))}; Steps: the optimiser steps each took in those "
+               "minutes (load on a shared machine moves them). Where each trained, and for how long: "
                "the models table. " + data_note(runs))
-    return table(["Model", "Against", "Budget (min)"] + [metric_heading(k) for k in keys]
-                 + ["By lead"], rows, caption, ident, align="lll" + "r" * len(keys) + "l")
+    return table(["Model", "Against", "Budget (min)", "Steps"] + [metric_heading(k) for k in keys]
+                 + ["By lead"], rows, caption, ident, align="llll" + "r" * len(keys) + "l")
+
+
+def _steps(run: Run) -> str:
+    """The optimiser steps a run took (under a time budget, load moves them 2x)."""
+    steps = metrics_value(run, "training", "steps")
+    return f"{steps:,}" if isinstance(steps, int) and not isinstance(steps, bool) else "?"
 
 
 def _ood_label(runs: list[Run]) -> str:

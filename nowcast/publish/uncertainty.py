@@ -25,7 +25,7 @@ from ..protocols import (IMAGE_BASELINES, KNMI_SPLITS, KNMI_WINDOWS_PER_EVENT, R
 from ..paths import JobPaths
 from ..options import NON_SEMANTIC
 from ..results import Run
-from .describe import is_baseline, metrics_value
+from .describe import as_ran, is_baseline, metrics_value
 from .markdown import esc, fmt_value
 
 SEED_IGNORED = NON_SEMANTIC | {"seed"}  # a seed group: runs that differ in their seed alone
@@ -87,7 +87,9 @@ class SeedGroup:
 
 
 def group_key(run: Run) -> str:
-    same = {k: v for k, v in sorted(run.params.items()) if k not in SEED_IGNORED}
+    """What makes runs one experiment: their params as they ran (a field an older params.yaml
+    lacks at its default) except SEED_IGNORED, protocol group, data and architecture."""
+    same = {k: v for k, v in sorted(as_ran(run).items()) if k not in SEED_IGNORED}
     return json.dumps([run.group, run.data, metrics_value(run, "architecture"), same], default=str,
                       sort_keys=True)
 
@@ -315,10 +317,24 @@ def equal_budget_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
             and metrics_value(a, "data") == metrics_value(b, "data")]
 
 
-def head_to_head(a: Run, b: Run) -> Optional[HeadToHead]:
+def arm_scores(runs: list[Run]) -> Optional[dict[str, np.ndarray]]:
+    """The per-item test arrays of runs that repeat one experiment (seeds), averaged over the
+    runs item by item; None unless every run has them, alike in keys and shapes."""
+    arms = [_test_scores(r) for r in runs]
+    if not arms or not all(arms) or any(set(a) != set(arms[0]) for a in arms):
+        return None
+    if any(a[k].shape != arms[0][k].shape for a in arms for k in a):
+        return None
+    return {k: np.mean([a[k] for a in arms], axis=0) for k in arms[0]}
+
+
+def head_to_head(a: Run, b: Run, sa: Optional[dict] = None, sb: Optional[dict] = None
+                 ) -> Optional[HeadToHead]:
     """a minus b with paired bootstrap intervals (the same resampled sequences or events for
-    both), from their scores.npz; None where either has none or their test items differ."""
-    sa, sb = _test_scores(a), _test_scores(b)
+    both), from their scores.npz (or the arrays `sa`, `sb` given: arm_scores of seed groups);
+    None where either has none or their test items differ."""
+    sa = sa if sa is not None else _test_scores(a)
+    sb = sb if sb is not None else _test_scores(b)
     if not sa or not sb:
         return None
     try:

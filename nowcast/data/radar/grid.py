@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -157,15 +158,22 @@ def prepared_events(path: Path, recipe: str = "blocks", block_size: int = 4) -> 
     return _prepared(path, path.stat().st_mtime_ns, recipe, block_size)
 
 
+class RadarInput(NamedTuple):
+    """One event prepared for a forecast."""
+    dbz: np.ndarray                 # float32 (T, H, W), NaN = no data
+    valid: np.ndarray               # bool (T, H, W)
+    times: np.ndarray | None        # datetime64[m] (T,), None if unknown
+    source: str                     # the service that made it (meta.source): credited where shown
+
+
 def read_radar_input(path, recipe: str = "blocks", block_size: int = 4, event: int = -1
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                     ) -> RadarInput:
     """Radar input for a forecast: one event (by default the latest) of an .npz/.npy file, a
-    native file, a folder or a list of native files, on the recipe's grid (`prepare`).
-    Returns (dBZ float32 (T, H, W) with NaN = no data, valid mask, times (T,) or None)."""
+    native file, a folder or a list of native files, on the recipe's grid (`prepare`)."""
     events = read_radar(path)
     try:
         pv, times = events.frames[event], events.times[event]
     except IndexError:
         raise NowcastError(f"{events.path}: has {len(events)} events, no event {event}") from None
     dbz = prepare(pv, recipe, block_size)
-    return dbz, np.isfinite(dbz), times
+    return RadarInput(dbz, np.isfinite(dbz), times, events.source)

@@ -25,6 +25,7 @@ class RadarWindows:
     start: np.ndarray          # first frame of the window in its event
     times: np.ndarray | None   # datetime64[m] (N, T), when the file has times
     path: Path
+    source: str = ""            # the service that made the data (meta.source): credited where shown
 
 
 def window_starts(length: int, window: int, stride: int) -> range:
@@ -43,7 +44,7 @@ def cut_windows(events: RadarEvents, which: Iterable[int], window: int, stride: 
     if all(events.times[e] is not None for e, _ in rows):
         times = np.stack([events.times[e][s:s + window] for e, s in rows])
     return RadarWindows(stack, np.array([e for e, _ in rows]), np.array([s for _, s in rows]),
-                        times, events.path)
+                        times, events.path, events.source)
 
 
 def chronological_split(n_events: int, path: Path) -> dict[str, list[int]]:

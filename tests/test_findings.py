@@ -1,0 +1,87 @@
+"""Findings (issue 55 item 1) over the committed reference runs: experiments that differ in one
+parameter get a sentence with the paired evidence; more fields are named as confounded; a
+field an older params.yaml lacks counts as its default; arms of several seeds are averaged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nowcast.publish import findings, uncertainty
+from nowcast.results import find_runs
+
+REFERENCE = Path(__file__).resolve().parents[1] / "reference_results"
+
+
+@pytest.fixture(scope="module")
+def runs():
+    found = find_runs([REFERENCE])
+    if not any(r.job_id == "knmi-abl-gated-csi" for r in found):
+        pytest.skip("reference_results/knmi-abl-* absent")
+    return found
+
+
+def by_job(runs, job):
+    return next(r for r in runs if r.job_id == job)
+
+
+def pair_of(pairs, a, b):
+    return next(p for p in pairs if {p.a.runs[0].job_id, p.b.runs[0].job_id} == {a, b})
+
+
+def test_a_field_an_older_params_file_lacks_counts_as_its_default(runs):
+    old, new = by_job(runs, "mmnist-t-cpu-p4"), by_job(runs, "mmnist-t-cpu-p4-seed1")
+    assert "first_guess" not in old.params and new.params.get("first_guess") is None
+    groups = uncertainty.seed_groups([old, new])
+    assert len(groups) == 1 and groups[0].n == 2
+
+
+def test_one_field_apart_is_a_finding_with_the_paired_difference(runs):
+    pairs = findings.pairs(runs)
+    p = pair_of(pairs, "knmi-abl-free-csi", "knmi-abl-gated-csi")
+    assert list(p.fields) == ["correction"] and p.evidence is not None
+    a, b = p.a.runs[0], p.b.runs[0]
+    diff = a.metrics["mean"]["csi_20"] - b.metrics["mean"]["csi_20"]
+    sign = 1 if a.job_id == "knmi-abl-free-csi" else -1
+    assert p.evidence.paired["csi_20"].difference.estimate == pytest.approx(diff, abs=1e-9)
+    assert sign * diff < 0 and p.evidence.paired["csi_20"].verdict == ("worse" if sign > 0 else "better")
+    text = findings.findings_section("knmi-30-60", runs)
+    assert "**correction** free rather than gated" in text.replace("\\", "")
+    assert "400 steps" in text and "one run per arm" in text
+
+
+def test_a_field_set_only_because_another_differs_is_not_a_second_difference(runs):
+    p = pair_of(findings.pairs(runs), "knmi-abl-gated-csi", "knmi-abl-gated-mse")
+    assert list(p.fields) == ["loss"] and list(p.dependent) == ["csi_weight"]
+    sentence = findings.sentence(p, ["csi_20"]).replace("\\", "")
+    assert "(with csi_weight 0.5)" in sentence
+
+
+def test_experiments_apart_in_several_fields_are_named_not_compared(runs):
+    p = pair_of(findings.pairs(runs), "knmi-30-60-cpu-p4", "knmi-30-60-cpu-p4-bal")
+    assert set(p.fields) == {"loss", "time_budget_min"} and p.evidence is None
+    assert p not in findings.findings(runs)
+    text = findings.findings_section("knmi-30-60", runs).replace("\\", "")
+    assert "| knmi-30-60-cpu-p4 | knmi-30-60-cpu-p4-bal | loss, time_budget_min |" in text
+
+
+def test_arms_of_several_seeds_average_their_items(runs):
+    a, b = by_job(runs, "mmnist-t-cpu-p4"), by_job(runs, "mmnist-t-cpu-p4-seed1")
+    mean = uncertainty.arm_scores([a, b])
+    sa, sb = uncertainty._test_scores(a), uncertainty._test_scores(b)
+    key = next(k for k in sa if np.ndim(sa[k]) == 2)
+    np.testing.assert_allclose(mean[key], (sa[key] + sb[key]) / 2)
+
+
+def test_the_conclusion_says_whether_training_added_skill(runs):
+    knmi = [r for r in runs if r.group == "knmi-30-60" and r.status == "completed"]
+    scored = uncertainty.baseline_items(knmi)
+    boots = [(r, u) for r in knmi if (u := uncertainty.uncertainty(r, scored)) is not None]
+    lines = findings.conclusion_lines("knmi-30-60", knmi, boots)
+    residual = [r for r, _ in boots if r.params.get("residual")]
+    added = [r for r, u in boots if r.params.get("residual") and findings._added(u, r, ["csi_20", "fss_20_5"])]
+    said = next(line for line in lines if "residual models added skill" in line)
+    assert said.startswith(f"{len(added)} of {len(residual)} residual models")
+    assert any("correction free rather than gated" in line.replace("\\", "") for line in lines)
