@@ -20,6 +20,7 @@ from .describe import (as_ran, headline, is_baseline, metric_heading, metrics_va
 from .incremental import copy_artifacts, inputs_digest, private_build
 from .markdown import esc, table, value_text
 from .render import include_path, run_tool
+from .talk import talk_slides
 from .report import read_all
 from .uncertainty import fmt_pm, headline_keys, seed_groups
 
@@ -133,16 +134,19 @@ def summary_slides(runs: list[Run]) -> list[str]:
 
 
 def write_slide_fragments(runs: list[Run], gen: Path) -> Path:
-    """_generated/experiments.md (the HTML deck's: images inside) and experiments.pdf.md (the
-    PDF deck's: frame strips by path); returns the first."""
+    """_generated/talk.md (the talk: talk.talk_slides) and experiments.md (the backup: every
+    run's slides), each as the HTML deck has them (images inside) and as the PDF deck's
+    .pdf.md (frame strips by path); returns experiments.md."""
     gen.mkdir(parents=True, exist_ok=True)
     visible = [r for r in runs if r.status != "running"]
     copy_artifacts(visible, gen, SLIDE_FILES)
-    for embed, name in ((True, "experiments.md"), (False, PDF_VARIANT.format("experiments"))):
-        slides = ([s for r in visible for s in run_slides(r, gen, embed)]
+    for embed, suffix in ((True, ".md"), (False, ".pdf.md")):
+        talk, overflow = talk_slides(visible, gen, embed, _image, _media)
+        write_if_changed(gen / f"talk{suffix}", "\n---\n\n".join(talk) + "\n")
+        slides = (overflow + [s for r in visible for s in run_slides(r, gen, embed)]
                   + comparison_slides(visible) + summary_slides(runs))
-        write_if_changed(gen / name, ("\n---\n\n".join(slides) if slides
-                                      else "### No results yet\n") + "\n")
+        write_if_changed(gen / f"experiments{suffix}", ("\n---\n\n".join(slides) if slides
+                                                       else "### No results yet\n") + "\n")
     return gen / "experiments.md"
 
 

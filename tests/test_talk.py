@@ -1,0 +1,50 @@
+"""The deck as a talk (issue 55 item 5): per protocol the best model against the baselines with
+its per-lead figure, a forecast, the findings; the conclusions; at most TALK_SLIDES slides before
+the Backup divider whatever the number of runs, the rest behind it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nowcast.publish import slides, talk
+from nowcast.results import find_runs
+
+REFERENCE = Path(__file__).resolve().parents[1] / "reference_results"
+
+
+@pytest.fixture(scope="module")
+def runs():
+    found = find_runs([REFERENCE])
+    if not any(r.group == "knmi-30-60" for r in found):
+        pytest.skip("reference_results absent")
+    return found
+
+
+def count(text: str) -> int:
+    return text.count("\n---\n") + 1
+
+
+def test_the_talk_fits_before_the_backup_and_tells_the_story(runs, tmp_path):
+    slides.write_slide_fragments(runs, tmp_path)
+    text = (tmp_path / "talk.md").read_text()
+    deck = (Path(slides.repo_root()) / "slides" / "deck.md").read_text()
+    before = deck.split("<!-- include: _generated/talk.md -->")[0]
+    assert before.count("\n---\n") - 1 == talk.FIXED_SLIDES  # front matter, then the fixed slides
+    assert talk.FIXED_SLIDES + count(text) <= talk.TALK_SLIDES
+    assert deck.index("_generated/talk.md") < deck.index("## Backup") < deck.index("_generated/experiments.md")
+    plain = text.replace("\\", "")
+    assert "KNMI-30/60: radar nowcasting, 30 min in, 60 min out: the best model against the baselines" in plain
+    assert "model − torch_extrapolation" in plain and "talk-per-lead-knmi-30-60.png" not in plain  # embedded
+    assert "a test forecast of" in plain and "one parameter at a time" in plain
+    assert plain.rstrip().split("\n---\n")[-1].count("residual models added skill") >= 1
+    pdf = (tmp_path / "talk.pdf.md").read_text()
+    assert "../_generated/talk-per-lead-knmi-30-60.png" in pdf and (tmp_path / "talk-per-lead-knmi-30-60.png").is_file()
+
+
+def test_protocols_past_the_limit_move_behind_the_backup(runs, tmp_path, monkeypatch):
+    monkeypatch.setattr(talk, "TALK_SLIDES", talk.FIXED_SLIDES + 4)
+    shown, backup = talk.talk_slides(runs, tmp_path, False, slides._image, slides._media)
+    assert len(shown) <= 4 and backup
+    assert shown[-1].count("Conclusions") == 1
