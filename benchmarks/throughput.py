@@ -50,9 +50,9 @@ from dataclasses import dataclass, replace
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
 
 from nowcast.config import load_config
+from nowcast.cost import step_flop
 from nowcast.errors import described
 from nowcast.losses import make_loss
 from nowcast.models import compile_cells, count_parameters, get_model
@@ -242,15 +242,11 @@ def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> dict:
 
 
 def count_flops(name: str, workload: dict, device: torch.device) -> int:
-    """FLOP of one training step (torch.utils.flop_counter), counted once per workload on an
-    eager fp32 model: autocast and compilation change how the work is done, not how much."""
+    """FLOP of one training step (nowcast.cost.step_flop, as training records it), counted
+    once per workload on an eager fp32 model of the workload's frames."""
     if name not in FLOPS:
-        cfg, model, optimizer, runtime, frames = build(workload, MODES["seed"], device)
-        counter = FlopCounterMode(display=False)
-        with counter:
-            optimisation_step(model, model, optimizer, make_loss(cfg.loss), runtime,
-                              frames[:, :cfg.k_in], frames[:, cfg.k_in:], grad_clip=cfg.grad_clip)
-        FLOPS[name] = counter.get_total_flops()
+        cfg, model, _, _, frames = build(workload, MODES["seed"], device)
+        FLOPS[name] = step_flop(cfg, frames.shape[-2:], model)
     return FLOPS[name]
 
 

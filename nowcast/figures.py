@@ -89,7 +89,8 @@ def per_lead_plot(metrics: dict, path: Path, names: list[str] | None = None) -> 
 
 # each baseline its own line, so that a legend tells them apart (greys: they are references)
 BASELINE_LINES = {"persistence": ("--", "0.35"), "mean_frame": (":", "0.5"),
-                  "extrapolation": ("-.", "0.2"), "torch_extrapolation": ("-.", "0.6")}
+                  "extrapolation": ("-.", "0.2"), "torch_extrapolation": ("-.", "0.6"),
+                  "sprog": (":", "0.1")}
 
 
 def baseline_line(label: str) -> tuple[str, str]:
@@ -347,3 +348,23 @@ def _radar_colourbar(fig, axes) -> None:
     bar.ax.tick_params(labelsize=6)
     bar.set_label("dBZ (mm/h)", fontsize=6)
     bar.ax.set_yticklabels([f"{v:g} ({rain_rate_label(v)})" for v in levels[::2]])
+
+
+def cost_figure(points: list[tuple], lines: list[tuple[str, float]], metric: str, path: Path) -> None:
+    """A headline metric against training FLOP (log scale): points (label, flop, value, low,
+    high), low/high the seed group's interval or None; lines (label, value): baselines."""
+    with plt.rc_context(REPORT_STYLE):
+        fig, ax = plt.subplots(figsize=(6.2, 3.2), constrained_layout=True)
+        cmap = plt.get_cmap("tab10" if len(points) <= 10 else "tab20")
+        for i, (label, flop, value, low, high) in enumerate(points):
+            err = None if low is None or high is None else [[value - low], [high - value]]
+            ax.errorbar([flop], [value], yerr=err, fmt="o", ms=4, capsize=2,
+                        color=cmap(i % cmap.N), label=label)
+        for label, value in lines:
+            style, grey = baseline_line(label)
+            ax.axhline(plottable(value), ls=style, color=grey, lw=1.1, label=label)
+        ax.set_xscale("log")
+        ax.set(xlabel="training FLOP", ylabel=metric)
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside right center")
+        fig.savefig(path)
+        plt.close(fig)

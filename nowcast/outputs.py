@@ -23,6 +23,7 @@ import torch
 from . import figures
 from .checkpoint import model_file
 from .config import Config
+from .cost import run_cost, step_flop, training_frame_shape
 from .distributed import rank_world
 from .forecast import forecast
 from .models import count_parameters
@@ -131,6 +132,7 @@ def write_training_outputs(cfg: Config, data, model, runtime, paths: JobPaths, r
     sample_figures(cfg, data, model, runtime, paths)
     model_file(paths, result.best_state, last_state, model.frame_shape)
     steady = result.steady_sequences_per_s(cfg.batch_size)
+    flop = step_flop(cfg, training_frame_shape(cfg, model.frame_shape))
     write_env(paths, runtime, {
         # the run's, over all its attempts: an earlier attempt ended in training, so its wall
         # time is its training time
@@ -142,7 +144,8 @@ def write_training_outputs(cfg: Config, data, model, runtime, paths: JobPaths, r
         "steady_sequences_per_s": None if steady is None else round(steady, 2),
         "steps": result.steps, "stopped": result.stopped, "stopped_early": result.stopped_early,
         "time_budget_min": cfg.time_budget_min, "deterministic": runtime.deterministic,
-        "processes": rank_world()[1]})
+        "processes": rank_world()[1], **run_cost(cfg, result.steps, flop),
+        "cost_recorded": "at training"})
 
 
 def write_evaluation_outputs(paths: JobPaths, runtime, document: dict, scores: Scores,

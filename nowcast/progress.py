@@ -202,6 +202,17 @@ def in_kernel() -> bool:
     return "ipykernel" in sys.modules and sys.stdout is not sys.__stdout__
 
 
+# erases a terminal line from the cursor on (launch/watch.py redraws its progress line with it)
+CLEAR_LINE = "\x1b[K"
+
+
+def own_line(line: str, stream) -> str:
+    """`line` on a line of its own: on a terminal where a progress line may be drawn in place
+    (papermill's watcher, launch/watch.py), back to its start and cleared first."""
+    isatty = getattr(stream, "isatty", None)
+    return f"\r{CLEAR_LINE}{line}" if isatty is not None and isatty() else line
+
+
 class PlanClock:
     """What a run is about to do, said on stdout before its first step, and after
     1 + MEASURED_STEPS steps how long the whole plan will take: a run launched without a
@@ -250,7 +261,7 @@ forward pass without the backward one), then corrected once the first validation
         line = f"nowcast: {self.name}: {text}"
         self.out(line)
         if in_kernel():  # papermill keeps the kernel's stdout in the notebook: say it outside too
-            print(line, file=sys.__stderr__, flush=True)
+            print(own_line(line, sys.__stderr__), file=sys.__stderr__, flush=True)
 
     def begin(self) -> None:
         self._begun = time.perf_counter()

@@ -398,3 +398,15 @@ def test_the_stop_hint_of_run_is_the_same_command_quoted():
                        "'hidden_sizes=[4, 4]' --set 'name=$(x)'")
     assert shlex.split(command)[2:] == ["params/a b.yaml", "--results", "my results", "--set",
                                         "hidden_sizes=[4, 4]", "--set", "name=$(x)"]
+
+
+def test_a_plan_line_starts_a_line_of_its_own_on_a_terminal():
+    """make demo printed 'modelnowcast: demo-filter-3: ...': the plan line glued to the
+    watcher's progress line drawn in place."""
+    from nowcast.progress import CLEAR_LINE, own_line
+
+    class Tty:
+        def isatty(self):
+            return True
+    assert own_line("nowcast: x: 8 steps", Tty()) == f"\r{CLEAR_LINE}nowcast: x: 8 steps"
+    assert own_line("nowcast: x: 8 steps", object()) == "nowcast: x: 8 steps"

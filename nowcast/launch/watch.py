@@ -15,11 +15,10 @@ from typing import Any, Callable, Optional, TextIO
 
 from .. import results
 from ..paths import JobPaths
-from ..progress import line
+from ..progress import CLEAR_LINE, line
 
 POLL_S = 0.5          # how often the record is read
 PLAIN_EVERY_S = 30.0  # plain lines (not a terminal): at most one per this many seconds per stage
-CLEAR_LINE = "\x1b[K"
 
 
 class ProgressLines:

@@ -25,6 +25,7 @@ from .intervals import (equal_budget_table, first_guess_verdicts, interval_table
                         statistics_paragraph)
 from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
 from .tables import results_table, skill_table, table_keys
+from .costs import cost_figure, cost_table
 from .findings import conclusion_lines, findings_section
 from .uncertainty import baseline_items, seed_groups, uncertainty
 
@@ -140,6 +141,13 @@ def results_section(group: str, runs: list[Run], gen: Path, found: Optional[list
                             "(solid) and baseline (dashed); a model run over several seeds is "
                             "one line, their mean, in a band, the 95 % t interval per lead. "
                             + data_note(runs), f"fig-lead-{group}"))
+    cost = cost_figure(group, runs, gen / "fig" / f"cost-{group}.png")
+    if cost is not None:
+        parts.append(figure(f"_generated/fig/{cost.name}",
+                            f"Skill against cost, {protocol_caption(group)}: the headline "
+                            "metric of each experiment (a seed group: its mean and 95 % t "
+                            "interval) against the FLOP its training took (@tbl-cost); "
+                            "baselines, which train nothing, as lines.", f"fig-cost-{group}"))
     scored = baseline_items(runs)  # baselines of their own pair with runs that lack them
     bootstraps = [(r, u) for r in runs if (u := uncertainty(r, scored)) is not None]  # once per run
     extra = [skill_table(group, runs, f"tbl-skill-{group}"),
@@ -238,7 +246,7 @@ def run_figures(r: Run, gen: Path) -> list[str]:
 
 def training(runs: list[Run], gen: Path) -> str:
     finished = [r for r in runs if r.status != "running"]
-    parts = []
+    parts = [t for t in [cost_table(finished)] if t]
     if val_loss_for(finished, gen / "fig" / "val_loss.png") is not None:
         parts.append(figure("_generated/fig/val_loss.png", "Validation loss during training, "
                             "every run with a history (history.csv).", "fig-val-loss"))

@@ -57,6 +57,9 @@ def _cell(text: Any) -> str:
 
 # the characters a table line holds in the PDF (typst, A4, the report's table font), about
 PAGE_CHARS = 90
+# where typst may break a line inside a cell (Unicode line breaking, UAX 14): at spaces and
+# slashes, and after a hyphen unless a digit follows ("knmi-30-60-" and "2026-12-02" hold)
+LINE_BREAKS = r"[\s/]+|-(?!\d)"
 
 
 def _widths(header: list[str], rows: list[list[str]]) -> list[int]:
@@ -69,7 +72,7 @@ def _widths(header: list[str], rows: list[list[str]]) -> list[int]:
     for i, h in enumerate(header):
         head = max([len(w) for w in h.split()] + [-(-len(h) // 3)])
         cells = [re.sub(r"\[@[^\]]*\]|[*\\]", "", str(r[i])) for r in rows if i < len(r)]
-        words = [len(w) for c in cells for w in re.split(r"[\s/-]+", c)]
+        words = [len(w) for c in cells for w in re.split(LINE_BREAKS, c)]
         least.append(max([head, 3] + words))
         extra.append(max([0] + [min(len(c), 24) - least[-1] for c in cells]))
     spare = max(PAGE_CHARS - sum(least), 0)
