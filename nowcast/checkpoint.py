@@ -21,6 +21,7 @@ from .config import Config, load_config, without_unused
 from .errors import NowcastError, RunStopped, described, first_line
 from .models import get_model
 from .paths import JobPaths
+from .protocols import KNMI_DT_MIN, KNMI_PIXEL_KM
 from .util import atomic_path
 
 # checkpoint.pt: everything a resumed run restores (training.Trainer.save and .resume)
@@ -29,7 +30,7 @@ RESUME_KEYS = ("model", "optimizer", "scheduler", "step", "rng", "config", "hist
                "validation_seconds", "stopped")
 # model.pt: what load_checkpoint reads (the selected weights, the config, the frame size it was
 # built for); a run's own model.pt also keeps the last weights and the optimiser state
-MODEL_KEYS = ("model", "config", "frame_shape")
+MODEL_KEYS = ("model", "config", "frame_shape", "grid")  # grid: radar models only
 
 class CheckpointWriteError(RunStopped):
     """A checkpoint could not be written; the previous one is kept (status `preempted`,
@@ -115,19 +116,22 @@ def save_resume_state(path: str | Path, **state: Any) -> None:
 
 
 def model_file(paths: JobPaths, best_state: dict, last_state: dict,
-               frame_shape: tuple[int, int]) -> None:
+               frame_shape: tuple[int, int], grid: Optional[dict] = None) -> None:
     """model.pt of a completed run: checkpoint.pt's state with the selected weights as
-    `model`, the last ones as `last_model` and the training frames' size (what
-    load_checkpoint rebuilds at); without the history (it is in history.csv)."""
+    `model`, the last ones as `last_model`, the training frames' size (what load_checkpoint
+    rebuilds at) and, for radar, the grid it reads (time step, pixel size: predict checks its
+    input against it); without the history (it is in history.csv)."""
     state = torch.load(paths.checkpoint, map_location="cpu", weights_only=True)
     state.update(model=best_state, last_model=last_state, frame_shape=list(frame_shape))
+    if grid is not None:
+        state["grid"] = dict(grid)
     save_checkpoint({k: v for k, v in state.items() if k not in ("history", "batch_losses")},
                     paths.model)
 
 
 def slim(state: dict) -> dict:
     """MODEL_KEYS of a model.pt: what a forecast needs (reference_results/ ships these)."""
-    return {k: state[k] for k in MODEL_KEYS}
+    return {k: state[k] for k in MODEL_KEYS if k in state}
 
 
 def _readable(path: Path, map_location: Any) -> tuple[Optional[dict], str]:
@@ -207,4 +211,18 @@ def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:
     model = get_model(cfg, frame_shape=shape)
     model.load_state_dict(ckpt["model"])
     model.eval()
+    model.grid = recorded_grid(cfg, ckpt.get("grid"))
     return cfg, model
+
+
+def recorded_grid(cfg: Config, grid: Any) -> dict:
+    """The grid a radar model reads: as its model.pt records it (time step in minutes, pixel
+    size in km, each a positive number or None), else, for a model written before the grid was
+    recorded, the protocol's (KNMI-30/60: 5-minute frames of 4 km blocks of 1 km pixels)."""
+    if isinstance(grid, dict):
+        return {k: grid.get(k) if isinstance(grid.get(k), (int, float))
+                and not isinstance(grid.get(k), bool) and grid.get(k) > 0 else None
+                for k in ("dt_min", "pixel_km")}
+    if cfg.protocol == "knmi-30-60" and cfg.radar_recipe == "blocks":
+        return {"dt_min": KNMI_DT_MIN, "pixel_km": KNMI_PIXEL_KM * cfg.block_size}
+    return {"dt_min": None, "pixel_km": None}

@@ -351,20 +351,20 @@ def _radar_colourbar(fig, axes) -> None:
 
 
 def cost_figure(points: list[tuple], lines: list[tuple[str, float]], metric: str, path: Path) -> None:
-    """A headline metric against training FLOP (log scale): points (label, flop, value, low,
+    """A headline metric against training FLOP: points (label, flop, value, low,
     high), low/high the seed group's interval or None; lines (label, value): baselines."""
     with plt.rc_context(REPORT_STYLE):
         fig, ax = plt.subplots(figsize=(6.2, 3.2), constrained_layout=True)
         cmap = plt.get_cmap("tab10" if len(points) <= 10 else "tab20")
         for i, (label, flop, value, low, high) in enumerate(points):
             err = None if low is None or high is None else [[value - low], [high - value]]
-            ax.errorbar([flop], [value], yerr=err, fmt="o", ms=4, capsize=2,
+            ax.errorbar([flop / 1e15], [value], yerr=err, fmt="o", ms=4, capsize=2,
                         color=cmap(i % cmap.N), label=label)
         for label, value in lines:
             style, grey = baseline_line(label)
             ax.axhline(plottable(value), ls=style, color=grey, lw=1.1, label=label)
-        ax.set_xscale("log")
-        ax.set(xlabel="training FLOP", ylabel=metric)
+        ax.set(xlabel="training PFLOP (10^15 FLOP)", ylabel=metric)
+        ax.set_xlim(left=0)
         fig.legend(*ax.get_legend_handles_labels(), loc="outside right center")
         fig.savefig(path)
         plt.close(fig)

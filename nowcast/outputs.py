@@ -130,7 +130,7 @@ def write_training_outputs(cfg: Config, data, model, runtime, paths: JobPaths, r
     figures.loss_median_plot(result.batch_losses, result.history, cfg.loss, paths.loss_median_png)
     figures.per_lead_plot(metrics, paths.per_lead_png)
     sample_figures(cfg, data, model, runtime, paths)
-    model_file(paths, result.best_state, last_state, model.frame_shape)
+    model_file(paths, result.best_state, last_state, model.frame_shape, getattr(data, "grid", None))
     steady = result.steady_sequences_per_s(cfg.batch_size)
     flop = step_flop(cfg, training_frame_shape(cfg, model.frame_shape))
     write_env(paths, runtime, {

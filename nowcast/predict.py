@@ -116,6 +116,7 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
     look = figures.FrameLook()
     if cfg.dataset == "radar":
         radar = read_radar_input(input_path, cfg.radar_recipe, cfg.block_size)
+        check_grid(input_path, radar.grid, model.grid)
         frames = input_window(dbz_to_unit(radar.dbz), cfg.k_in, input_path)
         times = None if radar.times is None else radar.times[-cfg.k_in:]
         look = figures.FrameLook(radar=True, credit=radar.source, times=valid_times(times, steps),
@@ -138,6 +139,25 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
                   if guess is not None else (np.repeat(frames[-1:], steps, axis=0), "last observed"))
     write_forecast(cfg, frames, pred, times, out_path, beside, look)
     return out_path
+
+
+# pixel sizes this close (relative) are the same grid: 1 km stated as 1.0 or 0.999
+PIXEL_TOLERANCE = 0.01
+
+
+def check_grid(where: str, given: dict, trained: dict) -> None:
+    """Radar input on the grid the model was trained on: the same minutes between frames and
+    the same pixel size (after the recipe's blocks), where both are known; one line naming the
+    input and both values otherwise (a 5-minute model forecasting from 2-minute frames would
+    label every lead 5 minutes on, silently wrong)."""
+    step, want = given.get("dt_min"), trained.get("dt_min")
+    if step and want and step != want:
+        raise NowcastError(f"{where}: frames are {step} min apart; the model was trained on "
+                           f"{want}-minute frames (resample the input to {want} min)")
+    km, want_km = given.get("pixel_km"), trained.get("pixel_km")
+    if km and want_km and abs(km - want_km) > PIXEL_TOLERANCE * want_km:
+        raise NowcastError(f"{where}: pixels of {km:g} km on the model's grid (the file's pixel "
+                           f"size x block_size); the model was trained on {want_km:g} km pixels")
 
 
 def coverage(valid: np.ndarray, steps: int) -> np.ndarray:

@@ -190,6 +190,7 @@ KNMI_EVAL_STRIDE = 6            # test windows start every 6 frames
 # event order (data/radar/windows.py): a folder without per-window event ids is read this way
 KNMI_WINDOWS_PER_EVENT = 4
 KNMI_DT_MIN = 5                 # minutes between frames
+KNMI_PIXEL_KM = 1.0             # the file's pixel size (4 km blocks of 4 x 4 pixels)
 
 
 # the baselines every model is scored beside: radar (baselines.BASELINES implements them), and

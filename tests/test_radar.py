@@ -260,7 +260,7 @@ def test_forecast_file_round_trip(tmp_path, knmi):
     dbz = knmi.split_windows("test").dbz[0, :3]
     path = readers.write_radar_forecast(tmp_path / "forecast.npz", dbz,
                                       readers.forecast_times(minutes(-5, 0), 3))
-    back, mask, times, _ = grid.read_radar_input(path, recipe="native")
+    back, mask, times, _, _ = grid.read_radar_input(path, recipe="native")
     assert np.array_equal(mask, np.isfinite(dbz)) and list(times) == list(minutes(5, 10, 15))
     assert np.allclose(back[mask], dbz[mask], atol=0.25)              # the PV grid is 0.5 dBZ
     with np.load(path) as f:  # the rain rate of the stored frames: 23 dBZ is 1 mm/h

@@ -80,11 +80,11 @@ def cost_figure(group: str, runs: list[Run], out: Path) -> Optional[Path]:
         points.append((g.name, sum(flops) / len(flops), iv.estimate, iv.low, iv.high))
     lines = [(name, b["mean"].get(key)) for name, b, _ in embedded_baselines(runs)
              if isinstance(b.get("mean"), dict) and isinstance(b["mean"].get(key), (int, float))]
-    lines += [(r.label, metrics_value(r, "mean", key)) for r in runs if is_baseline(r)
-              and isinstance(metrics_value(r, "mean", key), (int, float))]
+    lines += [(str(metrics_value(r, "architecture")), metrics_value(r, "mean", key)) for r in runs
+              if is_baseline(r) and isinstance(metrics_value(r, "mean", key), (int, float))]
     if not points:
         return None
-    lines = list(dict((name.split(" (")[0], value) for name, value in lines).items())
+    lines = list(dict(lines).items())  # each baseline once (the same windows: the same score)
     stamp = digest([key, points, lines])
     if needs(out, stamp):
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from ...config import Config, data_dir
 from ...errors import NowcastError
 from ...protocols import KNMI_DT_MIN, KNMI_EVAL_STRIDE, KNMI_FILE, KNMI_SPLITS
 from ..base import Batch
-from .grid import SEED_GAP_MIN, SEED_SIZE, prepared_events
+from .grid import SEED_GAP_MIN, SEED_SIZE, model_grid, prepared_events
 from .readers import RadarEvents
 from .units import dbz_to_unit
 from .windows import RadarWindows, chronological_split, cut_windows, window_starts
@@ -123,6 +123,12 @@ class RadarData:
                             f"in time order {len(splits['train'])}/{len(splits['val'])}/"
                             f"{len(splits['test'])}, {recipe}, {self.frame_shape[0]}x"
                             f"{self.frame_shape[1]}, {cfg.k_in}+{cfg.k_out} frames")
+
+    @property
+    def grid(self) -> dict:
+        """The grid the model is trained on (grid.model_grid): model.pt records it."""
+        events = self.sources["train"][0]
+        return model_grid(events.dt_min, events.pixel_km, self.cfg.radar_recipe, self.cfg.block_size)
 
     @property
     def frame_shape(self) -> tuple[int, int]:

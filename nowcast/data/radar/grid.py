@@ -25,7 +25,7 @@ from .units import PV_NO_DATA, TWICE_DBZ_OF_PV, pv_to_dbz
 
 SEED_GAP_MIN = 10               # the seed's recipe: a new sequence where frames are > 10 min apart
 SEED_SIZE = 128                 # the seed's recipe: frames resized to 128 x 128
-CACHE_VERSION = 2               # bump when the preparation changes: old cache files are then ignored
+CACHE_VERSION = 3               # bump when the preparation changes: old cache files are then ignored
 
 
 # --- spatial recipes -----------------------------------------------------------------------
@@ -110,6 +110,7 @@ def _cache_file(path: Path, recipe: str, block_size: int) -> Path:
 
 def _save_prepared(file: Path, events: RadarEvents) -> None:
     info = dict(dt_min=events.dt_min, source=events.source, stored_event=events.stored_event,
+                pixel_km=events.pixel_km,
                 lengths=[len(f) for f in events.frames], timed=[t is not None for t in events.times])
     times = [t if t is not None else np.full(len(f), np.datetime64("NaT"), "datetime64[m]")
              for f, t in zip(events.frames, events.times)]
@@ -133,7 +134,7 @@ def _load_prepared(file: Path, path: Path) -> RadarEvents | None:
     return RadarEvents(path, [dbz[a:b] for a, b in zip(cuts[:-1], cuts[1:])],
                        [times[a:b] if timed else None
                         for a, b, timed in zip(cuts[:-1], cuts[1:], info["timed"])],
-                       info["dt_min"], info["source"], info["stored_event"])
+                       info["dt_min"], info["source"], info["stored_event"], info["pixel_km"])
 
 
 @functools.lru_cache(maxsize=4)
@@ -158,12 +159,21 @@ def prepared_events(path: Path, recipe: str = "blocks", block_size: int = 4) -> 
     return _prepared(path, path.stat().st_mtime_ns, recipe, block_size)
 
 
+def model_grid(dt_min: int | None, pixel_km: float | None, recipe: str, block_size: int) -> dict:
+    """The grid a model reads, as model.pt records it and predict checks its input against:
+    minutes between frames, and the pixel size after the recipe (blocks: block_size native
+    pixels a side; the seed's resize: unknown). None where unknown."""
+    scaled = pixel_km * block_size if pixel_km and recipe == "blocks" else None
+    return {"dt_min": dt_min, "pixel_km": scaled}
+
+
 class RadarInput(NamedTuple):
     """One event prepared for a forecast."""
     dbz: np.ndarray                 # float32 (T, H, W), NaN = no data
     valid: np.ndarray               # bool (T, H, W)
     times: np.ndarray | None        # datetime64[m] (T,), None if unknown
     source: str                     # the service that made it (meta.source): credited where shown
+    grid: dict                      # model_grid of the input: its time step and pixel size
 
 
 def read_radar_input(path, recipe: str = "blocks", block_size: int = 4, event: int = -1
@@ -176,4 +186,5 @@ def read_radar_input(path, recipe: str = "blocks", block_size: int = 4, event: i
     except IndexError:
         raise NowcastError(f"{events.path}: has {len(events)} events, no event {event}") from None
     dbz = prepare(pv, recipe, block_size)
-    return RadarInput(dbz, np.isfinite(dbz), times, events.source)
+    return RadarInput(dbz, np.isfinite(dbz), times, events.source,
+                      model_grid(events.dt_min, events.pixel_km, recipe, block_size))

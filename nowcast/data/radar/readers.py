@@ -37,6 +37,7 @@ class RadarEvents:
     dt_min: int | None                        # minutes between frames (None if unknown)
     source: str
     stored_event: list[int] = field(default_factory=list)  # the file's event each came from
+    pixel_km: float | None = None             # the stored grid's pixel size (meta), None if unknown
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -111,6 +112,15 @@ def _parse_meta(raw: np.ndarray | None, path: Path) -> dict:
     return meta
 
 
+def meta_pixel_km(meta: dict) -> float | None:
+    """The pixel size a file's meta states in km (`pixel_km`, a positive number); None when it
+    states none or another unit (MRMS: `pixel_deg`)."""
+    km = meta.get("pixel_km")
+    if isinstance(km, bool) or not isinstance(km, (int, float)) or not km > 0:
+        return None
+    return float(km)
+
+
 def check_meta(path: Path) -> None:
     """_parse_meta of an .npz's `meta` alone (read without the frames), for the checks made
     before a run starts (data.check); an unreadable file is left to its reader."""
@@ -132,14 +142,14 @@ def read_array_file(path: Path, max_gap_min: float | None = None) -> RadarEvents
     if times is None:  # no clock: each sequence is an event, in the order stored
         dt_min = int(meta["dt_min"]) if meta.get("dt_min") is not None else None
         return RadarEvents(path, list(frames), [None] * len(frames), dt_min, source,
-                           list(range(len(frames))))
+                           list(range(len(frames))), meta_pixel_km(meta))
     times = np.asarray(times).astype("datetime64[m]")
     if times.shape != frames.shape[:2] and times.shape != frames.shape[1:2]:
         raise NowcastError(f"{path}: 'times' has shape {times.shape}, frames {frames.shape}")
     times = times.reshape(frames.shape[:2])
     dt_min = int(meta.get("dt_min") or _median_step(times) or 0) or None
     gap = max_gap_min if max_gap_min is not None else (dt_min or np.inf)
-    events = RadarEvents(path, [], [], dt_min, source)
+    events = RadarEvents(path, [], [], dt_min, source, pixel_km=meta_pixel_km(meta))
     for index, (seq, stamps) in enumerate(zip(frames, times)):
         events.append_cut(seq, stamps, gap, index)
     return events
