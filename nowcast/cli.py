@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from .errors import EXIT_BAD_INPUT, NowcastError, one_line
 from .limits import DEFAULT_TIMEOUT_S, collective_timeout
-from .protocols import PRESETS, RADAR_BASELINES
+from .protocols import IMAGE_BASELINES, PRESETS, RADAR_BASELINES
 from .publish.render import RENDERERS
 from .status import MAX_WATCH_S, MIN_WATCH_S, show_status
 
@@ -136,8 +136,9 @@ def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="score a checkpoint (or a baseline) on a protocol or data file")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", help="results/<job_id>/model.pt")
-    what.add_argument("--baseline", choices=list(RADAR_BASELINES),
-                      help="score a radar baseline instead of a model")
+    what.add_argument("--baseline", choices=list(dict.fromkeys(RADAR_BASELINES + IMAGE_BASELINES)),
+                      help="score a baseline instead of a model: radar ones on knmi-30-60 or "
+                           "--data, persistence and mean_frame on a Moving MNIST protocol")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--protocol", choices=list(PRESETS))
     where.add_argument("--data", help="an (N,T,H,W) uint8 .npz (radar: the shared PV encoding)")

@@ -1,5 +1,6 @@
-"""`nowcast evaluate`: score a trained checkpoint, or a radar baseline, on a protocol's test
-split or on a data file; the scores go to a results folder of their own."""
+"""`nowcast evaluate`: score a trained checkpoint, or a baseline (radar, or an image one on
+Moving MNIST), on a protocol's test split or on a data file; the scores go to a results folder
+of their own."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from .data import get_data
 from .errors import NowcastError, first_line
 from .forecast import forecast
 from .paths import JobPaths
-from .protocols import PRESETS
+from .protocols import IMAGE_BASELINES, PRESETS
 from .runtime import resolve_runtime
-from .scoring import Scores, score_test_split
+from .scoring import Scores, image_baseline_scores, score_test_split
 
 
 def evaluation_config(train_cfg: dict, protocol: str | None, data_file: str | None,
@@ -87,9 +88,11 @@ def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file:
 
 def evaluate_baseline(name: str, protocol: str | None = None, data_file: str | None = None,
                       results_dir: str = "results", job_id: str | None = None) -> Path:
-    """Score persistence or optical-flow extrapolation on KNMI-30/60 or another radar file."""
+    """Score a baseline alone: a radar one (persistence, extrapolation, torch_extrapolation,
+    sprog) on KNMI-30/60 or another radar file, an image one (persistence, mean_frame) on a
+    Moving MNIST protocol's test split."""
     if protocol not in (None, "knmi-30-60"):
-        raise NowcastError(f"--baseline scores radar: use --protocol knmi-30-60 or --data FILE, not {protocol}")
+        return evaluate_image_baseline(name, protocol, results_dir, job_id)
     cfg = load_config(values=dict(name=f"{name} @ {protocol or Path(data_file).name}",
                                   protocol="knmi-30-60", dataset="radar", data_file=data_file or "",
                                   results_dir=results_dir, job_id=job_id), check_model=False)
@@ -97,4 +100,22 @@ def evaluate_baseline(name: str, protocol: str | None = None, data_file: str | N
         fields, per_window, seconds = run_baseline_evaluation(name, cfg)
         return Scores(None, fields, per_window), outputs.metrics_document(
             fields, outputs.identity(cfg, architecture=name), seconds=seconds)
+    return write_evaluation(cfg, score)
+
+
+def evaluate_image_baseline(name: str, protocol: str, results_dir: str, job_id: str | None) -> Path:
+    """An image baseline on a Moving MNIST protocol's test split, in a folder of its own."""
+    if name not in IMAGE_BASELINES:
+        raise NowcastError(f"baseline '{name}' scores radar; on {protocol} the baselines are: "
+                           f"{', '.join(IMAGE_BASELINES)}")
+    cfg = load_config(values=dict(name=f"{name} @ {protocol}", protocol=protocol,
+                                  results_dir=results_dir, job_id=job_id), check_model=False)
+    data = get_data(cfg)
+
+    def score() -> tuple[Scores, dict]:
+        started = time.time()
+        scores = image_baseline_scores(cfg, data, name)
+        return scores, outputs.metrics_document(
+            scores.metrics, outputs.identity(cfg, data, architecture=name),
+            seconds=round(time.time() - started, 2))
     return write_evaluation(cfg, score)

@@ -131,6 +131,14 @@ def image_baselines(data, k_in: int, k_out: int) -> dict[str, ImageMetrics]:
     return out
 
 
+def image_baseline_scores(cfg: Config, data, name: str) -> Scores:
+    """One image baseline (persistence, mean_frame) scored alone on the test split, by the
+    models' metrics on the same sequences (`nowcast evaluate --baseline` on Moving MNIST)."""
+    b = cached_image_baselines(data, cfg.k_in, cfg.k_out)[name]
+    return Scores(None, dict(b.result(), headline=get_protocol(cfg.protocol).headline,
+                             n_sequences=len(data.split("test").frames)), b.per_sequence())
+
+
 def cached_image_baselines(data, k_in: int, k_out: int) -> dict[str, ImageMetrics]:
     """image_baselines once per data object (evaluate may score several models on it)."""
     known = _baseline_cache.setdefault(data, {})

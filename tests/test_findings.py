@@ -85,3 +85,27 @@ def test_the_conclusion_says_whether_training_added_skill(runs):
     said = next(line for line in lines if "residual models added skill" in line)
     assert said.startswith(f"{len(added)} of {len(residual)} residual models")
     assert any("correction free rather than gated" in line.replace("\\", "") for line in lines)
+
+
+def test_one_row_per_baseline_per_protocol_and_data(runs):
+    """MMNIST-T listed persistence twice and mean_frame three times (scored beside each model
+    by the code of its day): a baseline folder of its own is the one row."""
+    from nowcast.publish.tables import results_table
+    mmnist = [r for r in runs if r.group == "mmnist-t" and r.status == "completed"]
+    if not any(r.job_id == "mmnist-t-persistence" for r in mmnist):
+        pytest.skip("reference_results/mmnist-t-persistence absent")
+    text = results_table("mmnist-t", mmnist, "tbl-x").replace("\\", "")
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert sum("persistence" in row for row in rows) == 1
+    assert sum("mean_frame" in row for row in rows) == 1
+
+
+def test_image_baseline_folders_score_as_the_models_do(runs):
+    """`nowcast evaluate --baseline persistence --protocol mmnist-t`: the committed folders
+    hold exactly the scores today's code gives a model's baselines (the SimVP run is the
+    latest), on the same 2,000 test sequences."""
+    simvp = by_job(runs, "mmnist-t-cpu-simvp").metrics["baselines"]
+    for job, name in (("mmnist-t-persistence", "persistence"), ("mmnist-t-mean-frame", "mean_frame")):
+        own = by_job(runs, job)
+        assert own.metrics["architecture"] == name and own.metrics["n_sequences"] == 2000
+        assert own.metrics["mean"] == pytest.approx(simvp[name]["mean"], rel=1e-9)

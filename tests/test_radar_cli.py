@@ -36,8 +36,9 @@ def test_evaluate_baseline_writes_protocol_scores(tmp_path):
     hits, misses, false_alarms, _ = table[:, thresholds.index(20.0)].sum(0).astype(float)
     np.testing.assert_allclose(hits / (hits + misses + false_alarms), csi, rtol=1e-12)
     assert json.loads((tmp_path / "persist" / "status.json").read_text())["status"] == "completed"
-    bad = nowcast("evaluate", "--protocol", "mmnist-10", "--baseline", "persistence", "--results", str(tmp_path))
-    assert bad.returncode == 2 and "--baseline scores radar" in bad.stderr
+    bad = nowcast("evaluate", "--protocol", "mmnist-10", "--baseline", "sprog", "--results", str(tmp_path))
+    assert bad.returncode == 2 and "baseline 'sprog' scores radar" in bad.stderr
+    assert not any(tmp_path.glob("sprog*"))
 
 
 def test_predict_radar_in_pv_encoding(tmp_path):

@@ -7,13 +7,12 @@ the keys `results.py` and `experiment.py` write, and are returned as escaped mar
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 from .. import options
 from ..config import defaults, without_unused
 from ..options import NON_SEMANTIC
-from ..protocols import METRICS, RADAR_BASELINES, metric_label, protocol_or_none
+from ..protocols import IMAGE_BASELINES, METRICS, RADAR_BASELINES, metric_label, protocol_or_none
 from ..results import Run
 from ..util import duration
 from .markdown import esc, fmt_value
@@ -63,8 +62,12 @@ def trained_on(run: Run) -> str:
     return esc(f"{name}, {took}" if took else name)
 
 
+BASELINES = tuple(dict.fromkeys(RADAR_BASELINES + IMAGE_BASELINES))  # what evaluate --baseline scores
+
+
 def is_baseline(run: Run) -> bool:
-    return (run.metrics or {}).get("architecture") in RADAR_BASELINES
+    """A folder of a baseline scored alone (`nowcast evaluate --baseline`): nothing trained."""
+    return (run.metrics or {}).get("architecture") in BASELINES
 
 
 def run_label(run: Run) -> str:
@@ -83,7 +86,7 @@ def architecture(run: Run) -> str:
     if arch == "simvp":  # no recurrent stack: its translator and widths
         hs = [f"{p.get('translator') or 'gsta'}", f"S{p.get('hid_S')}", f"T{p.get('hid_T')}",
               f"N{p.get('N_S')}/{p.get('N_T')}"]
-    if isinstance(hs, list) and hs and arch not in RADAR_BASELINES:
+    if isinstance(hs, list) and hs and arch not in BASELINES:
         text += " " + "-".join(str(h) for h in hs)
         fs = p.get("filter_size")
         if isinstance(fs, int):
@@ -142,18 +145,25 @@ def embedded_baselines(runs: list[Run]) -> list[tuple[str, dict, Run]]:
     """The baselines scored inside model runs (metrics.json's `baselines`), each once: one
     entry per name and scores (the same baseline on the same test data is one row, whatever
     number of models were scored beside it), none where a baseline run of its own
-    (reference_results/) already shows the same scores. (name, its metrics, the first run)."""
-    seen = {(metrics_value(r, "architecture"), _scores_key(metrics_value(r, "mean") or {}))
-            for r in runs if is_baseline(r)}
+    (`nowcast evaluate --baseline`, scored with the code of its day) exists for the same test
+    data: that folder is the baseline's one row. (name, its metrics, the first run)."""
+    own = {(metrics_value(r, "architecture"), test_data(r)) for r in runs if is_baseline(r)}
+    seen = set()
     out = []
     for r in runs:
         for name, b in ((metrics_value(r, "baselines") or {}).items() if not is_baseline(r) else ()):
             if isinstance(b, dict) and isinstance(b.get("mean"), dict):
                 key = (name, _scores_key(b["mean"]))
-                if key not in seen:
+                if key not in seen and (name, test_data(r)) not in own:
                     seen.add(key)
                     out.append((name, b, r))
     return out
+
+
+def test_data(run: Run) -> str:
+    """What a run was tested on: its protocol group and its data description's first clause
+    (the test set; training and validation sources follow it)."""
+    return f"{run.group}: {str(run.data).split(';')[0]}"
 
 
 def baseline_label(name: str, run: Run, entries: list[tuple[str, dict, Run]]) -> str:
@@ -184,22 +194,29 @@ def protocol_caption(group: str) -> str:
     return f"protocol {esc(group)}"
 
 
-def data_note(runs: list[Run]) -> str:
-    """The data of a table's runs: each description once, with the runs it describes when
-    they differ (trained runs add training files; baselines are not trained)."""
-    by_data: dict[str, list[str]] = {}
+# the report's data sets, numbered once per build (number_data_sets): a caption names a data
+# set by its number (D1, D2, ...) and the data section describes each once
+_DATA_SETS: dict[str, str] = {}
+
+
+def number_data_sets(runs: list[Run]) -> dict[str, str]:
+    """Number the distinct data descriptions of `runs` in order of first appearance (D1, D2,
+    ...), for data_note and the data section of this build; returns {description: number}."""
+    _DATA_SETS.clear()
     for r in runs:
-        by_data.setdefault(r.data, []).append(r.job_id)
-    if len(by_data) == 1:
-        return f"Data: {esc(next(iter(by_data)))}."
-    # what they share, to its last "; ": said once, then only what each group adds
-    shared = os.path.commonprefix(list(by_data))
-    if shared not in by_data:  # else one description is the others' start (baselines)
-        shared = shared[:shared.rfind("; ") + 1] if "; " in shared else ""
-    parts = [esc(shared.rstrip("; "))] * bool(shared)
-    parts += [f"{', '.join(esc(j) for j in jobs)}: {esc(data[len(shared):].strip(' ;'))}"
-              for data, jobs in by_data.items() if data[len(shared):].strip(" ;")]
-    return "Data: " + "; ".join(parts) + "."
+        if r.data and r.data not in _DATA_SETS:
+            _DATA_SETS[r.data] = f"D{len(_DATA_SETS) + 1}"
+    return dict(_DATA_SETS)
+
+
+def data_note(runs: list[Run]) -> str:
+    """The data of a table's runs by their numbers in the data section (@tbl-data-sets), each
+    once; a description this build has not numbered is written out."""
+    named = list(dict.fromkeys(_DATA_SETS.get(r.data) or esc(r.data) for r in runs if r.data))
+    if not named:
+        return ""
+    numbered = all(n in _DATA_SETS.values() for n in named)
+    return (f"Data: {', '.join(named)}" + (" (@tbl-data-sets)" if numbered else "") + ".")
 
 
 def metrics_value(run: Run, *path: str) -> Any:

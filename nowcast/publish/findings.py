@@ -16,11 +16,11 @@ from typing import Any, Optional
 
 from ..protocols import direction, metric_label
 from ..results import Run
-from .describe import NOT_LISTED, as_ran, is_baseline, metrics_value
+from .describe import NOT_LISTED, as_ran, is_baseline, metrics_value, test_data
 from .intervals import GUESS_BASELINES
 from .markdown import esc, fmt_value, table, value_text
 from .uncertainty import (SEED_IGNORED, HeadToHead, SeedGroup, arm_scores, count_verdicts,
-                          fmt_interval, head_to_head, headline_keys, seed_groups, test_data)
+                          fmt_interval, head_to_head, headline_keys, seed_groups)
 
 IGNORED = SEED_IGNORED | NOT_LISTED
 SAID = {"better": "better", "worse": "worse", "not distinguishable": "not distinguishable"}

@@ -17,7 +17,7 @@ from ..progress import STALE
 from ..protocols import PROTOCOL_NAMES, protocol_or_none
 from ..results import Run
 from ..util import write_if_changed
-from .describe import (architecture, baseline_label, commit, data_note, device,
+from .describe import (architecture, baseline_label, commit, data_note, device, number_data_sets,
                        embedded_baselines, is_baseline, metrics_value,
                        nondefault_params, protocol_caption, run_label, varied_params, wall)
 from .incremental import copy_artifacts, digest, mark, needs
@@ -225,7 +225,7 @@ def run_figures(r: Run, gen: Path) -> list[str]:
         return []  # a baseline's folder (a per-lead figure only): no empty heading
     label, where = esc(r.label), f"_generated/runs/{r.slug}"
     proto = ((("no protocol" if r.group == "none" else f"protocol {esc(r.group)}")
-              + f"; data: {esc(r.data)}") if r.metrics else "no metrics")
+              + f"; {data_note([r]).rstrip('.')}") if r.metrics else "no metrics")
     parts = [f"### {label} {{#sec-run-{r.slug} .unnumbered}}\n"]
     if r.status != "completed":
         parts.append(f"Status: **{esc(r.state)}**" + (f": {esc(r.error)}" if r.error else "") + "\n")
@@ -272,15 +272,16 @@ def provenance(runs: list[Run]) -> str:
 
 
 def data_used(runs: list[Run]) -> str:
-    """What data the report's runs used, from their metrics.json (the report's prose states
-    the protocols; this says which data each run saw: digits, canvas, radar sources)."""
-    by_data: dict[str, list[Run]] = {}
-    for r in _completed(runs):
-        by_data.setdefault(r.data, []).append(r)
-    if not by_data:
+    """Each data set the report's runs used, once, with its number (describe.number_data_sets:
+    the captions name data sets by it) and the runs that used it."""
+    numbers = number_data_sets(_completed(runs))
+    if not numbers:
         return "*No run has completed yet.*\n"
-    return "\n".join(f"- {esc(data)}: {', '.join(esc(r.label) for r in rs)}"
-                     for data, rs in by_data.items()) + "\n"
+    rows = [[n, esc(data), ", ".join(esc(r.label) for r in _completed(runs) if r.data == data)]
+            for data, n in numbers.items()]
+    return table(["Data", "Description", "Runs"], rows, "The data sets of this report, each "
+                 "described once; tables and figures name them by number.", "tbl-data-sets",
+                 align="lll")
 
 
 def write_report_fragments(runs: list[Run], gen: Path) -> dict[str, Path]:
@@ -288,10 +289,11 @@ def write_report_fragments(runs: list[Run], gen: Path) -> dict[str, Path]:
     gen.mkdir(parents=True, exist_ok=True)
     copy_artifacts([r for r in runs if r.status != "running"], gen)
     found: list[tuple[str, str]] = []
+    data_sets = data_used(runs)  # numbers the data sets every caption names
     frags = {"summary.md": summary(runs), "runs.md": runs_table(runs),
              "models.md": models_table(runs), "experiments.md": params_table(runs),
              "results.md": results(runs, gen, found), "training.md": training(runs, gen),
-             "provenance.md": provenance(runs), "data_used.md": data_used(runs)}
+             "provenance.md": provenance(runs), "data_used.md": data_sets}
     frags["conclusion.md"] = conclusion(found)
     for name, text in frags.items():
         write_if_changed(gen / name, text)

@@ -20,18 +20,17 @@ from typing import Optional
 import numpy as np
 
 from .. import stats
-from ..protocols import (IMAGE_BASELINES, KNMI_SPLITS, KNMI_WINDOWS_PER_EVENT, RADAR_BASELINES,
-                         protocol_or_none)
+from ..protocols import KNMI_SPLITS, KNMI_WINDOWS_PER_EVENT, protocol_or_none
 from ..paths import JobPaths
 from ..options import NON_SEMANTIC
 from ..results import Run
-from .describe import as_ran, is_baseline, metrics_value
+from .describe import BASELINES, as_ran, is_baseline, metrics_value, test_data
 from .markdown import esc, fmt_value
 
 SEED_IGNORED = NON_SEMANTIC | {"seed"}  # a seed group: runs that differ in their seed alone
 # every baseline a model's scores.npz holds beside it (radar: persistence and both extrapolations;
 # Moving MNIST: persistence and the mean training frame)
-PAIRED_BASELINES = tuple(dict.fromkeys(RADAR_BASELINES + IMAGE_BASELINES))
+PAIRED_BASELINES = BASELINES
 UNIT_WORDS = {"sequences": "test sequences", "events": "test events (blocks of windows)",
               "windows": "test windows (event ids not saved: windows resampled one by one)"}
 
@@ -220,12 +219,6 @@ def _test_scores(run: Run) -> Optional[dict[str, np.ndarray]]:
         return None
     per_item = read_scores(path)
     return _test_items(per_item) if per_item else None
-
-
-def test_data(run: Run) -> str:
-    """What a run was tested on: its protocol group and the part of its data description
-    before the first ';' (the test windows; training and validation sources follow it)."""
-    return f"{run.group}: {str(run.data).split(';')[0]}"
 
 
 def baseline_items(runs: list[Run]) -> dict[tuple[str, str], dict[str, np.ndarray]]:
