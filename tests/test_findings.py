@@ -63,8 +63,9 @@ def test_experiments_apart_in_several_fields_are_named_not_compared(runs):
     p = pair_of(findings.pairs(runs), "knmi-30-60-cpu-p4", "knmi-30-60-cpu-p4-bal")
     assert set(p.fields) == {"loss", "time_budget_min"} and p.evidence is None
     assert p not in findings.findings(runs)
-    text = findings.findings_section("knmi-30-60", runs).replace("\\", "")
+    text = findings.confounded_table("knmi-30-60", runs).replace("\\", "")
     assert "| knmi-30-60-cpu-p4 | knmi-30-60-cpu-p4-bal | loss, time_budget_min |" in text
+    assert "@sec-detail-knmi-30-60" in findings.findings_section("knmi-30-60", runs)
 
 
 def test_arms_of_several_seeds_average_their_items(runs):

@@ -69,3 +69,21 @@ def test_columns_are_sized_for_the_words_typst_cannot_break():
     assert re.split(LINE_BREAKS, "knmi-30-60-cpu-p4 2026-12-02") == ["knmi-30-60", "cpu", "p4", "2026-12-02"]
     widths = _widths(["Ended", "Folder"], [["2026-12-02", "reference_results/knmi"]])
     assert widths[0] >= len("2026-12-02") + 3
+
+
+def page_texts(pdf: Path) -> list[str]:
+    n = int(re.search(r"Pages:\s+(\d+)", subprocess.run(["pdfinfo", str(pdf)], capture_output=True,
+                                                        text=True, check=True).stdout).group(1))
+    return [subprocess.run(["pdftotext", "-f", str(i), "-l", str(i), str(pdf), "-"],
+                           capture_output=True, text=True, check=True).stdout for i in range(1, n + 1)]
+
+
+def test_the_main_text_of_the_reference_report_fits_twelve_pages(reference_pdf):
+    """Introduction to conclusion within 12 pages for the committed runs (the tables behind
+    the results and every run's figures are in the appendix)."""
+    pages = page_texts(reference_pdf)
+    toc = next(i for i, t in enumerate(pages) if "Contents" in t or "Introduction" in t)
+    start = next(i for i, t in enumerate(pages) if i > toc and "1. Introduction" in t
+                 and "Appendix" not in t.split("1. Introduction")[0][-200:])
+    appendix = next(i for i, t in enumerate(pages) if i > start and "Appendix: results in detail" in t)
+    assert appendix - start <= 12, f"main text on pages {start + 1}-{appendix}"

@@ -102,8 +102,8 @@ def sentence(p: Pair, keys: list[str]) -> str:
 
 
 def findings_section(group: str, runs: list[Run]) -> str:
-    """The findings of one protocol group as sentences, then the pairs that cannot be
-    separated (two or three fields named; the rest counted)."""
+    """The findings of one protocol group as sentences (the pairs that cannot be separated:
+    confounded_table, in the appendix)."""
     keys = headline_keys(group, runs)
     mine = [p for p in pairs(runs) if p.a.runs[0].group == group]
     single = [p for p in mine if len(p.fields) == 1 and p.evidence is not None]
@@ -116,17 +116,27 @@ def findings_section(group: str, runs: list[Run]) -> str:
     else:
         text.append("No two experiments here differ in one parameter alone: no single "
                     "parameter's effect can be read from these runs.")
+    if any(len(p.fields) > 1 for p in mine):
+        text.append(f"\nPairs that differ in more parameters, which cannot be separated: "
+                    f"@sec-detail-{group}.")
+    return "\n".join(text) + "\n"
+
+
+def confounded_table(group: str, runs: list[Run]) -> Optional[str]:
+    """The pairs of experiments of one protocol group that differ in two or three parameters
+    (named: their effects cannot be told apart), and a count of those that differ in more."""
+    mine = [p for p in pairs(runs) if p.a.runs[0].group == group]
     several = [p for p in mine if 2 <= len(p.fields) <= 3]
+    more = sum(len(p.fields) > 3 for p in mine)
+    text = ""
     if several:
         rows = [[p.a.label, p.b.label, esc(", ".join(p.fields))] for p in several]
-        text.append("\n" + table(["Run", "Against", "Differ in (cannot be separated)"], rows,
-                                 f"Experiments of {esc(group)} that differ in two or three "
-                                 "parameters: their effects cannot be told apart.",
-                                 f"tbl-confounded-{group}", align="lll"))
-    more = sum(len(p.fields) > 3 for p in mine)
+        text = table(["Run", "Against", "Differ in (cannot be separated)"], rows,
+                     f"Experiments of {esc(group)} that differ in two or three parameters: their "
+                     "effects cannot be told apart.", f"tbl-confounded-{group}", align="lll")
     if more:
-        text.append(f"\n{more} other pairs differ in four parameters or more.")
-    return "\n".join(text) + "\n"
+        text += f"\n{more} other pairs differ in four parameters or more.\n"
+    return text or None
 
 
 def _best(keys: list[str], bootstraps: list) -> Optional[tuple[Run, Any]]:

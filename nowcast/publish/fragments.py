@@ -26,7 +26,7 @@ from .intervals import (equal_budget_table, first_guess_verdicts, interval_table
 from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
 from .tables import results_table, skill_table, table_keys
 from .costs import cost_figure, cost_table
-from .findings import conclusion_lines, findings_section
+from .findings import conclusion_lines, confounded_table, findings_section
 from .uncertainty import baseline_items, seed_groups, uncertainty
 
 # By Run.state (progress.STATES and STALE, as `nowcast status` shows them)
@@ -123,8 +123,12 @@ def per_lead_for(group: str, runs: list[Run], out: Path) -> Optional[Path]:
     return out
 
 
-def results_section(group: str, runs: list[Run], gen: Path, found: Optional[list] = None) -> str:
-    """One protocol group's tables, figures and findings; its conclusions appended to `found`."""
+def results_section(group: str, runs: list[Run], gen: Path, found: Optional[list] = None,
+                    detail: Optional[list] = None) -> str:
+    """One protocol group's main results: its table, the per-lead and cost figures, the
+    equal-minute comparisons and the one-parameter findings; the tables behind them (skill,
+    intervals, paired verdicts, first guesses, splits, confounded pairs) appended to `detail`
+    (the appendix), its conclusions to `found`."""
     parts = [f"## {esc(protocol_or_none(group).title)} {{#sec-results-{group}}}\n"]
     if group == "none":
         declared = sorted({r.protocol for r in runs})
@@ -150,25 +154,31 @@ def results_section(group: str, runs: list[Run], gen: Path, found: Optional[list
                             "baselines, which train nothing, as lines.", f"fig-cost-{group}"))
     scored = baseline_items(runs)  # baselines of their own pair with runs that lack them
     bootstraps = [(r, u) for r in runs if (u := uncertainty(r, scored)) is not None]  # once per run
-    extra = [skill_table(group, runs, f"tbl-skill-{group}"),
-             interval_table(group, runs, keys, f"tbl-ci-{group}", bootstraps),
-             paired_table(group, runs, f"tbl-paired-{group}", bootstraps),
-             first_guess_verdicts(group, runs, bootstraps),
-             equal_budget_table(group, runs, f"tbl-budget-{group}"),
-             splits_table(group, runs, f"tbl-splits-{group}"),
+    extra = [equal_budget_table(group, runs, f"tbl-budget-{group}"),
              f"### Findings, {esc(protocol_or_none(group).title)} {{#sec-findings-{group}}}\n\n"
              + findings_section(group, runs)]
+    behind = [skill_table(group, runs, f"tbl-skill-{group}"),
+              interval_table(group, runs, keys, f"tbl-ci-{group}", bootstraps),
+              paired_table(group, runs, f"tbl-paired-{group}", bootstraps),
+              first_guess_verdicts(group, runs, bootstraps),
+              splits_table(group, runs, f"tbl-splits-{group}"),
+              confounded_table(group, runs)]
+    if detail is not None and any(behind):
+        detail.append("\n".join([f"## {esc(protocol_or_none(group).title)} "
+                                 f"{{#sec-detail-{group}}}\n"] + [t for t in behind if t]))
     if found is not None:
         found += [(group, line) for line in conclusion_lines(group, runs, bootstraps)]
     return "\n".join(parts + [t for t in extra if t])
 
 
-def results(runs: list[Run], gen: Path, found: Optional[list] = None) -> str:
+def results(runs: list[Run], gen: Path, found: Optional[list] = None,
+            detail: Optional[list] = None) -> str:
     done = _completed(runs)
     if not done:
         return "*No run has completed yet: tables and figures appear here once one does.*\n"
     return "\n".join([statistics_paragraph()] + [
-        results_section(g, [r for r in done if r.group == g], gen, found) for g in _groups(runs)])
+        results_section(g, [r for r in done if r.group == g], gen, found, detail)
+        for g in _groups(runs)])
 
 
 def conclusion(found: list[tuple[str, str]]) -> str:
@@ -289,12 +299,14 @@ def write_report_fragments(runs: list[Run], gen: Path) -> dict[str, Path]:
     gen.mkdir(parents=True, exist_ok=True)
     copy_artifacts([r for r in runs if r.status != "running"], gen)
     found: list[tuple[str, str]] = []
+    detail: list[str] = []
     data_sets = data_used(runs)  # numbers the data sets every caption names
     frags = {"summary.md": summary(runs), "runs.md": runs_table(runs),
              "models.md": models_table(runs), "experiments.md": params_table(runs),
-             "results.md": results(runs, gen, found), "training.md": training(runs, gen),
+             "results.md": results(runs, gen, found, detail), "training.md": training(runs, gen),
              "provenance.md": provenance(runs), "data_used.md": data_sets}
     frags["conclusion.md"] = conclusion(found)
+    frags["results_detail.md"] = "\n".join(detail) or "*No completed run has scores yet.*\n"
     for name, text in frags.items():
         write_if_changed(gen / name, text)
     return {name: gen / name for name in frags}
