@@ -48,3 +48,12 @@ def test_protocols_past_the_limit_move_behind_the_backup(runs, tmp_path, monkeyp
     shown, backup = talk.talk_slides(runs, tmp_path, False, slides._image, slides._media)
     assert len(shown) <= 4 and backup
     assert shown[-1].count("Conclusions") == 1
+
+
+def test_a_run_slide_says_what_stopped_it_not_the_epochs_it_never_reached(runs):
+    run = next(r for r in runs if r.job_id == "knmi-30-60-cpu-p4-gated-csi")
+    listed = dict(slides.slide_params(run))
+    assert "num_epochs" not in listed and "time_budget_min" not in listed
+    assert listed["trained"] == "2,648 steps, stopped by time budget (95 min)"
+    planned = dict(slides.slide_params(next(r for r in runs if r.job_id == "knmi-abl-gated-csi")))
+    assert planned["trained"] == "400 steps, stopped by plan"

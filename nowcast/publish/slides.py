@@ -17,6 +17,7 @@ from ..paths import JobPaths
 from ..util import atomic_path, repo_root, write_if_changed
 from .describe import (as_ran, headline, is_baseline, metric_heading, metrics_value, nondefault_params,
                        run_label, trained_on, varied_params)
+from .costs import stopped_by
 from .incremental import copy_artifacts, inputs_digest, private_build
 from .markdown import esc, table, value_text
 from .render import include_path, run_tool
@@ -24,8 +25,10 @@ from .talk import talk_slides
 from .report import read_all
 from .uncertainty import fmt_pm, headline_keys, seed_groups
 
+# num_epochs is not listed: a time budget stops most runs long before it (the "trained" line
+# says what stopped each run and after how many steps)
 SLIDE_PARAMS = ["architecture", "hidden_sizes", "filter_size", "patch_size", "stride", "loss",
-                "batch_size", "num_epochs", "curriculum", "initial_lr"]
+                "batch_size", "curriculum", "initial_lr"]
 SLIDE_PARAMS_MAX = 10
 BASELINE_PARAMS = ["dataset", "k_in", "k_out", "radar_recipe", "block_size"]
 ROWS_PER_SUMMARY = 8
@@ -43,10 +46,13 @@ def slide_params(run: Run) -> list[tuple[str, Any]]:
         return [("method", run.metrics.get("architecture"))] + [
             (k, run.params[k]) for k in BASELINE_PARAMS if k in run.params]
     out = [(k, run.params[k]) for k in SLIDE_PARAMS if run.params.get(k) is not None]
+    steps = run.env.get("steps")
+    if isinstance(steps, int):
+        out.append(("trained", f"{steps:,} steps, stopped by {stopped_by(run)}"))
     for k, v in nondefault_params(run).items():
         if len(out) >= SLIDE_PARAMS_MAX:
             break
-        if k not in SLIDE_PARAMS:
+        if k not in SLIDE_PARAMS and k not in ("num_epochs", "time_budget_min"):
             out.append((k, v))
     return out
 
