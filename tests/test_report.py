@@ -425,7 +425,11 @@ def test_one_row_per_baseline_and_data_whatever_float_noise():
         "persistence (a)", "persistence (b)"]
 
 
-def test_the_data_section_says_what_the_runs_used():
+def test_the_data_section_describes_each_data_set_once_and_captions_name_it():
+    """Issue 55: the KNMI description was printed in every caption (15 times): the data
+    section numbers each distinct description once, captions name the numbers."""
+    from types import SimpleNamespace
+    from nowcast.publish.describe import data_note
     from nowcast.publish.fragments import data_used
     from nowcast.results import Run
     runs = [Run(path=Path(n), job_id=n, name=n, status="completed",
@@ -433,22 +437,12 @@ def test_the_data_section_says_what_the_runs_used():
             for n, d in (("a", "fallback digits: 1 digit(s), 32px"), ("b", "fallback digits: 1 digit(s), 32px"),
                          ("c", "KNMI-30/60: 40 test windows"))]
     text = data_used(runs)
-    assert text.splitlines() == ["- fallback digits: 1 digit(s), 32px: a, b", "- KNMI\\-30/60: 40 test windows: c"]
-
-
-def test_a_caption_says_each_data_description_once():
-    """Issue 41: a radar table's caption repeated the whole data description for every run;
-    what the runs share is said once, then what a group of runs adds."""
-    from types import SimpleNamespace as Run
-    from nowcast.publish.describe import data_note
-    base = "KNMI: 40 windows; trained on events 0-7"
-    runs = [Run(job_id="m1", data=base + "; training also on fmi"),
-            Run(job_id="m2", data=base + "; training also on fmi"),
-            Run(job_id="persistence", data=base)]
-    assert data_note(runs) == r"Data: KNMI: 40 windows; trained on events 0\-7; m1, m2: training also on fmi."
-    assert data_note(runs[2:]) == r"Data: KNMI: 40 windows; trained on events 0\-7."
-    assert data_note([Run(job_id="a", data="X one"), Run(job_id="b", data="Y two")]) == \
-        "Data: a: X one; b: Y two."
+    assert "| D1 | fallback digits: 1 digit(s), 32px | a, b |" in text
+    assert "| D2 | KNMI\\-30/60: 40 test windows | c |" in text and "{#tbl-data-sets}" in text
+    assert data_note(runs) == "Data: D1, D2 (@tbl-data-sets)."
+    assert data_note(runs[2:]) == "Data: D2 (@tbl-data-sets)."
+    # a description this build has not numbered is written out (escaped)
+    assert data_note([SimpleNamespace(data="X_one")]) == "Data: X\\_one."
 
 
 def test_table_columns_hold_their_longest_word():
