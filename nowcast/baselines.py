@@ -189,10 +189,9 @@ def baseline_scores(data, names: Sequence[str] = RADAR_BASELINES
     return scores
 
 
-def run_baseline_evaluation(name: str, cfg) -> tuple[dict, dict, float]:
-    """`nowcast evaluate --baseline NAME`: build the data from a Config (protocol knmi-30-60,
-    and/or dataset radar with data_file); the scorer's metrics.json fields, the per-window
-    values and the seconds."""
-    get_baseline(name, among=RADAR_BASELINES)  # fail on a bad name before loading data
-    metrics, verification, seconds = baseline_facts(name, RadarData(cfg))
+def run_baseline_evaluation(name: str, data: RadarData) -> tuple[dict, dict, float]:
+    """`nowcast evaluate --baseline NAME` on radar data (protocol knmi-30-60, or a radar
+    data_file): the scorer's metrics.json fields, the per-window values and the seconds."""
+    get_baseline(name, among=RADAR_BASELINES)
+    metrics, verification, seconds = baseline_facts(name, data)
     return metrics, verification.per_window(), seconds

@@ -11,14 +11,15 @@ from typing import Callable
 import torch
 
 from . import outputs, results
-from .baselines import run_baseline_evaluation
+from .baselines import get_baseline, run_baseline_evaluation
+from .data.radar import RadarData
 from .checkpoint import load_checkpoint
 from .config import load_config, without_unused
 from .data import get_data
 from .errors import NowcastError, first_line
 from .forecast import forecast
 from .paths import JobPaths
-from .protocols import IMAGE_BASELINES, PRESETS
+from .protocols import IMAGE_BASELINES, PRESETS, RADAR_BASELINES
 from .runtime import resolve_runtime
 from .scoring import Scores, image_baseline_scores, score_test_split
 
@@ -96,8 +97,11 @@ def evaluate_baseline(name: str, protocol: str | None = None, data_file: str | N
     cfg = load_config(values=dict(name=f"{name} @ {protocol or Path(data_file).name}",
                                   protocol="knmi-30-60", dataset="radar", data_file=data_file or "",
                                   results_dir=results_dir, job_id=job_id), check_model=False)
+    get_baseline(name, among=RADAR_BASELINES)  # a bad name, then bad data: before any folder
+    data = RadarData(cfg)
+
     def score() -> tuple[Scores, dict]:
-        fields, per_window, seconds = run_baseline_evaluation(name, cfg)
+        fields, per_window, seconds = run_baseline_evaluation(name, data)
         return Scores(None, fields, per_window), outputs.metrics_document(
             fields, outputs.identity(cfg, architecture=name), seconds=seconds)
     return write_evaluation(cfg, score)

@@ -90,3 +90,12 @@ def test_training_records_the_grid_and_predict_holds_it(tmp_path):
     with pytest.raises(NowcastError, match="pixels of 4 km on the model's grid"):
         predict.predict_frames(str(folder / "model.pt"), str(radar_file(tmp_path / "in.npz", 5, 1.0)),
                                3, str(tmp_path / "o.npz"))
+
+
+def test_a_fifo_among_native_radar_files_is_refused_not_read(tmp_path):
+    """Issue 56 item 7: the HDF5 reader opened a FIFO among KNMI files and hung."""
+    import os
+    from nowcast.data.radar.readers import read_radar
+    os.mkfifo(tmp_path / "202102012005.hf5")
+    with pytest.raises(NowcastError, match="202102012005.hf5: not a regular file"):
+        read_radar(tmp_path)

@@ -60,3 +60,13 @@ def test_predict_radar_in_pv_encoding(tmp_path):
     done = nowcast("predict", "--checkpoint", str(checkpoint), "--input", str(RADAR), "--steps", "2",
                    "--out", str(tmp_path / "forecast.gif"))
     assert done.returncode == 0 and (tmp_path / "forecast.gif").stat().st_size > 1000
+
+
+def test_a_baseline_on_data_that_is_not_radar_is_refused_before_any_folder(tmp_path):
+    """Issue 56 item 18: evaluate --baseline on a sequence file left a failed folder."""
+    np.savez(tmp_path / "seq.npz", frames=np.zeros((4, 20, 16, 16), np.uint8))
+    done = nowcast("evaluate", "--baseline", "persistence", "--data", str(tmp_path / "seq.npz"),
+                   "--results", str(tmp_path / "r"), "--job-id", "x")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "no time step" in done.stderr and "5-minute frames" in done.stderr
+    assert not (tmp_path / "r").exists()

@@ -100,8 +100,11 @@ class RadarData:
                                  else list(range(len(test))))}
         for events, _ in self.sources.values():
             if events.dt_min != KNMI_DT_MIN:
-                raise NowcastError(f"{events.path}: frames are {events.dt_min} min apart; protocol "
-                                   f"knmi-30-60 needs {KNMI_DT_MIN} min")
+                step = (f"frames are {events.dt_min} min apart" if events.dt_min else
+                        "no time step (neither 'times' nor meta 'dt_min': radar in the shared PV "
+                        "encoding states them)")
+                raise NowcastError(f"{events.path}: {step}; protocol knmi-30-60 needs "
+                                   f"{KNMI_DT_MIN}-minute frames")
         where = ("events 10-19 (Feb 2021)" if self.follows_protocol else "every event")
         th, tw = test.frames[self.sources["test"][1][0]].shape[-2:]  # the grid scored
         self.description = (

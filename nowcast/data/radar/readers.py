@@ -222,6 +222,8 @@ def native_time(path: Path) -> np.datetime64:
 
 
 def _read_native(path: Path) -> np.ndarray:
+    if not path.is_file():  # a FIFO would hang the reader, a device fill the memory
+        raise NowcastError(f"{path}: not a regular file (a FIFO or a device): not read")
     try:
         return get_reader(path).read(path)
     except NowcastError:
