@@ -11,7 +11,9 @@ with CheckpointWriteError: the folder stays resumable from the last good checkpo
 from __future__ import annotations
 
 import os
+import pickle
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -121,7 +123,7 @@ def model_file(paths: JobPaths, best_state: dict, last_state: dict,
     `model`, the last ones as `last_model`, the training frames' size (what load_checkpoint
     rebuilds at) and, for radar, the grid it reads (time step, pixel size: predict checks its
     input against it); without the history (it is in history.csv)."""
-    state = torch.load(paths.checkpoint, map_location="cpu", weights_only=True)
+    state = safe_load(paths.checkpoint)
     state.update(model=best_state, last_model=last_state, frame_shape=list(frame_shape))
     if grid is not None:
         state["grid"] = dict(grid)
@@ -134,12 +136,29 @@ def slim(state: dict) -> dict:
     return {k: state[k] for k in MODEL_KEYS if k in state}
 
 
+def safe_load(path: str | Path, map_location: Any = "cpu") -> Any:
+    """torch.load without unpickling arbitrary objects (weights_only=True) and without torch's
+    warnings on stderr (a plain pickle's protocol note): the caller says what went wrong."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def unreadable(error: BaseException) -> str:
+    """Why a checkpoint could not be read, in one line: an unpickling error by its type alone
+    (torch's message advises weights_only=False, which would run the file's code: never
+    relayed), anything else described."""
+    if isinstance(error, pickle.UnpicklingError):
+        return f"{type(error).__name__}: not a file of tensors and plain values"
+    return described(error)
+
+
 def _readable(path: Path, map_location: Any) -> tuple[Optional[dict], str]:
     """(checkpoint dict, "") or (None, why not)."""
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = safe_load(path, map_location)
     except Exception as e:  # truncated zip, pickle or format errors: all mean unreadable
-        return None, described(e)
+        return None, unreadable(e)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "step" not in ckpt:
         return None, "not a training checkpoint"
     return ckpt, ""
@@ -180,7 +199,7 @@ def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:
     if Path(path).exists() and not Path(path).is_dir() and not Path(path).is_file():
         raise NowcastError(f"{path}: not a regular file (a FIFO or a device): not read")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = safe_load(path)
     except FileNotFoundError:
         raise NowcastError(f"{path}: no such checkpoint") from None
     except IsADirectoryError:

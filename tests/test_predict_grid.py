@@ -99,3 +99,20 @@ def test_a_fifo_among_native_radar_files_is_refused_not_read(tmp_path):
     os.mkfifo(tmp_path / "202102012005.hf5")
     with pytest.raises(NowcastError, match="202102012005.hf5: not a regular file"):
         read_radar(tmp_path)
+
+
+def test_a_plain_pickle_checkpoint_gets_one_line_and_never_torchs_advice(tmp_path):
+    """Issue 56 item 19: torch printed two warning lines first, and on resume its advice to
+    retry with weights_only=False (which would run the file's code)."""
+    import pickle
+    from nowcast.checkpoint import _readable
+    path = tmp_path / "pk.pt"
+    path.write_bytes(pickle.dumps({"config": {}, "model": {}}, protocol=4))
+    import warnings
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(NowcastError, match="not a nowcast checkpoint"):
+            load_checkpoint(path)
+        ckpt, why = _readable(path, "cpu")
+    assert ckpt is None and "weights_only" not in why and why.startswith("UnpicklingError")
+    assert seen == []
