@@ -410,3 +410,21 @@ def test_a_plan_line_starts_a_line_of_its_own_on_a_terminal():
             return True
     assert own_line("nowcast: x: 8 steps", Tty()) == f"\r{CLEAR_LINE}nowcast: x: 8 steps"
     assert own_line("nowcast: x: 8 steps", object()) == "nowcast: x: 8 steps"
+
+
+def test_a_refused_submission_is_one_line_and_leaves_no_sweep_folder(tmp_path, monkeypatch):
+    """Issue 56 item 19: `sweep --partition nosuch` printed sbatch's two lines and left an
+    unsubmitted .sweeps/<stamp>/ behind."""
+    from types import SimpleNamespace
+    from nowcast.errors import NowcastError
+    from nowcast.launch import slurm
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: "/usr/bin/sbatch")
+    monkeypatch.setattr(slurm.subprocess, "run", lambda *a, **k: SimpleNamespace(
+        returncode=1, stdout="", stderr="sbatch: error: invalid partition specified: nosuch\n"
+                                        "sbatch: error: Batch job submission failed\n"))
+    with pytest.raises(NowcastError) as err:
+        slurm.submit_sweep([str(SMOKE)], results_dir=str(tmp_path / "r"),
+                           partition="nosuch")
+    assert str(err.value) == ("sbatch failed: sbatch: error: invalid partition specified: nosuch / "
+                              "sbatch: error: Batch job submission failed")
+    assert not list((tmp_path / "r").glob(".sweeps/*"))

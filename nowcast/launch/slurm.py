@@ -202,8 +202,10 @@ def _run_sbatch(argv: list[str], dry_run: bool) -> str:
     if dry_run:
         return DRY_RUN_ID
     done = subprocess.run(argv, capture_output=True, text=True, env=sbatch_env(os.environ))
-    if done.returncode != 0:
-        raise NowcastError(f"sbatch failed: {(done.stderr or done.stdout).strip()}")
+    if done.returncode != 0:  # sbatch's lines joined: one line, as every nowcast error
+        said = " / ".join(line.strip() for line in (done.stderr or done.stdout).splitlines()
+                          if line.strip())
+        raise NowcastError(f"sbatch failed: {one_line(said) or f'exit status {done.returncode}'}")
     return done.stdout.strip().split(";")[0]  # --parsable: 'jobid[;cluster]'
 
 
@@ -278,7 +280,11 @@ def submit_sweep(params_paths: list[str], results_dir: Optional[str] = None, par
         train_script=repo_file(SLURM_DIR / "train_array.sbatch"),
         report_script=repo_file(SLURM_DIR / "report.sbatch"), partition=partition, gpus=gpus,
         time=time, account=account, cpus=cpus, sbatch_args=tuple(sbatch_args), launch=launch)
-    array = _run_sbatch(array_command(spec), dry_run)
+    try:
+        array = _run_sbatch(array_command(spec), dry_run)
+    except NowcastError:  # nothing was submitted: no sweep folder is left behind
+        shutil.rmtree(sweep, ignore_errors=True)
+        raise
     out = {"array": array, "report": None, "sweep_dir": str(sweep), "list": str(spec.list_file),
            "tasks": [{"index": i, "source": ps.source, "name": ps.cfg.name,
                       "job_id": ps.cfg.job_id or task_key(array, i)} for i, ps in enumerate(sets)],
