@@ -428,3 +428,24 @@ def test_a_refused_submission_is_one_line_and_leaves_no_sweep_folder(tmp_path, m
     assert str(err.value) == ("sbatch failed: sbatch: error: invalid partition specified: nosuch / "
                               "sbatch: error: Batch job submission failed")
     assert not list((tmp_path / "r").glob(".sweeps/*"))
+
+
+def test_a_grid_too_large_is_refused_before_any_point_is_validated(tmp_path, monkeypatch):
+    """Issue 56 item 20: a grid of 90,000 points validated for minutes in silence, and no sweep
+    compared its tasks with SLURM's MaxArraySize."""
+    from nowcast.errors import NowcastError
+    from nowcast.launch import params, slurm
+    grid = tmp_path / "big.yaml"
+    grid.write_text(f"base: {SMOKE}\naxes: {{seed: {list(range(300))}, filter_size: {list(range(300))}}}\n")
+    monkeypatch.setattr(params, "load_config", lambda *a, **k: pytest.fail("validated"))
+    with pytest.raises(NowcastError, match="90,000 grid points; at most 10,000"):
+        params.collect([grid])
+    small = tmp_path / "small.yaml"
+    small.write_text(f"base: {SMOKE}\naxes: {{seed: [0, 1, 2]}}\n")
+    assert params.grid_size(small) == 3 and params.grid_size(SMOKE) == 1
+    with pytest.raises(NowcastError, match="4 params sets: this cluster's MaxArraySize is 3"):
+        slurm.check_array_size([str(small), str(SMOKE)], 3)
+    slurm.check_array_size([str(small), str(SMOKE)], 4)
+    monkeypatch.setattr(slurm.subprocess, "run", lambda *a, **k: type(
+        "Done", (), {"stdout": "MaxJobCount = 10000\nMaxArraySize = 1001\n"})())
+    assert slurm.max_array_size() == 1001

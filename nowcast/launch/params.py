@@ -4,7 +4,9 @@ runs or is submitted."""
 from __future__ import annotations
 
 import itertools
+import math
 import os
+import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +62,10 @@ def _refuse_shared_ids(sets: list[ParamsSet]) -> None:
 
 def _grid_sets(path: Path, extra: list[str]) -> list[ParamsSet]:
     sets = []
-    for name, point in expand_grid(path):
+    points = grid_points(path)
+    if len(points) >= SAY_VALIDATING:  # validation takes a while: say so before it starts
+        print(f"nowcast: {path}: validating {len(points):,} grid points", file=sys.stderr, flush=True)
+    for name, point in points:
         where = f"{path}[{name}]"
         try:
             cfg = load_config(values=point, overrides=extra)
@@ -87,12 +92,15 @@ def _with_overrides(values: dict[str, Any], overrides: typing.Sequence[str]) -> 
     return out
 
 
-def expand_grid(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
-    """A grid file {base: params.yaml or mapping, axes: {key: [values]}} -> one params dict per point.
+# a grid larger than this is refused before any point is validated (90,000 points took minutes
+# in silence); one that needs more is split over several grid files
+MAX_GRID_POINTS = 10_000
+SAY_VALIDATING = 200  # grids of this many points say that they are being validated
 
-    Names are '<grid stem>-<key>=<value>-...'; every point is validated before any is returned.
-    """
-    path = Path(path)
+
+def _grid_file(path: Path) -> tuple[dict, dict]:
+    """(base, axes) of a grid file, checked: known keys, axes of non-empty lists, at most
+    MAX_GRID_POINTS points."""
     grid = read_yaml(path)
     unknown = set(grid) - {"base", "axes"}
     if unknown:
@@ -103,14 +111,40 @@ def expand_grid(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
     axes = grid.get("axes") or {}
     if not isinstance(axes, dict) or not all(isinstance(v, list) and v for v in axes.values()):
         raise NowcastError(f"{path}: 'axes' must map parameter names to non-empty lists")
+    n = math.prod(len(v) for v in axes.values())
+    if n > MAX_GRID_POINTS:
+        raise NowcastError(f"{path}: {n:,} grid points; at most {MAX_GRID_POINTS:,} per grid file "
+                           "(split the axes over several grid files)")
+    return base, axes
+
+
+def grid_size(path: str | Path) -> int:
+    """How many params sets a grid file names (1 for a params file), without validating them."""
+    if not is_grid(path):
+        return 1
+    return math.prod(len(v) for v in _grid_file(Path(path))[1].values())
+
+
+def grid_points(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """A grid file {base: params.yaml or mapping, axes: {key: [values]}} -> one params dict per
+    point, not yet validated. Names are '<grid stem>-<key>=<value>-...'."""
+    path = Path(path)
+    base, axes = _grid_file(path)
     points = []
     for combo in itertools.product(*axes.values()):
         params = dict(base)
         params.update(zip(axes, combo))
         label = "-".join(f"{k}={_label(v)}" for k, v in zip(axes, combo))
         params["name"] = f"{path.stem}-{label}"
-        load_config(values=params)  # fail before anything runs
         points.append((params["name"], params))
+    return points
+
+
+def expand_grid(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """grid_points, every point validated before any is returned."""
+    points = grid_points(path)
+    for _, params in points:
+        load_config(values=params)  # fail before anything runs
     return points
 
 

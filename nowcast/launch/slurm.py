@@ -28,7 +28,7 @@ from ..jobenv import SLURM_VARS, task_key
 from ..errors import NowcastError, one_line
 from ..limits import DEFAULT_TIMEOUT_S, collective_timeout
 from ..util import repo_file, write_text
-from .params import ParamsSet, collect
+from .params import ParamsSet, collect, grid_size
 from .queue import DRY_RUN_ID, SWEEPS
 
 SLURM_DIR = Path("experiments/slurm")
@@ -256,6 +256,7 @@ def submit_sweep(params_paths: list[str], results_dir: Optional[str] = None, par
     nothing is submitted. Returns the job ids and files (also written to jobs.yaml).
     """
     launch = sweep_launch(gpus_per_task, procs_per_task, nodes, collective_timeout, os.environ)
+    check_array_size(params_paths, None if dry_run else max_array_size())
     if launch is not None and gpus is not None:
         raise NowcastError("--gpus asks for one process per task: with --gpus-per-task or "
                            "--procs-per-task, leave it out")
@@ -294,6 +295,29 @@ def submit_sweep(params_paths: list[str], results_dir: Optional[str] = None, par
     write_text(sweep / "jobs.yaml", yaml.safe_dump(out, sort_keys=False))
     _print_summary(out, sets)
     return out
+
+
+def max_array_size() -> Optional[int]:
+    """This cluster's MaxArraySize (`scontrol show config`: array indices run 0 to one less),
+    None where scontrol cannot say."""
+    try:
+        done = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
+                              timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(r"^MaxArraySize\s*=\s*(\d+)", done.stdout, re.M)
+    return int(found.group(1)) if found else None
+
+
+def check_array_size(params_paths: list[str], limit: Optional[int]) -> None:
+    """One array task per set: refused before any set is validated when the sets outnumber
+    the indices the cluster allows."""
+    if limit is None:
+        return
+    n = sum(grid_size(p) for p in params_paths if Path(p).is_file())
+    if n > limit:
+        raise NowcastError(f"{n:,} params sets: this cluster's MaxArraySize is {limit:,} (array "
+                           f"indices 0-{limit - 1:,}); submit them in parts")
 
 
 def _check_divisible(sets: list[ParamsSet], launch: Optional[Launch]) -> None:
