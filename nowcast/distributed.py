@@ -20,7 +20,6 @@ train`), or `nowcast task --rendezvous` under srun, which maps SLURM's ids onto 
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import traceback

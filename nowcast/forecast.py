@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from .metrics import ImageMetrics
-from .models.base import padded, to_frames  # noqa: F401 (padded: forecast.padded)
+from .models.base import to_frames
 from .runtime import Runtime
 
 

@@ -115,7 +115,8 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
     check_steps(steps, cfg.k_out)
     look = figures.FrameLook()
     if cfg.dataset == "radar":
-        radar = read_radar_input(input_path, cfg.radar_recipe, cfg.block_size)
+        radar = read_radar_input(input_path, cfg.radar_recipe, cfg.block_size,
+                                 pixel_km=model.grid.get("pixel_km"))
         check_grid(input_path, radar.grid, model.grid)
         frames = input_window(dbz_to_unit(radar.dbz), cfg.k_in, input_path)
         times = None if radar.times is None else radar.times[-cfg.k_in:]

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import socket
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field

@@ -14,7 +14,6 @@ them, `collect_rows` does the reading and `show_status` is the command.
 from __future__ import annotations
 
 import json
-import math
 import re
 import socket
 import sys

@@ -31,7 +31,7 @@ from .checkpoint import check_resume_weights, load_resume, save_resume_state
 from .config import Config
 from .baselines import verify_radar
 from .distributed import loss_rows, rank0_flag, rank_world, strongest_signal, synchronised_batchnorm
-from .errors import NowcastError, check_finite
+from .errors import check_finite
 from .forecast import evaluate_split, forecast
 from .losses import training_loss
 from .models import compile_cells

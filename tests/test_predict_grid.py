@@ -41,13 +41,24 @@ def model_pt():
 @pytest.mark.parametrize("dt, km, said", [(2, 1.0, "frames are 2 min apart; the model was trained "
                                            "on 5-minute frames"),
                                           (10, 1.0, "frames are 10 min apart"),
-                                          (5, 0.5, "pixels of 2 km on the model's grid"),
-                                          (5, 2.0, "trained on 4 km pixels")])
+                                          (5, 1.5, "pixels of 1.5 km cannot make the model's 4 km "
+                                           "grid by block means"),
+                                          (5, 8.0, "pixels of 8 km cannot make the model's 4 km")])
 def test_another_time_step_or_scale_is_refused_before_anything_is_written(model_pt, tmp_path, dt, km, said):
     src = radar_file(tmp_path / "in.npz", dt, km)
     with pytest.raises(NowcastError, match=said):
         predict.predict_frames(model_pt, str(src), 3, str(tmp_path / "out.npz"))
     assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize("km, side", [(0.5, 4), (1.0, 8), (2.0, 16)])
+def test_finer_or_coarser_pixels_are_brought_to_the_models_grid(model_pt, tmp_path, km, side):
+    """32 x 32 pixels of 0.5, 1 or 2 km make 8 x 8, 4 x 4 or 2 x 2 km blocks of 4 km."""
+    out = predict.predict_frames(model_pt, str(radar_file(tmp_path / "in.npz", 5, km)), 2,
+                                 str(tmp_path / "out.npz"))
+    with np.load(out) as z:
+        assert z["frames"].shape == (1, 2, side, side)
+        assert json.loads(str(z["meta"]))["pixel_km"] == 4
 
 
 def test_the_model_grid_and_an_unstated_pixel_size(model_pt, tmp_path):
@@ -87,8 +98,8 @@ def test_training_records_the_grid_and_predict_holds_it(tmp_path):
     folder = run_experiment(load_config(values=values), progress=False)
     state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
     assert state["grid"] == {"dt_min": 5, "pixel_km": 2.0}  # 4 x 4 blocks of 0.5 km
-    with pytest.raises(NowcastError, match="pixels of 4 km on the model's grid"):
-        predict.predict_frames(str(folder / "model.pt"), str(radar_file(tmp_path / "in.npz", 5, 1.0)),
+    with pytest.raises(NowcastError, match="pixels of 1.5 km cannot make the model's 2 km grid"):
+        predict.predict_frames(str(folder / "model.pt"), str(radar_file(tmp_path / "in.npz", 5, 1.5)),
                                3, str(tmp_path / "o.npz"))
 
 

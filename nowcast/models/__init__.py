@@ -89,7 +89,7 @@ def patch(cfg) -> int:
 
 
 def downsampling(cfg) -> int:
-    """The factor frames are padded to (forecast.padded): the patch side times 2 per
+    """The factor frames are padded to (models.base.padded): the patch side times 2 per
     down-sampling layer (model.frame_multiple)."""
     if cfg.architecture == "convlstm_ed":
         return patch(cfg) * total_downsampling(len(cfg.hidden_sizes), cfg.stride)
@@ -101,7 +101,7 @@ def downsampling(cfg) -> int:
 def model_size(cfg, frame_shape: Optional[Sequence[int]] = None) -> tuple[int, int]:
     """(H, W) the size-bound layers (per-position peepholes, LayerNorm over [4C,H,W], FC-LSTM)
     are built for: the training frames (`frame_shape`: a data file's frames or crops, padded to
-    the down-sampling as forecast.padded pads them), else Moving MNIST's image_size, else (the
+    the down-sampling as models.base.padded pads them), else Moving MNIST's image_size, else (the
     data not known yet: config checks) options.NOMINAL_SIZE, padded likewise."""
     if frame_shape is None and cfg.image_size:
         return cfg.image_size, cfg.image_size  # as given: a size the model cannot take is refused
@@ -143,7 +143,7 @@ def check_frame_size(cfg, shape: Sequence[int], built: Optional[Sequence[int]] =
     run on frames of `shape` (size-bound layers), found by running it on the meta device: no
     weights, no data, no time."""
     model = get_model(cfg, device="meta", frame_shape=built)
-    h, w = model_size(cfg, shape)  # padded as forecast.padded pads
+    h, w = model_size(cfg, shape)  # padded as models.base.padded pads
     try:
         with torch.no_grad():
             model(torch.zeros(1, cfg.k_in, h, w, device="meta"), 1)

@@ -176,15 +176,33 @@ class RadarInput(NamedTuple):
     grid: dict                      # model_grid of the input: its time step and pixel size
 
 
-def read_radar_input(path, recipe: str = "blocks", block_size: int = 4, event: int = -1
-                     ) -> RadarInput:
+def block_for(native_km: float | None, wanted_km: float | None, block_size: int, where) -> int:
+    """The block side that brings pixels of `native_km` to `wanted_km` (a model's grid): their
+    ratio when it is a whole number (within 1 %), `block_size` where either is unknown; a
+    ratio that is not whole (or below 1: finer blocks than the pixels) is refused."""
+    if not native_km or not wanted_km:
+        return block_size
+    ratio = wanted_km / native_km
+    block = round(ratio)
+    if block < 1 or abs(ratio - block) > 0.01 * ratio:
+        raise NowcastError(f"{where}: pixels of {native_km:g} km cannot make the model's "
+                           f"{wanted_km:g} km grid by block means (a ratio of {ratio:.3g})")
+    return block
+
+
+def read_radar_input(path, recipe: str = "blocks", block_size: int = 4, event: int = -1,
+                     pixel_km: float | None = None) -> RadarInput:
     """Radar input for a forecast: one event (by default the latest) of an .npz/.npy file, a
-    native file, a folder or a list of native files, on the recipe's grid (`prepare`)."""
+    native file, a folder or a list of native files, on the recipe's grid (`prepare`). With
+    `pixel_km` (the model's pixel size) and the blocks recipe, the blocks are as many of the
+    input's pixels as make that size (block_for): a 2 km input gets 2x2 blocks for 4 km."""
     events = read_radar(path)
     try:
         pv, times = events.frames[event], events.times[event]
     except IndexError:
         raise NowcastError(f"{events.path}: has {len(events)} events, no event {event}") from None
+    if recipe == "blocks":
+        block_size = block_for(events.pixel_km, pixel_km, block_size, events.path)
     dbz = prepare(pv, recipe, block_size)
     return RadarInput(dbz, np.isfinite(dbz), times, events.source,
                       model_grid(events.dt_min, events.pixel_km, recipe, block_size))

@@ -2,8 +2,9 @@
 
 Inputs: `.npz` files in the PV encoding (`frames` (events, time, H, W) uint8, optional `times`
 datetime64[m] and `meta` JSON), any (N, T, H, W) or (T, H, W) uint8 array in `.npz` / `.npy`,
-and native files read through `pysteps.io` (`NATIVE_READERS`: KNMI HDF5, FMI PGM, MeteoSwiss
-GIF), with their times taken from the file names. Every reader returns frames oldest first,
+and native files read through pysteps' importers (importers.py: ODIM HDF5 such as OPERA's,
+KNMI HDF5, FMI PGM, MeteoSwiss GIF, BOM, NWC SAF, MRMS, FMI GeoTIFF), with their times
+taken from the file names and their pixel size from their metadata. Every reader returns frames oldest first,
 or refuses the file (defect 1 of the seed: sequences that ran backwards in time).
 
 Output: `write_radar_forecast`, a forecast as an `.npz` in the same PV encoding.
@@ -12,19 +13,17 @@ Output: `write_radar_forecast`, a forecast as an `.npz` in the same PV encoding.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from ...errors import NowcastError, described
 from ...protocols import KNMI_DT_MIN
-from ...util import optional_import
 from ..base import load_npz
-from .units import PV_NO_DATA, dbz_to_pv, dbz_to_rainrate, pv_to_dbz, rainrate_to_dbz
+from .importers import candidates, frame_time, get_format, known_formats, read_frame
+from .units import PV_NO_DATA, dbz_to_pv, dbz_to_rainrate, pv_to_dbz
 
 
 @dataclass
@@ -155,98 +154,29 @@ def read_array_file(path: Path, max_gap_min: float | None = None) -> RadarEvents
     return events
 
 
-# --- native files (one file -> one PV frame; pysteps.io decodes) ------------------------------
+# --- native files (one file -> one PV frame; importers.py: pysteps' importers) ---------------------
 
-def _knmi_pv(path: Path) -> np.ndarray:
-    dbz, _, _ = optional_import("pysteps.io", "radar").import_knmi_hdf5(str(path), qty="DBZH")
-    return dbz_to_pv(dbz)
-
-
-def _fmi_pv(path: Path) -> np.ndarray:
-    pysteps_io = optional_import("pysteps.io", "radar")
-    dbz, _, _ = pysteps_io.import_fmi_pgm(str(path), gzipped=path.suffix == ".gz")
-    return dbz_to_pv(dbz)
-
-
-def _mch_pv(path: Path) -> np.ndarray:
-    product = path.name[:3]  # AQC, CPC, RZC, AZC: the product is the file name's prefix
-    depth, _, meta = optional_import("pysteps.io", "radar").import_mch_gif(str(path), product, "mm", 5.0)
-    return dbz_to_pv(rainrate_to_dbz(depth * 60.0 / meta["accutime"]))  # mm per accutime -> mm/h
-
-
-@dataclass(frozen=True)
-class NativeReader:
-    suffixes: tuple[str, ...]           # lower-case file name endings
-    time_pattern: str                   # regex; group 1 is the time stamp in the file name
-    time_format: str                    # strptime format of that stamp
-    read: Callable[[Path], np.ndarray]  # one file -> one PV frame (H, W)
-
-
-NATIVE_READERS: dict[str, NativeReader] = {
-    "knmi_hdf5": NativeReader((".hf5", ".h5", ".hdf5"), r"(\d{12})", "%Y%m%d%H%M", _knmi_pv),
-    "fmi_pgm": NativeReader((".pgm", ".pgm.gz"), r"(\d{12})", "%Y%m%d%H%M", _fmi_pv),
-    "mch_gif": NativeReader((".gif",), r"^[A-Z]{3}(\d{9})", "%y%j%H%M", _mch_pv),  # YYDOYHHMM
-}
 ARRAY_SUFFIXES = (".npz", ".npy")
 
-
-def _known_formats() -> str:
-    return ", ".join(f"{name} ({', '.join(r.suffixes)})" for name, r in NATIVE_READERS.items())
-
-
-def find_reader(path: Path) -> NativeReader | None:
-    """The native reader for a file name, or None."""
-    name = path.name.lower()
-    return next((r for r in NATIVE_READERS.values() if name.endswith(r.suffixes)), None)
-
-
-def get_reader(path: Path) -> NativeReader:
-    """The native reader for a file name; NowcastError listing the known formats otherwise."""
-    reader = find_reader(path)
-    if reader is None:
-        raise NowcastError(f"{path}: unknown radar format (expected {', '.join(ARRAY_SUFFIXES)} or "
-                           f"a native format: {_known_formats()})")
-    return reader
-
-
-def native_time(path: Path) -> np.datetime64:
-    """The time stamp in a native file's name (KNMI/FMI YYYYmmddHHMM, MeteoSwiss YYDOYHHMM)."""
-    reader = get_reader(path)
-    match = re.search(reader.time_pattern, path.name)
-    if match is None:
-        raise NowcastError(f"{path}: no time stamp in the file name")
-    try:
-        return np.datetime64(datetime.strptime(match.group(1), reader.time_format), "m")
-    except ValueError:
-        raise NowcastError(f"{path}: bad time stamp {match.group(1)!r} in the file name") from None
-
-
-def _read_native(path: Path) -> np.ndarray:
-    if not path.is_file():  # a FIFO would hang the reader, a device fill the memory
-        raise NowcastError(f"{path}: not a regular file (a FIFO or a device): not read")
-    try:
-        return get_reader(path).read(path)
-    except NowcastError:
-        raise
-    except Exception as e:
-        raise NowcastError(f"{path}: cannot read ({described(e)})") from None
-
-
 def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -> RadarEvents:
-    """Native radar files (one frame each) through pysteps.io, put in time order by the time
+    """Native radar files (one frame each, importers.read_frame), put in time order by the time
     stamps in their names and cut into events at gaps larger than `max_gap_min` (default:
-    the files' usual step)."""
+    the files' usual step). The pixel size and the source are the files' metadata's."""
     if not paths:
         raise NowcastError("no radar files given")
     folder = paths[0].parent
-    stamped = sorted((native_time(p), p) for p in paths)
+    stamped = sorted((frame_time(p), p) for p in paths)
     times = np.array([t for t, _ in stamped], "datetime64[m]")
-    frames = [_read_native(p) for _, p in stamped]
-    if len({f.shape for f in frames}) > 1:
+    if len(set(times.tolist())) < len(times):
+        raise NowcastError(f"{folder}: two files have the same time stamp")
+    read = [read_frame(p) for _, p in stamped]
+    if len({f.pv.shape for f in read}) > 1:
         raise NowcastError(f"{folder}: the files have different frame sizes")
-    stack = _check_frames(np.stack(frames), folder)[0]
+    if len({f.pixel_km for f in read}) > 1:
+        raise NowcastError(f"{folder}: the files state different pixel sizes")
+    stack = _check_frames(np.stack([f.pv for f in read]), folder)[0]
     dt_min = _median_step(times)
-    events = RadarEvents(folder, [], [], dt_min, f"native files in {folder}")
+    events = RadarEvents(folder, [], [], dt_min, read[0].source, pixel_km=read[0].pixel_km)
     events.append_cut(stack, times, max_gap_min if max_gap_min is not None else (dt_min or np.inf), 0)
     return events
 
@@ -258,15 +188,15 @@ def read_radar(path: str | Path | Iterable[str | Path], max_gap_min: float | Non
         return read_native_files([Path(p) for p in path], max_gap_min)
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if find_reader(p))
+        files = sorted(p for p in path.iterdir() if candidates(p))
         if not files:
-            raise NowcastError(f"{path}: no radar files of a known format ({_known_formats()})")
+            raise NowcastError(f"{path}: no radar files of a known format ({known_formats()})")
         return read_native_files(files, max_gap_min)
     if path.suffix in ARRAY_SUFFIXES:
         return read_array_file(path, max_gap_min)
     if not path.exists():
         raise NowcastError(f"{path}: no such radar file")
-    get_reader(path)  # an unknown format is refused before pysteps is imported
+    get_format(path)  # an unknown format is refused before pysteps is imported
     return read_native_files([path], max_gap_min)
 
 

@@ -1,0 +1,78 @@
+"""Native radar formats through pysteps' importers (issue 54 items 1 and 3): one registry,
+conversion by the unit pysteps states, pixel size from the metadata, shared endings told
+apart by the file itself, a format whose package is missing refused in one line. Real files
+from ../shared/data/radar_raw (skipped with a message when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nowcast.config import default_data_dir
+from nowcast.data.radar import importers
+from nowcast.data.radar.readers import read_radar
+from nowcast.data.radar.units import pv_to_dbz
+from nowcast.errors import NowcastError
+
+pytest.importorskip("pysteps")
+pytest.importorskip("h5py")
+
+
+@pytest.fixture(scope="module")
+def raw() -> Path:
+    path = default_data_dir()
+    if path is None or not (path / "radar_raw" / "opera").is_dir():
+        pytest.skip("real radar files absent: set NOWCAST_DATA_DIR or provide ../shared/data/radar_raw")
+    return path / "radar_raw"
+
+
+def test_opera_odim_reflectivity_and_rain_rate_with_their_scale_and_step(raw):
+    dbzh = read_radar(raw / "opera" / "20241126_dbzh_1km_5min")
+    assert dbzh.frames[0].shape == (8, 4400, 3800) and dbzh.dt_min == 5 and dbzh.pixel_km == 1.0
+    assert dbzh.source == "Odyssey datacentre"
+    rate = read_radar(raw / "opera" / "20180824_rate_2km_15min")
+    assert rate.frames[0].shape == (4, 2200, 1900) and rate.dt_min == 15 and rate.pixel_km == 2.0
+    # no echo and no data stay apart, and the values are the file's, converted once
+    import h5py
+    first = sorted((raw / "opera" / "20241126_dbzh_1km_5min").iterdir())[0]
+    with h5py.File(first) as f:
+        what = {**dict(f["dataset1/what"].attrs),
+                **(dict(f["dataset1/data1/what"].attrs) if "dataset1/data1/what" in f else {})}
+        stored = f["dataset1/data1/data"][()]
+    pv = dbzh.frames[0][0]
+    assert ((pv == 255) == (stored == what["nodata"])).all()
+    wet = (stored != what["nodata"]) & (stored != what["undetect"])
+    dbz = stored[wet] * what["gain"] + what["offset"]
+    np.testing.assert_allclose(pv_to_dbz(pv[wet]), np.clip(dbz, 0, 70) * (dbz > 0), atol=0.26)
+
+
+def test_shared_endings_are_told_apart_by_the_file(raw):
+    knmi = next((raw / "knmi_hdf5").iterdir())
+    opera = sorted((raw / "opera" / "20241126_dbzh_1km_5min").iterdir())[0]
+    assert importers.get_format(knmi)[0] == "knmi_hdf5"
+    assert importers.get_format(opera)[0] == "odim_hdf5"
+    assert [n for n, _ in importers.candidates(Path("x.h5"))] == ["knmi_hdf5", "odim_hdf5"]
+    assert importers.frame_time(opera) == np.datetime64("2024-11-26T01:00")
+
+
+def test_units_convert_by_marshall_palmer_and_accumulation_time():
+    rate = importers.to_dbz(np.array([0.0, 1.0, np.nan]), {"unit": "mm/h", "transform": None})
+    assert rate[0] == 0 and rate[1] == pytest.approx(10 * np.log10(200), abs=1e-4) and np.isnan(rate[2])
+    depth = importers.to_dbz(np.array([1.0]), {"unit": "mm", "accutime": 5.0})  # 12 mm/h
+    assert depth[0] == pytest.approx(10 * np.log10(200 * 12 ** 1.6), abs=1e-4)
+    assert list(importers.to_dbz(np.array([-32.0, 25.5]), {"unit": "dBZ"})) == [0.0, 25.5]
+    assert importers.pixel_km({"xpixelsize": 1000.0, "projection": "+proj=laea +units=m"}) == 1.0
+    assert importers.pixel_km({"xpixelsize": 0.01, "projection": "+proj=longlat"}) is None
+
+
+def test_a_format_whose_package_is_missing_is_refused_in_one_line(tmp_path, monkeypatch):
+    grib = tmp_path / "PrecipRate_00.00_20190610-120000.grib2"
+    grib.write_bytes(b"GRIB")
+    monkeypatch.setattr(importers.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(NowcastError, match="mrms_grib files need the Python package 'pygrib', "
+                                           "which is not installed here"):
+        read_radar(grib)
+    with pytest.raises(NowcastError, match="unknown radar format"):
+        importers.get_format(tmp_path / "x.jpeg")
