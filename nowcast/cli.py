@@ -1,4 +1,4 @@
-"""The `nowcast` command: train | evaluate | predict | run | sweep | status | report | slides, and two
+"""The `nowcast` command: train | evaluate | predict | data | run | sweep | status | report | slides, and two
 internal ones: `task` (one SLURM array task, experiments/slurm/train_array.sbatch) and
 `sync-notebook` (regenerate the notebook's parameters cell from Config).
 
@@ -60,6 +60,13 @@ def _evaluate(args) -> int:
 
 def _predict(args) -> int:
     print(library("predict:predict_frames")(args.checkpoint, args.input, args.steps, args.out))
+    return 0
+
+
+def _data(args) -> int:
+    if args.action == "inspect":
+        return library("data.radar.archive:inspect_main")(args.path, as_json=args.json)
+    print(library("data.radar.archive:import_archive")(args.path, args.out))
     return 0
 
 
@@ -155,6 +162,20 @@ def _add_predict(sub) -> None:
     p.add_argument("--steps", type=int, required=True, help="frames to predict")
     p.add_argument("--out", required=True, help="forecast.gif or forecast.npz")
     p.set_defaults(func=_predict)
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="inspect a radar archive, or import it as one .npz")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    i = actions.add_parser("inspect", help="events, times, step, grid, pixel size, range, "
+                           "coverage and wet fraction of a radar file, folder or native files")
+    i.add_argument("path", help="an .npz/.npy radar file, a native file or a folder of them")
+    i.add_argument("--json", action="store_true", help="the facts as JSON")
+    i.set_defaults(func=_data)
+    m = actions.add_parser("import", help="a radar archive as one .npz in the shared PV encoding")
+    m.add_argument("path", help="an .npz/.npy radar file, a native file or a folder of them")
+    m.add_argument("--out", required=True, help="the .npz to write (never overwritten)")
+    m.set_defaults(func=_data)
 
 
 def _add_params_arguments(p: argparse.ArgumentParser) -> None:
@@ -265,8 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nowcast", description="Reproducible precipitation nowcasting with ConvLSTM networks.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_evaluate, _add_predict, _add_run, _add_sweep, _add_status,
-                _add_report_and_slides, _add_internal):
+    for add in (_add_train, _add_evaluate, _add_predict, _add_data, _add_run, _add_sweep,
+                _add_status, _add_report_and_slides, _add_internal):
         add(sub)
     return parser
 

@@ -11,7 +11,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple, Optional
 
 import imageio.v3 as iio
 import matplotlib
@@ -24,7 +24,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from .data.radar.units import DBZ_MAX, dbz_to_rainrate  # noqa: E402
 from .errors import MissingDependency  # noqa: E402
 from .protocols import metric_label, protocol_or_none  # noqa: E402
 from .protocols import direction as metric_direction  # noqa: E402
@@ -183,12 +182,19 @@ def _legend_outside(fig, axes) -> None:
 
 # --- frames: grey for digits, a forecaster's colours for radar ---------------------------------
 
+class RadarScale(NamedTuple):
+    """What a [0, 1] radar frame means, given by the caller (data/radar/units.py: figures
+    import no data code): [0, 1] = 0 to dbz_max dBZ, and the rain rate of a reflectivity."""
+    dbz_max: float
+    rain_rate: Callable[[Any], Any]
+
+
 @dataclass(frozen=True)
 class FrameLook:
-    """How frames are drawn. Radar ([0, 1] = 0-70 dBZ): pysteps' reflectivity colours on its
+    """How frames are drawn. Radar (`radar`: its scale): pysteps' reflectivity colours on its
     dBZ levels, below the first level blank (dry), no data grey, a scale in dBZ and mm/h,
     the service credited; `times` label every frame (inputs then leads), else input i / lead j."""
-    radar: bool = False
+    radar: Optional[RadarScale] = None
     credit: str = ""
     times: tuple[str, ...] = ()
     masks: Any = None            # bool (T, H, W) of inputs then truth: False = no data
@@ -212,11 +218,11 @@ def radar_palette() -> tuple[Any, Any, np.ndarray]:
     return cmap, norm, np.asarray(levels, dtype=float)
 
 
-def radar_rgba(frame: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """A [0, 1] radar frame (H, W) as RGBA floats: dBZ = 70 x, coloured from the first level
-    up, blank below it (dry), grey where `valid` is False (no data)."""
+def radar_rgba(frame: np.ndarray, scale: RadarScale, valid: np.ndarray | None = None) -> np.ndarray:
+    """A [0, 1] radar frame (H, W) as RGBA floats: dBZ = dbz_max x, coloured from the first
+    level up, blank below it (dry), grey where `valid` is False (no data)."""
     cmap, norm, levels = radar_palette()
-    dbz = np.clip(np.nan_to_num(frame, nan=0.0), 0, 1) * DBZ_MAX
+    dbz = np.clip(np.nan_to_num(frame, nan=0.0), 0, 1) * scale.dbz_max
     rgba = np.asarray(cmap(norm(dbz)), dtype=float)
     rgba[dbz < levels[0]] = RADAR_DRY
     if valid is not None:
@@ -224,15 +230,15 @@ def radar_rgba(frame: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray
     return rgba
 
 
-def rain_rate_label(dbz: float) -> str:
-    """The Marshall-Palmer rain rate of a reflectivity, in mm/h, to two significant digits."""
-    rate = float(dbz_to_rainrate(dbz))
+def rain_rate_label(dbz: float, scale: RadarScale) -> str:
+    """The rain rate of a reflectivity (the scale's relation), in mm/h, two significant digits."""
+    rate = float(scale.rain_rate(np.asarray(dbz)))
     return f"{rate:.2f}" if rate < 1 else f"{rate:.1f}" if rate < 10 else f"{rate:.0f}"
 
 
 def _rgb8(frame: np.ndarray, look: FrameLook, valid=None) -> np.ndarray:
     if look.radar:
-        return (radar_rgba(frame, valid)[..., :3] * 255).round().astype(np.uint8)
+        return (radar_rgba(frame, look.radar, valid)[..., :3] * 255).round().astype(np.uint8)
     return np.repeat((np.clip(frame, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
 
 
@@ -245,7 +251,7 @@ def _panel(frame: np.ndarray, scale: int, border: tuple[int, int, int] | None,
     return img
 
 
-def _radar_key(width: int) -> Image.Image:
+def _radar_key(width: int, scale: RadarScale) -> Image.Image:
     """A row of colour boxes, one per dBZ level, with the level and its rain rate."""
     cmap, norm, levels = radar_palette()
     key = Image.new("RGB", (width, 30), "white")
@@ -259,7 +265,7 @@ def _radar_key(width: int) -> Image.Image:
         draw.rectangle([x, 0, x + box - 2, 6], fill=colour)
         if i % 2 == 0:
             draw.text((x, 7), f"{level:g}", fill=(0, 0, 0))
-            draw.text((x, 18), rain_rate_label(level), fill=(0, 0, 0))
+            draw.text((x, 18), rain_rate_label(level, scale), fill=(0, 0, 0))
     return key
 
 
@@ -281,7 +287,7 @@ def sequence_gif(inputs: np.ndarray, target: np.ndarray, pred: np.ndarray, path:
     scale = max(1, 192 // max(h, w))
     masks = list(look.masks) if look.masks is not None else []
     masks += [None] * (k_in + len(target) - len(masks))
-    footer = _radar_key(2 * w * scale + 12) if look.radar else None
+    footer = _radar_key(2 * w * scale + 12, look.radar) if look.radar else None
     extra = (footer.height + 14) if footer else 0
     frames = []
     for t in range(k_in + len(target)):
@@ -318,7 +324,7 @@ def frame_strip(inputs: np.ndarray, target: np.ndarray, pred: np.ndarray, path: 
             ax.set_xticks([]); ax.set_yticks([])  # noqa: E702
             if c < len(seq):
                 mask = masks[offset + c]
-                ax.imshow(radar_rgba(seq[c], mask) if look.radar else seq[c],
+                ax.imshow(radar_rgba(seq[c], look.radar, mask) if look.radar else seq[c],
                           cmap=None if look.radar else "gray", vmin=0, vmax=1,
                           interpolation="nearest")
                 if row < 2 and offset + c < len(look.times):
@@ -328,7 +334,7 @@ def frame_strip(inputs: np.ndarray, target: np.ndarray, pred: np.ndarray, path: 
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)
     if look.radar:
-        _radar_colourbar(fig, axes)
+        _radar_colourbar(fig, look.radar)
     if title or look.credit:
         fig.suptitle(title + (f" (radar data: {look.credit})" if look.credit else ""), fontsize=8)
     if look.radar:  # the colour bar has its own axes: place the panels by hand beside it
@@ -339,7 +345,7 @@ def frame_strip(inputs: np.ndarray, target: np.ndarray, pred: np.ndarray, path: 
     plt.close(fig)
 
 
-def _radar_colourbar(fig, axes) -> None:
+def _radar_colourbar(fig, scale: RadarScale) -> None:
     """The dBZ scale right of the strip, its rain rates (Marshall-Palmer) on the other side."""
     cmap, norm, levels = radar_palette()
     cax = fig.add_axes((0.93, 0.12, 0.015, 0.76))
@@ -347,7 +353,7 @@ def _radar_colourbar(fig, axes) -> None:
                        ticks=levels[::2])
     bar.ax.tick_params(labelsize=6)
     bar.set_label("dBZ (mm/h)", fontsize=6)
-    bar.ax.set_yticklabels([f"{v:g} ({rain_rate_label(v)})" for v in levels[::2]])
+    bar.ax.set_yticklabels([f"{v:g} ({rain_rate_label(v, scale)})" for v in levels[::2]])
 
 
 def cost_figure(points: list[tuple], lines: list[tuple[str, float]], metric: str, path: Path) -> None:

@@ -28,6 +28,7 @@ from .distributed import rank_world
 from .forecast import forecast
 from .models import count_parameters
 from .paths import JobPaths
+from .predict import RADAR_SCALE
 from .runtime import environment
 from .scoring import Scores
 from .util import atomic_path, finite_or_none, write_csv, write_json
@@ -88,14 +89,14 @@ def frame_look(data, cfg: Config, split: str, item: int = 0, mask=None) -> figur
     if split != "test":
         credit = ", ".join(dict.fromkeys(events.source for events, _ in
                                          [data.sources["train"], *data.extra_train]))
-        return figures.FrameLook(radar=True, credit=credit, masks=mask)
+        return figures.FrameLook(radar=RADAR_SCALE, credit=credit, masks=mask)
     windows = data.split_windows("test")
     times = ()
     if windows.times is not None:
         stamps = windows.times[item].astype("datetime64[m]").astype(str)
         times = tuple(t.replace("T", " ")[5:] + " UTC" if i in (0, cfg.k_in) else t[-5:]
                       for i, t in enumerate(stamps))
-    return figures.FrameLook(radar=True, credit=windows.source, times=times,
+    return figures.FrameLook(radar=RADAR_SCALE, credit=windows.source, times=times,
                              masks=np.isfinite(windows.dbz[item]))
 
 

@@ -17,7 +17,7 @@ from .checkpoint import load_checkpoint
 from .data.base import check_sequence_frames, load_npz, to_unit
 from .data.radar.grid import read_radar_input
 from .data.radar.readers import forecast_times, write_radar_forecast
-from .data.radar.units import dbz_to_unit, unit_to_dbz
+from .data.radar.units import DBZ_MAX, dbz_to_rainrate, dbz_to_unit, unit_to_dbz
 from .errors import NowcastError, first_line
 from .forecast import forecast
 from .runtime import resolve_runtime
@@ -120,7 +120,7 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
         check_grid(input_path, radar.grid, model.grid)
         frames = input_window(dbz_to_unit(radar.dbz), cfg.k_in, input_path)
         times = None if radar.times is None else radar.times[-cfg.k_in:]
-        look = figures.FrameLook(radar=True, credit=radar.source, times=valid_times(times, steps),
+        look = figures.FrameLook(radar=RADAR_SCALE, credit=radar.source, times=valid_times(times, steps),
                                  masks=coverage(radar.valid[-cfg.k_in:], steps))
     else:
         frames, times = input_window(read_frames(input_path), cfg.k_in, input_path), None
@@ -141,6 +141,9 @@ def predict_frames(checkpoint: str, input_path: str, steps: int, out: str) -> Pa
     write_forecast(cfg, frames, pred, times, out_path, beside, look)
     return out_path
 
+
+# what a [0, 1] radar frame means, for the figures (outputs.py draws with it too)
+RADAR_SCALE = figures.RadarScale(DBZ_MAX, dbz_to_rainrate)
 
 # pixel sizes this close (relative) are the same grid: 1 km stated as 1.0 or 0.999
 PIXEL_TOLERANCE = 0.01

@@ -76,3 +76,29 @@ def test_a_format_whose_package_is_missing_is_refused_in_one_line(tmp_path, monk
         read_radar(grib)
     with pytest.raises(NowcastError, match="unknown radar format"):
         importers.get_format(tmp_path / "x.jpeg")
+
+
+def test_data_inspect_says_what_an_archive_holds(raw):
+    from nowcast.data.radar.archive import inspect, inspect_text
+    facts = inspect(raw / "knmi_hdf5")
+    events = read_radar(raw / "knmi_hdf5")
+    pv = events.frames[0]
+    row = facts["by_event"][0]
+    assert facts["events"] == 1 and row["frames"] == len(pv) and facts["step_min"] == 5
+    assert row["grid"] == f"{pv.shape[1]}x{pv.shape[2]}" and facts["pixel_km"] == 1.0
+    assert row["coverage"] == pytest.approx(float((pv != 255).mean()), abs=1e-4)
+    assert row["start"] == str(events.times[0][0]) and row["gap_before_min"] is None
+    assert "KNMI" in inspect_text(facts).splitlines()[0]
+
+
+def test_data_import_round_trips_and_never_overwrites(raw, tmp_path):
+    from nowcast.cli import main
+    out = tmp_path / "knmi.npz"
+    assert main(["data", "import", str(raw / "knmi_hdf5"), "--out", str(out)]) == 0
+    back, orig = read_radar(out), read_radar(raw / "knmi_hdf5")
+    assert np.array_equal(back.frames[0], orig.frames[0]) and np.array_equal(back.times[0], orig.times[0])
+    assert back.dt_min == 5 and back.pixel_km == 1.0 and back.source == orig.source
+    before = out.read_bytes()
+    assert main(["data", "import", str(raw / "knmi_hdf5"), "--out", str(out)]) == 2
+    assert out.read_bytes() == before
+    assert main(["data", "import", str(raw / "knmi_hdf5"), "--out", str(tmp_path / "x.h5")]) == 2

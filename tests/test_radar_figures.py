@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from nowcast import figures, outputs
+from nowcast.predict import RADAR_SCALE
 
 pytest.importorskip("pysteps")
 
@@ -22,7 +23,7 @@ def test_radar_frames_use_pysteps_colours_dry_blank_and_no_data_grey():
     cmap, norm, levels, _ = get_colormap("intensity", "dBZ", "pysteps")
     frame = np.array([[0.0, 5 / 70, 35 / 70, 52 / 70]], np.float32)
     valid = np.array([[True, True, True, False]])
-    rgba = figures.radar_rgba(frame, valid)
+    rgba = figures.radar_rgba(frame, RADAR_SCALE, valid)
     assert np.allclose(rgba[0, 0], figures.RADAR_DRY) and np.allclose(rgba[0, 1], figures.RADAR_DRY)
     assert np.allclose(rgba[0, 2, :3], np.array(cmap(norm(35.0))[:3]))
     assert np.allclose(rgba[0, 3], figures.RADAR_NO_DATA)
@@ -32,7 +33,7 @@ def test_radar_frames_use_pysteps_colours_dry_blank_and_no_data_grey():
 def test_radar_gif_is_in_colour_and_digits_stay_grey(tmp_path):
     frames = np.zeros((3, 8, 8), np.float32)
     frames[:, 2:5, 2:5] = 35 / 70
-    look = figures.FrameLook(radar=True, credit="KNMI", times=("a", "b", "c", "d", "e"))
+    look = figures.FrameLook(radar=RADAR_SCALE, credit="KNMI", times=("a", "b", "c", "d", "e"))
     figures.sequence_gif(frames, frames[:2], frames[:2], tmp_path / "r.gif", "test", look=look)
     figures.sequence_gif(frames, frames[:2], frames[:2], tmp_path / "g.gif", "test")
     radar, grey = iio.imread(tmp_path / "r.gif"), iio.imread(tmp_path / "g.gif")
