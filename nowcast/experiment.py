@@ -112,11 +112,9 @@ def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
                                                  train=result.history[-1]["train_loss"],
                                                  val=result.best_val, test=scores.loss),
                 **score_sections(cfg, data, model, runtime, scores, result))
-            paths = JobPaths(run_dir)
-            outputs.save_scores(paths, scores)
             tracker.stage("outputs")
-            outputs.write_training_outputs(cfg, data, model, runtime, paths, result, metrics,
-                                           last_state, started)
+            write_outputs(cfg, data, model, runtime, JobPaths(run_dir), result, metrics,
+                          last_state, scores, started)
     except BaseException as error:
         tracker.close()  # no heartbeat once the folder is marked or renamed
         _record_end(run_dir, error, rank, distributed)
@@ -126,6 +124,21 @@ def run_experiment(cfg: Config, finalize: bool = True, progress: bool = True,
         raise
     tracker.close()
     return _end_run(run_dir, rank, finalize, distributed)
+
+
+def write_outputs(cfg: Config, data, model, runtime, paths: JobPaths, result, metrics: dict,
+                  last_state: dict, scores: Scores, started: float) -> None:
+    """scores.npz and every other output of a completed training; a write that fails (a full
+    disk, a read-only folder) stops the run resumable, as a checkpoint that cannot be written
+    does: run the same command again once there is room (training is not repeated)."""
+    try:
+        outputs.save_scores(paths, scores)
+        outputs.write_training_outputs(cfg, data, model, runtime, paths, result, metrics,
+                                       last_state, started)
+    except OSError as e:
+        raise RunStopped(f"the run's outputs could not be written in {paths.folder} "
+                         f"({e.strerror or e}): the folder stays resumable from its last "
+                         "checkpoint", "write_error") from None
 
 
 def _end_run(run_dir: Path, rank: int, finalize: bool, distributed: bool) -> Path:

@@ -105,6 +105,29 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tiny_values
     assert status(path)["status"] == "completed" and status(path)["attempts"] == 2
 
 
+def test_full_disk_while_writing_the_outputs_keeps_the_run_resumable(tiny_values, monkeypatch):
+    """Issue 56 item 9: a full disk at loss_median.png failed the run (and a rerun was refused);
+    every write failure during the outputs now stops it resumable, as at the checkpoint."""
+    from nowcast import figures
+    real = figures.loss_median_plot
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(figures, "loss_median_plot", full)
+    cfg = load_config(values=dict(tiny_values, job_id="outs"))
+    with pytest.raises(RunStopped, match="outputs could not be written .*No space left on device"):
+        run_experiment(cfg, progress=False)
+    running = Path(tiny_values["results_dir"]) / ".running-outs"
+    state = status(running)
+    assert state["status"] == "preempted" and state["stopped_by"] == "write_error"
+    monkeypatch.setattr(figures, "loss_median_plot", real)
+    path = run_experiment(load_config(values=dict(tiny_values, job_id="outs")), progress=False)
+    assert status(path)["status"] == "completed" and (path / JobPaths.LOSS_MEDIAN_PNG).is_file()
+    whole = run_experiment(load_config(values=dict(tiny_values, job_id="whole")), progress=False)
+    assert json.loads((path / "metrics.json").read_text())["mean"] == \
+        json.loads((whole / "metrics.json").read_text())["mean"]
+
+
 def test_file_size_limit_while_checkpointing(tmp_path, params):
     """A real short write (RLIMIT_FSIZE; torch reports it as a RuntimeError), through the CLI."""
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000)); "
