@@ -31,7 +31,7 @@ import yaml
 from . import jobenv, runlock, yamlio
 from .config import Config, to_yaml
 from .options import NON_SEMANTIC
-from .errors import NowcastError, described, first_line
+from .errors import NowcastError, RunStopped, described, first_line
 from .paths import JobPaths
 from .progress import STATES, derive_state
 from .protocols import PROTOCOL_NAMES
@@ -142,15 +142,28 @@ def stop_reason(run_dir: Path) -> Optional[str]:
 
 
 def _finish(run_dir: Path, status: str, error: Optional[str]) -> Path:
+    """Mark the folder and rename it to results/<job_id>/ (its final name). A name taken while
+    the run went on (someone made results/<job_id>/) leaves it in progress and resumable,
+    marked preempted, with everything it had: move that folder away and run it again."""
     run_dir = Path(run_dir)
     state = read_json(JobPaths(run_dir).status)
+    before = dict(state)
     state.update(status=status, ended=_now(), error=error)
     write_json(JobPaths(run_dir).status, state)
     final = JobPaths(run_dir).final.folder
     _remove_partial_writes(run_dir)
     if final != run_dir:
-        ensure_new(final.parent, final.name)
-        os.rename(run_dir, final)
+        try:
+            ensure_new(final.parent, final.name)
+            os.rename(run_dir, final)  # checked just before: a folder made since is not taken
+        except (NowcastError, OSError) as e:
+            before.update(status="preempted", error=f"{final} exists", preempted_at=_now(),
+                          stopped_by="write_error")
+            write_json(JobPaths(run_dir).status, before)
+            runlock.release(run_dir)
+            raise RunStopped(f"{final} was made while the run went on ({first_line(e)}): "
+                             f"{run_dir} stays resumable; move {final} away and run it again "
+                             "(training is not repeated)", "write_error") from None
     runlock.release(final)  # after the rename: no second run can slip in before it
     return final
 
@@ -162,13 +175,15 @@ def _count(value: Any) -> int:
 
 
 def complete_run(run_dir: Path, notebook: Optional[Path] = None) -> Path:
-    """Move the executed notebook in (if any), mark completed, rename to results/<job_id>/."""
+    """Move the executed notebook in (if any), mark completed, rename to results/<job_id>/,
+    then drop the checkpoints (model.pt holds the final state): a rename refused keeps them."""
     paths = JobPaths(run_dir)
     if notebook is not None and Path(notebook).is_file():
         shutil.move(str(notebook), paths.notebook)
-    for path in (paths.checkpoint, paths.checkpoint_prev):  # model.pt holds the final state
+    final = JobPaths(_finish(run_dir, "completed", None))
+    for path in (final.checkpoint, final.checkpoint_prev):
         path.unlink(missing_ok=True)
-    return _finish(run_dir, "completed", None)
+    return final.folder
 
 
 def fail_run(run_dir: Path, error: BaseException | str, notebook: Optional[Path] = None) -> Path:

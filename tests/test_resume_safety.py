@@ -128,6 +128,30 @@ def test_full_disk_while_writing_the_outputs_keeps_the_run_resumable(tiny_values
         json.loads((whole / "metrics.json").read_text())["mean"]
 
 
+def test_a_final_name_taken_while_the_run_trained_keeps_it_resumable(tiny_values, monkeypatch):
+    """Issue 56 item 10: `mkdir results/X` while X trained left .running-X saying completed,
+    its checkpoints deleted and its lock left. Now it stays in progress, preempted, with its
+    checkpoints, and completes once the name is free."""
+    from nowcast import results
+    real = results.complete_run
+
+    def taken(run_dir, notebook=None):
+        (Path(tiny_values["results_dir"]) / "taken").mkdir()  # made while the run trained
+        return real(run_dir, notebook)
+    monkeypatch.setattr("nowcast.experiment.results.complete_run", taken)
+    with pytest.raises(RunStopped, match="taken was made while the run went on"):
+        run_experiment(load_config(values=dict(tiny_values, job_id="taken")), progress=False)
+    running = Path(tiny_values["results_dir"]) / ".running-taken"
+    state = status(running)
+    assert state["status"] == "preempted" and state["stopped_by"] == "write_error"
+    assert (running / JobPaths.CHECKPOINT).is_file() and (running / "model.pt").is_file()
+    assert not runlock.holder(running)
+    monkeypatch.setattr("nowcast.experiment.results.complete_run", real)
+    (Path(tiny_values["results_dir"]) / "taken").rmdir()
+    path = run_experiment(load_config(values=dict(tiny_values, job_id="taken")), progress=False)
+    assert status(path)["status"] == "completed" and not (path / JobPaths.CHECKPOINT).exists()
+
+
 def test_file_size_limit_while_checkpointing(tmp_path, params):
     """A real short write (RLIMIT_FSIZE; torch reports it as a RuntimeError), through the CLI."""
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000)); "
