@@ -299,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     except NowcastError as e:
         print(f"nowcast: error: {one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as e:  # an output folder that cannot be written: read-only, full, a file in
+        # its way, deleted meanwhile; what was written is whole (atomic writes) or absent
+        where = f"{e.filename}: cannot write there" if e.filename else "cannot write"
+        print(f"nowcast: error: {one_line(f'{where} ({e.strerror or e})')}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("nowcast: interrupted", file=sys.stderr)
         return 130

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from conftest import TINY
 
 NOWCAST = [sys.executable, "-m", "nowcast.cli"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args, cwd=None):
@@ -153,3 +155,20 @@ def test_startup_benchmark_prints_every_command(capsys):
     row = json.loads(out.strip().splitlines()[-1])
     assert set(row) == {"repeats", *bench.COMMANDS} and all(v > 0 for k, v in row.items() if k != "repeats")
     assert "| `nowcast --help` |" in out
+
+
+@pytest.mark.parametrize("command", [["report", "--results", "{tmp}/none", "--out", "{file}"],
+                                     ["slides", "--results", "{tmp}/none", "--out", "{file}/sub"],
+                                     ["run", "params/smoke.yaml", "--results", "{file}"]])
+def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, command):
+    """Issue 56 item 15: --out naming an existing file (or a results root under one) was a
+    traceback; every output folder that cannot be written is one line naming it, exit 2."""
+    (tmp_path / "none").mkdir()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    args = [a.format(tmp=tmp_path, file=blocker) for a in command]
+    done = run(*args, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"nowcast: error: {blocker}") and "cannot write there" in lines[0]
+    assert blocker.read_text() == "x"
