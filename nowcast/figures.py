@@ -143,6 +143,7 @@ def per_lead_figure(series: list[tuple], names: list[str], path: Path,
             better = {-1: " (lower is better)", 1: " (higher is better)"}.get(metric_direction(name), "")
             ax.set_title(metric_label(name) + better, fontsize=8)
             ax.set_xlabel(f"lead time ({lead_unit})")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # whole leads
         _legend_outside(fig, axes[0])
         fig.savefig(path)
         plt.close(fig)

@@ -257,9 +257,14 @@ def run_figures(r: Run, gen: Path) -> list[str]:
 def training(runs: list[Run], gen: Path) -> str:
     finished = [r for r in runs if r.status != "running"]
     parts = [t for t in [cost_table(finished)] if t]
-    if val_loss_for(finished, gen / "fig" / "val_loss.png") is not None:
-        parts.append(figure("_generated/fig/val_loss.png", "Validation loss during training, "
-                            "every run with a history (history.csv).", "fig-val-loss"))
+    for group in dict.fromkeys(r.group for r in finished):  # one figure per protocol: the
+        # losses of different data are on different scales
+        name = f"val_loss-{group}.png"
+        if val_loss_for([r for r in finished if r.group == group], gen / "fig" / name) is not None:
+            parts.append(figure(f"_generated/fig/{name}", "Validation loss during training, "
+                                f"{protocol_caption(group)}: every run with a history "
+                                "(history.csv), one panel per loss function (its name above "
+                                "it).", f"fig-val-loss-{group}"))
     for r in finished:
         parts += run_figures(r, gen)
     return "\n".join(parts) if parts else "*No training history yet.*\n"
