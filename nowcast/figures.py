@@ -140,7 +140,7 @@ def per_lead_figure(series: list[tuple], names: list[str], path: Path,
                 if band is not None and len(band[0]) == len(values) == len(band[1]):
                     ax.fill_between(leads, _values(band[0]), _values(band[1]), color=color,
                                     alpha=0.2, lw=0)
-            better = {-1: " (lower is better)", 1: " (higher is better)"}.get(metric_direction(name), "")
+            better = {-1: "\n(lower is better)", 1: "\n(higher is better)"}.get(metric_direction(name), "")
             ax.set_title(metric_label(name) + better, fontsize=8)
             ax.set_xlabel(f"lead time ({lead_unit})")
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # whole leads
