@@ -135,7 +135,8 @@ def results_section(group: str, runs: list[Run], gen: Path, found: Optional[list
         parts.append("These runs follow no evaluation protocol (an ad-hoc data file, the "
                      "fallback digits, or changed protocol settings"
                      + (f"; declared protocol: {esc(', '.join(declared))}" if declared != ["none"] else "")
-                     + "). Their numbers describe their own data only.\n")
+                     + "). Their numbers describe their own data only; those of short runs "
+                     "(`make demo`'s train for seconds) are illustrative.\n")
     keys = table_keys(group, runs)  # the results table's columns, and the intervals'
     parts.append(results_table(group, runs, f"tbl-results-{group}", keys))
     fig = per_lead_for(group, runs, gen / "fig" / f"per_lead-{group}.png")
