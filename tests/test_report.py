@@ -337,11 +337,16 @@ def test_trained_on_says_where_and_how_long():
     cases = [(dict(device="cpu (x86_64)", cpu_threads=1, cpu_cores=2, wall_seconds=3490),
               "1 thread of a 2\\-core CPU, 58 min"),
              (dict(device="cpu (x86_64)", cpu_threads=2, cpu_cores=2, wall_seconds=44.6), "2\\-core CPU, 45 s"),
-             (dict(device="cpu (x86_64)", cpu_threads=1, wall_seconds=120), "CPU (1 thread), 2 min"),
+             (dict(device="cpu (x86_64)", cpu_threads=1, wall_seconds=120),
+              "CPU, 1 thread (cores not recorded), 2 min"),
              (dict(device="NVIDIA H200", wall_seconds=400), "NVIDIA H200, 7 min"),
              (dict(device="cpu", wall_seconds="soon"), "CPU"), ({}, "–")]
     for env, text in cases:
         assert trained_on(SimpleNamespace(env=env)) == text
+    # one wording for a machine: the provenance and cost tables say it as the results do
+    from nowcast.publish.describe import device
+    run = SimpleNamespace(env=cases[0][0])
+    assert device(run) == trained_on(run).rsplit(", ", 1)[0] == "1 thread of a 2\\-core CPU"
 
 
 def test_each_baseline_has_its_own_line_in_per_lead_figures(tmp_path, monkeypatch):

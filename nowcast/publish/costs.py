@@ -12,7 +12,7 @@ from .. import figures
 from ..protocols import metric_label
 from ..results import Run
 from ..util import duration
-from .describe import embedded_baselines, is_baseline, metrics_value, trained_on
+from .describe import embedded_baselines, is_baseline, machine, metrics_value
 from .incremental import digest, mark, needs
 from .markdown import esc, table
 from .uncertainty import headline_keys, seed_groups
@@ -51,7 +51,7 @@ def cost_table(runs: list[Run]) -> Optional[str]:
     rows = []
     for r in models:
         steps, seen = _int(r.env.get("steps")), _int(r.env.get("sequences_seen"))
-        rows.append([esc(r.label), trained_on(r).rsplit(", ", 1)[0],
+        rows.append([esc(r.label), esc(machine(r)),
                      duration(r.env.get("train_seconds")) or "–",
                      f"{steps:,}" if steps is not None else "–",
                      f"{seen:,}" if seen is not None else "not recorded", flop_text(r), stopped_by(r)])

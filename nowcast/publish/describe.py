@@ -36,17 +36,18 @@ def commit(run: Run) -> str:
 
 
 def device(run: Run) -> str:
-    return esc(run.env.get("device") or "–")
+    """Where a run ran, in the one wording the report uses for a machine (machine())."""
+    return esc(machine(run))
 
 
 def wall(run: Run) -> str:
     return duration(run.env.get("wall_seconds")) or "–"
 
 
-def trained_on(run: Run) -> str:
-    """Where and how long a run took, training and evaluation together (env.json): e.g.
-    '1 thread of a 2-core CPU, 58 min', '2-core CPU, 4 min', 'CPU (1 thread), 58 min' where
-    env.json does not say the cores, 'NVIDIA H200, 6 min' (escaped)."""
+def machine(run: Run) -> str:
+    """The machine of a run's env.json, in one wording (raw text): '1 thread of a 2-core CPU',
+    '2-core CPU', 'CPU, 1 thread (cores not recorded)' where env.json predates cpu_cores,
+    'NVIDIA H200'."""
     env = run.env
     name = str(env.get("device") or "–")
     if name.startswith("cpu"):
@@ -56,10 +57,17 @@ def trained_on(run: Run) -> str:
             name = f"{threads} thread{plural} of a {cores}-core CPU"
         elif isinstance(cores, int):
             name = f"{cores}-core CPU"
-        else:  # env.json before cpu_cores was recorded: the threads torch used
-            name = f"CPU ({threads} thread{plural})" if isinstance(threads, int) else "CPU"
-    took = duration(env.get("wall_seconds"))
-    return esc(f"{name}, {took}" if took else name)
+        else:
+            name = (f"CPU, {threads} thread{plural} (cores not recorded)"
+                    if isinstance(threads, int) else "CPU")
+    return name
+
+
+def trained_on(run: Run) -> str:
+    """Where and how long a run took, training and evaluation together (env.json): the machine
+    (machine()) and the wall time, e.g. '1 thread of a 2-core CPU, 58 min' (escaped)."""
+    took = duration(run.env.get("wall_seconds"))
+    return esc(f"{machine(run)}, {took}" if took else machine(run))
 
 
 BASELINES = tuple(dict.fromkeys(RADAR_BASELINES + IMAGE_BASELINES))  # what evaluate --baseline scores
