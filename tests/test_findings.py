@@ -110,3 +110,14 @@ def test_image_baseline_folders_score_as_the_models_do(runs):
         own = by_job(runs, job)
         assert own.metrics["architecture"] == name and own.metrics["n_sequences"] == 2000
         assert own.metrics["mean"] == pytest.approx(simvp[name]["mean"], rel=1e-9)
+
+
+def test_the_splits_table_lists_trained_models_and_says_why_a_score_is_missing(runs):
+    """Issue 55: a radar table's validation columns were all '–' with baseline rows of '–'
+    only: baselines train on nothing (no row); an undefined score is explained."""
+    from nowcast.publish.intervals import splits_table
+    knmi = [r for r in runs if r.group == "knmi-30-60" and r.status == "completed"]
+    text = splits_table("knmi-30-60", knmi, "tbl-x").replace("\\", "")
+    rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    assert rows and not any("persistence" in r or "sprog" in r for r in rows)
+    assert "– where a score is undefined" in text

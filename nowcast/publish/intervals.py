@@ -135,16 +135,19 @@ def splits_table(group: str, runs: list[Run], ident: str) -> Optional[str]:
         return None
     labels = dict(SPLIT_LABELS, test_ood=_ood_label(runs))
     rows = []
-    for g in seed_groups(runs):
+    for g in seed_groups([r for r in runs if not is_baseline(r)]):  # baselines train on nothing
         name = esc(g.runs[0].label) if g.n == 1 else f"{g.label}, mean of {g.count_text}"
         rows.append([name] + [fmt_pm(g.interval("splits", s, k)) for s in present for k in keys])
     header = ["Model"] + [f"{labels[s]}: {metric_heading(k)}" for s in present for k in keys]
+    undefined = ("; – where a score is undefined: a CSI or FSS of a split without rain at its "
+                 "threshold, as KNMI-30/60's validation events (January 2021) at 20 dBZ"
+                 if group == "knmi-30-60" else "")
     caption = (f"Train, validation and test scores side by side ({protocol_caption(group)}; "
                "the final model's means over lead times on each split, metrics.json; train: a "
                "fixed sample of training sequences as large as the test set"
                + ("; out of domain: test sequences with another number of digits"
                   if "test_ood" in present else "")
-               + "). Seed groups: mean ± 95 % t interval. " + data_note(runs))
+               + undefined + "). Seed groups: mean ± 95 % t interval. " + data_note(runs))
     return table(header, rows, caption, ident, align="l" + "r" * (len(header) - 1))
 
 
