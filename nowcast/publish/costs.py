@@ -12,7 +12,7 @@ from .. import figures
 from ..protocols import metric_label
 from ..results import Run
 from ..util import duration
-from .describe import embedded_baselines, is_baseline, machine, metrics_value
+from .describe import embedded_baselines, is_baseline, machine, metrics_value, steps, steps_text
 from .incremental import digest, mark, needs
 from .markdown import esc, table
 from .uncertainty import headline_keys, seed_groups
@@ -33,7 +33,7 @@ def stopped_by(run: Run) -> str:
         return f"time budget ({budget:g} min)" if isinstance(budget, (int, float)) else "time budget"
     if env.get("stopped"):
         return esc(env["stopped"])
-    return "plan" if _int(env.get("steps")) is not None else "–"
+    return "plan" if steps(run) is not None else "–"
 
 
 def flop_text(run: Run) -> str:
@@ -50,10 +50,10 @@ def cost_table(runs: list[Run]) -> Optional[str]:
         return None
     rows = []
     for r in models:
-        steps, seen = _int(r.env.get("steps")), _int(r.env.get("sequences_seen"))
+        seen = _int(r.env.get("sequences_seen"))
         rows.append([esc(r.label), esc(machine(r)),
                      duration(r.env.get("train_seconds")) or "–",
-                     f"{steps:,}" if steps is not None else "–",
+                     steps_text(r, "–"),
                      f"{seen:,}" if seen is not None else "not recorded", flop_text(r), stopped_by(r)])
     return table(["Run", "Device", "Training", "Steps", "Sequences seen", "PFLOP", "Stopped by"],
                  rows, "What each run cost: device (threads), training time, optimiser steps, "

@@ -7,7 +7,7 @@ the keys `results.py` and `experiment.py` write, and are returned as escaped mar
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Optional
 
 from .. import options
 from ..config import defaults, without_unused
@@ -225,6 +225,21 @@ def data_note(runs: list[Run]) -> str:
         return ""
     numbered = all(n in _DATA_SETS.values() for n in named)
     return (f"Data: {', '.join(named)}" + (" (@tbl-data-sets)" if numbered else "") + ".")
+
+
+def steps(run: Run) -> Optional[int]:
+    """The optimiser steps a run took: metrics.json's `training` section, else env.json's
+    (the two record the same count); None for a baseline or where neither says."""
+    for value in (metrics_value(run, "training", "steps"), (run.env or {}).get("steps")):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def steps_text(run: Run, unknown: str = "?") -> str:
+    """steps() with thousands separators, `unknown` where unknown."""
+    n = steps(run)
+    return unknown if n is None else f"{n:,}"
 
 
 def metrics_value(run: Run, *path: str) -> Any:

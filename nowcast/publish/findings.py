@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from ..protocols import direction, metric_label
 from ..results import Run
-from .describe import NOT_LISTED, as_ran, is_baseline, metrics_value, test_data
+from .describe import NOT_LISTED, as_ran, is_baseline, steps, test_data
 from .intervals import GUESS_BASELINES
 from .markdown import esc, fmt_value, table, value_text
 from .uncertainty import (SEED_IGNORED, HeadToHead, SeedGroup, arm_scores, count_verdicts,
@@ -68,14 +68,19 @@ def pairs(runs: list[Run]) -> list[Pair]:
     return out
 
 
-def findings(runs: list[Run]) -> list[Pair]:
-    """The single-field pairs that have paired evidence."""
-    return [p for p in pairs(runs) if len(p.fields) == 1 and p.evidence is not None]
+def findings(runs: list[Run], known: Optional[list[Pair]] = None) -> list[Pair]:
+    """The single-field pairs that have paired evidence (of `known`, pairs(runs) already
+    computed: its paired bootstraps are the costly part)."""
+    return [p for p in (pairs(runs) if known is None else known)
+            if len(p.fields) == 1 and p.evidence is not None]
+
+
+def _of_group(group: str, runs: list[Run], known: Optional[list[Pair]]) -> list[Pair]:
+    return [p for p in (pairs(runs) if known is None else known) if p.a.runs[0].group == group]
 
 
 def _arm(g: SeedGroup) -> str:
-    steps = [metrics_value(r, "training", "steps") or r.env.get("steps") for r in g.runs]
-    known = [s for s in steps if isinstance(s, int)]
+    known = [n for n in map(steps, g.runs) if n is not None]
     return (f"{g.label} ({g.n} run{'s' * (g.n > 1)}"
             + (f", {'/'.join(f'{s:,}' for s in known)} steps" if known else "") + ")")
 
@@ -101,11 +106,11 @@ def sentence(p: Pair, keys: list[str]) -> str:
             f"({_arm(p.a)} against {_arm(p.b)}): " + "; ".join(parts) + f"; {seeds}.")
 
 
-def findings_section(group: str, runs: list[Run]) -> str:
+def findings_section(group: str, runs: list[Run], known: Optional[list[Pair]] = None) -> str:
     """The findings of one protocol group as sentences (the pairs that cannot be separated:
-    confounded_table, in the appendix)."""
+    confounded_table, in the appendix); `known`: pairs(runs), when the caller has them."""
     keys = headline_keys(group, runs)
-    mine = [p for p in pairs(runs) if p.a.runs[0].group == group]
+    mine = _of_group(group, runs, known)
     single = [p for p in mine if len(p.fields) == 1 and p.evidence is not None]
     text = []
     if single:
@@ -122,10 +127,10 @@ def findings_section(group: str, runs: list[Run]) -> str:
     return "\n".join(text) + "\n"
 
 
-def confounded_table(group: str, runs: list[Run]) -> Optional[str]:
+def confounded_table(group: str, runs: list[Run], known: Optional[list[Pair]] = None) -> Optional[str]:
     """The pairs of experiments of one protocol group that differ in two or three parameters
     (named: their effects cannot be told apart), and a count of those that differ in more."""
-    mine = [p for p in pairs(runs) if p.a.runs[0].group == group]
+    mine = _of_group(group, runs, known)
     several = [p for p in mine if 2 <= len(p.fields) <= 3]
     more = sum(len(p.fields) > 3 for p in mine)
     text = ""
@@ -150,7 +155,8 @@ def _best(keys: list[str], bootstraps: list) -> Optional[tuple[Run, Any]]:
     return max(scored, key=lambda ru: sign * ru[1].means[key].estimate)
 
 
-def conclusion_lines(group: str, runs: list[Run], bootstraps: list) -> list[str]:
+def conclusion_lines(group: str, runs: list[Run], bootstraps: list,
+                     known: Optional[list[Pair]] = None) -> list[str]:
     """What the runs of one protocol group found, each with its evidence: the best model
     against every baseline (paired), whether residual models added skill to their first
     guess, and the single-parameter effects whose intervals exclude 0."""
@@ -171,9 +177,7 @@ def conclusion_lines(group: str, runs: list[Run], bootstraps: list) -> list[str]
                      "first guess they correct on the test"
                      + (f" ({', '.join(esc(r.label) for r in gained)})" if gained else
                         ": training has not yet added skill to its first guess") + ".")
-    for p in findings(runs):
-        if p.a.runs[0].group != group:
-            continue
+    for p in findings(runs, _of_group(group, runs, known)):
         said = [f"{esc(metric_label(k))} {c.verdict}" for k in keys
                 if (c := p.evidence.paired.get(k)) and c.verdict in ("better", "worse")]
         if said:

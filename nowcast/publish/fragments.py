@@ -26,7 +26,7 @@ from .intervals import (equal_budget_table, first_guess_verdicts, interval_table
 from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
 from .tables import results_table, skill_table, table_keys
 from .costs import cost_figure, cost_table
-from .findings import conclusion_lines, confounded_table, findings_section
+from .findings import conclusion_lines, confounded_table, findings_section, pairs
 from .uncertainty import baseline_items, seed_groups, uncertainty
 
 # By Run.state (progress.STATES and STALE, as `nowcast status` shows them)
@@ -155,20 +155,21 @@ def results_section(group: str, runs: list[Run], gen: Path, found: Optional[list
                             "baselines, which train nothing, as lines.", f"fig-cost-{group}"))
     scored = baseline_items(runs)  # baselines of their own pair with runs that lack them
     bootstraps = [(r, u) for r in runs if (u := uncertainty(r, scored)) is not None]  # once per run
+    known = pairs(runs)  # once: its paired bootstraps serve the findings, appendix, conclusion
     extra = [equal_budget_table(group, runs, f"tbl-budget-{group}"),
              f"### Findings, {esc(protocol_or_none(group).title)} {{#sec-findings-{group}}}\n\n"
-             + findings_section(group, runs)]
+             + findings_section(group, runs, known)]
     behind = [skill_table(group, runs, f"tbl-skill-{group}"),
               interval_table(group, runs, keys, f"tbl-ci-{group}", bootstraps),
               paired_table(group, runs, f"tbl-paired-{group}", bootstraps),
               first_guess_verdicts(group, runs, bootstraps),
               splits_table(group, runs, f"tbl-splits-{group}"),
-              confounded_table(group, runs)]
+              confounded_table(group, runs, known)]
     if detail is not None and any(behind):
         detail.append("\n".join([f"## {esc(protocol_or_none(group).title)} "
                                  f"{{#sec-detail-{group}}}\n"] + [t for t in behind if t]))
     if found is not None:
-        found += [(group, line) for line in conclusion_lines(group, runs, bootstraps)]
+        found += [(group, line) for line in conclusion_lines(group, runs, bootstraps, known)]
     return "\n".join(parts + [t for t in extra if t])
 
 

@@ -9,7 +9,8 @@ from typing import Optional
 from .. import stats
 from ..protocols import metric_label
 from ..results import Run
-from .describe import data_note, is_baseline, metrics_value, metric_heading, protocol_caption
+from .describe import (data_note, is_baseline, metrics_value, metric_heading, protocol_caption,
+                       steps_text)
 from .markdown import esc, table
 from .uncertainty import (PAIRED_BASELINES, RunUncertainty, count_verdicts, equal_budget_pairs,
                           fmt_interval, fmt_pm, head_to_head, headline_keys, paired_keys,
@@ -95,7 +96,7 @@ def equal_budget_table(group: str, runs: list[Run], ident: str) -> Optional[str]
     keys = paired_keys(group, runs)
     pairs = [h for a, b in equal_budget_pairs(runs) if (h := head_to_head(a, b)) is not None]
     rows = [[esc(h.a.label), esc(h.b.label), f"{h.a.params['time_budget_min']:g}",
-             f"{_steps(h.a)} / {_steps(h.b)}"]
+             f"{steps_text(h.a)} / {steps_text(h.b)}"]
             + [_verdict_cell(h.paired.get(k)) for k in keys]
             + [count_verdicts(h.leads.get(keys[0])) or "–"] for h in pairs] if keys else []
     if not rows:
@@ -111,11 +112,6 @@ def equal_budget_table(group: str, runs: list[Run], ident: str) -> Optional[str]
     return table(["Model", "Against", "Budget (min)", "Steps"] + [metric_heading(k) for k in keys]
                  + ["By lead"], rows, caption, ident, align="llll" + "r" * len(keys) + "l")
 
-
-def _steps(run: Run) -> str:
-    """The optimiser steps a run took (under a time budget, load moves them 2x)."""
-    steps = metrics_value(run, "training", "steps")
-    return f"{steps:,}" if isinstance(steps, int) and not isinstance(steps, bool) else "?"
 
 
 def _ood_label(runs: list[Run]) -> str:
@@ -182,10 +178,8 @@ def first_guess_verdicts(group: str, runs: list[Run],
                            for k, v in verdicts.items())
         step = metrics_value(r, "training", "selected_step")
         rule = metrics_value(r, "training", "selected_by")
-        steps = metrics_value(r, "training", "steps")
         chosen = ("" if not isinstance(step, int) else
-                  f" The scored weights are those of step {step:,} of "
-                  f"{f'{steps:,}' if isinstance(steps, int) else '?'}"
+                  f" The scored weights are those of step {step:,} of {steps_text(r)}"
                   + (" (the untrained model: the first guess itself)" if step == 0 else "")
                   + f", selected by validation {esc(rule or 'loss')}.")
         lines.append(f"- {esc(r.label)}, correcting {esc(guess)}: training {added} its first "

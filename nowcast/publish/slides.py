@@ -16,7 +16,7 @@ from ..results import Run
 from ..paths import JobPaths
 from ..util import atomic_path, repo_root, write_if_changed
 from .describe import (as_ran, headline, is_baseline, metric_heading, metrics_value, nondefault_params,
-                       run_label, trained_on, varied_params)
+                       run_label, steps, steps_text, trained_on, varied_params)
 from .costs import stopped_by
 from .incremental import copy_artifacts, inputs_digest, private_build
 from .markdown import esc, table, value_text
@@ -46,9 +46,8 @@ def slide_params(run: Run) -> list[tuple[str, Any]]:
         return [("method", run.metrics.get("architecture"))] + [
             (k, run.params[k]) for k in BASELINE_PARAMS if k in run.params]
     out = [(k, run.params[k]) for k in SLIDE_PARAMS if run.params.get(k) is not None]
-    steps = run.env.get("steps")
-    if isinstance(steps, int):
-        out.append(("trained", f"{steps:,} steps, stopped by {stopped_by(run)}"))
+    if steps(run) is not None:
+        out.append(("trained", f"{steps_text(run)} steps, stopped by {stopped_by(run)}"))
     for k, v in nondefault_params(run).items():
         if len(out) >= SLIDE_PARAMS_MAX:
             break

@@ -13,7 +13,7 @@ from ..paths import JobPaths
 from ..protocols import protocol_or_none
 from ..results import Run
 from .describe import is_baseline, metric_heading
-from .findings import _best, conclusion_lines, findings
+from .findings import _best, conclusion_lines, findings, pairs
 from .fragments import per_lead_for
 from .markdown import esc, table
 from .uncertainty import baseline_items, fmt_interval, headline_keys, uncertainty
@@ -64,7 +64,8 @@ def protocol_slides(group: str, runs: list[Run], gen: Path, embed: bool, image, 
         if shown:
             slides.append(f"<!-- _class: experiment -->\n\n### {title}: a test forecast of "
                           f"{esc(run.label)}\n\n{shown}\n")
-    found = [p for p in findings(runs) if p.a.runs[0].group == group]
+    known = pairs(runs)  # once: findings and conclusions share its paired bootstraps
+    found = [p for p in findings(runs, known) if p.a.runs[0].group == group]
     if found:
         bullets = []
         for p in found[:6]:
@@ -75,7 +76,7 @@ def protocol_slides(group: str, runs: list[Run], gen: Path, embed: bool, image, 
                            f"({p.a.n} vs {p.b.n} runs)")
         slides.append(f"### {title}: one parameter at a time\n\n" + "\n".join(bullets)
                       + "\n\nPaired bootstrap over the test items; details in the report.\n")
-    return slides, conclusion_lines(group, runs, boots)
+    return slides, conclusion_lines(group, runs, boots, known)
 
 
 def talk_slides(runs: list[Run], gen: Path, embed: bool, image, media) -> tuple[list[str], list[str]]:
