@@ -14,8 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
+from nowcast.checkpoint import safe_load
 from nowcast.config import load_config, without_unused
 from nowcast.cost import run_cost, step_flop, training_frame_shape
 from nowcast.paths import JobPaths
@@ -31,7 +30,7 @@ def backfill(folder: Path) -> str:
     cfg = load_config(values=without_unused(read_params(paths.params)))
     shape = None
     if paths.model.is_file():
-        shape = torch.load(paths.model, map_location="cpu", weights_only=True).get("frame_shape")
+        shape = safe_load(paths.model).get("frame_shape")
     flop = step_flop(cfg, training_frame_shape(cfg, shape))
     env.update(run_cost(cfg, env["steps"], flop), cost_recorded="backfilled from params and steps")
     write_json(paths.env, env)

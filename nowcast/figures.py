@@ -200,6 +200,11 @@ class FrameLook:
     times: tuple[str, ...] = ()
     masks: Any = None            # bool (T, H, W) of inputs then truth: False = no data
 
+    def masks_for(self, frames: int) -> list:
+        """A mask per frame (inputs, then leads), None past those given: drawn as data."""
+        given = list(self.masks) if self.masks is not None else []
+        return given + [None] * (frames - len(given))
+
 
 RADAR_DRY = (1.0, 1.0, 1.0, 1.0)
 RADAR_NO_DATA = (0.78, 0.78, 0.78, 1.0)
@@ -286,8 +291,7 @@ def sequence_gif(inputs: np.ndarray, target: np.ndarray, pred: np.ndarray, path:
     h, w = inputs.shape[-2:]
     k_in = len(inputs)
     scale = max(1, 192 // max(h, w))
-    masks = list(look.masks) if look.masks is not None else []
-    masks += [None] * (k_in + len(target) - len(masks))
+    masks = look.masks_for(k_in + len(target))
     footer = _radar_key(2 * w * scale + 12, look.radar) if look.radar else None
     extra = (footer.height + 14) if footer else 0
     frames = []
@@ -316,8 +320,7 @@ def frame_strip(inputs: np.ndarray, target: np.ndarray, pred: np.ndarray, path: 
     k_in = len(inputs)
     fig, axes = plt.subplots(3, cols, figsize=(cols * 0.9 + (0.9 if look.radar else 0), 3.2),
                              squeeze=False)
-    masks = list(look.masks) if look.masks is not None else []
-    masks += [None] * (k_in + len(target) - len(masks))
+    masks = look.masks_for(k_in + len(target))
     rows = (("input", inputs, 0), ("observed", target, k_in), ("forecast", pred, k_in))
     for row, (label, seq, offset) in enumerate(rows):
         for c in range(cols):

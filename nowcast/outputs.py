@@ -24,6 +24,7 @@ from . import figures
 from .checkpoint import model_file
 from .config import Config
 from .cost import run_cost, step_flop, training_frame_shape
+from .data.radar.units import dbz_to_unit
 from .distributed import rank_world
 from .forecast import forecast
 from .models import count_parameters
@@ -70,27 +71,30 @@ def save_scores(paths: JobPaths, scores: Scores) -> None:
 SHOWN_RAIN_DBZ = 20.0
 
 
-def shown_test_item(data, cfg: Config) -> int:
+def shown_test_item(data, cfg: Config, windows=None) -> int:
     """Which test sequence the figures show: radar, the window with the most pixel-leads at or
-    above SHOWN_RAIN_DBZ in its k_out observed future frames (ties: the first); else the first."""
+    above SHOWN_RAIN_DBZ in its k_out observed future frames (ties: the first); else the first.
+    `windows`: data.split_windows("test"), when the caller has cut them."""
     if cfg.dataset != "radar":
         return 0
-    future = data.split_windows("test").dbz[:, cfg.k_in:cfg.k_in + cfg.k_out]
+    windows = windows if windows is not None else data.split_windows("test")
+    future = windows.dbz[:, cfg.k_in:cfg.k_in + cfg.k_out]
     with np.errstate(invalid="ignore"):
         wet = (future >= SHOWN_RAIN_DBZ).sum(axis=(1, 2, 3))
     return int(np.argmax(wet))
 
 
-def frame_look(data, cfg: Config, split: str, item: int = 0, mask=None) -> figures.FrameLook:
+def frame_look(data, cfg: Config, split: str, item: int = 0, mask=None,
+               windows=None) -> figures.FrameLook:
     """How the figures draw this data: radar in colour, credited to its services, the test
-    window's valid times (UTC) above its frames."""
+    window's valid times (UTC) above its frames (`windows`: as for shown_test_item)."""
     if cfg.dataset != "radar":
         return figures.FrameLook()
     if split != "test":
         credit = ", ".join(dict.fromkeys(events.source for events, _ in
                                          [data.sources["train"], *data.extra_train]))
         return figures.FrameLook(radar=RADAR_SCALE, credit=credit, masks=mask)
-    windows = data.split_windows("test")
+    windows = windows if windows is not None else data.split_windows("test")
     times = ()
     if windows.times is not None:
         stamps = windows.times[item].astype("datetime64[m]").astype(str)
@@ -105,12 +109,17 @@ def sample_figures(cfg: Config, data, model, runtime, paths: JobPaths) -> None:
     sequence `shown_test_item` picks), and the test frame strip for PDFs."""
     length = cfg.k_in + cfg.k_out
     train = data.train_batch(0, 1, length)
-    item = shown_test_item(data, cfg)
     train_mask = None if train.mask is None else train.mask[0].cpu().numpy()
+    if cfg.dataset == "radar":  # the test windows cut once: which one, its frames, times, masks
+        windows = data.split_windows("test")
+        item = shown_test_item(data, cfg, windows)
+        test = dbz_to_unit(windows.dbz[item])  # as RadarData.split gives it
+    else:
+        windows, item = None, 0
+        test = data.split("test").frames[item]
     samples = {"train": (train.frames[0].cpu().numpy(), paths.train_gif,
                          frame_look(data, cfg, "train", mask=train_mask)),
-               "test": (data.split("test").frames[item], paths.test_gif,
-                        frame_look(data, cfg, "test", item))}
+               "test": (test, paths.test_gif, frame_look(data, cfg, "test", item, windows=windows))}
     for split, (seq, gif, look) in samples.items():
         inputs, target = seq[:cfg.k_in], seq[cfg.k_in:length]
         pred = forecast(model, torch.from_numpy(inputs[None]).to(runtime.device), cfg.k_out,

@@ -149,9 +149,10 @@ def get_format(path: Path) -> tuple[str, NativeFormat]:
     return name, fmt
 
 
-def frame_time(path: Path) -> np.datetime64:
-    """The time stamp in a native file's name, by its format's pattern."""
-    name, fmt = get_format(path)
+def frame_time(path: Path, found: Optional[tuple[str, NativeFormat]] = None) -> np.datetime64:
+    """The time stamp in a native file's name, by its format's pattern (`found`: the file's
+    get_format, when the caller has it: telling HDF5 formats apart opens the file)."""
+    name, fmt = found or get_format(path)
     match = re.search(fmt.stamp, path.name)
     if match is None:
         raise NowcastError(f"{path}: no time stamp in the file name ({name} files carry one)")
@@ -199,11 +200,12 @@ def pixel_km(meta: dict) -> Optional[float]:
     return float(size) / 1000.0
 
 
-def read_frame(path: Path) -> NativeFrame:
-    """One native file -> one frame in the PV encoding, through its pysteps importer."""
+def read_frame(path: Path, found: Optional[tuple[str, NativeFormat]] = None) -> NativeFrame:
+    """One native file -> one frame in the PV encoding, through its pysteps importer
+    (`found`: the file's get_format, when the caller has it)."""
     if not path.is_file():  # a FIFO would hang the reader, a device fill the memory
         raise NowcastError(f"{path}: not a regular file (a FIFO or a device): not read")
-    name, fmt = get_format(path)
+    name, fmt = found or get_format(path)
     importer = optional_import("pysteps.io", "radar").get_method(fmt.importer, "importer")
     try:
         data, _, meta = importer(str(path), **fmt.kwargs(path))

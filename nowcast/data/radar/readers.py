@@ -165,11 +165,12 @@ def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -
     if not paths:
         raise NowcastError("no radar files given")
     folder = paths[0].parent
-    stamped = sorted((frame_time(p), p) for p in paths)
+    formats = {p: get_format(p) for p in paths}  # once a file: HDF5 ones are opened to tell
+    stamped = sorted((frame_time(p, formats[p]), p) for p in paths)
     times = np.array([t for t, _ in stamped], "datetime64[m]")
     if len(set(times.tolist())) < len(times):
         raise NowcastError(f"{folder}: two files have the same time stamp")
-    read = [read_frame(p) for _, p in stamped]
+    read = [read_frame(p, formats[p]) for _, p in stamped]
     if len({f.pv.shape for f in read}) > 1:
         raise NowcastError(f"{folder}: the files have different frame sizes")
     if len({f.pixel_km for f in read}) > 1:
