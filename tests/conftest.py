@@ -37,6 +37,17 @@ TINY_FILE = {k: v for k, v in TINY.items() if k not in (
     "num_digits", "image_size", "speed_min", "speed_max", "val_sequences", "test_sequences", "digits")}
 
 
+@pytest.fixture(scope="session")
+def reference_runs() -> list:
+    """Every committed folder of reference_results/ as the report reads it (the radar
+    ablations among them); skipped where the checkout has none."""
+    from nowcast.results import find_runs
+    found = find_runs([REPO / "reference_results"])
+    if not any(r.job_id == "knmi-abl-gated-csi" for r in found):
+        pytest.skip("reference_results/ with the radar ablations absent")
+    return found
+
+
 @pytest.fixture
 def tiny_values(tmp_path) -> dict:
     """A seconds-long training run on fallback digits (no shared data needed)."""

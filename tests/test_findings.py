@@ -4,23 +4,15 @@ field an older params.yaml lacks counts as its default; arms of several seeds ar
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from nowcast.publish import findings, uncertainty
-from nowcast.results import find_runs
-
-REFERENCE = Path(__file__).resolve().parents[1] / "reference_results"
 
 
 @pytest.fixture(scope="module")
-def runs():
-    found = find_runs([REFERENCE])
-    if not any(r.job_id == "knmi-abl-gated-csi" for r in found):
-        pytest.skip("reference_results/knmi-abl-* absent")
-    return found
+def runs(reference_runs):  # conftest: the committed folders
+    return reference_runs
 
 
 def by_job(runs, job):

@@ -9,17 +9,11 @@ from pathlib import Path
 import pytest
 
 from nowcast.publish import slides, talk
-from nowcast.results import find_runs
-
-REFERENCE = Path(__file__).resolve().parents[1] / "reference_results"
 
 
 @pytest.fixture(scope="module")
-def runs():
-    found = find_runs([REFERENCE])
-    if not any(r.group == "knmi-30-60" for r in found):
-        pytest.skip("reference_results absent")
-    return found
+def runs(reference_runs):  # conftest: the committed folders
+    return reference_runs
 
 
 def count(text: str) -> int:
