@@ -51,3 +51,23 @@ def test_a_run_slide_says_what_stopped_it_not_the_epochs_it_never_reached(runs):
     assert listed["trained"] == "2,648 steps, stopped by time budget (95 min)"
     planned = dict(slides.slide_params(next(r for r in runs if r.job_id == "knmi-abl-gated-csi")))
     assert planned["trained"] == "400 steps, stopped by plan"
+
+
+def test_backup_table_slides_fit_and_lose_no_row(runs):
+    """The comparison slide ran off the slide (30 varied fields as columns, 14 rows cut at
+    8 without a word) and the summary's wrapped rows over the page number: tables are paged,
+    a comparison shows its most varied fields and counts the rest."""
+    from nowcast.publish.uncertainty import seed_groups
+    knmi = [s for s in slides.comparison_slides(runs) if "Compared: knmi\\-30\\-60" in s]
+    rows = [[line for line in s.splitlines() if line.startswith("| ")][1:] for s in knmi]
+    models = [r for r in runs if r.group == "knmi-30-60" and r.status == "completed"
+              and r.params and not slides.is_baseline(r)]
+    assert sum(map(len, rows)) == len(seed_groups(models))
+    assert all(0 < len(r) <= slides.ROWS_PER_COMPARISON for r in rows) and len(knmi) > 1
+    header = [line for line in knmi[0].splitlines() if line.startswith("| ")][0]
+    assert header.count(" | ") + 1 <= 1 + slides.FIELDS_PER_COMPARISON + 3
+    assert "more fields differ: the report's parameter table." in knmi[0]
+    summary = slides.summary_slides(runs)
+    assert all(len([ln for ln in s.splitlines() if ln.startswith("| ")]) - 1 <= slides.ROWS_PER_SUMMARY
+               for s in summary)
+    assert sum(len([ln for ln in s.splitlines() if ln.startswith("| ")]) - 1 for s in summary) == len(runs)

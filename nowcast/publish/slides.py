@@ -31,7 +31,9 @@ SLIDE_PARAMS = ["architecture", "hidden_sizes", "filter_size", "patch_size", "st
                 "batch_size", "curriculum", "initial_lr"]
 SLIDE_PARAMS_MAX = 10
 BASELINE_PARAMS = ["dataset", "k_in", "k_out", "radar_recipe", "block_size"]
-ROWS_PER_SUMMARY = 8
+ROWS_PER_SUMMARY = 6  # rows of a table slide: more (their cells wrap) ran off the slide
+ROWS_PER_COMPARISON = 5  # its model names wrap over three lines: fewer rows fit
+FIELDS_PER_COMPARISON = 6  # varied fields a comparison slide shows as columns; the rest counted
 SLIDE_FILES = (JobPaths.TRAIN_GIF, JobPaths.TEST_GIF, JobPaths.TEST_STRIP_PNG, JobPaths.LOSS_PNG,
                JobPaths.LOSS_MEDIAN_PNG)
 SLIDE_INCLUDE = re.compile(r"^<!--\s*include:\s*(\S+)\s*-->\s*$", re.M)
@@ -97,10 +99,23 @@ def run_slides(r: Run, gen: Path, embed: bool = True) -> list[str]:
     return slides
 
 
+def table_slides(title: str, header: list[str], rows: list[list[str]], note: str = "",
+                 align: Optional[str] = None, per_slide: int = ROWS_PER_SUMMARY) -> list[str]:
+    """A table over as many slides as its rows need (`per_slide` each), numbered when more
+    than one; `note` under each."""
+    slides = []
+    for i in range(0, len(rows), per_slide):
+        more = f" ({i // per_slide + 1})" if len(rows) > per_slide else ""
+        slides.append(f"<!-- _class: summary -->\n\n### {title}{more}\n\n"
+                      + table(header, rows[i:i + per_slide], align=align) + note)
+    return slides
+
+
 def comparison_slides(runs: list[Run]) -> list[str]:
-    """Per protocol whose trained runs differ in a hyperparameter or repeat a seed: one slide
+    """Per protocol whose trained runs differ in a hyperparameter or repeat a seed: a table
     with a row per model (runs repeated over seeds as their mean ± 95 % t half-width, as in
-    the report), the fields that differ between them, and the protocol's headline."""
+    the report), the fields that differ between them (the FIELDS_PER_COMPARISON with the most
+    distinct values; the others counted below), and the protocol's headline."""
     slides = []
     for group in dict.fromkeys(r.group for r in runs):
         models = [r for r in runs if r.group == group and r.status == "completed"
@@ -109,18 +124,23 @@ def comparison_slides(runs: list[Run]) -> list[str]:
         varied = sorted(varied_params(models) - {"seed"})  # seeds: the mean rows say them
         if len(models) < 2 or not (varied or any(g.n > 1 for g in groups)):
             continue
+        distinct = {k: len({repr(as_ran(r).get(k)) for r in models}) for k in varied}
+        shown = sorted(sorted(varied, key=lambda k: -distinct[k])[:FIELDS_PER_COMPARISON])
         keys = [k for k in headline_keys(group, models)
                 if any(k in (metrics_value(r, "mean") or {}) for r in models)][:3]
         rows = []
         for g in groups:
             first = g.runs[0]
             label = f"**{g.label}, mean of {g.count_text}**" if g.n > 1 else esc(first.label)
-            rows.append([label] + [esc(value_text(as_ran(first).get(k))) for k in varied]
+            rows.append([label] + [esc(value_text(as_ran(first).get(k))) for k in shown]
                         + [fmt_pm(g.interval("mean", k)) for k in keys])
-        header = ["Model"] + [esc(k) for k in varied] + [metric_heading(k) for k in keys]
+        header = ["Model"] + [esc(k) for k in shown] + [metric_heading(k) for k in keys]
+        rest = [k for k in varied if k not in shown]
+        note = (f"\n{len(rest)} more fields differ: the report's parameter table.\n"
+                if rest else "")
         title = esc(group) if group != "none" else "runs of no protocol"
-        slides.append(f"<!-- _class: summary -->\n\n### Compared: {title}\n\n"
-                      + table(header, rows[:ROWS_PER_SUMMARY]))
+        slides += table_slides(f"Compared: {title}", header, rows, note,
+                               per_slide=ROWS_PER_COMPARISON)
     return slides
 
 
@@ -129,13 +149,8 @@ def summary_slides(runs: list[Run]) -> list[str]:
              esc(r.protocol if r.follows_protocol else "none"),
              "; ".join(f"{n} {v}" for n, v in headline(r)) if r.metrics else "–", trained_on(r)]
             for r in runs]
-    slides = []
-    for i in range(0, len(rows), ROWS_PER_SUMMARY):
-        more = f" ({i // ROWS_PER_SUMMARY + 1})" if len(rows) > ROWS_PER_SUMMARY else ""
-        slides.append("<!-- _class: summary -->\n\n### Summary" + more + "\n\n"
-                      + table(["Run", "Job", "Status", "Protocol", "Headline (test)", "Trained on"],
-                              rows[i:i + ROWS_PER_SUMMARY], align="llllll"))
-    return slides
+    return table_slides("Summary", ["Run", "Job", "Status", "Protocol", "Headline (test)",
+                                    "Trained on"], rows, align="llllll")
 
 
 def write_slide_fragments(runs: list[Run], gen: Path) -> Path:
