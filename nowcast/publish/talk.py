@@ -27,7 +27,7 @@ def _slide_image(path: Path, embed: bool, image) -> str:
     """A figure of the build's _generated/ folder: inside the HTML deck, by its path from the
     PDF deck (made in _generated/, as slides.REL)."""
     src = image(path, True) if embed else f"../_generated/{path.name}"
-    return f'<img src="{src}" style="max-height:210px">'
+    return f'<img src="{src}" style="max-height:170px">'
 
 
 def _shown(boots: list, keys: list[str]) -> Optional[Run]:
