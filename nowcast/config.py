@@ -78,6 +78,8 @@ class Config:
     augment: Optional[bool] = _f(False, "random flips and 90-degree rotations in training")
     val_files: Optional[list[str]] = _f([], "more radar files whose every event is validated on "
                                             "(never trained or tested on), each on its own grid")
+    val_events: Optional[list[int]] = _f([], "events of the training split moved to validation "
+                                             "(a rain-aware choice: `nowcast data inspect`)")
 
     architecture: Architecture = _f("convlstm_ed", section="model")
     hidden_sizes: list[int] = _f([64, 32, 32, 16])
@@ -127,7 +129,9 @@ class Config:
     num_epochs: int = _f(1, "epochs per curriculum stage")
     curriculum: Optional[list[int]] = _f(None, "stage lengths L (k_in = k_out = L); None: one stage")
     initial_lr: float = 1e-3
-    scheduler: Literal["none", "step"] = "step"
+    scheduler: Literal["none", "step", "onecycle"] = _f(
+        "step", "step: StepLR per epoch; onecycle: OneCycleLR per step over the plan's steps, "
+                "peaking at initial_lr (OpenSTL's SimVP schedule)")
     gamma: Optional[float] = _f(0.95, "StepLR factor, applied every `step_size` epochs")
     step_size: Optional[int] = 1
     restart_lr_per_stage: bool = _f(False, "the seed restarted the schedule every stage")
@@ -366,6 +370,9 @@ def validate(cfg: Config, where: str = "parameters", check_model: bool = True) -
         raise bad(f"dataset '{cfg.dataset}' needs 'data_file'")
     if cfg.architecture == "simvp":
         _validate_simvp(cfg, bad)
+    if cfg.scheduler == "onecycle" and cfg.restart_lr_per_stage:  # one cycle spans the plan
+        raise bad("'restart_lr_per_stage' restarts a per-epoch schedule: scheduler onecycle "
+                  "spans the whole plan; remove one")
     if cfg.select_by == "skill" and cfg.dataset != "radar":  # CSI and FSS are radar scores
         raise bad(f"select_by 'skill' scores radar forecasts (CSI, FSS): it needs dataset radar, "
                   f"not {cfg.dataset}")

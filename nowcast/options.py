@@ -56,7 +56,7 @@ FEEDBACK = ("teacher_forcing", "scheduled_sampling", "ss_decay_steps", "ss_min")
 MMNIST = ("data_dir", "digits", "num_digits", "test_num_digits", "image_size", "speed_min",
           "speed_max", "train_fixed", "val_sequences", "test_sequences")
 RADAR = ("data_dir", "data_file", "radar_recipe", "block_size", "crop_size", "augment",
-         "train_files", "val_files")
+         "train_files", "val_files", "val_events")
 
 # chooser -> the fields whose use it decides
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -125,6 +125,7 @@ USES: dict[str, dict[Any, Choice]] = {
     "scheduler": {
         "none": Choice(frozenset(), "the learning rate stays initial_lr"),
         "step": Choice(frozenset(FIELDS["scheduler"])),
+        "onecycle": Choice(frozenset(), "gamma and step_size are for scheduler: step"),
     },
     "loss": {name: Choice(frozenset({"mse_ssim": {"ssim_weight"}, "mse_csi": {"csi_weight"}}
                                     .get(name, ())),

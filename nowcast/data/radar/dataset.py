@@ -36,6 +36,17 @@ def resolve_data_file(cfg: Config, name: str) -> Path:
     raise NowcastError(f"{name}: no such radar data file (looked in {', '.join(map(str, candidates))})")
 
 
+def _ranges(rows: list[int]) -> str:
+    """[0, 1, 2, 5] -> "events 0-2, 5"."""
+    parts, start = [], None
+    for i, e in enumerate(rows):
+        start = e if start is None else start
+        if i + 1 == len(rows) or rows[i + 1] != e + 1:
+            parts.append(f"{start}-{e}" if e > start else f"{e}")
+            start = None
+    return "events " + ", ".join(parts)
+
+
 class RadarData:
     """Radar windows behind the SequenceData interface (docs/architecture.md).
 
@@ -62,6 +73,7 @@ class RadarData:
             self._protocol_sources(cfg)
         else:
             self._file_sources(cfg)
+        self._move_to_validation(cfg.val_events or [])
         self.extra_train = [self._extra_source(name) for name in cfg.train_files or []]
         self.extra_val = [self._extra_source(name, "val_files") for name in cfg.val_files or []]
         self._check_disjoint()
@@ -73,6 +85,24 @@ class RadarData:
             if extra:
                 self.description += f"; {what} also on every event of " + ", ".join(
                     f"{events.path.name} ({events.source})" for events, _ in extra)
+
+    def _move_to_validation(self, chosen: list[int]) -> None:
+        """val_events: events of the training split validated on instead (after the split's own
+        validation events, in the order given): a rain-aware choice where the split's own
+        validation events hold almost no rain. Never a test event."""
+        if not chosen:
+            return
+        (events, train), (val_events, val) = self.sources["train"], self.sources["val"]
+        wrong = [e for e in chosen if e not in train]
+        if wrong or len(set(chosen)) != len(chosen):
+            raise NowcastError(f"val_events {chosen}: each must be a distinct event of the training "
+                               f"split of {events.path.name} ({_ranges(train)}); not {wrong or chosen}")
+        if len(chosen) == len(train):
+            raise NowcastError(f"val_events {chosen}: no training event of {events.path.name} left")
+        self.sources["train"] = (events, [e for e in train if e not in chosen])
+        self.sources["val"] = (val_events, [*val, *chosen])
+        self.description += (f"; events {', '.join(map(str, chosen))} of {events.path.name} moved "
+                             "from training to validation (val_events)")
 
     def _extra_source(self, name: str, key: str = "train_files") -> tuple[RadarEvents, list[int]]:
         """One of train_files or val_files: all its events, at the training data's time step."""
