@@ -223,6 +223,29 @@ def test_seed_recipe_and_split_by_event_in_time_order(tmp_path):
     assert batch.frames.shape == (2, 4, 128, 128) and not batch.mask[..., 0].any()
 
 
+def test_val_events_move_training_events_to_validation_never_a_test_event(tmp_path):
+    """val_events: events of the training split validated on instead (a rain-aware choice);
+    the test split stays as it was; a test event, a repeat or every training event is refused."""
+    stamps = np.stack([minutes(*range(1000 * e, 1000 * e + 40, 5)) for e in range(6)])
+    frames = np.random.default_rng(1).integers(60, 140, (6, 8, 16, 16)).astype(np.uint8)
+    path = write_npz(tmp_path / "six.npz", frames, stamps)
+    values = dict(dataset="radar", data_file=str(path), block_size=1, k_in=2, k_out=2)
+    base = RadarData(load_config(values=values, check_model=False))
+    data = RadarData(load_config(values=dict(values, val_events=[3, 1]), check_model=False))
+    rows = {split: rows for split, (_, rows) in data.sources.items()}
+    assert {s: r for s, (_, r) in base.sources.items()} == {"train": [0, 1, 2, 3], "val": [4], "test": [5]}
+    assert rows == {"train": [0, 2], "val": [4, 3, 1], "test": [5]}
+    assert len(data.train_events) == 2 and "events 3, 1 of six.npz moved" in data.description
+    assert np.array_equal(data.split("test").frames, base.split("test").frames)
+    val = data.split("val").frames   # one window an event (windows start every 6 frames)
+    assert val.shape[0] == 3 and np.array_equal(val[:1], base.split("val").frames)
+    assert np.allclose(val[1], units.pv_to_dbz(frames[3, :4]).clip(0, 70) / 70, atol=1e-6)
+    for chosen, message in (([5], r"not \[5\]"), ([1, 1], r"not \[1, 1\]"),
+                            ([0, 1, 2, 3], "no training event")):
+        with pytest.raises(NowcastError, match=message):
+            RadarData(load_config(values=dict(values, val_events=chosen), check_model=False))
+
+
 def test_another_file_as_protocol_test_set(shared):
     cfg = load_config(values=dict(protocol="knmi-30-60", data_file="knmi2010_pysteps_5min.npz"),
                       check_model=False)

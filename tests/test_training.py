@@ -30,12 +30,14 @@ def test_same_params_give_bit_identical_results(tiny_values):
     assert json.loads((c / "metrics.json").read_text())["losses"] != ma["losses"]
 
 
-@pytest.mark.parametrize("schedule", [{}, dict(num_epochs=4, step_size=2, gamma=0.5)])
+@pytest.mark.parametrize("schedule", [{}, dict(num_epochs=4, step_size=2, gamma=0.5),
+                                      dict(num_epochs=3, scheduler="onecycle")])
 def test_resume_continues_to_the_same_result(tiny_values, schedule):
     """Defect 11: checkpoints hold everything needed; an interrupted run ends where an
     uninterrupted one does. The second schedule decays every 2 epochs: one that resume can
     get wrong (with step_size 1 a StepLR rebuilt from nothing decays the restored rate just
-    the same, so dropping the scheduler's state would pass)."""
+    the same, so dropping the scheduler's state would pass); the third is stepped every step
+    (a one cycle rebuilt from nothing would start its cycle again)."""
     values = dict(tiny_values, scheduled_sampling=True, ss_decay_steps=6, **schedule)
     whole = run_experiment(load_config(values=dict(values, job_id="whole")), progress=False)
     with pytest.raises(Preempted):
@@ -86,6 +88,25 @@ def test_curriculum_stages_and_lr_restart(tiny_values):
     rows = [line.split(",") for line in (path / "history.csv").read_text().splitlines()[1:]]
     assert [(r[0], r[2]) for r in rows] == [("1", "2"), ("1", "2"), ("2", "4"), ("2", "4")]
     assert [float(r[4]) for r in rows] == [0.01, 0.005, 0.01, 0.005]
+
+
+def test_onecycle_is_stepped_every_step_over_the_whole_plan(tiny_values):
+    """scheduler onecycle: OneCycleLR over the plan's steps, stepped after every optimiser step
+    (not at epochs' ends): history's lr at step s is the rate of the s-th step."""
+    values = dict(tiny_values, num_epochs=3, val_every=1, scheduler="onecycle", job_id="oc")
+    path = run_experiment(load_config(values=values), progress=False)
+    rows = [line.split(",") for line in (path / "history.csv").read_text().splitlines()[1:]]
+    logged = {int(r[3]): float(r[4]) for r in rows}
+    weight = torch.zeros(1, requires_grad=True)
+    reference = torch.optim.lr_scheduler.OneCycleLR(torch.optim.Adam([weight]), max_lr=0.01,
+                                                    total_steps=len(logged))
+    expected = {}
+    for step in range(1, len(logged) + 1):
+        expected[step] = reference.get_last_lr()[0]
+        reference.optimizer.step()
+        reference.step()
+    assert len(logged) == 12 and logged == pytest.approx(expected, rel=1e-12)
+    assert max(logged.values()) == pytest.approx(0.01, rel=0.01) and logged[12] < 1e-4
 
 
 def test_early_stopping_stops(tiny_values):
