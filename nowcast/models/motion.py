@@ -9,8 +9,13 @@ window at a time on the CPU, about 0.2 s for a KNMI-30/60 window):
   Gaussian windows (Lucas & Kanade 1981), summed over the pairs of the last 3 frames, coarse to
   fine over a pyramid with the earlier frame warped by the estimate so far. Each window solves
   (S + lam I) dV = -b + lam (V_domain - V), S and b the windowed sums of grad I grad I^T and
-  grad I * I_t: where a window has no texture (dry) the motion is the domain's mean motion,
-  which is what brings rain into a dry area;
+  grad I * I_t, lam = PRIOR x the energy tr S of the windows that hold texture (the tr S-weighted
+  mean of tr S: the pull does not weaken as the dry share of the domain grows): where a window
+  has no texture (dry) the motion is the domain's mean motion, which is what brings rain into a
+  dry area. The domain's mean motion solves the windows' equations summed, each weighted by
+  lam_min / lam_max of its S (Shi & Tomasi 1994: 1 where texture fixes both components, 0 along a
+  line, whose motion along itself is unknown): a streak of clutter that comes and goes at the
+  radar's rim, the only texture of a near-dry frame, no longer sets the whole domain moving;
 - `advect`: backward semi-Lagrangian extrapolation, forecast_k(x) = I(x - D_k(x)) with
   D_k(x) = D_{k-1}(x) + V(x - D_{k-1}(x)) (bilinear; what comes from outside the grid is 0,
   as NaN is 0 in the pysteps baseline).
@@ -81,6 +86,21 @@ def _solve(s: torch.Tensor, toward: torch.Tensor, lam: torch.Tensor) -> torch.Te
     return torch.cat(((d * r1 - c * r2) / det, (a * r2 - c * r1) / det), dim=1)
 
 
+def _cornerness(s: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W): lam_min / lam_max of each window's [[Ix^2, Ix Iy], [Ix Iy, Iy^2]] (0 where
+    there is no texture)."""
+    a, c, d = s[:, 0:1], s[:, 1:2], s[:, 2:3]
+    half, root = (a + d) / 2, torch.sqrt(((a - d) / 2) ** 2 + c * c)
+    return ((half - root) / (half + root + 1e-12)).clamp(min=0)
+
+
+def _textured_energy(s: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 1, 1): the windows' gradient energy tr S averaged with tr S as the weight: the
+    energy of a window with texture, whatever share of the domain is dry."""
+    trace = s[:, 0:1] + s[:, 2:3]
+    return (trace * trace).sum(dim=(2, 3), keepdim=True) / (trace.sum(dim=(2, 3), keepdim=True) + 1e-12)
+
+
 def motion(frames: torch.Tensor) -> torch.Tensor:
     """(B, T >= 2, H, W) -> the motion (B, 2, H, W) of the last frames, pixels per step."""
     frames = frames[:, -3:].float().unsqueeze(2)
@@ -98,12 +118,13 @@ def motion(frames: torch.Tensor) -> torch.Tensor:
             mean = mean * scale
         pairs = [(level[:, t], level[:, t + 1]) for t in range(level.shape[1] - 1)]
         for _ in range(ITERATIONS):
-            # the domain's mean motion: one window over everything, warped by that motion alone
-            s = _structure(pairs, mean.expand_as(V)).mean(dim=(2, 3), keepdim=True)
-            energy = s[:, 0:1] + s[:, 2:3]
-            mean = mean + _solve(s, torch.zeros_like(mean), 1e-3 * energy + 1e-12)
+            # the domain's mean motion: the windows' equations, warped by that motion alone,
+            # summed with the weight of how well each window's texture fixes both components
+            s = _blur(_structure(pairs, mean.expand_as(V)), SIGMA)
+            s = (s * _cornerness(s)).mean(dim=(2, 3), keepdim=True)
+            mean = mean + _solve(s, torch.zeros_like(mean), 1e-3 * (s[:, 0:1] + s[:, 2:3]) + 1e-12)
             s = _blur(_structure(pairs, V), SIGMA)
-            V = V + _solve(s, mean - V, PRIOR * energy + 1e-12)
+            V = V + _solve(s, mean - V, PRIOR * _textured_energy(s) + 1e-12)
     return V
 
 
