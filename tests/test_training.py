@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import imageio
 import numpy as np
 import pytest
 import torch
@@ -308,8 +309,29 @@ def test_tensorboard_events_mirror_the_history(tiny_values):
         want = [(int(r[head.index("step")]), float(r[head.index(column)])) for r in rows]
         assert [s for s, _ in logged] == [s for s, _ in want]
         assert np.allclose([v for _, v in logged], [v for _, v in want], rtol=1e-6), tag
-    assert len(events.Scalars("loss/batch")) == 8 and len(events.Scalars("sequences_per_s")) == len(rows)
-    assert {"validation/inputs", "validation/target", "validation/prediction"} <= set(events.Tags()["images"])
+    batch = [r.split(",") for r in (path / "batch_losses.csv").read_text().splitlines()[1:]]
+    logged = [(e.step, e.value) for e in events.Scalars("loss/batch")]
+    assert [s for s, _ in logged] == [int(r[0]) for r in batch] == list(range(1, 9))
+    assert np.allclose([v for _, v in logged], [float(r[2]) for r in batch], rtol=1e-6)
+    assert len(events.Scalars("sequences_per_s")) == len(rows)
+    # the images of the last validation: the first validation sequence's inputs and target,
+    # and the forecast of the weights at that step (model.pt's last_model: the run's end)
+    from nowcast.data import get_data
+    from nowcast.forecast import forecast
+    from nowcast.models import get_model
+    from nowcast.runtime import resolve_runtime
+    cfg = load_config(values=dict(tiny_values, job_id="tb"))
+    seq = get_data(cfg).split("val").frames[0]
+    model = get_model(cfg)
+    model.load_state_dict(torch.load(path / "model.pt", weights_only=True)["last_model"])
+    with torch.no_grad():
+        pred = forecast(model.eval(), torch.as_tensor(seq[None, :3]), 3, resolve_runtime(cfg))[0].numpy()
+    for tag, frames in (("inputs", seq[:3]), ("target", seq[3:]), ("prediction", pred)):
+        image = events.Images(f"validation/{tag}")[-1]
+        assert image.step == 8
+        shown = imageio.v3.imread(image.encoded_image_string).astype(np.float64)[..., 0] / 255
+        assert np.abs(shown - np.concatenate(list(frames), axis=-1)).max() <= 2 / 255, tag  # 8 bits
+    assert np.abs(pred - seq[3:]).max() > 0.1   # the prediction and the target differ
 
 
 def test_without_tensorboard_one_notice_and_nothing_else(tmp_path, monkeypatch, capsys):
