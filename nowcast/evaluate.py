@@ -68,7 +68,11 @@ def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file:
     """Score a model.pt on the test split of a protocol or a file; writes a results folder."""
     train_cfg, model = load_checkpoint(checkpoint)
     cfg = evaluation_config(train_cfg.to_dict(), protocol, data_file, results_dir, job_id)
-    data = get_data(cfg)
+    if cfg.dataset == "radar" and data_file:  # that file alone, at the model's pixel size
+        data = RadarData(cfg, scoring_km=(getattr(model, "grid", None) or {}).get("pixel_km"),
+                         scoring_only=True)
+    else:
+        data = get_data(cfg)
     runtime = resolve_runtime(cfg)
     runtime.place(model.to(runtime.device))
 
@@ -98,7 +102,7 @@ def evaluate_baseline(name: str, protocol: str | None = None, data_file: str | N
                                   protocol="knmi-30-60", dataset="radar", data_file=data_file or "",
                                   results_dir=results_dir, job_id=job_id), check_model=False)
     get_baseline(name, among=RADAR_BASELINES)  # a bad name, then bad data: before any folder
-    data = RadarData(cfg)
+    data = RadarData(cfg, scoring_only=True)  # with data_file: that file alone
 
     def score() -> tuple[Scores, dict]:
         fields, per_window, seconds = run_baseline_evaluation(name, data)

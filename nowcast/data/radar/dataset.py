@@ -15,14 +15,15 @@ from ...config import Config, data_dir
 from ...errors import NowcastError
 from ...protocols import KNMI_DT_MIN, KNMI_EVAL_STRIDE, KNMI_FILE, KNMI_SPLITS
 from ..base import Batch
-from .grid import SEED_GAP_MIN, SEED_SIZE, model_grid, prepared_events
+from .grid import SEED_GAP_MIN, SEED_SIZE, block_for, model_grid, prepared_events
 from .readers import RadarEvents
 from .units import dbz_to_unit
 from .windows import RadarWindows, chronological_split, cut_windows, window_starts
 
 
 def resolve_data_file(cfg: Config, name: str) -> Path:
-    """A data file as given, else under the data folder (or its radar/ subfolder)."""
+    """A data file (or a folder of native files or images) as given, else under the data
+    folder (or its radar/ subfolder)."""
     given = Path(name)
     candidates = [given]
     base = data_dir(cfg)
@@ -30,8 +31,8 @@ def resolve_data_file(cfg: Config, name: str) -> Path:
         candidates += [base / given, base / "radar" / given]
     for candidate in candidates:
         if candidate.exists():
-            if not candidate.is_file():  # a FIFO would make the reader wait for ever
-                raise NowcastError(f"{name}: {candidate} is not a regular file")
+            if not (candidate.is_file() or candidate.is_dir()):  # a FIFO: a wait for ever
+                raise NowcastError(f"{name}: {candidate} is not a regular file or a folder")
             return candidate
     raise NowcastError(f"{name}: no such radar data file (looked in {', '.join(map(str, candidates))})")
 
@@ -45,6 +46,16 @@ def _ranges(rows: list[int]) -> str:
             parts.append(f"{start}-{e}" if e > start else f"{e}")
             start = None
     return "events " + ", ".join(parts)
+
+
+def _check_step(events: RadarEvents) -> None:
+    """The protocol's time step, or one line naming the file."""
+    if events.dt_min != KNMI_DT_MIN:
+        step = (f"frames are {events.dt_min} min apart" if events.dt_min else
+                "no time step (neither 'times' nor meta 'dt_min': radar in the shared PV "
+                "encoding states them)")
+        raise NowcastError(f"{events.path}: {step}; protocol knmi-30-60 needs "
+                           f"{KNMI_DT_MIN}-minute frames")
 
 
 class RadarData:
@@ -63,24 +74,29 @@ class RadarData:
     data. `split_windows` gives the same windows in dBZ for scoring.
     """
 
-    def __init__(self, cfg: Config, device: torch.device = torch.device("cpu")):
+    def __init__(self, cfg: Config, device: torch.device = torch.device("cpu"),
+                 scoring_km: float | None = None, scoring_only: bool = False):
         self.cfg = cfg
         self.k_in, self.k_out = cfg.k_in, cfg.k_out
         self.window = cfg.k_in + cfg.k_out
         self.protocol = cfg.protocol if cfg.protocol == "knmi-30-60" else "none"
         self.sources: dict[str, tuple[RadarEvents, list[int]]] = {}
-        if self.protocol == "knmi-30-60":
+        if scoring_only and self.protocol == "knmi-30-60" and cfg.data_file:
+            self._scoring_source(cfg, scoring_km)
+        elif self.protocol == "knmi-30-60":
             self._protocol_sources(cfg)
         else:
             self._file_sources(cfg)
-        self._move_to_validation(cfg.val_events or [])
-        self.extra_train = [self._extra_source(name) for name in cfg.train_files or []]
-        self.extra_val = [self._extra_source(name, "val_files") for name in cfg.val_files or []]
+        scoring = "train" not in self.sources  # what trained the model is not read to score it
+        self._move_to_validation([] if scoring else cfg.val_events or [])
+        train_files, val_files = ([], []) if scoring else (cfg.train_files or [], cfg.val_files or [])
+        self.extra_train = [self._extra_source(name) for name in train_files]
+        self.extra_val = [self._extra_source(name, "val_files") for name in val_files]
         self._check_disjoint()
         # the training events live on the training device: windows are cut there
+        training = [self.sources["train"]] if "train" in self.sources else []  # not scoring_only
         self.train_events = [torch.from_numpy(events.frames[e]).to(device)
-                             for events, rows in [self.sources["train"], *self.extra_train]
-                             for e in rows]
+                             for events, rows in [*training, *self.extra_train] for e in rows]
         for what, extra in (("training", self.extra_train), ("validation", self.extra_val)):
             if extra:
                 self.description += f"; {what} also on every event of " + ", ".join(
@@ -116,6 +132,31 @@ class RadarData:
     def _load(self, path: Path) -> RadarEvents:
         return prepared_events(path, self.cfg.radar_recipe, self.cfg.block_size)
 
+    def _scoring_source(self, cfg: Config, scoring_km: float | None) -> None:
+        """Every event of `data_file` as test windows, and nothing else read (`evaluate --data`:
+        the checkpoint and that file are all it needs), in blocks of `scoring_km` (a model's
+        pixel size, grid.block_for) where the file states its pixel size."""
+        path = resolve_data_file(cfg, cfg.data_file)
+        events = self._load(path)
+        block = block_for(events.pixel_km, scoring_km, cfg.block_size, path) \
+            if cfg.radar_recipe == "blocks" else cfg.block_size
+        if block != cfg.block_size:
+            events = prepared_events(path, cfg.radar_recipe, block)
+        _check_step(events)
+        self.sources = {"test": (events, list(range(len(events))))}
+        self.follows_protocol, self.block = False, block
+        if self.n_windows("test") == 0:
+            raise NowcastError(f"{path}: no event has the {self.window} frames ({cfg.k_in} in, "
+                               f"{cfg.k_out} out) of a window; the longest has "
+                               f"{max(len(f) for f in events.frames)}")
+        th, tw = self.frame_shape
+        size = (f"{events.pixel_km * block:g} km blocks" if events.pixel_km and cfg.radar_recipe == "blocks"
+                else f"{block}x{block}-pixel blocks" if cfg.radar_recipe == "blocks"
+                else "the seed's 128x128 resize")
+        self.description = (f"KNMI-30/60 scoring: {self.n_windows('test')} test windows ({cfg.k_in} in, "
+                            f"{cfg.k_out} out) from every event of {path.name} ({events.source}), "
+                            f"{size} {th}x{tw}")
+
     def _protocol_sources(self, cfg: Config) -> None:
         knmi_path = resolve_data_file(cfg, KNMI_FILE)
         knmi = self._load(knmi_path)
@@ -129,12 +170,7 @@ class RadarData:
                         "test": (test, list(KNMI_SPLITS["test"]) if self.follows_protocol
                                  else list(range(len(test))))}
         for events, _ in self.sources.values():
-            if events.dt_min != KNMI_DT_MIN:
-                step = (f"frames are {events.dt_min} min apart" if events.dt_min else
-                        "no time step (neither 'times' nor meta 'dt_min': radar in the shared PV "
-                        "encoding states them)")
-                raise NowcastError(f"{events.path}: {step}; protocol knmi-30-60 needs "
-                                   f"{KNMI_DT_MIN}-minute frames")
+            _check_step(events)
         where = ("events 10-19 (Feb 2021)" if self.follows_protocol else "every event")
         th, tw = test.frames[self.sources["test"][1][0]].shape[-2:]  # the grid scored
         self.description = (
@@ -160,12 +196,13 @@ class RadarData:
     @property
     def grid(self) -> dict:
         """The grid the model is trained on (grid.model_grid): model.pt records it."""
-        events = self.sources["train"][0]
-        return model_grid(events.dt_min, events.pixel_km, self.cfg.radar_recipe, self.cfg.block_size)
+        events = self.sources.get("train", self.sources["test"])[0]
+        return model_grid(events.dt_min, events.pixel_km, self.cfg.radar_recipe,
+                          getattr(self, "block", self.cfg.block_size))
 
     @property
     def frame_shape(self) -> tuple[int, int]:
-        events, rows = self.sources["train"]
+        events, rows = self.sources.get("train", self.sources["test"])
         return tuple(events.frames[rows[0]].shape[-2:])
 
     def _check_disjoint(self) -> None:

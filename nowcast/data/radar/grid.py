@@ -102,9 +102,18 @@ def prepare(pv: np.ndarray, recipe: str = "blocks", block_size: int = 4) -> np.n
 
 # --- prepared events, cached ---------------------------------------------------------------
 
-def _cache_file(path: Path, recipe: str, block_size: int) -> Path:
+def content_stamp(path: Path) -> tuple:
+    """What stands for a file's content in the caches: its size and modification time; for a
+    folder (of native files or images), those of every file in it, by name."""
+    if path.is_dir():
+        return tuple(sorted((p.name, s.st_size, s.st_mtime_ns) for p in path.iterdir()
+                            if p.is_file() for s in [p.stat()]))
     stat = path.stat()
-    key = repr((str(path.resolve()), stat.st_size, stat.st_mtime_ns, recipe, block_size, CACHE_VERSION))
+    return (stat.st_size, stat.st_mtime_ns)
+
+
+def _cache_file(path: Path, stamp: tuple, recipe: str, block_size: int) -> Path:
+    key = repr((str(path.resolve()), stamp, recipe, block_size, CACHE_VERSION))
     return cache_dir() / f"radar-{path.stem}-{recipe}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
 
 
@@ -138,8 +147,8 @@ def _load_prepared(file: Path, path: Path) -> RadarEvents | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _prepared(path: Path, mtime_ns: int, recipe: str, block_size: int) -> RadarEvents:
-    cache = _cache_file(path, recipe, block_size)
+def _prepared(path: Path, stamp: tuple, recipe: str, block_size: int) -> RadarEvents:
+    cache = _cache_file(path, stamp, recipe, block_size)
     events = _load_prepared(cache, path)
     if events is None:
         events = read_radar(path, max_gap_min=SEED_GAP_MIN if recipe == "seed" else None)
@@ -149,14 +158,15 @@ def _prepared(path: Path, mtime_ns: int, recipe: str, block_size: int) -> RadarE
 
 
 def prepared_events(path: Path, recipe: str = "blocks", block_size: int = 4) -> RadarEvents:
-    """A file's events with `frames` as dBZ (T, h, w) on the recipe's grid (NaN = no data).
+    """A file's (or a folder's: native files, images) events with `frames` as dBZ (T, h, w)
+    on the recipe's grid (NaN = no data).
 
-    Cached in the process and on disk (`util.cache_dir()`), keyed by the file's path, size and
-    modification time: decoding the KNMI file takes seconds.
+    Cached in the process and on disk (`util.cache_dir()`), keyed by the path and its
+    `content_stamp`: decoding the KNMI file takes seconds.
     """
-    if not path.is_file():
-        raise NowcastError(f"{path}: no such radar file")
-    return _prepared(path, path.stat().st_mtime_ns, recipe, block_size)
+    if not (path.is_file() or path.is_dir()):
+        raise NowcastError(f"{path}: no such radar file or folder")
+    return _prepared(path, content_stamp(path), recipe, block_size)
 
 
 def model_grid(dt_min: int | None, pixel_km: float | None, recipe: str, block_size: int) -> dict:

@@ -22,6 +22,7 @@ import numpy as np
 from ...errors import NowcastError, described
 from ...protocols import KNMI_DT_MIN
 from ..base import load_npz
+from .images import has_spec, read_image_folder
 from .importers import candidates, frame_time, get_format, known_formats, read_frame
 from .units import PV_NO_DATA, dbz_to_pv, dbz_to_rainrate, pv_to_dbz
 
@@ -182,12 +183,25 @@ def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -
     return events
 
 
+def read_images(folder: Path, max_gap_min: float | None = None) -> RadarEvents:
+    """A folder of radar images with its radar-images.yaml (images.py), cut into events at
+    gaps larger than `max_gap_min` (default: 1.5 time steps)."""
+    frames, times, spec = read_image_folder(folder)
+    frames = _check_frames(frames, folder)[0]
+    dt_min = spec.dt_min or _median_step(times)
+    events = RadarEvents(folder, [], [], dt_min, f"images ({folder.name})", pixel_km=spec.pixel_km)
+    events.append_cut(frames, times, max_gap_min if max_gap_min is not None else 1.5 * (dt_min or np.inf), 0)
+    return events
+
+
 def read_radar(path: str | Path | Iterable[str | Path], max_gap_min: float | None = None) -> RadarEvents:
     """Any radar input nowcast reads: an .npz/.npy file, a native file, a folder of native
     files, or a list of native files. Frames come back oldest first, cut into events."""
     if not isinstance(path, (str, Path)):
         return read_native_files([Path(p) for p in path], max_gap_min)
     path = Path(path)
+    if path.is_dir() and has_spec(path):
+        return read_images(path, max_gap_min)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if candidates(p))
         if not files:
