@@ -53,8 +53,15 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    score = library("evaluate:evaluate_baseline" if args.baseline else "evaluate:evaluate_checkpoint")
-    print(score(args.baseline or args.checkpoint, args.protocol, args.data, args.results, args.job_id))
+    if args.all and not args.data:
+        raise NowcastError("--all scores every sequence of a --data file; a protocol's test "
+                           "split is fixed")
+    if args.baseline:
+        print(library("evaluate:evaluate_baseline")(args.baseline, args.protocol, args.data,
+                                                    args.results, args.job_id))
+        return 0
+    print(library("evaluate:evaluate_checkpoint")(args.checkpoint, args.protocol, args.data,
+                                                  args.results, args.job_id, args.all))
     return 0
 
 
@@ -149,6 +156,10 @@ def _add_evaluate(sub) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--protocol", choices=list(PRESETS))
     where.add_argument("--data", help="an (N,T,H,W) uint8 .npz (radar: the shared PV encoding)")
+    p.add_argument("--all", action="store_true",
+                   help="with --data and a sequence file: score every sequence (default: its "
+                        "10%% test split, as training would split it; a radar file's every "
+                        "event is scored always)")
     p.add_argument("--job-id", help="results folder name for the scores")
     p.add_argument("--results", default="results", help="results root folder (default: results)")
     p.set_defaults(func=_evaluate)

@@ -4,6 +4,7 @@ of their own."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -16,6 +17,7 @@ from .data.radar import RadarData
 from .checkpoint import load_checkpoint
 from .config import load_config, without_unused
 from .data import get_data
+from .data.sequence_file import SequenceFile
 from .errors import NowcastError, first_line
 from .forecast import forecast
 from .paths import JobPaths
@@ -64,15 +66,22 @@ def write_evaluation(cfg, score: Callable[[], tuple[Scores, dict]]) -> Path:
 
 
 def evaluate_checkpoint(checkpoint: str, protocol: str | None = None, data_file: str | None = None,
-                        results_dir: str = "results", job_id: str | None = None) -> Path:
-    """Score a model.pt on the test split of a protocol or a file; writes a results folder."""
+                        results_dir: str = "results", job_id: str | None = None,
+                        every_sequence: bool = False) -> Path:
+    """Score a model.pt on the test split of a protocol or a file (`every_sequence`: every
+    sequence of a sequence file; a radar file's every event is scored always); writes a
+    results folder."""
     train_cfg, model = load_checkpoint(checkpoint)
     cfg = evaluation_config(train_cfg.to_dict(), protocol, data_file, results_dir, job_id)
     if cfg.dataset == "radar" and data_file:  # that file alone, at the model's pixel size
         data = RadarData(cfg, scoring_km=(getattr(model, "grid", None) or {}).get("pixel_km"),
                          scoring_only=True)
+    elif data_file and every_sequence:
+        data = SequenceFile(cfg, every_sequence=True)
     else:
         data = get_data(cfg)
+    if data_file:  # how much of the file is scored, before the minutes it takes
+        print(f"nowcast: scoring {data.description}", file=sys.stderr)
     runtime = resolve_runtime(cfg)
     runtime.place(model.to(runtime.device))
 

@@ -61,6 +61,15 @@ def test_train_evaluate_predict(params, tmp_path):
     metrics = json.loads((results / "e1" / "metrics.json").read_text())
     assert metrics["follows_protocol"] is False and "seq.npz" in metrics["data"]
     assert len(metrics["per_lead"]["mse_frame"]) == 3
+    assert metrics["n_sequences"] == 1 and "split by sequence 6/1/1" in done.stderr  # its test split
+    done = run("evaluate", "--checkpoint", str(checkpoint), "--data", str(tmp_path / "seq.npz"),
+               "--all", "--results", str(results), "--job-id", "e2")
+    assert done.returncode == 0, done.stderr
+    every = json.loads((results / "e2" / "metrics.json").read_text())
+    assert every["n_sequences"] == 8 and "8 sequences of 6 frames 32x32, every one scored" in every["data"]
+    assert "every one scored" in done.stderr
+    done = run("evaluate", "--checkpoint", str(checkpoint), "--protocol", "mmnist-10", "--all")
+    assert done.returncode == 2 and "--all scores every sequence of a --data file" in done.stderr
 
     np.savez(tmp_path / "one.npz", np.rint(test[0, :3] * 255).astype(np.uint8))
     done = run("predict", "--checkpoint", str(checkpoint), "--input", str(tmp_path / "one.npz"),

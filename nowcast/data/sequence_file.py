@@ -18,13 +18,17 @@ MIN_SEQUENCES = 3  # one each for training, validation and test
 class SequenceFile:
     """Any (N,T,H,W) uint8 file: 80/10/10 split by whole sequence (fixed permutation)."""
 
-    def __init__(self, cfg: Config, device: torch.device = torch.device("cpu")):
+    def __init__(self, cfg: Config, device: torch.device = torch.device("cpu"),
+                 every_sequence: bool = False):
         self.cfg = cfg
         path = Path(cfg.data_file)
         frames = read_sequence_file(path)
         n, t, h, w = frames.shape
         if t < cfg.k_in + cfg.k_out:
             raise NowcastError(f"{path}: sequences have {t} frames, k_in + k_out needs {cfg.k_in + cfg.k_out}")
+        if every_sequence:  # evaluate --data --all: every sequence is a test sequence
+            self._every_sequence(path, frames)
+            return
         if n < MIN_SEQUENCES:
             raise NowcastError(f"{path}: need at least {MIN_SEQUENCES} sequences to split "
                                f"train/val/test, got {n}")
@@ -39,6 +43,14 @@ class SequenceFile:
         self.follows_protocol = False
         self.description = (f"sequence file {path.name}: {n} sequences of {t} frames {h}x{w}, "
                             f"split by sequence {len(self.index['train'])}/{n_val}/{n_test}")
+
+    def _every_sequence(self, path: Path, frames: np.ndarray) -> None:
+        n, t, h, w = frames.shape
+        self.index = {"test": np.arange(n), "val": np.arange(0), "train": np.arange(0)}
+        self.frames, self.train_frames = frames, None
+        self.frame_shape, self.follows_protocol = (h, w), False
+        self.description = (f"sequence file {path.name}: {n} sequences of {t} frames {h}x{w}, "
+                            f"every one scored")
 
     def train_batch(self, step: int, batch_size: int, length: int) -> Batch:
         rng = np.random.default_rng([self.cfg.seed, step])
