@@ -202,11 +202,13 @@ def read_image(path: Path, spec: ImageSpec) -> np.ndarray:
     return dbz_to_pv(dbz)
 
 
-def read_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, ImageSpec]:
-    """A folder of radar images -> (PV frames (T, H, W), times (T,), spec)."""
+def read_image_folder(folder: Path, files_bar=lambda items, folder: items
+                      ) -> tuple[np.ndarray, np.ndarray, ImageSpec]:
+    """A folder of radar images -> (PV frames (T, H, W), times (T,), spec); `files_bar`
+    wraps the files read (readers.files_bar: a progress bar)."""
     spec = read_spec(folder)
     stamped = image_files(folder, spec)
-    frames = [read_image(path, spec) for _, path in stamped]
+    frames = [read_image(path, spec) for _, path in files_bar(stamped, folder)]
     if len({f.shape for f in frames}) > 1:
         raise NowcastError(f"{folder}: the images differ in size ({frames[0].shape[1]}x"
                            f"{frames[0].shape[0]} and others)")

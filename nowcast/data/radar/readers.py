@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ...errors import NowcastError, described
 from ...protocols import KNMI_DT_MIN
@@ -158,6 +159,14 @@ def read_array_file(path: Path, max_gap_min: float | None = None) -> RadarEvents
 # --- native files (one file -> one PV frame; importers.py: pysteps' importers) ---------------------
 
 ARRAY_SUFFIXES = (".npz", ".npy")
+PROGRESS_FILES = 50  # from this many files a reader shows a progress bar on a terminal
+
+def files_bar(items: list, folder: Path) -> Iterable:
+    """`items` with a progress bar on a terminal (stderr) when there are many (a large
+    archive takes minutes); as they are elsewhere."""
+    return tqdm(items, desc=f"reading {folder.name}", unit="file", leave=False,
+                disable=None if len(items) >= PROGRESS_FILES else True)
+
 
 def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -> RadarEvents:
     """Native radar files (one frame each, importers.read_frame), put in time order by the time
@@ -171,7 +180,7 @@ def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -
     times = np.array([t for t, _ in stamped], "datetime64[m]")
     if len(set(times.tolist())) < len(times):
         raise NowcastError(f"{folder}: two files have the same time stamp")
-    read = [read_frame(p, formats[p]) for _, p in stamped]
+    read = [read_frame(p, formats[p]) for _, p in files_bar(stamped, folder)]
     if len({f.pv.shape for f in read}) > 1:
         raise NowcastError(f"{folder}: the files have different frame sizes")
     if len({f.pixel_km for f in read}) > 1:
@@ -186,7 +195,7 @@ def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -
 def read_images(folder: Path, max_gap_min: float | None = None) -> RadarEvents:
     """A folder of radar images with its radar-images.yaml (images.py), cut into events at
     gaps larger than `max_gap_min` (default: 1.5 time steps)."""
-    frames, times, spec = read_image_folder(folder)
+    frames, times, spec = read_image_folder(folder, files_bar)
     frames = _check_frames(frames, folder)[0]
     dt_min = spec.dt_min or _median_step(times)
     events = RadarEvents(folder, [], [], dt_min, f"images ({folder.name})", pixel_km=spec.pixel_km)
