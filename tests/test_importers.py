@@ -102,3 +102,15 @@ def test_data_import_round_trips_and_never_overwrites(raw, tmp_path):
     assert main(["data", "import", str(raw / "knmi_hdf5"), "--out", str(out)]) == 2
     assert out.read_bytes() == before
     assert main(["data", "import", str(raw / "knmi_hdf5"), "--out", str(tmp_path / "x.h5")]) == 2
+
+
+def test_a_glob_of_native_files_reads_as_their_folder(raw):
+    """read_radar("dir/*.gif"): the files the pattern matches, as the folder they are in;
+    a pattern that matches no file of a known format is one line naming it."""
+    folder, pattern = read_radar(raw / "mch"), read_radar(str(raw / "mch" / "*.gif"))
+    assert np.array_equal(folder.frames[0], pattern.frames[0])
+    assert list(folder.times[0]) == list(pattern.times[0])
+    part = read_radar(str(raw / "mch" / "AQC1619321*.gif"))  # 21:00 to 21:10 only
+    assert len(part.frames[0]) == 3 and np.array_equal(part.frames[0], folder.frames[0][3:])
+    with pytest.raises(NowcastError, match=r"\*\.xyz: no radar file of a known format matches"):
+        read_radar(str(raw / "mch" / "*.xyz"))

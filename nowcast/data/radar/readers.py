@@ -12,7 +12,9 @@ Output: `write_radar_forecast`, a forecast as an `.npz` in the same PV encoding.
 
 from __future__ import annotations
 
+import glob
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -159,6 +161,7 @@ def read_array_file(path: Path, max_gap_min: float | None = None) -> RadarEvents
 # --- native files (one file -> one PV frame; importers.py: pysteps' importers) ---------------------
 
 ARRAY_SUFFIXES = (".npz", ".npy")
+GLOB_CHARS = re.compile(r"[*?\[]")
 PROGRESS_FILES = 50  # from this many files a reader shows a progress bar on a terminal
 
 def files_bar(items: list, folder: Path) -> Iterable:
@@ -205,9 +208,17 @@ def read_images(folder: Path, max_gap_min: float | None = None) -> RadarEvents:
 
 def read_radar(path: str | Path | Iterable[str | Path], max_gap_min: float | None = None) -> RadarEvents:
     """Any radar input nowcast reads: an .npz/.npy file, a native file, a folder of native
-    files, or a list of native files. Frames come back oldest first, cut into events."""
+    files (or of images with their radar-images.yaml), a list of native files, or a glob
+    pattern of them ("opera/*.hdf", quoted on a command line). Frames come back oldest first,
+    cut into events."""
     if not isinstance(path, (str, Path)):
         return read_native_files([Path(p) for p in path], max_gap_min)
+    if isinstance(path, str) and GLOB_CHARS.search(path) and not Path(path).exists():
+        files = sorted(Path(p) for p in glob.glob(path) if candidates(Path(p)))
+        if not files:
+            raise NowcastError(f"{path}: no radar file of a known format matches this pattern "
+                               f"({known_formats()})")
+        return read_native_files(files, max_gap_min)
     path = Path(path)
     if path.is_dir() and has_spec(path):
         return read_images(path, max_gap_min)
