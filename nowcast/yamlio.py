@@ -44,8 +44,8 @@ class TooLarge(yaml.YAMLError):
     """A document over MAX_TEXT, MAX_NODES or MAX_DEPTH."""
 
 
-class ParamsLoader(yaml.SafeLoader):
-    """yaml.SafeLoader with YAML 1.2 floats and duplicate keys refused."""
+class _ParamsMapping:
+    """Mappings with duplicate keys refused (mixed into both loaders below)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
@@ -58,6 +58,17 @@ class ParamsLoader(yaml.SafeLoader):
             if isinstance(key, (str, int, float, bool)):
                 seen[key] = line
         return super().construct_mapping(node, deep)
+
+
+class ParamsLoader(_ParamsMapping, yaml.SafeLoader):
+    """yaml.SafeLoader with YAML 1.2 numbers and duplicate keys refused."""
+
+
+# libyaml's parser (about 10x faster: `nowcast status` reads a params.yaml per run) composes
+# by recursion in C, which a deep document crashes (a segmentation fault, not an error): it
+# reads only documents `shallow` bounds; the others go to the Python parser, which raises
+CFAST = getattr(yaml, "CSafeLoader", None)
+CParamsLoader = type("CParamsLoader", (_ParamsMapping, CFAST), {}) if CFAST else None
 
 
 # YAML 1.2's core schema integers: decimal (leading zeros are decimal: 010 is 10), 0o octal,
@@ -74,6 +85,8 @@ for _first in "-+0123456789":
     ParamsLoader.yaml_implicit_resolvers.setdefault(_first, []).append((INT_TAG, INT_1_2))
 for _first in "-+0123456789.":
     ParamsLoader.yaml_implicit_resolvers.setdefault(_first, []).append((FLOAT_TAG, FLOAT_1_2))
+if CParamsLoader is not None:  # one resolution for both parsers
+    CParamsLoader.yaml_implicit_resolvers = ParamsLoader.yaml_implicit_resolvers
 # (SafeLoader's float constructor reads every one of these: it ends in float(text))
 
 
@@ -91,7 +104,24 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
             None, None, f"{text!r} is not a YAML 1.2 integer", node.start_mark) from None
 
 
-ParamsLoader.add_constructor(INT_TAG, _construct_int)
+for _loader in (ParamsLoader, CParamsLoader):
+    if _loader is not None:
+        _loader.add_constructor(INT_TAG, _construct_int)
+
+INDICATOR = re.compile(r"(?:^|\s)[-?:](?=\s|$)")
+
+
+def shallow(text: str) -> bool:
+    """Whether a document's nesting is surely under MAX_DEPTH: each level of a YAML document
+    needs a flow opener ([ or {), a deeper indentation or a block indicator (- ? :) on the
+    same line, so their count bounds its depth."""
+    openers = text.count("[") + text.count("{")
+    if openers >= MAX_DEPTH:
+        return False
+    lines = text.splitlines() or [""]
+    indent = max(len(line) - len(line.lstrip()) for line in lines)
+    indicators = max(len(INDICATOR.findall(line)) for line in lines)
+    return openers + indent + indicators < MAX_DEPTH
 
 
 def _check_size(node: yaml.Node) -> None:
@@ -115,7 +145,7 @@ def load(text: str) -> Any:
     TooLarge too)."""
     if len(text) > MAX_TEXT:
         raise TooLarge(f"{len(text):,} characters, more than the {MAX_TEXT:,} of a params file")
-    loader = ParamsLoader(text)
+    loader = (CParamsLoader if CParamsLoader is not None and shallow(text) else ParamsLoader)(text)
     try:  # composed once, checked, then built from the same nodes
         node = loader.get_single_node()
         if node is None:

@@ -41,3 +41,37 @@ def test_yaml_1_1_integers_are_refused_where_a_number_is_expected(tmp_path, text
     params.write_text(f"seed: {text}\n")
     with pytest.raises(NowcastError, match="'seed' must be int"):
         load_config(params)
+
+
+def test_the_fast_parser_reads_every_params_file_as_the_python_one():
+    """yamlio.load takes libyaml's parser for shallow documents: the same values as PyYAML's
+    own parser, for every params file of the repository and the tricky numbers above."""
+    from pathlib import Path
+    if yamlio.CParamsLoader is None:
+        pytest.skip("PyYAML without libyaml: the Python parser reads everything")
+    texts = [p.read_text() for p in Path(__file__).resolve().parents[1].glob("params/**/*.yaml")]
+    texts.append("a: 010\nb: 0o12\nc: 1:04\nd: 1e-3\ne: [1_6, 0b101, .inf]\nf: {g: 0x1f}\n")
+    assert len(texts) > 30
+    for text in texts:
+        assert yamlio.shallow(text)
+        python = yamlio.ParamsLoader(text)
+        try:
+            want = python.construct_document(python.get_single_node())
+        finally:
+            python.dispose()
+        assert yamlio.load(text) == want
+
+
+@pytest.mark.parametrize("text", ["[" * 200000, "- " * 5000 + "1", "{a: " * 64 + "1" + "}" * 64,
+                                  "a:\n" + "".join(" " * i + "b:\n" for i in range(1, 100))])
+def test_a_deep_document_never_reaches_the_c_parser(text):
+    """libyaml's composer recurses in C: a deep document would crash the process. `shallow`
+    sends it to the Python parser, which refuses it in one line (run in a child process, so
+    that a crash is a failure and not the end of the test run)."""
+    import subprocess
+    import sys
+    assert not yamlio.shallow(text)
+    code = ("import sys; from nowcast import yamlio\ntry:\n    yamlio.load(sys.stdin.read())\n"
+            "except yamlio.TooLarge as e:\n    print('refused:', e)\n")
+    done = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("refused: "), done.stderr[-300:]
