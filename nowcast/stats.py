@@ -21,6 +21,7 @@ Sample arrays carry the full-sample estimate as row 0 and the resamples after it
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
@@ -115,16 +116,25 @@ def resample_weights(n_items: int, blocks: Optional[np.ndarray] = None,
     """(1 + resamples, n_items) multiplicities: row 0 all ones (the sample itself), then one
     row per resample. `blocks` (n_items,) names each item's unit (a radar window's event):
     whole units are drawn with replacement and every item of a unit gets its count; None:
-    each item is its own unit."""
+    each item is its own unit. Read-only, and made once per (items, units, resamples, seed):
+    a report over many runs of one test set resamples them all alike."""
     units = np.arange(n_items) if blocks is None else np.asarray(blocks)
     if units.shape != (n_items,) or n_items < 1:
         raise ValueError(f"blocks: expected ({n_items},) unit ids, got shape {units.shape}")
+    return _weights(n_items, None if blocks is None else tuple(units.tolist()), resamples, seed)
+
+
+@functools.lru_cache(maxsize=16)
+def _weights(n_items: int, blocks: Optional[tuple], resamples: int, seed: int) -> np.ndarray:
+    units = np.arange(n_items) if blocks is None else np.asarray(blocks)
     _, unit = np.unique(units, return_inverse=True)
     m = int(unit.max()) + 1
     draws = np.random.default_rng(seed).integers(0, m, size=(resamples, m))
     offsets = (np.arange(resamples) * m)[:, None]
     counts = np.bincount((draws + offsets).ravel(), minlength=resamples * m).reshape(resamples, m)
-    return np.concatenate([np.ones((1, n_items)), counts[:, unit].astype(np.float64)])
+    weights = np.concatenate([np.ones((1, n_items)), counts[:, unit].astype(np.float64)])
+    weights.flags.writeable = False
+    return weights
 
 
 def mean_samples(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -155,8 +165,15 @@ def score_samples(per_item: Mapping[str, np.ndarray], weights: np.ndarray,
     per-sequence image metrics (their means)."""
     if prefix + "contingency" in per_item:
         return radar_samples(per_item, weights, prefix)
-    return {key[len(prefix):]: mean_samples(v, weights) for key, v in per_item.items()
-            if key.startswith(prefix) and "__" not in key[len(prefix):] and np.ndim(v) == 2}
+    keys = [key for key, v in per_item.items()
+            if key.startswith(prefix) and "__" not in key[len(prefix):] and np.ndim(v) == 2]
+    if not keys:
+        return {}
+    # one product for every metric: the weights are read once
+    stacked = mean_samples(np.concatenate([np.asarray(per_item[k], np.float64) for k in keys], axis=1),
+                           weights)
+    ends = np.cumsum([np.shape(per_item[k])[1] for k in keys])
+    return {k[len(prefix):]: part for k, part in zip(keys, np.split(stacked, ends[:-1], axis=1))}
 
 
 def lead_mean(per_lead: np.ndarray) -> np.ndarray:

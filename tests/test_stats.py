@@ -144,7 +144,11 @@ def test_architectures_at_equal_minutes_are_compared_on_the_same_sequences(tmp_p
     same_arch = _image_run(tmp_path, "c2", "convlstm_ed", base + 1.0)
     other_budget = _image_run(tmp_path, "p30", "predrnn", base - 5.0, budget=30)
     runs = [convlstm, predrnn, same_arch, other_budget]
-    assert [(a.job_id, b.job_id) for a, b in equal_budget_pairs(runs)] == [("c", "p"), ("p", "c2")]
+    # c and c2 repeat one experiment (the same params): one arm, their scores averaged item by
+    # item; a sweep of 100 seeds a side is one pair, not 10,000
+    pairs = equal_budget_pairs(runs)
+    assert [([r.job_id for r in a.runs], [r.job_id for r in b.runs]) for a, b in pairs] == \
+        [(["c", "c2"], ["p"])]
     h = head_to_head(convlstm, predrnn)
     assert h.paired["mse_pixel255"].difference.estimate == pytest.approx(2.0, abs=1e-12)
     # a constant difference on every resampled sequence: an interval of zero width at +2
@@ -153,7 +157,8 @@ def test_architectures_at_equal_minutes_are_compared_on_the_same_sequences(tmp_p
     assert h.paired["mse_pixel255"].verdict == "worse" and h.leads["mse_pixel255"] == ["worse"] * 7
     text = equal_budget_table("mmnist-t", runs, "tbl-budget-mmnist-t")
     assert "{#tbl-budget-mmnist-t}" in text and "0/7 better, 7 worse" in text
-    assert "7/7 better" in text  # p against c2: 3 lower
+    assert text.count("0/7 better, 7 worse") == 1 and "7/7 better" not in text  # one pair
+    assert "+2.50 \\[2.50, 2.50\\]" in text  # the arm of c and c2 (base + 0.5) minus p (base - 2)
     # different test items (another count): no comparison
     short = _image_run(tmp_path, "s", "predrnn", base[:40])
     assert head_to_head(convlstm, short) is None

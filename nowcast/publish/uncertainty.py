@@ -9,6 +9,8 @@ and saved), and they share protocol group, data description and architecture.
 
 from __future__ import annotations
 
+import functools
+
 import json
 import re
 import sys
@@ -217,8 +219,22 @@ def _test_scores(run: Run) -> Optional[dict[str, np.ndarray]]:
     path = run.file(JobPaths.SCORES)
     if path is None or run.status != "completed":
         return None
-    per_item = read_scores(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    per_item = _cached_scores(str(path), stat.st_mtime_ns, stat.st_size)
     return _test_items(per_item) if per_item else None
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_scores(path: str, mtime_ns: int, size: int) -> Optional[dict[str, np.ndarray]]:
+    """read_scores once per file version: a report reads a run's scores for its intervals,
+    its findings and its comparisons (read-only arrays)."""
+    per_item = read_scores(Path(path))
+    for array in (per_item or {}).values():
+        array.flags.writeable = False
+    return per_item
 
 
 def baseline_items(runs: list[Run]) -> dict[tuple[str, str], dict[str, np.ndarray]]:
@@ -298,13 +314,15 @@ class HeadToHead:
     leads: dict[str, list[str]]           # metric -> the verdict at each lead time
 
 
-def equal_budget_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
-    """The pairs of completed model runs of one protocol group that differ in `architecture`
-    and were trained for the same time budget (`time_budget_min`, not null) on the same data:
-    which family does more with the same minutes. In run order, each pair once."""
+def equal_budget_pairs(runs: list[Run]) -> list[tuple[SeedGroup, SeedGroup]]:
+    """The pairs of experiments (seed groups of completed model runs) of one protocol group
+    that differ in `architecture` and were trained for the same time budget
+    (`time_budget_min`, not null) on the same data: which family does more with the same
+    minutes. In run order, each pair once (a sweep of many seeds is one experiment a side)."""
     models = [r for r in runs if r.status == "completed" and not is_baseline(r)
               and isinstance(r.params.get("time_budget_min"), (int, float))]
-    return [(a, b) for i, a in enumerate(models) for b in models[i + 1:]
+    groups = [(g, g.runs[0]) for g in seed_groups(models)]
+    return [(ga, gb) for i, (ga, a) in enumerate(groups) for gb, b in groups[i + 1:]
             if a.group == b.group and a.params.get("architecture") != b.params.get("architecture")
             and a.params["time_budget_min"] == b.params["time_budget_min"]
             and metrics_value(a, "data") == metrics_value(b, "data")]
