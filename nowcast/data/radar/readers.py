@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import glob
 import json
-from concurrent.futures import ThreadPoolExecutor
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,14 +163,12 @@ def read_array_file(path: Path, max_gap_min: float | None = None) -> RadarEvents
 ARRAY_SUFFIXES = (".npz", ".npy")
 GLOB_CHARS = re.compile(r"[*?\[]")
 PROGRESS_FILES = 50  # from this many files a reader shows a progress bar on a terminal
-READ_THREADS = 2     # native files read at a time
 
-def files_bar(items: Iterable, folder: Path, total: int | None = None) -> Iterable:
+def files_bar(items: list, folder: Path) -> Iterable:
     """`items` with a progress bar on a terminal (stderr) when there are many (a large
     archive takes minutes); as they are elsewhere."""
-    total = len(items) if total is None else total
-    return tqdm(items, desc=f"reading {folder.name}", unit="file", leave=False, total=total,
-                disable=None if total >= PROGRESS_FILES else True)
+    return tqdm(items, desc=f"reading {folder.name}", unit="file", leave=False,
+                disable=None if len(items) >= PROGRESS_FILES else True)
 
 
 def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -> RadarEvents:
@@ -186,11 +183,9 @@ def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -
     times = np.array([t for t, _ in stamped], "datetime64[m]")
     if len(set(times.tolist())) < len(times):
         raise NowcastError(f"{folder}: two files have the same time stamp")
-    # two files at a time: decompressing one (h5py holds its lock) overlaps converting the
-    # other (numpy releases the interpreter): about 1.4x on 2 cores for OPERA's 1 km frames
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        read = list(files_bar(pool.map(lambda p: read_frame(p, formats[p]), [p for _, p in stamped]),
-                              folder, len(stamped)))
+    # one file at a time: pysteps' importers and h5py are not safe to run in threads (two
+    # at a time ended the process silently, exit status 0, on OPERA's files)
+    read = [read_frame(p, formats[p]) for _, p in files_bar(stamped, folder)]
     if len({f.pv.shape for f in read}) > 1:
         raise NowcastError(f"{folder}: the files have different frame sizes")
     if len({f.pixel_km for f in read}) > 1:
