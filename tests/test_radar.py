@@ -119,10 +119,11 @@ def test_frames_keep_their_times_order_through_reading_windows_and_batches(tmp_p
 
 
 def test_events_split_at_gaps(tmp_path):
-    frames = np.full((1, 5, 8, 8), 100, np.uint8)
-    path = write_npz(tmp_path / "gaps.npz", frames, minutes(0, 5, 15, 20, 40)[None])
-    assert [len(f) for f in readers.read_radar(path).frames] == [2, 2, 1]        # a missing frame
-    assert [len(f) for f in readers.read_radar(path, max_gap_min=10).frames] == [4, 1]  # seed: > 10 min
+    frames = np.full((1, 6, 8, 8), 100, np.uint8)
+    path = write_npz(tmp_path / "gaps.npz", frames, minutes(0, 5, 15, 20, 40, 47)[None])
+    # a missing frame cuts (10 min), a frame 7 minutes late does not (1.4 steps of 5)
+    assert [len(f) for f in readers.read_radar(path).frames] == [2, 2, 2]
+    assert [len(f) for f in readers.read_radar(path, max_gap_min=10).frames] == [4, 2]  # seed: > 10 min
 
 
 @pytest.mark.parametrize("name, frames, message", [

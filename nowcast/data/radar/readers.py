@@ -53,6 +53,15 @@ class RadarEvents:
             self.stored_event.append(stored)
 
 
+GAP_STEPS = 1.5  # consecutive frames further apart than this many time steps: two events
+
+
+def default_gap(dt_min: int | None) -> float:
+    """The gap (minutes) that cuts events: GAP_STEPS time steps (a missing frame cuts; a
+    late one does not); none without a time step."""
+    return GAP_STEPS * dt_min if dt_min else np.inf
+
+
 def split_events(times: np.ndarray, max_gap_min: float, path: Path | str) -> list[slice]:
     """Cut one time-ordered run of frames into events wherever consecutive frames are more
     than `max_gap_min` minutes apart; a time that is not later than its predecessor is refused."""
@@ -151,7 +160,7 @@ def read_array_file(path: Path, max_gap_min: float | None = None) -> RadarEvents
         raise NowcastError(f"{path}: 'times' has shape {times.shape}, frames {frames.shape}")
     times = times.reshape(frames.shape[:2])
     dt_min = int(meta.get("dt_min") or _median_step(times) or 0) or None
-    gap = max_gap_min if max_gap_min is not None else (dt_min or np.inf)
+    gap = max_gap_min if max_gap_min is not None else default_gap(dt_min)
     events = RadarEvents(path, [], [], dt_min, source, pixel_km=meta_pixel_km(meta))
     for index, (seq, stamps) in enumerate(zip(frames, times)):
         events.append_cut(seq, stamps, gap, index)
@@ -174,7 +183,7 @@ def files_bar(items: list, folder: Path) -> Iterable:
 def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -> RadarEvents:
     """Native radar files (one frame each, importers.read_frame), put in time order by the time
     stamps in their names and cut into events at gaps larger than `max_gap_min` (default:
-    the files' usual step). The pixel size and the source are the files' metadata's."""
+    `default_gap` of the files' usual step). The pixel size and the source are the files' metadata's."""
     if not paths:
         raise NowcastError("no radar files given")
     folder = paths[0].parent
@@ -193,18 +202,18 @@ def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -
     stack = _check_frames(np.stack([f.pv for f in read]), folder)[0]
     dt_min = _median_step(times)
     events = RadarEvents(folder, [], [], dt_min, read[0].source, pixel_km=read[0].pixel_km)
-    events.append_cut(stack, times, max_gap_min if max_gap_min is not None else (dt_min or np.inf), 0)
+    events.append_cut(stack, times, max_gap_min if max_gap_min is not None else default_gap(dt_min), 0)
     return events
 
 
 def read_images(folder: Path, max_gap_min: float | None = None) -> RadarEvents:
     """A folder of radar images with its radar-images.yaml (images.py), cut into events at
-    gaps larger than `max_gap_min` (default: 1.5 time steps)."""
+    gaps larger than `max_gap_min` (default: `default_gap`)."""
     frames, times, spec = read_image_folder(folder, files_bar)
     frames = _check_frames(frames, folder)[0]
     dt_min = spec.dt_min or _median_step(times)
     events = RadarEvents(folder, [], [], dt_min, f"images ({folder.name})", pixel_km=spec.pixel_km)
-    events.append_cut(frames, times, max_gap_min if max_gap_min is not None else 1.5 * (dt_min or np.inf), 0)
+    events.append_cut(frames, times, max_gap_min if max_gap_min is not None else default_gap(dt_min), 0)
     return events
 
 
