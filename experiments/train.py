@@ -65,6 +65,7 @@ crop_size = None                    # random training crops of this side; None: 
 train_files = []                    # more radar files whose every event is added to training only (never validation or test)
 augment = False                     # random flips and 90-degree rotations in training
 val_files = []                      # more radar files whose every event is validated on (never trained or tested on), each on its own grid
+val_events = []                     # events of the training split moved to validation (a rain-aware choice: `nowcast data inspect`)
 
 # model
 architecture = 'convlstm_ed'
@@ -104,7 +105,7 @@ batch_size = 16
 num_epochs = 1                      # epochs per curriculum stage
 curriculum = None                   # stage lengths L (k_in is k_out is L); None: one stage
 initial_lr = 0.001
-scheduler = 'step'
+scheduler = 'step'                  # step: StepLR per epoch; onecycle: OneCycleLR per step over the plan's steps, peaking at initial_lr (OpenSTL's SimVP schedule)
 gamma = 0.95                        # StepLR factor, applied every `step_size` epochs
 step_size = 1
 restart_lr_per_stage = False        # the seed restarted the schedule every stage
