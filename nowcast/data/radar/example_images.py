@@ -20,7 +20,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from ...errors import NowcastError
-from .images import IMAGE_SPEC
+from .images import IMAGE_SPEC, rgb_of
 from .readers import read_radar
 from .units import PV_NO_DATA, pv_to_dbz
 
@@ -30,10 +30,6 @@ NO_ECHO_RGB, NO_DATA_RGB = "#ffffff", "#808080"
 PALETTE = {5: "#c8e6ff", 10: "#96c8ff", 15: "#3c96f0", 20: "#1e6edc", 25: "#00c800",
            30: "#00a000", 35: "#fff000", 40: "#ffb400", 45: "#ff6400", 50: "#e60000",
            55: "#b40078", 60: "#780078"}
-
-
-def _rgb(text: str) -> np.ndarray:
-    return np.array([int(text[i:i + 2], 16) for i in (1, 3, 5)], np.uint8)
 
 
 def spec_text(style: str, pixel_km: float) -> str:
@@ -48,10 +44,10 @@ def to_palette(pv: np.ndarray) -> np.ndarray:
     """PV (H, W) -> RGB (H, W, 3) by PALETTE's classes."""
     dbz = pv_to_dbz(pv)
     rgb = np.empty((*pv.shape, 3), np.uint8)
-    rgb[:] = _rgb(NO_ECHO_RGB)
+    rgb[:] = rgb_of(NO_ECHO_RGB)
     for edge, colour in PALETTE.items():
-        rgb[np.nan_to_num(dbz) >= edge] = _rgb(colour)
-    rgb[pv == PV_NO_DATA] = _rgb(NO_DATA_RGB)
+        rgb[np.nan_to_num(dbz) >= edge] = rgb_of(colour)
+    rgb[pv == PV_NO_DATA] = rgb_of(NO_DATA_RGB)
     return rgb
 
 

@@ -14,7 +14,9 @@ Values map to dBZ (mm/h by Marshall-Palmer, units.rainrate_to_dbz); at or below 
 no data stays apart (PV 255). A colour image's pixels must all be listed colours (no_data
 and no_echo count); a transparent pixel (alpha 0) is no data. The files are those the
 pattern matches, in the order of the times it reads; the folder's other files are ignored.
-Every fault is one line naming the folder, the file, or the key.
+Every fault is one line naming the folder, the file, or the key. Here: the yaml (`read_spec`),
+the files it names (`image_files`) and one image read (`read_image`); readers.read_images puts
+them together as events.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 
 from ... import yamlio
 from ...errors import NowcastError, described
-from .units import PV_NO_DATA, PV_NO_ECHO, dbz_to_pv, rainrate_to_dbz
+from .units import dbz_to_pv, rainrate_to_dbz
 
 IMAGE_SPEC = "radar-images.yaml"
 KEYS = ("pattern", "unit", "pixel_km", "linear", "palette", "no_data", "no_echo", "dt_min")
@@ -58,7 +60,8 @@ def has_spec(folder: Path) -> bool:
     return (folder / IMAGE_SPEC).is_file()
 
 
-def _colour(text: Any, where: str) -> tuple[int, int, int]:
+def rgb_of(text: Any, where: str = "colour") -> tuple[int, int, int]:
+    """'#rrggbb' -> (r, g, b), or one line naming `where`."""
     if not isinstance(text, str) or not re.fullmatch(r"#[0-9a-fA-F]{6}", text):
         raise NowcastError(f"{where}: colour {yamlio.shown(text)} is not #rrggbb")
     return tuple(int(text[i:i + 2], 16) for i in (1, 3, 5))
@@ -88,7 +91,7 @@ def _regex(pattern: Any, where: str) -> re.Pattern:
 
 def _values(raw: Any, key: str, colour: bool, where: str) -> tuple:
     items = raw if isinstance(raw, list) else [] if raw is None else [raw]
-    return tuple(_colour(v, f"{where} '{key}'") if colour else int(_number(v, f"{where} '{key}'"))
+    return tuple(rgb_of(v, f"{where} '{key}'") if colour else int(_number(v, f"{where} '{key}'"))
                  for v in items)
 
 
@@ -121,7 +124,7 @@ def read_spec(folder: Path) -> ImageSpec:
         if not isinstance(raw["palette"], dict) or not 0 < len(raw["palette"]) <= MAX_COLOURS:
             raise NowcastError(f"{where}: 'palette' must map 1 to {MAX_COLOURS} colours '#rrggbb' "
                                "to values")
-        palette = {_colour(k, f"{where} 'palette'"): _number(v, f"{where} 'palette'")
+        palette = {rgb_of(k, f"{where} 'palette'"): _number(v, f"{where} 'palette'")
                    for k, v in raw["palette"].items()}
     pixel = _number(raw["pixel_km"], f"{where} 'pixel_km'")
     dt = raw.get("dt_min")
@@ -155,40 +158,46 @@ def image_files(folder: Path, spec: ImageSpec) -> list[tuple[np.datetime64, Path
     return found
 
 
+def _pack(r: Any, g: Any, b: Any) -> Any:
+    """A colour as one integer 0xRRGGBB (of ints, or element-wise of arrays)."""
+    return (r << 16) | (g << 8) | b
+
+
 def _grey_to_dbz(image: np.ndarray, spec: ImageSpec, path: Path) -> np.ndarray:
     if image.ndim != 2:
         raise NowcastError(f"{path}: a colour image, but {IMAGE_SPEC} gives a linear mapping "
                            "(grey images); give a 'palette' for colour images")
     values = spec.linear[0] + spec.linear[1] * image.astype(np.float64)
-    return _special(values, image, spec)
+    return _to_dbz(values, spec, image, spec.no_echo, spec.no_data)
 
 
 def _colour_to_dbz(image: np.ndarray, spec: ImageSpec, path: Path) -> np.ndarray:
     if image.ndim != 3 or image.shape[-1] not in (3, 4) or image.dtype != np.uint8:
         raise NowcastError(f"{path}: not an 8-bit RGB(A) image, but {IMAGE_SPEC} gives a palette")
-    rgb = image[..., :3].astype(np.int32)
-    code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    table = {(r << 16) | (g << 8) | b: v for (r, g, b), v in spec.palette.items()}
-    special = {(r << 16) | (g << 8) | b for r, g, b in spec.no_data + spec.no_echo}
+    code = _pack(*np.moveaxis(image[..., :3].astype(np.int32), -1, 0))
+    table = {_pack(*rgb): v for rgb, v in spec.palette.items()}
+    no_echo, no_data = [_pack(*c) for c in spec.no_echo], [_pack(*c) for c in spec.no_data]
     transparent = image[..., 3] == 0 if image.shape[-1] == 4 else np.zeros(code.shape, bool)
     colours, inverse = np.unique(code, return_inverse=True)
-    unknown = [c for c in np.unique(code[~transparent]) if c not in table and c not in special]
+    listed = set(table) | set(no_echo) | set(no_data)
+    unknown = [c for c in np.unique(code[~transparent]) if c not in listed]
     if unknown:
         raise NowcastError(f"{path}: colour #{int(unknown[0]):06x} is not in the palette of "
                            f"{IMAGE_SPEC} ({len(unknown)} unlisted colour(s))")
     values = np.array([table.get(int(c), np.nan) for c in colours])[inverse].reshape(code.shape)
-    dbz = _special(values, code, spec, coded=True)
+    dbz = _to_dbz(values, spec, code, no_echo, no_data)
     dbz[transparent] = np.nan
     return dbz
 
 
-def _special(values: np.ndarray, raw: np.ndarray, spec: ImageSpec, coded: bool = False) -> np.ndarray:
-    """Values in the spec's unit -> dBZ, with its no-data and no-echo pixels applied."""
-    code = (lambda c: (c[0] << 16) | (c[1] << 8) | c[2]) if coded else (lambda v: v)
+def _to_dbz(values: np.ndarray, spec: ImageSpec, raw: np.ndarray, no_echo: list, no_data: list
+            ) -> np.ndarray:
+    """Values in the spec's unit -> dBZ; pixels whose raw value (grey level or packed colour)
+    is one of `no_echo` are no echo, of `no_data` no data."""
     dbz = values if spec.unit == "dBZ" else rainrate_to_dbz(np.maximum(values, 0.0)).astype(np.float64)
     dbz = np.where(dbz > 0.0, dbz, 0.0)
-    dbz[np.isin(raw, [code(v) for v in spec.no_echo])] = 0.0
-    dbz[np.isin(raw, [code(v) for v in spec.no_data])] = np.nan
+    dbz[np.isin(raw, no_echo)] = 0.0
+    dbz[np.isin(raw, no_data)] = np.nan
     return dbz
 
 
@@ -200,17 +209,3 @@ def read_image(path: Path, spec: ImageSpec) -> np.ndarray:
         raise NowcastError(f"{path}: not a readable image ({described(e)})") from None
     dbz = _grey_to_dbz(image, spec, path) if spec.linear else _colour_to_dbz(image, spec, path)
     return dbz_to_pv(dbz)
-
-
-def read_image_folder(folder: Path, files_bar=lambda items, folder: items
-                      ) -> tuple[np.ndarray, np.ndarray, ImageSpec]:
-    """A folder of radar images -> (PV frames (T, H, W), times (T,), spec); `files_bar`
-    wraps the files read (readers.files_bar: a progress bar)."""
-    spec = read_spec(folder)
-    stamped = image_files(folder, spec)
-    frames = [read_image(path, spec) for _, path in files_bar(stamped, folder)]
-    if len({f.shape for f in frames}) > 1:
-        raise NowcastError(f"{folder}: the images differ in size ({frames[0].shape[1]}x"
-                           f"{frames[0].shape[0]} and others)")
-    assert PV_NO_ECHO == 0 and PV_NO_DATA == 255  # the encoding read_image writes
-    return np.stack(frames), np.array([t for t, _ in stamped], "datetime64[m]"), spec

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ...errors import NowcastError, described
 from ...protocols import KNMI_DT_MIN
 from ..base import load_npz
-from .images import has_spec, read_image_folder
+from .images import has_spec, image_files, read_image, read_spec
 from .importers import candidates, frame_time, get_format, known_formats, read_frame
 from .units import PV_NO_DATA, dbz_to_pv, dbz_to_rainrate, pv_to_dbz
 
@@ -56,9 +56,11 @@ class RadarEvents:
 GAP_STEPS = 1.5  # consecutive frames further apart than this many time steps: two events
 
 
-def default_gap(dt_min: int | None) -> float:
-    """The gap (minutes) that cuts events: GAP_STEPS time steps (a missing frame cuts; a
-    late one does not); none without a time step."""
+def event_gap(dt_min: int | None, given: float | None = None) -> float:
+    """The gap (minutes) that cuts events: `given`, else GAP_STEPS time steps (a missing frame
+    cuts; a late one does not); none without a time step."""
+    if given is not None:
+        return given
     return GAP_STEPS * dt_min if dt_min else np.inf
 
 
@@ -160,7 +162,7 @@ def read_array_file(path: Path, max_gap_min: float | None = None) -> RadarEvents
         raise NowcastError(f"{path}: 'times' has shape {times.shape}, frames {frames.shape}")
     times = times.reshape(frames.shape[:2])
     dt_min = int(meta.get("dt_min") or _median_step(times) or 0) or None
-    gap = max_gap_min if max_gap_min is not None else default_gap(dt_min)
+    gap = event_gap(dt_min, max_gap_min)
     events = RadarEvents(path, [], [], dt_min, source, pixel_km=meta_pixel_km(meta))
     for index, (seq, stamps) in enumerate(zip(frames, times)):
         events.append_cut(seq, stamps, gap, index)
@@ -183,7 +185,7 @@ def files_bar(items: list, folder: Path) -> Iterable:
 def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -> RadarEvents:
     """Native radar files (one frame each, importers.read_frame), put in time order by the time
     stamps in their names and cut into events at gaps larger than `max_gap_min` (default:
-    `default_gap` of the files' usual step). The pixel size and the source are the files' metadata's."""
+    `event_gap` of the files' usual step). The pixel size and the source are the files' metadata's."""
     if not paths:
         raise NowcastError("no radar files given")
     folder = paths[0].parent
@@ -195,25 +197,32 @@ def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -
     # one file at a time: pysteps' importers and h5py are not safe to run in threads (two
     # at a time ended the process silently, exit status 0, on OPERA's files)
     read = [read_frame(p, formats[p]) for _, p in files_bar(stamped, folder)]
-    if len({f.pv.shape for f in read}) > 1:
-        raise NowcastError(f"{folder}: the files have different frame sizes")
     if len({f.pixel_km for f in read}) > 1:
         raise NowcastError(f"{folder}: the files state different pixel sizes")
-    stack = _check_frames(np.stack([f.pv for f in read]), folder)[0]
-    dt_min = _median_step(times)
-    events = RadarEvents(folder, [], [], dt_min, read[0].source, pixel_km=read[0].pixel_km)
-    events.append_cut(stack, times, max_gap_min if max_gap_min is not None else default_gap(dt_min), 0)
-    return events
+    return _one_run(folder, [f.pv for f in read], times, _median_step(times), read[0].source,
+                    read[0].pixel_km, max_gap_min)
 
 
 def read_images(folder: Path, max_gap_min: float | None = None) -> RadarEvents:
     """A folder of radar images with its radar-images.yaml (images.py), cut into events at
-    gaps larger than `max_gap_min` (default: `default_gap`)."""
-    frames, times, spec = read_image_folder(folder, files_bar)
-    frames = _check_frames(frames, folder)[0]
-    dt_min = spec.dt_min or _median_step(times)
-    events = RadarEvents(folder, [], [], dt_min, f"images ({folder.name})", pixel_km=spec.pixel_km)
-    events.append_cut(frames, times, max_gap_min if max_gap_min is not None else default_gap(dt_min), 0)
+    gaps larger than `max_gap_min` (default: `event_gap`)."""
+    spec = read_spec(folder)
+    stamped = image_files(folder, spec)
+    frames = [read_image(path, spec) for _, path in files_bar(stamped, folder)]
+    times = np.array([t for t, _ in stamped], "datetime64[m]")
+    return _one_run(folder, frames, times, spec.dt_min or _median_step(times),
+                    f"images ({folder.name})", spec.pixel_km, max_gap_min)
+
+
+def _one_run(folder: Path, frames: list[np.ndarray], times: np.ndarray, dt_min: int | None,
+             source: str, pixel_km: float | None, max_gap_min: float | None) -> RadarEvents:
+    """Frames of one file each, in time order, as events (cut at `event_gap`)."""
+    if len({f.shape for f in frames}) > 1:
+        raise NowcastError(f"{folder}: the files differ in size ({frames[0].shape[1]}x"
+                           f"{frames[0].shape[0]} and others)")
+    stack = _check_frames(np.stack(frames), folder)[0]
+    events = RadarEvents(folder, [], [], dt_min, source, pixel_km=pixel_km)
+    events.append_cut(stack, times, event_gap(dt_min, max_gap_min), 0)
     return events
 
 
