@@ -81,6 +81,7 @@ class RadarData:
         self.window = cfg.k_in + cfg.k_out
         self.protocol = cfg.protocol if cfg.protocol == "knmi-30-60" else "none"
         self.sources: dict[str, tuple[RadarEvents, list[int]]] = {}
+        self.block = cfg.block_size  # native pixels a block side (scoring: the model's size)
         if scoring_only and self.protocol == "knmi-30-60" and cfg.data_file:
             self._scoring_source(cfg, scoring_km)
         elif self.protocol == "knmi-30-60":
@@ -149,13 +150,9 @@ class RadarData:
             raise NowcastError(f"{path}: no event has the {self.window} frames ({cfg.k_in} in, "
                                f"{cfg.k_out} out) of a window; the longest has "
                                f"{max(len(f) for f in events.frames)}")
-        th, tw = self.frame_shape
-        size = (f"{events.pixel_km * block:g} km blocks" if events.pixel_km and cfg.radar_recipe == "blocks"
-                else f"{block}x{block}-pixel blocks" if cfg.radar_recipe == "blocks"
-                else "the seed's 128x128 resize")
         self.description = (f"KNMI-30/60 scoring: {self.n_windows('test')} test windows ({cfg.k_in} in, "
                             f"{cfg.k_out} out) from every event of {path.name} ({events.source}), "
-                            f"{size} {th}x{tw}")
+                            f"{self._grid_text(events)}")
 
     def _protocol_sources(self, cfg: Config) -> None:
         knmi_path = resolve_data_file(cfg, KNMI_FILE)
@@ -172,12 +169,20 @@ class RadarData:
         for events, _ in self.sources.values():
             _check_step(events)
         where = ("events 10-19 (Feb 2021)" if self.follows_protocol else "every event")
-        th, tw = test.frames[self.sources["test"][1][0]].shape[-2:]  # the grid scored
         self.description = (
             f"KNMI-30/60: {self.n_windows('test')} test windows ({cfg.k_in} in, {cfg.k_out} out) "
-            f"from {where} of {test.path.name} ({test.source}), 4 km blocks "
-            f"{th}x{tw}; trained on events 0-7, validated on "
-            f"8-9 (Jan 2021) of {KNMI_FILE}")
+            f"from {where} of {test.path.name} ({test.source}), {self._grid_text(test)}; "
+            f"trained on events 0-7, validated on 8-9 (Jan 2021) of {KNMI_FILE}")
+
+    def _grid_text(self, test: RadarEvents) -> str:
+        """The grid scored, as descriptions state it: '4 km blocks 191x175' (the block size from
+        the file's pixel size where it states one)."""
+        th, tw = test.frames[self.sources["test"][1][0]].shape[-2:]
+        if self.cfg.radar_recipe != "blocks":
+            return f"the seed's {th}x{tw} resize"
+        size = (f"{test.pixel_km * self.block:g} km" if test.pixel_km
+                else f"{self.block}x{self.block}-pixel")
+        return f"{size} blocks {th}x{tw}"
 
     def _file_sources(self, cfg: Config) -> None:
         path = resolve_data_file(cfg, cfg.data_file)
@@ -197,8 +202,7 @@ class RadarData:
     def grid(self) -> dict:
         """The grid the model is trained on (grid.model_grid): model.pt records it."""
         events = self.sources.get("train", self.sources["test"])[0]
-        return model_grid(events.dt_min, events.pixel_km, self.cfg.radar_recipe,
-                          getattr(self, "block", self.cfg.block_size))
+        return model_grid(events.dt_min, events.pixel_km, self.cfg.radar_recipe, self.block)
 
     @property
     def frame_shape(self) -> tuple[int, int]:
