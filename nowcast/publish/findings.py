@@ -19,8 +19,8 @@ from ..results import Run
 from .describe import NOT_LISTED, as_ran, is_baseline, steps, test_data
 from .intervals import GUESS_BASELINES
 from .markdown import esc, fmt_value, table, value_text
-from .uncertainty import (SEED_IGNORED, HeadToHead, SeedGroup, arm_scores, count_verdicts,
-                          fmt_interval, head_to_head, headline_keys, seed_groups)
+from .uncertainty import (SEED_IGNORED, HeadToHead, SeedGroup, count_verdicts,
+                          experiments_head_to_head, fmt_interval, headline_keys, seed_groups)
 
 IGNORED = SEED_IGNORED | NOT_LISTED
 SAID = {"better": "better", "worse": "worse", "not distinguishable": "not distinguishable"}
@@ -63,7 +63,7 @@ def pairs(runs: list[Run]) -> list[Pair]:
                 continue
             pair = Pair(ga, gb, *_differences(a, b))
             if len(pair.fields) == 1:
-                pair.evidence = head_to_head(a, b, arm_scores(ga.runs), arm_scores(gb.runs))
+                pair.evidence = experiments_head_to_head(ga, gb)
             out.append(pair)
     return out
 

@@ -12,9 +12,9 @@ from ..results import Run
 from .describe import (data_note, is_baseline, metrics_value, metric_heading, protocol_caption,
                        steps_text)
 from .markdown import esc, table
-from .uncertainty import (PAIRED_BASELINES, RunUncertainty, arm_scores, count_verdicts, equal_budget_pairs,
-                          fmt_interval, fmt_pm, head_to_head, headline_keys, paired_keys,
-                          seed_groups)
+from .uncertainty import (PAIRED_BASELINES, RunUncertainty, count_verdicts, equal_budget_pairs,
+                          experiments_head_to_head, fmt_interval, fmt_pm, headline_keys,
+                          paired_keys, seed_groups)
 
 SPLITS = ("train", "val", "test", "test_ood")
 SPLIT_LABELS = {"train": "Train", "val": "Validation", "test": "Test"}
@@ -94,9 +94,7 @@ def equal_budget_table(group: str, runs: list[Run], ident: str) -> Optional[str]
     """Architectures at equal training minutes (uncertainty.equal_budget_pairs): the first
     run minus the second on the same test items, paired bootstrap interval and verdict."""
     keys = paired_keys(group, runs)
-    pairs = [h for a, b in equal_budget_pairs(runs) if (h := head_to_head(
-        a.runs[0], b.runs[0], *((arm_scores(a.runs), arm_scores(b.runs)) if a.n > 1 or b.n > 1
-                                else (None, None)))) is not None]
+    pairs = [h for a, b in equal_budget_pairs(runs) if (h := experiments_head_to_head(a, b)) is not None]
     rows = [[esc(h.a.label), esc(h.b.label), f"{h.a.params['time_budget_min']:g}",
              f"{steps_text(h.a)} / {steps_text(h.b)}"]
             + [_verdict_cell(h.paired.get(k)) for k in keys]

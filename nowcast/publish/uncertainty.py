@@ -10,7 +10,6 @@ and saved), and they share protocol group, data description and architecture.
 from __future__ import annotations
 
 import functools
-
 import json
 import re
 import sys
@@ -337,6 +336,12 @@ def arm_scores(runs: list[Run]) -> Optional[dict[str, np.ndarray]]:
     if any(a[k].shape != arms[0][k].shape for a in arms for k in a):
         return None
     return {k: np.mean([a[k] for a in arms], axis=0) for k in arms[0]}
+
+
+def experiments_head_to_head(ga: SeedGroup, gb: SeedGroup) -> Optional[HeadToHead]:
+    """head_to_head of two experiments: each arm's scores averaged over its runs item by item
+    (arm_scores), labelled by their first runs."""
+    return head_to_head(ga.runs[0], gb.runs[0], arm_scores(ga.runs), arm_scores(gb.runs))
 
 
 def head_to_head(a: Run, b: Run, sa: Optional[dict] = None, sb: Optional[dict] = None
