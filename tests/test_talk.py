@@ -44,6 +44,20 @@ def test_protocols_past_the_limit_move_behind_the_backup(runs, tmp_path, monkeyp
     assert shown[-1].count("Conclusions") == 1
 
 
+def test_the_conclusions_fit_above_the_page_number_and_count_the_rest(runs, tmp_path):
+    """Five wrapped conclusions of the reference runs ran over the slide's page number: the
+    slide keeps the bullets that fit in CONCLUSION_LINES wrapped lines and counts the rest."""
+    shown, _ = talk.talk_slides(runs, tmp_path, False, slides._image, slides._media)
+    bullets = [line for line in shown[-1].splitlines() if line.startswith("- ")]
+    assert sum(map(talk._shown_lines, bullets)) <= talk.CONCLUSION_LINES
+    assert bullets[-1].startswith("- ... ") and bullets[-1].endswith("more in the report's conclusion")
+    assert len(bullets) >= 3 and "residual models added skill" in "".join(bullets)
+    short = ["- **a**: one line"] * 3
+    assert talk.fitting(short) == short  # what fits is shown whole, with no count
+    long = ["- " + "x" * (2 * talk.CONCLUSION_CHARS)] * 8  # 3 lines each
+    assert talk.fitting(long) == long[:3] + ["- ... 5 more in the report's conclusion"]
+
+
 def test_a_run_slide_says_what_stopped_it_not_the_epochs_it_never_reached(runs):
     run = next(r for r in runs if r.job_id == "knmi-30-60-cpu-p4-gated-csi")
     listed = dict(slides.slide_params(run))

@@ -20,6 +20,8 @@ from .uncertainty import baseline_items, fmt_interval, headline_keys, uncertaint
 
 TALK_SLIDES = 20   # slides before the Backup divider, the fixed ones of deck.md included
 FIXED_SLIDES = 4   # deck.md's title, problem, models and method slides before the talk
+CONCLUSION_LINES = 12  # wrapped text lines the conclusions slide holds above its page number
+CONCLUSION_CHARS = 70  # characters of a wrapped line there (theme.css's summary text)
 TALK_FIGURE = "talk-per-lead-{}.png"
 
 
@@ -96,7 +98,29 @@ def talk_slides(runs: list[Run], gen: Path, embed: bool, image, media) -> tuple[
                      if line is lines[0] or "residual models" in line]
         else:
             backup += slides
-    conclusions = "\n".join(said[:6]) or "- No completed model run to conclude from yet."
+    conclusions = "\n".join(fitting(said)) or "- No completed model run to conclude from yet."
     talk.append("<!-- _class: summary -->\n\n### Conclusions\n\n" + conclusions + "\n")
     return talk, backup
+
+
+def _shown_lines(bullet: str) -> int:
+    """The lines a bullet wraps to on a slide (its text without markdown marks)."""
+    text = bullet.replace("**", "").replace("\\", "")
+    return -(-len(text) // CONCLUSION_CHARS)
+
+
+def fitting(bullets: list[str]) -> list[str]:
+    """The bullets that fit on the conclusions slide above its page number (CONCLUSION_LINES
+    wrapped lines), in order; where they do not all fit, a last line counts the rest and
+    points to the report (five wrapped conclusions ran over the page number)."""
+    if sum(map(_shown_lines, bullets)) <= CONCLUSION_LINES:
+        return bullets
+    more = "- ... {} more in the report's conclusion"
+    kept, used = [], _shown_lines(more)
+    for bullet in bullets:
+        used += _shown_lines(bullet)
+        if used > CONCLUSION_LINES:
+            break
+        kept.append(bullet)
+    return kept + [more.format(len(bullets) - len(kept))]
 
