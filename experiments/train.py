@@ -63,7 +63,7 @@ radar_recipe = 'blocks'             # blocks: 4x4 dBZ block means (KNMI-30/60); 
 block_size = 4                      # native pixels per block side (recipe blocks)
 crop_size = None                    # random training crops of this side; None: whole frames
 train_files = []                    # more radar files whose every event is added to training only (never validation or test)
-augment = False                     # random flips and 90-degree rotations in training
+augment = False                     # random flips and 90-degree rotations of training sequences (Moving MNIST: and time reversal)
 val_files = []                      # more radar files whose every event is validated on (never trained or tested on), each on its own grid
 val_events = []                     # events of the training split moved to validation (a rain-aware choice: `nowcast data inspect`)
 

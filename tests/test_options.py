@@ -54,8 +54,7 @@ REFUSED = (
         ("speed_min", 1.0), ("speed_max", 4.0), ("num_digits", 1), ("digits", "auto"),
         ("test_num_digits", 3), ("image_size", 192)]]
     + [([], f"{key}={value}", "mmnist") for key, value in [
-        ("data_file", "x.npz"), ("radar_recipe", "seed"), ("block_size", 2), ("crop_size", 32),
-        ("augment", "true")]]
+        ("data_file", "x.npz"), ("radar_recipe", "seed"), ("block_size", 2), ("crop_size", 32)]]
     + [([], "norm_groups=2", "norm"), (RADAR + ["radar_recipe=seed"], "block_size=2", "seed")]
 )
 
@@ -115,7 +114,8 @@ def test_unused_fields_resolve_to_null():
     assert (cfg.image_size, cfg.val_sequences, cfg.test_sequences, cfg.train_fixed) == (None,) * 4
     assert (cfg.radar_recipe, cfg.block_size, cfg.crop_size, cfg.augment) == ("blocks", 4, None, False)
     cfg = load_config()
-    assert (cfg.data_file, cfg.radar_recipe, cfg.block_size, cfg.augment, cfg.norm_groups) == (None,) * 5
+    assert (cfg.data_file, cfg.radar_recipe, cfg.block_size, cfg.norm_groups) == (None,) * 4
+    assert cfg.augment is False
     assert (cfg.image_size, cfg.val_sequences) == (64, 1000)
 
 

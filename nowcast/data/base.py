@@ -35,6 +35,17 @@ def to_unit(frames):
     return frames.astype(np.float32) / 255.0
 
 
+def flip_rotate(clip, rng: np.random.Generator):
+    """A random symmetry of the frame drawn from rng, the same for every frame of the clip
+    (..., H, W): k quarter turns (square frames; others 0 or 2) and a mirror flip of columns."""
+    square = clip.shape[-1] == clip.shape[-2]
+    turns = int(rng.integers(4)) if square else 2 * int(rng.integers(2))
+    clip = torch.rot90(clip, k=turns, dims=(-2, -1))
+    if rng.integers(2):
+        clip = torch.flip(clip, dims=(-1,))
+    return clip
+
+
 def load_npz(path: Path, what: str = "data") -> dict[str, np.ndarray]:
     """Every array of an .npz, with 'frames' the array of that name (or the file's only array).
     Missing, unreadable or ambiguous files raise a one-line NowcastError naming the file."""

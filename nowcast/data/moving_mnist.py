@@ -20,7 +20,7 @@ import torch
 from ..config import Config, data_dir
 from ..errors import MissingDependency, NowcastError, described
 from ..util import atomic_path, cache_dir, optional_import
-from .base import Batch, to_unit
+from .base import Batch, flip_rotate, to_unit
 
 DIGIT = 28  # px: an MNIST digit's side, the smallest canvas (data.check refuses less)
 
@@ -187,14 +187,29 @@ class MovingMNIST:
         c = self.cfg
         if not c.train_fixed:
             rng = np.random.default_rng([c.seed, step])
-            return Batch(to_unit(self._generate(rng, batch_size, length)), None)
+            return Batch(to_unit(self._augment(self._generate(rng, batch_size, length), step)),
+                         None)
         fixed = self._fixed_set()
         steps_per_epoch = max(1, c.train_sequences // batch_size)
         epoch, index = divmod(step, steps_per_epoch)
         order = np.random.default_rng([c.seed, epoch]).permutation(c.train_sequences)
         rows = torch.as_tensor(order[index * batch_size:(index + 1) * batch_size],
                                device=fixed.device)
-        return Batch(to_unit(fixed[rows, :length]), None)
+        return Batch(to_unit(self._augment(fixed[rows, :length], step)), None)
+
+    def _augment(self, frames: torch.Tensor, step: int) -> torch.Tensor:
+        """augment: each sequence (T, H, W) turned and flipped (flip_rotate) and, with
+        probability 1/2, played backwards -- a Moving MNIST sequence run backwards is one too
+        (straight paths, elastic bounces) -- drawn from (seed, step); more from the thesis's
+        8,000 fixed sequences without a new digit or path."""
+        if not self.cfg.augment:
+            return frames
+        rng = np.random.default_rng([self.cfg.seed, step, 1])
+        out = []
+        for clip in frames:
+            clip = flip_rotate(clip, rng)
+            out.append(torch.flip(clip, dims=(0,)) if rng.integers(2) else clip)
+        return torch.stack(out)
 
     def _fixed_set(self) -> torch.Tensor:
         """The thesis's fixed training set (train_fixed), drawn from the run's seed on first use."""

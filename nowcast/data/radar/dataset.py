@@ -14,7 +14,7 @@ import torch
 from ...config import Config, data_dir
 from ...errors import NowcastError
 from ...protocols import KNMI_DT_MIN, KNMI_EVAL_STRIDE, KNMI_FILE, KNMI_SPLITS
-from ..base import Batch
+from ..base import Batch, flip_rotate
 from .grid import SEED_GAP_MIN, SEED_SIZE, block_for, model_grid, prepared_events
 from .readers import RadarEvents
 from .units import dbz_to_unit
@@ -250,14 +250,7 @@ class RadarData:
                 raise NowcastError(f"crop_size {c} is larger than the {h}x{w} frames")
             top, left = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
             clip = clip[:, top:top + c, left:left + c]
-        if self.cfg.augment:
-            square = clip.shape[-1] == clip.shape[-2]
-            # quarter turns keep the shape of square frames only; others get 0 or 180 degrees
-            turns = int(rng.integers(4)) if square else 2 * int(rng.integers(2))
-            clip = torch.rot90(clip, k=turns, dims=(-2, -1))
-            if rng.integers(2):
-                clip = torch.flip(clip, dims=(-1,))
-        return clip
+        return flip_rotate(clip, rng) if self.cfg.augment else clip
 
     def split_windows(self, which: str) -> RadarWindows:
         """The fixed windows of a split in dBZ (every 6 frames, whole frames); "train": the
