@@ -13,7 +13,7 @@ import pytest
 from nowcast.config import default_data_dir
 from nowcast.data.radar import importers
 from nowcast.data.radar.readers import read_radar
-from nowcast.data.radar.units import pv_to_dbz
+from nowcast.data.radar.units import PV_NO_DATA, PV_NO_ECHO, dbz_to_pv, pv_to_dbz
 from nowcast.errors import NowcastError
 
 pytest.importorskip("pysteps")
@@ -48,6 +48,24 @@ def test_opera_odim_reflectivity_and_rain_rate_with_their_scale_and_step(raw):
     np.testing.assert_allclose(pv_to_dbz(pv[wet]), np.clip(dbz, 0, 70) * (dbz > 0), atol=0.26)
 
 
+def test_files_read_in_forked_processes_are_those_read_in_one_and_a_bad_one_is_named(
+        raw, tmp_path, monkeypatch):
+    from nowcast.data.radar import readers
+    monkeypatch.setattr(readers, "read_processes", lambda files: 1)
+    one = read_radar(raw / "fmi")
+    monkeypatch.setattr(readers, "read_processes", lambda files: 2)
+    forked = read_radar(raw / "fmi")
+    assert len(forked.frames[0]) == len(one.frames[0]) >= 4
+    assert np.array_equal(forked.frames[0], one.frames[0]) and forked.pixel_km == one.pixel_km
+    files = sorted((raw / "fmi").iterdir())[:3]
+    for path in files:
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    (tmp_path / files[1].name).write_bytes(b"P5 not a picture")  # the worker's file fails
+    with pytest.raises(NowcastError) as e:
+        read_radar(tmp_path)
+    assert str(e.value).startswith(f"{tmp_path / files[1].name}: cannot read as fmi_pgm")
+
+
 def test_shared_endings_are_told_apart_by_the_file(raw):
     knmi = next((raw / "knmi_hdf5").iterdir())
     opera = sorted((raw / "opera" / "20241126_dbzh_1km_5min").iterdir())[0]
@@ -62,7 +80,8 @@ def test_units_convert_by_marshall_palmer_and_accumulation_time():
     assert rate[0] == 0 and rate[1] == pytest.approx(10 * np.log10(200), abs=1e-4) and np.isnan(rate[2])
     depth = importers.to_dbz(np.array([1.0]), {"unit": "mm", "accutime": 5.0})  # 12 mm/h
     assert depth[0] == pytest.approx(10 * np.log10(200 * 12 ** 1.6), abs=1e-4)
-    assert list(importers.to_dbz(np.array([-32.0, 25.5]), {"unit": "dBZ"})) == [0.0, 25.5]
+    dbz = importers.to_dbz(np.array([-32.0, 0.0, 25.5, np.nan]), {"unit": "dBZ"})  # as read:
+    assert list(dbz_to_pv(dbz)) == [PV_NO_ECHO, PV_NO_ECHO, 115, PV_NO_DATA]  # <= 0: no echo
     assert importers.pixel_km({"xpixelsize": 1000.0, "projection": "+proj=laea +units=m"}) == 1.0
     assert importers.pixel_km({"xpixelsize": 0.01, "projection": "+proj=longlat"}) is None
 

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import glob
 import json
+import multiprocessing
+import os
 import re
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -26,7 +30,7 @@ from ...errors import NowcastError, described
 from ...protocols import KNMI_DT_MIN
 from ..base import load_npz
 from .images import has_spec, image_files, read_image, read_spec
-from .importers import candidates, frame_time, get_format, known_formats, read_frame
+from .importers import FORMATS, candidates, frame_time, get_format, known_formats, read_frame
 from .units import PV_NO_DATA, dbz_to_pv, dbz_to_rainrate, pv_to_dbz
 
 
@@ -175,11 +179,42 @@ ARRAY_SUFFIXES = (".npz", ".npy")
 GLOB_CHARS = re.compile(r"[*?\[]")
 PROGRESS_FILES = 50  # from this many files a reader shows a progress bar on a terminal
 
-def files_bar(items: list, folder: Path) -> Iterable:
+READ_PROCESSES = 4  # at most this many files read at once: a 1 km OPERA frame holds ~0.6 GB in
+                    # pysteps' hands while it is converted
+
+def files_bar(items: Iterable, folder: Path, total: int) -> Iterable:
     """`items` with a progress bar on a terminal (stderr) when there are many (a large
     archive takes minutes); as they are elsewhere."""
-    return tqdm(items, desc=f"reading {folder.name}", unit="file", leave=False,
-                disable=None if len(items) >= PROGRESS_FILES else True)
+    return tqdm(items, desc=f"reading {folder.name}", unit="file", leave=False, total=total,
+                disable=None if total >= PROGRESS_FILES else True)
+
+
+def read_processes(files: int) -> int:
+    """How many processes read native files: one a CPU this process may use, at most
+    READ_PROCESSES and one a file; 1 (this process) where fork is not the way to start them
+    (macOS, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return 1
+    return max(1, min(READ_PROCESSES, files, len(os.sched_getaffinity(0))))
+
+
+def read_frames(paths: list[Path], formats: dict, folder: Path) -> list:
+    """importers.read_frame of each file, in order, in forked processes (read_processes):
+    decoding and converting a file is CPU work of seconds for a large grid. Processes, never
+    threads: pysteps' importers and h5py are not safe in threads (two at a time ended the
+    process silently, exit status 0, on OPERA's files). A worker's NowcastError comes back
+    as raised."""
+    workers = read_processes(len(paths))
+    names = [formats[p][0] for p in paths]  # a name crosses to a worker (a format holds lambdas)
+    if workers == 1:
+        return [_read_named(p, n) for p, n in files_bar(list(zip(paths, names)), folder, len(paths))]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(files_bar(pool.map(_read_named, paths, names), folder, len(paths)))
+
+
+def _read_named(path: Path, name: str):
+    """read_frame of a file whose format get_format named."""
+    return read_frame(path, (name, FORMATS[name]))
 
 
 def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -> RadarEvents:
@@ -194,9 +229,7 @@ def read_native_files(paths: Sequence[Path], max_gap_min: float | None = None) -
     times = np.array([t for t, _ in stamped], "datetime64[m]")
     if len(set(times.tolist())) < len(times):
         raise NowcastError(f"{folder}: two files have the same time stamp")
-    # one file at a time: pysteps' importers and h5py are not safe to run in threads (two
-    # at a time ended the process silently, exit status 0, on OPERA's files)
-    read = [read_frame(p, formats[p]) for _, p in files_bar(stamped, folder)]
+    read = read_frames([p for _, p in stamped], formats, folder)
     if len({f.pixel_km for f in read}) > 1:
         raise NowcastError(f"{folder}: the files state different pixel sizes")
     return _one_run(folder, [f.pv for f in read], times, _median_step(times), read[0].source,
@@ -208,7 +241,7 @@ def read_images(folder: Path, max_gap_min: float | None = None) -> RadarEvents:
     gaps larger than `max_gap_min` (default: `event_gap`)."""
     spec = read_spec(folder)
     stamped = image_files(folder, spec)
-    frames = [read_image(path, spec) for _, path in files_bar(stamped, folder)]
+    frames = [read_image(path, spec) for _, path in files_bar(stamped, folder, len(stamped))]
     times = np.array([t for t, _ in stamped], "datetime64[m]")
     return _one_run(folder, frames, times, spec.dt_min or _median_step(times),
                     f"images ({folder.name})", spec.pixel_km, max_gap_min)
