@@ -66,6 +66,35 @@ def test_files_read_in_forked_processes_are_those_read_in_one_and_a_bad_one_is_n
     assert str(e.value).startswith(f"{tmp_path / files[1].name}: cannot read as fmi_pgm")
 
 
+def test_a_glob_in_a_params_file_reads_what_it_matches_and_its_cache_follows_them(raw, tmp_path,
+                                                                                   monkeypatch):
+    from nowcast.config import load_config
+    from nowcast.data.check import check_inputs
+    from nowcast.data.radar import grid
+    from nowcast.data.radar.dataset import resolve_data_file
+    monkeypatch.setattr(grid, "cache_dir", lambda: tmp_path / "cache")
+    cfg = load_config(values=dict(dataset="radar", data_file="radar_raw/fmi/*_SUOMI1.pgm.gz",
+                                  data_dir=str(raw.parent), hidden_sizes=[4, 4]))
+    check_inputs(cfg)  # the pattern, under data_dir, passes the checks made before a run
+    pattern = resolve_data_file(cfg, cfg.data_file)
+    assert pattern == raw / "fmi" / "*_SUOMI1.pgm.gz"
+    by_glob = grid.prepared_events(pattern)
+    by_folder = grid.prepared_events(raw / "fmi")
+    assert np.array_equal(np.concatenate(by_glob.frames), np.concatenate(by_folder.frames),
+                          equal_nan=True)
+    assert [p.name.startswith("radar-__SUOMI1.pgm-") for p in (tmp_path / "cache").iterdir()].count(True) == 1
+    files = tmp_path / "fmi"
+    files.mkdir()
+    for path in sorted((raw / "fmi").iterdir())[:4]:
+        (files / path.name).write_bytes(path.read_bytes())
+    stamp = grid.content_stamp(files / "*.pgm.gz")
+    assert len(stamp) == 4
+    sorted(files.iterdir())[-1].unlink()
+    assert len(grid.content_stamp(files / "*.pgm.gz")) == 3 != len(stamp)
+    with pytest.raises(NowcastError, match="no such radar data file"):
+        resolve_data_file(cfg, "radar_raw/fmi/*.nothing")
+
+
 def test_shared_endings_are_told_apart_by_the_file(raw):
     knmi = next((raw / "knmi_hdf5").iterdir())
     opera = sorted((raw / "opera" / "20241126_dbzh_1km_5min").iterdir())[0]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nowcast.config import default_data_dir, load_config
-from nowcast.data.radar import RadarData
+from nowcast.data.radar import RadarData, grid
 from nowcast.data.radar.example_images import PALETTE, write_example
 from nowcast.data.radar.images import IMAGE_SPEC
 from nowcast.data.radar.readers import read_radar
@@ -127,7 +127,10 @@ def test_scoring_a_folder_needs_that_folder_alone(tmp_path, monkeypatch):
     frames = rng.integers(60, 140, (20, 16, 12)).astype(np.uint8)
     folder = folder_of(tmp_path, frames, range(0, 100, 5))
     cfg = load_config(values=dict(protocol="knmi-30-60", data_file=str(folder)), check_model=False)
+    reads = []
+    monkeypatch.setattr(grid, "read_radar", lambda *a, **k: reads.append(a) or read_radar(*a, **k))
     data = RadarData(cfg, scoring_km=4.0, scoring_only=True)
+    assert len(reads) == 1  # the files are read once, at the model's scale (not 4x4 first)
     assert data.n_windows("test") == 1 and data.frame_shape == (8, 6)
     assert "from every event of images" in data.description and "4 km blocks 8x6" in data.description
     windows = data.split_windows("test")

@@ -16,20 +16,22 @@ from ...errors import NowcastError
 from ...protocols import KNMI_DT_MIN, KNMI_EVAL_STRIDE, KNMI_FILE, KNMI_SPLITS
 from ..base import Batch, flip_rotate
 from .grid import SEED_GAP_MIN, SEED_SIZE, block_for, model_grid, prepared_events
-from .readers import RadarEvents
+from .readers import RadarEvents, is_pattern, pattern_files
 from .units import dbz_to_unit
 from .windows import RadarWindows, chronological_split, cut_windows, window_starts
 
 
 def resolve_data_file(cfg: Config, name: str) -> Path:
-    """A data file (or a folder of native files or images) as given, else under the data
-    folder (or its radar/ subfolder)."""
+    """A data file (or a folder of native files or images, or a glob pattern of native files:
+    "opera/*.hdf") as given, else under the data folder (or its radar/ subfolder)."""
     given = Path(name)
     candidates = [given]
     base = data_dir(cfg)
     if base is not None and not given.is_absolute():
         candidates += [base / given, base / "radar" / given]
     for candidate in candidates:
+        if is_pattern(candidate) and pattern_files(candidate):
+            return candidate
         if candidate.exists():
             if not (candidate.is_file() or candidate.is_dir()):  # a FIFO: a wait for ever
                 raise NowcastError(f"{name}: {candidate} is not a regular file or a folder")
@@ -138,11 +140,9 @@ class RadarData:
         the checkpoint and that file are all it needs), in blocks of `scoring_km` (a model's
         pixel size, grid.block_for) where the file states its pixel size."""
         path = resolve_data_file(cfg, cfg.data_file)
-        events = self._load(path)
+        events = prepared_events(path, cfg.radar_recipe, cfg.block_size, scoring_km)
         block = block_for(events.pixel_km, scoring_km, cfg.block_size, path) \
             if cfg.radar_recipe == "blocks" else cfg.block_size
-        if block != cfg.block_size:
-            events = prepared_events(path, cfg.radar_recipe, block)
         _check_step(events)
         self.sources = {"test": (events, list(range(len(events))))}
         self.follows_protocol, self.block = False, block

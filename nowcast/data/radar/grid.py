@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 
 from ...errors import NowcastError
 from ...util import atomic_path, cache_dir
-from .readers import RadarEvents, read_radar
+from .readers import RadarEvents, is_pattern, pattern_files, read_radar
 from .units import PV_NO_DATA, TWICE_DBZ_OF_PV, pv_to_dbz
 
 SEED_GAP_MIN = 10               # the seed's recipe: a new sequence where frames are > 10 min apart
@@ -104,7 +105,11 @@ def prepare(pv: np.ndarray, recipe: str = "blocks", block_size: int = 4) -> np.n
 
 def content_stamp(path: Path) -> tuple:
     """What stands for a file's content in the caches: its size and modification time; for a
-    folder (of native files or images), those of every file in it, by name."""
+    folder (of native files or images), those of every file in it, by name; for a glob
+    pattern, those of every file it matches."""
+    if is_pattern(path):
+        return tuple((str(p), s.st_size, s.st_mtime_ns) for p in pattern_files(path)
+                     for s in [p.stat()])
     if path.is_dir():
         return tuple(sorted((p.name, s.st_size, s.st_mtime_ns) for p in path.iterdir()
                             if p.is_file() for s in [p.stat()]))
@@ -112,9 +117,10 @@ def content_stamp(path: Path) -> tuple:
     return (stat.st_size, stat.st_mtime_ns)
 
 
-def _cache_file(path: Path, stamp: tuple, recipe: str, block_size: int) -> Path:
+def _cache_file(path: Path, stamp: tuple, recipe: str, block_size) -> Path:
     key = repr((str(path.resolve()), stamp, recipe, block_size, CACHE_VERSION))
-    return cache_dir() / f"radar-{path.stem}-{recipe}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+    stem = re.sub(r"[^\w.-]", "_", path.stem)  # a pattern's '*' in no file name
+    return cache_dir() / f"radar-{stem}-{recipe}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
 
 
 def _save_prepared(file: Path, events: RadarEvents) -> None:
@@ -147,26 +153,32 @@ def _load_prepared(file: Path, path: Path) -> RadarEvents | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _prepared(path: Path, stamp: tuple, recipe: str, block_size: int) -> RadarEvents:
-    cache = _cache_file(path, stamp, recipe, block_size)
+def _prepared(path: Path, stamp: tuple, recipe: str, block_size: int,
+              wanted_km: float | None) -> RadarEvents:
+    cache = _cache_file(path, stamp, recipe, (block_size, wanted_km) if wanted_km else block_size)
     events = _load_prepared(cache, path)
     if events is None:
         events = read_radar(path, max_gap_min=SEED_GAP_MIN if recipe == "seed" else None)
+        if recipe == "blocks":
+            block_size = block_for(events.pixel_km, wanted_km, block_size, path)
         events.frames = [prepare(pv, recipe, block_size) for pv in events.frames]
         _save_prepared(cache, events)
     return events
 
 
-def prepared_events(path: Path, recipe: str = "blocks", block_size: int = 4) -> RadarEvents:
-    """A file's (or a folder's: native files, images) events with `frames` as dBZ (T, h, w)
-    on the recipe's grid (NaN = no data).
+def prepared_events(path: Path, recipe: str = "blocks", block_size: int = 4,
+                    wanted_km: float | None = None) -> RadarEvents:
+    """A file's (or a folder's: native files, images; or a glob pattern's) events with
+    `frames` as dBZ (T, h, w) on the recipe's grid (NaN = no data); with `wanted_km` (a
+    model's pixel size) the blocks are as many native pixels as make it (block_for), from
+    one read of the file.
 
     Cached in the process and on disk (`util.cache_dir()`), keyed by the path and its
     `content_stamp`: decoding the KNMI file takes seconds.
     """
-    if not (path.is_file() or path.is_dir()):
+    if not (path.is_file() or path.is_dir() or is_pattern(path)):
         raise NowcastError(f"{path}: no such radar file or folder")
-    return _prepared(path, content_stamp(path), recipe, block_size)
+    return _prepared(path, content_stamp(path), recipe, block_size, wanted_km)
 
 
 def model_grid(dt_min: int | None, pixel_km: float | None, recipe: str, block_size: int) -> dict:

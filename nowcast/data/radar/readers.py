@@ -259,6 +259,16 @@ def _one_run(folder: Path, frames: list[np.ndarray], times: np.ndarray, dt_min: 
     return events
 
 
+def is_pattern(path: str | Path) -> bool:
+    """A glob pattern of files ("opera/*.hdf"), not a file or folder of that name."""
+    return bool(GLOB_CHARS.search(str(path))) and not Path(path).exists()
+
+
+def pattern_files(pattern: str | Path) -> list[Path]:
+    """The files of a known format that a glob pattern matches, sorted."""
+    return sorted(Path(p) for p in glob.glob(str(pattern)) if Path(p).is_file() and candidates(Path(p)))
+
+
 def read_radar(path: str | Path | Iterable[str | Path], max_gap_min: float | None = None) -> RadarEvents:
     """Any radar input nowcast reads: an .npz/.npy file, a native file, a folder of native
     files (or of images with their radar-images.yaml), a list of native files, or a glob
@@ -266,8 +276,8 @@ def read_radar(path: str | Path | Iterable[str | Path], max_gap_min: float | Non
     cut into events."""
     if not isinstance(path, (str, Path)):
         return read_native_files([Path(p) for p in path], max_gap_min)
-    if isinstance(path, str) and GLOB_CHARS.search(path) and not Path(path).exists():
-        files = sorted(Path(p) for p in glob.glob(path) if candidates(Path(p)))
+    if is_pattern(path):
+        files = pattern_files(path)
         if not files:
             raise NowcastError(f"{path}: no radar file of a known format matches this pattern "
                                f"({known_formats()})")
