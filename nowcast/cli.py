@@ -72,8 +72,9 @@ def _predict(args) -> int:
 
 def _data(args) -> int:
     if args.action == "inspect":
-        return library("data.radar.archive:inspect_main")(args.path, as_json=args.json)
-    print(library("data.radar.archive:import_archive")(args.path, args.out))
+        return library("data.radar.archive:inspect_main")(args.path, as_json=args.json,
+                                                           gap_min=args.gap)
+    print(library("data.radar.archive:import_archive")(args.path, args.out, gap_min=args.gap))
     return 0
 
 
@@ -175,6 +176,10 @@ def _add_predict(sub) -> None:
     p.set_defaults(func=_predict)
 
 
+GAP_HELP = ("frames further apart than this many minutes start a new event (default: 1.5 "
+            "time steps)")
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="inspect a radar archive, or import it as one .npz")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -182,10 +187,13 @@ def _add_data(sub) -> None:
                            "coverage and wet fraction of a radar file, folder or native files")
     i.add_argument("path", help="an .npz/.npy radar file, a native file or a folder of them")
     i.add_argument("--json", action="store_true", help="the facts as JSON")
+    i.add_argument("--gap", type=float, metavar="MIN", help=GAP_HELP)
     i.set_defaults(func=_data)
     m = actions.add_parser("import", help="a radar archive as one .npz in the shared PV encoding")
     m.add_argument("path", help="an .npz/.npy radar file, a native file or a folder of them")
     m.add_argument("--out", required=True, help="the .npz to write (never overwritten)")
+    m.add_argument("--gap", type=float, metavar="MIN", help=GAP_HELP + "; kept in the file's "
+                   "meta, so that training and scoring cut its events there too")
     m.set_defaults(func=_data)
 
 

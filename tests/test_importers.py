@@ -5,6 +5,7 @@ from ../shared/data/radar_raw (skipped with a message when absent)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,31 @@ def test_data_import_round_trips_and_never_overwrites(raw, tmp_path):
     assert main(["data", "import", str(raw / "knmi_hdf5"), "--out", str(out)]) == 2
     assert out.read_bytes() == before
     assert main(["data", "import", str(raw / "knmi_hdf5"), "--out", str(tmp_path / "x.h5")]) == 2
+
+
+def test_a_user_set_gap_cuts_events_in_inspect_and_import_and_travels_in_the_file(raw, tmp_path,
+                                                                                 capsys):
+    """--gap: the knmi_hdf5 frames are 5 minutes apart (one event by default); a gap of 4
+    minutes makes each frame an event, in inspect, in import and in every later read of the
+    imported file (its meta gap_min); a gap that is no positive number: one line, exit 2."""
+    from nowcast.cli import main
+    frames = len(read_radar(raw / "knmi_hdf5").frames[0])
+    assert main(["data", "inspect", str(raw / "knmi_hdf5"), "--gap", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["events"] == frames > 1
+    out = tmp_path / "cut.npz"
+    assert main(["data", "import", str(raw / "knmi_hdf5"), "--out", str(out), "--gap", "4"]) == 0
+    assert len(read_radar(out)) == frames and len(read_radar(out, 60.0)) == 1  # meta, or given
+    capsys.readouterr()
+    for bad in ("0", "-5", "inf", "nan"):
+        assert main(["data", "inspect", str(raw / "knmi_hdf5"), "--gap", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("nowcast: error: --gap: the event gap must be a positive number")
+        assert err.count("\n") == 1
+    np.savez(tmp_path / "bad.npz", frames=np.zeros((1, 2, 4, 4), np.uint8),
+             times=np.array([["2021-01-01T00:00", "2021-01-01T00:05"]], "datetime64[m]"),
+             meta=json.dumps({"gap_min": "ten"}))
+    with pytest.raises(NowcastError, match="bad.npz: meta 'gap_min': the event gap must be"):
+        read_radar(tmp_path / "bad.npz")
 
 
 def test_a_glob_of_native_files_reads_as_their_folder(raw):

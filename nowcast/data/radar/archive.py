@@ -15,7 +15,7 @@ import numpy as np
 
 from ...errors import NowcastError
 from ...util import atomic_path
-from .readers import RadarEvents, read_radar
+from .readers import RadarEvents, checked_gap, read_radar
 from .units import PV_NO_DATA, PV_NO_ECHO, pv_to_dbz
 
 WET_DBZ = 20.0  # the protocol's headline threshold (CSI-20)
@@ -40,9 +40,10 @@ def _event_row(events: RadarEvents, e: int, previous_end) -> dict:
             "wet_fraction": round(float((pv_to_dbz(pv[data]) >= WET_DBZ).mean()), 4) if data.any() else 0.0}
 
 
-def inspect(path: str | Path) -> dict:
-    """What a radar file, folder or list of native files holds, event by event."""
-    events = read_radar(path)
+def inspect(path: str | Path, gap_min: float | None = None) -> dict:
+    """What a radar file, folder or list of native files holds, event by event (cut at
+    `gap_min` minutes, default readers.event_gap)."""
+    events = read_radar(path, checked_gap(gap_min, "--gap"))
     rows, previous_end = [], None
     for e in range(len(events)):
         rows.append(_event_row(events, e, previous_end))
@@ -67,28 +68,30 @@ def inspect_text(facts: dict) -> str:
     return "\n".join([head, line(names)] + [line(row) for row in cells])
 
 
-def inspect_main(path: str, as_json: bool = False) -> int:
-    facts = inspect(path)
+def inspect_main(path: str, as_json: bool = False, gap_min: float | None = None) -> int:
+    facts = inspect(path, gap_min)
     print(json.dumps(facts, indent=2) if as_json else inspect_text(facts))
     return 0
 
 
-def import_archive(path: str | Path, out: str | Path) -> Path:
+def import_archive(path: str | Path, out: str | Path, gap_min: float | None = None) -> Path:
     """Every event of a radar archive as one .npz in the shared PV encoding: its frames one
-    after the other (1, T, H, W), their times and meta (source, dt_min, pixel_km); a reader
-    cuts the events again at the gaps. Written beside and renamed when complete."""
+    after the other (1, T, H, W), their times and meta (source, dt_min, pixel_km, and
+    gap_min when given); a reader cuts the events again at the gaps (meta's gap_min, else
+    readers.event_gap). Written beside and renamed when complete."""
+    gap_min = checked_gap(gap_min, "--gap")
     out = Path(out)
     if out.suffix != ".npz":
         raise NowcastError(f"{out}: the imported archive is an .npz file")
     if out.exists():
         raise NowcastError(f"{out}: exists; an import never overwrites a file")
-    events = read_radar(path)
+    events = read_radar(path, gap_min)
     if len({f.shape[1:] for f in events.frames}) > 1:
         raise NowcastError(f"{path}: its events have different grids")
     frames = np.concatenate(events.frames)[None]
     arrays = {"frames": frames, "meta": json.dumps({
         "source": events.source, "dt_min": events.dt_min, "pixel_km": events.pixel_km,
-        "imported_from": str(path)})}
+        "imported_from": str(path), **({"gap_min": gap_min} if gap_min else {})})}
     if all(t is not None for t in events.times):
         arrays["times"] = np.concatenate(events.times).astype("datetime64[m]")[None]
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,17 @@ def event_gap(dt_min: int | None, given: float | None = None) -> float:
     return GAP_STEPS * dt_min if dt_min else np.inf
 
 
+def checked_gap(value, where: str) -> float | None:
+    """A user's event gap (minutes; `nowcast data --gap`, an imported file's meta `gap_min`):
+    a positive number, or one line naming `where`. None stays None (the default gap)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < np.inf:
+        raise NowcastError(f"{where}: the event gap must be a positive number of minutes, got "
+                           f"{json.dumps(value)[:40]}")
+    return float(value)
+
+
 def split_events(times: np.ndarray, max_gap_min: float, path: Path | str) -> list[slice]:
     """Cut one time-ordered run of frames into events wherever consecutive frames are more
     than `max_gap_min` minutes apart; a time that is not later than its predecessor is refused."""
@@ -127,6 +138,7 @@ def _parse_meta(raw: np.ndarray | None, path: Path) -> dict:
                            or not (dt > 0 and float(dt).is_integer())):
         raise NowcastError(f"{path}: meta 'dt_min' must be a positive whole number of minutes, "
                            f"got {json.dumps(dt)[:40]}")
+    checked_gap(meta.get("gap_min"), f"{path}: meta 'gap_min'")
     return meta
 
 
@@ -166,7 +178,7 @@ def read_array_file(path: Path, max_gap_min: float | None = None) -> RadarEvents
         raise NowcastError(f"{path}: 'times' has shape {times.shape}, frames {frames.shape}")
     times = times.reshape(frames.shape[:2])
     dt_min = int(meta.get("dt_min") or _median_step(times) or 0) or None
-    gap = event_gap(dt_min, max_gap_min)
+    gap = event_gap(dt_min, meta.get("gap_min") if max_gap_min is None else max_gap_min)
     events = RadarEvents(path, [], [], dt_min, source, pixel_km=meta_pixel_km(meta))
     for index, (seq, stamps) in enumerate(zip(frames, times)):
         events.append_cut(seq, stamps, gap, index)
