@@ -178,6 +178,21 @@ def test_a_user_set_gap_cuts_events_in_inspect_and_import_and_travels_in_the_fil
         read_radar(tmp_path / "bad.npz")
 
 
+@pytest.mark.parametrize("files, message", [
+    ([("fmi", 0, "201609281445_fmi.radar.composite.lowest_FIN_SUOMI1.pgm.gz"),
+      ("fmi", 1, "201609281445_fmi.radar.composite.lowest_FIN_SUOMI2.pgm.gz")],
+     "two files have the same time stamp"),
+    ([("fmi", 0, None), ("mch", 0, None)], "the files (state different pixel sizes|differ in size)"),
+])
+def test_a_bad_folder_of_native_files_is_one_line_naming_it(raw, tmp_path, files, message):
+    for source, index, name in files:
+        path = sorted((raw / source).iterdir())[index]
+        (tmp_path / (name or path.name)).write_bytes(path.read_bytes())
+    with pytest.raises(NowcastError, match=message) as e:
+        read_radar(tmp_path)
+    assert str(e.value).startswith(f"{tmp_path}: ") and "\n" not in str(e.value)
+
+
 def test_a_glob_of_native_files_reads_as_their_folder(raw):
     """read_radar("dir/*.gif"): the files the pattern matches, as the folder they are in;
     a pattern that matches no file of a known format is one line naming it."""
