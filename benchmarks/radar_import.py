@@ -24,7 +24,8 @@ from nowcast.cli import main
 sys.exit(main(sys.argv[2:]))"""
 
 
-def timed(processes: int, args: list[str]) -> float:
+def timed(processes: int, args: list[str], out: Path) -> float:
+    out.unlink(missing_ok=True)  # an import never overwrites
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", RUN, str(processes), *args], check=True,
                    stdout=subprocess.DEVNULL)
@@ -47,12 +48,11 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for folder in folders:
-            out = str(Path(tmp) / "out.npz")
+            out = Path(tmp) / "out.npz"
             cells = []
-            for command in (["data", "inspect", str(folder)], ["data", "import", str(folder), "--out", out]):
+            for command in (["data", "inspect", str(folder)], ["data", "import", str(folder), "--out", str(out)]):
                 for processes in (4, 1):
-                    best = min(timed(processes, command) for _ in range(args.repeats))
-                    Path(out).unlink(missing_ok=True)
+                    best = min(timed(processes, command, out) for _ in range(args.repeats))
                     cells.append(f"{best:.1f}")
             print(f"| {folder.relative_to(raw)} | {sum(1 for _ in folder.iterdir())} | {' | '.join(cells)} |")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
