@@ -93,10 +93,29 @@ def test_a_near_dry_frame_with_clutter_at_its_rim_does_not_run_away():
     assert V.mean(dim=(1, 2)).tolist() == pytest.approx([1.0, 0.0], abs=0.1)  # the domain's
 
 
+def _bicubic(frame: np.ndarray, py: np.ndarray, px: np.ndarray) -> np.ndarray:
+    """frame at (py, px) by Keys' cubic convolution (a = -0.75), 0 outside the grid."""
+    def w(t):
+        t = np.abs(t)
+        return np.where(t <= 1, (1.25 * t - 2.25) * t * t + 1,
+                        np.where(t < 2, ((-0.75 * t + 3.75) * t - 6) * t + 3, 0.0))
+    y0, x0 = np.floor(py).astype(int), np.floor(px).astype(int)
+    out = np.zeros_like(py)
+    for j in range(-1, 3):
+        for i in range(-1, 3):
+            y, x = y0 + j, x0 + i
+            inside = (y >= 0) & (y < frame.shape[0]) & (x >= 0) & (x < frame.shape[1])
+            value = np.where(inside, frame[np.clip(y, 0, frame.shape[0] - 1),
+                                           np.clip(x, 0, frame.shape[1] - 1)], 0.0)
+            out += w(py - y) * w(px - x) * value
+    return out
+
+
 def test_advection_samples_the_motion_upstream_along_a_rotation():
     """Semi-Lagrangian advection in a solid-body rotation: forecast_k(x) = I(p_k), p_0 = x,
-    p_k = p_(k-1) - V(p_(k-1)), V bilinear (scipy's map_coordinates, order 1). Sampling V where
-    the parcel arrives (p_k = x - k V(x)) differs by whole pixels after a few steps."""
+    p_k = p_(k-1) - V(p_(k-1)), V bilinear (scipy's map_coordinates, order 1), I bicubic
+    (Keys' cubic convolution, written out above) clamped to [0, 1]. Sampling V where the
+    parcel arrives (p_k = x - k V(x)) differs by whole pixels after a few steps."""
     from scipy.ndimage import map_coordinates
     size, omega = 48, 0.08
     ys, xs = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64),
@@ -110,10 +129,27 @@ def test_advection_samples_the_motion_upstream_along_a_rotation():
         dx = map_coordinates(u, [py, px], order=1, mode="nearest")
         dy = map_coordinates(v, [py, px], order=1, mode="nearest")
         px, py = px - dx, py - dy
-        expected = map_coordinates(frame, [py, px], order=1, mode="constant", cval=0.0)
+        expected = np.clip(_bicubic(frame, py, px), 0, 1)
         assert np.abs(ours[k] - expected).max() < 1e-3, k
-    arrival = map_coordinates(frame, [ys - 6 * v, xs - 6 * u], order=1, mode="constant")
+    arrival = np.clip(_bicubic(frame, ys - 6 * v, xs - 6 * u), 0, 1)
     assert np.abs(ours[5] - arrival).max() > 0.05   # the test can tell the two apart
+    bilinear = map_coordinates(frame, [py, px], order=1, mode="constant", cval=0.0)
+    assert np.abs(ours[5] - bilinear).max() > 5e-3  # nor bicubic from bilinear
+
+
+def test_advection_keeps_the_peak_of_a_small_cell_between_grid_points():
+    """A cell of Gaussian profile (sigma 1.2 px) moved half a pixel along both axes: its
+    sampled peak is that of the moved cell within 5 % (a bilinear sample keeps 87 % of it:
+    on 4 km blocks of winter rain that lost 44 % of the 20 dBZ area at the first lead)."""
+    size, sigma = 16, 1.2
+    ys, xs = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64),
+                         indexing="ij")
+    cell = lambda cy, cx: 0.6 * np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * sigma ** 2))  # noqa: E731
+    V = torch.full((1, 2, size, size), 0.5)
+    moved = advect(torch.from_numpy(cell(7.0, 7.0))[None].float(), V, 1)[0, 0].numpy()
+    truth = cell(7.5, 7.5)
+    assert moved.max() == pytest.approx(truth.max(), rel=0.05)
+    assert np.abs(moved - truth).max() < 0.02
 
 
 def test_sample_and_advect_move_a_field_downstream_by_whole_pixels():
