@@ -29,7 +29,7 @@ from nowcast.selection import skill_columns
 
 def sampled_by(mode: str):
     """motion.advect with the frame sampled by `mode` (the motion itself as motion.py samples it)."""
-    def advect(frame: torch.Tensor, V: torch.Tensor, k_out: int) -> torch.Tensor:
+    def advect(frame: torch.Tensor, V: torch.Tensor, k_out: int, sampling: str = "") -> torch.Tensor:
         frame, D, out = frame.float().unsqueeze(1), torch.zeros_like(V), []
         for _ in range(k_out):
             D = D + motion.sample(V, D, padding="border")

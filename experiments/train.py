@@ -75,6 +75,7 @@ patch_size = 1                      # fold p x p patches into channels before th
 residual = False                    # predict the change from a first guess (untrained: the guess)
 first_guess = 'persistence'         # residual: the last input frame, or it advected (motion.py)
 correction = 'free'                 # residual: the head's output added as it is, or times a per-lead gate that starts at 0 (models/base.py, make_residual)
+guess_sampling = 'bicubic'          # first_guess extrapolation: how the advected rain is sampled between grid points (motion.advect; bilinear: model.pt files written before it was a choice)
 stride = 2                          # 2: first half of the stack halves the size, second half doubles it
 max_pool = None                     # down-sample by stride-1 conv + max-pool instead of a stride-2 conv; None: follows stride (true at 2)
 transpose = None                    # up-sample with transposed convolutions (false: resize + conv); None: follows stride (true at 2)

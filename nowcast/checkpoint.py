@@ -194,6 +194,15 @@ def load_resume(path: str | Path, map_location: Any = "cpu") -> Optional[dict]:
     return None
 
 
+def of_its_time(values: dict) -> dict:
+    """A checkpoint's config with the values of the code that wrote it where a field came
+    later: a model.pt without `guess_sampling` (written before 2026-12-07) advected its
+    extrapolation first guess bilinearly, and forecasts as it was scored only so."""
+    if values.get("residual") and values.get("first_guess") == "extrapolation":
+        values = {"guess_sampling": "bilinear", **values}
+    return values
+
+
 def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:
     """A model from a model.pt, without unpickling arbitrary objects (weights_only=True)."""
     if Path(path).exists() and not Path(path).is_dir() and not Path(path).is_file():
@@ -212,7 +221,7 @@ def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:
         raise NowcastError(f"{path}: not a nowcast checkpoint (its config or weights are not "
                            f"mappings)")
     try:  # a config written before unused fields were null: they are no given values
-        cfg = load_config(values=without_unused(ckpt["config"]))
+        cfg = load_config(values=of_its_time(without_unused(ckpt["config"])))
     except NowcastError as e:
         raise NowcastError(f"{path}: the checkpoint's config is invalid ({e})") from None
     shape = ckpt.get("frame_shape")  # the training frames it was built for (older: image_size)

@@ -91,6 +91,9 @@ class Config:
     first_guess: Optional[Literal["persistence", "extrapolation"]] = _f("persistence", "residual: the last input frame, or it advected (motion.py)")
     correction: Optional[Literal["free", "gated"]] = _f("free", "residual: the head's output added "
         "as it is, or times a per-lead gate that starts at 0 (models/base.py, make_residual)")
+    guess_sampling: Optional[Literal["bicubic", "bilinear"]] = _f(
+        "bicubic", "first_guess extrapolation: how the advected rain is sampled between grid "
+        "points (motion.advect; bilinear: model.pt files written before it was a choice)")
     stride: Optional[Literal[1, 2]] = _f(2, "2: first half of the stack halves the size, second half doubles it")
     max_pool: Optional[bool] = _f(None, "down-sample by stride-1 conv + max-pool instead of a stride-2 "
                                         "conv; None: follows stride (true at 2)")

@@ -44,7 +44,8 @@ class Choice:
 NON_SEMANTIC = frozenset({"name", "job_id", "results_dir", "data_dir", "device", "checkpoint_every"})
 
 SIMVP = ("hid_S", "hid_T", "N_S", "N_T", "translator", "mlp_ratio", "tau_alpha")
-MODEL = ("filter_size", "patch_size", "residual", "first_guess", "correction", "stride", "max_pool", "transpose", "norm", "norm_groups", "peephole",
+MODEL = ("filter_size", "patch_size", "residual", "first_guess", "correction", "guess_sampling",
+         "stride", "max_pool", "transpose", "norm", "norm_groups", "peephole",
          "bias", "leaky_slope", "feed_upward", "fused_gates", "head", "head_width") + SIMVP
 HEAD = ("head", "head_width")  # encoder_forecaster's output layer
 LOSS_NAMES = ("bce", "mse", "ssim", "mse_ssim", "balanced", "mse_csi")  # losses.py implements each
@@ -69,7 +70,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "scheduler": ("gamma", "step_size"),
     "loss": ("ssim_weight", "csi_weight"),
     "scheduled_sampling": ("ss_decay_steps", "ss_min"),
-    "residual": ("first_guess", "correction"),
+    "residual": ("first_guess", "correction", "guess_sampling"),
+    "first_guess": ("guess_sampling",),
     "translator": ("mlp_ratio", "tau_alpha"),
 }
 
@@ -78,7 +80,7 @@ USES: dict[str, dict[Any, Choice]] = {
     "architecture": {
         "simvp": Choice(
             frozenset({"filter_size", "patch_size", "residual", "first_guess", "correction",
-                       *SIMVP}),
+                       "guess_sampling", *SIMVP}),
             "its encoder, translator and decoder are fixed blocks (ConvSC, gSTA/TAU/IncepU), "
             "it predicts all frames in one pass and is fed no frame in training"),
         "convlstm_ed": Choice(frozenset(MODEL + FEEDBACK) - set(HEAD) - set(SIMVP),
@@ -144,6 +146,10 @@ USES: dict[str, dict[Any, Choice]] = {
     "residual": {
         False: Choice(frozenset(), "first_guess and correction are for a residual: true model"),
         True: Choice(frozenset(FIELDS["residual"])),
+    },
+    "first_guess": {
+        "persistence": Choice(frozenset(), "guess_sampling is for first_guess: extrapolation"),
+        "extrapolation": Choice(frozenset(FIELDS["first_guess"])),
     },
 }
 

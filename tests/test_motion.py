@@ -209,3 +209,30 @@ def test_first_guess_is_refused_where_nothing_reads_it():
         load_config(values=dict(base, architecture="fc_lstm"))
     assert load_config(values=dict(base, residual=True)).first_guess == "extrapolation"
     assert load_config(values=dict(base, first_guess=None)).first_guess is None
+
+
+def test_guess_sampling_is_the_models_and_an_older_model_pt_keeps_bilinear(tmp_path):
+    """guess_sampling: a residual extrapolation model's first guess is sampled as its config
+    says (bicubic by default); a model.pt written before the field existed loads as bilinear,
+    the first guess it was trained and scored with; the field is refused where no
+    extrapolation reads it."""
+    from nowcast.checkpoint import load_checkpoint
+    values = dict(hidden_sizes=[8, 8], filter_size=3, image_size=32, patch_size=4, stride=1,
+                  residual=True, first_guess="extrapolation", output="linear", loss="mse")
+    inputs = blobs((0.5, 0.5), 3, size=32)
+    for sampling in ("bicubic", "bilinear"):
+        cfg = load_config(values=dict(values, guess_sampling=sampling))
+        model = get_model(cfg)
+        with torch.no_grad():
+            frames = to_frames(model(inputs, 4), model.output)
+        assert torch.equal(frames, extrapolate(inputs, 4, sampling).clamp(0, 1)), sampling
+    assert load_config(values=values).guess_sampling == "bicubic"
+    assert not torch.equal(extrapolate(inputs, 4, "bilinear"), extrapolate(inputs, 4))
+    old = load_config(values=values).to_dict()
+    del old["guess_sampling"]
+    torch.save({"model": get_model(load_config(values=values)).state_dict(), "config": old},
+               tmp_path / "model.pt")
+    cfg, model = load_checkpoint(tmp_path / "model.pt")
+    assert cfg.guess_sampling == "bilinear" and model.guess_sampling == "bilinear"
+    with pytest.raises(NowcastError, match="guess_sampling is for first_guess: extrapolation"):
+        load_config(values=dict(values, first_guess="persistence", guess_sampling="bilinear"))

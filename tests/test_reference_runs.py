@@ -63,6 +63,8 @@ def test_every_reference_run_loads_and_validates():
 def test_reference_models_load_and_forecast(path):
     cfg, model = load_checkpoint(path)
     assert model.patch_size == (1 if cfg.architecture == "simvp" else 4)
+    if cfg.residual and cfg.first_guess == "extrapolation":  # trained on the bilinear first guess
+        assert cfg.guess_sampling == model.guess_sampling == "bilinear"
     shape = (191, 175) if cfg.dataset == "radar" else (64, 64)
     frames = torch.rand(2, cfg.k_in, *shape, generator=torch.Generator().manual_seed(0))
     out = forecast(model, frames, cfg.k_out, resolve_runtime(cfg))

@@ -127,7 +127,8 @@ def get_model(cfg, device: str | torch.device = "cpu",
         model = build(cfg, (size[0] // p, size[1] // p), p * p)
     model.patch_size = p
     if cfg.residual:
-        model.make_residual(cfg.first_guess, cfg.correction or "free", cfg.k_out)
+        model.make_residual(cfg.first_guess, cfg.correction or "free", cfg.k_out,
+                            cfg.guess_sampling or "bicubic")
     model.frame_shape = size
     return apply_speedups(model, cfg.speedups)
 

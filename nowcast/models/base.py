@@ -42,8 +42,9 @@ INVERSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 # a residual model's first guess (inputs (B, k_in, H, W) in [0, 1], k_out) -> (B, k_out, H, W):
 # what its head's output is a change from
-GUESSES: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
-    "persistence": lambda inputs, k_out: inputs[:, -1:].expand(-1, k_out, -1, -1),
+# and how the extrapolation samples the rain it moves (Config.guess_sampling; persistence: unused)
+GUESSES: dict[str, Callable[[torch.Tensor, int, str], torch.Tensor]] = {
+    "persistence": lambda inputs, k_out, sampling="bicubic": inputs[:, -1:].expand(-1, k_out, -1, -1),
     # the last frame moved by the Lucas-Kanade motion of the last three (motion.py)
     "extrapolation": extrapolate,
 }
@@ -110,6 +111,7 @@ class SequenceModel(nn.Module):
     residual: bool = False  # raw output = INVERSES[output](first guess) + head (readout)
     first_guess: str = "persistence"  # residual: the GUESSES entry the head's output corrects
     correction: str = "free"  # residual: how the head's output corrects it (CORRECTIONS)
+    guess_sampling: str = "bicubic"  # residual extrapolation: how the moved rain is sampled
     downsampling: int = 1  # of the recurrent states, on patch frames (ConvLSTMED: 2 per down layer)
     memory_format: torch.memory_format = torch.contiguous_format  # of the frames fed to a step
     cuda_graphs: bool = False  # compiled cells replayed as CUDA graphs (speedups.cuda_graphs)
@@ -124,7 +126,7 @@ class SequenceModel(nn.Module):
         self.output = output
 
     def make_residual(self, first_guess: str = "persistence", correction: str = "free",
-                      k_out: int = 1) -> None:
+                      k_out: int = 1, guess_sampling: str = "bicubic") -> None:
         """Predict the change from a first guess (GUESSES; see readout) so that an untrained
         model forecasts the first guess: at lead 1 persistence is hard to beat (CSI-20 0.47 on
         KNMI-30/60, where a model learning every frame from nothing began at 0.18 after 49 CPU
@@ -142,6 +144,7 @@ class SequenceModel(nn.Module):
         if correction not in CORRECTIONS:
             raise NowcastError(f"correction '{correction}' is not one of: {', '.join(CORRECTIONS)}")
         self.residual, self.first_guess, self.correction = True, first_guess, correction
+        self.guess_sampling = guess_sampling
         if correction == "gated":
             self.lead_gate = nn.Parameter(torch.zeros(max(1, k_out), device=next(
                 self.head.parameters()).device))
@@ -157,7 +160,7 @@ class SequenceModel(nn.Module):
         if inputs.is_meta:  # shapes only (models.check_frame_size): grid_sample has no meta kernel
             return GUESSES["persistence"](inputs, k_out)
         with torch.no_grad(), torch.autocast(inputs.device.type, enabled=False):
-            return GUESSES[self.first_guess](inputs.float(), k_out)
+            return GUESSES[self.first_guess](inputs.float(), k_out, self.guess_sampling)
 
     def readout(self, raw: torch.Tensor, guess: Optional[torch.Tensor], lead: int = 0) -> torch.Tensor:
         """The head's output -> raw output: where residual, INVERSES[output](guess) + c, with

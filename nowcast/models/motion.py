@@ -136,16 +136,17 @@ def motion(frames: torch.Tensor) -> torch.Tensor:
     return V
 
 
-def advect(frame: torch.Tensor, V: torch.Tensor, k_out: int) -> torch.Tensor:
-    """(B, H, W) advected by V (B, 2, H, W) for k_out steps -> (B, k_out, H, W)."""
+def advect(frame: torch.Tensor, V: torch.Tensor, k_out: int, sampling: str = "bicubic") -> torch.Tensor:
+    """(B, H, W) advected by V (B, 2, H, W) for k_out steps -> (B, k_out, H, W), the rain
+    sampled by `sampling` (bicubic; bilinear: as before 2026-12-07, Config.guess_sampling)."""
     frame, D, out = frame.float().unsqueeze(1), torch.zeros_like(V), []
     for _ in range(k_out):
         D = D + sample(V, D, padding="border")
-        out.append(sample(frame, D, mode="bicubic").clamp(0, 1))  # cubic overshoot: no rain < 0
+        out.append(sample(frame, D, mode=sampling).clamp(0, 1))  # cubic overshoot: no rain < 0
     return torch.cat(out, dim=1)
 
 
-def extrapolate(inputs: torch.Tensor, k_out: int) -> torch.Tensor:
+def extrapolate(inputs: torch.Tensor, k_out: int, sampling: str = "bicubic") -> torch.Tensor:
     """(B, k_in, H, W) -> (B, k_out, H, W): the last input frame moved by the motion of the
-    last three."""
-    return advect(inputs[:, -1], motion(inputs), k_out)
+    last three (advect's `sampling`)."""
+    return advect(inputs[:, -1], motion(inputs), k_out, sampling)
