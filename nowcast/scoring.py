@@ -22,7 +22,9 @@ from .data.radar import RadarData
 from .forecast import evaluate_split, forecast
 from .losses import training_loss
 from .metrics import ImageMetrics
+from . import selection
 from .protocols import IMAGE_BASELINES, RADAR_BASELINES, get_protocol
+from .stats import skill_gain
 from .verification import RadarVerification, radar_facts
 
 # Baseline scores depend on the data only: computed once per data object, however many models
@@ -163,6 +165,26 @@ def split_means(cfg: Config, data, model, runtime, splits=("train", "val")) -> d
                              runtime)
         out[split] = image.result()["mean"]
     return out
+
+
+def validation_skill(cfg: Config, model, runtime, data, first_guess: dict) -> dict[str, float]:
+    """The history columns of a skill validation (selection.SKILL_COLUMNS): the model's radar
+    scores on every validation window (val_files' too), and for a residual model
+    `val_gain_low`, the lower end of the paired bootstrap interval over validation events of
+    its skill gain over its first guess (stats.skill_gain; the guess's per-window counts
+    computed once into `first_guess`, the caller's)."""
+    batch = radar_batch(cfg, model, data)
+    verification = verify_radar(model_forecaster(cfg, model, runtime), data, "val", batch)
+    columns = selection.skill_columns(verification.per_lead())
+    if getattr(model, "residual", False):
+        if "counts" not in first_guess:
+            guess = lambda x: model.guess(torch.from_numpy(x).to(runtime.device),  # noqa: E731
+                                          cfg.k_out).clamp(0, 1).cpu().numpy()
+            first_guess["counts"] = verify_radar(guess, data, "val", batch).per_window()
+        events = [f"{i}:{e}" for i, w in enumerate(data.window_sets("val")) for e in w.event]
+        gain = skill_gain(verification.per_window(), first_guess["counts"], events)
+        columns["val_gain_low"] = gain.low if gain.low is not None else float("-inf")
+    return columns
 
 
 def model_forecaster(cfg: Config, model, runtime) -> Forecaster:

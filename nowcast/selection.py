@@ -15,7 +15,12 @@ of the final curriculum stage, by one of two rules:
 
 A residual model is validated before its first step (training.Trainer.run): its untrained
 weights, which forecast the first guess exactly, are a candidate like any other, so the kept
-weights are never worse than the first guess on validation by the rule.
+weights are never worse than the first guess on validation by the rule. And a trained step
+must beat the first guess by a margin the validation can tell from noise: its row is a
+candidate only where the paired bootstrap interval (95 %, whole validation events resampled)
+of its skill minus the first guess's lies above 0 (`val_gain_low` > 0, stats.skill_gain;
+docs/radar_skill.md section 10). Sixteen windows of four nearly dry evenings once kept a
+step whose +0.03 was noise, which the test then showed.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from typing import Optional
 RULES = {
     "loss": "lowest validation loss",
     "skill": "highest validation skill, the mean over leads of (CSI-20 + FSS-20 at 20 km)/2 "
-             "(lower MAE breaking ties)",
+             "(lower MAE breaking ties); a residual model's trained step only where its paired "
+             "95 % interval over validation events of the gain over the first guess is above 0",
 }
 SKILL_KEYS = ("csi_20", "fss_20_5")  # the protocol's headline scores (protocols.py)
 # history columns a skill validation adds to a row
-SKILL_COLUMNS = ("val_skill", "val_csi_20", "val_fss_20_5", "val_mae_dbz")
+SKILL_COLUMNS = ("val_skill", "val_csi_20", "val_fss_20_5", "val_mae_dbz", "val_gain_low")
 
 
 def skill_columns(per_lead: dict) -> dict[str, float]:
@@ -51,6 +57,8 @@ def key(row: dict, rule: str) -> tuple:
         value = float(value)
         return value if math.isfinite(value) else -math.inf
     if rule == "skill":
+        if row.get("step") and "val_gain_low" in row and not float(row["val_gain_low"]) > 0:
+            return -math.inf, -math.inf  # a trained step that does not clear the margin
         return finite(row["val_skill"]), finite(-row["val_mae_dbz"])
     if rule == "loss":
         return (finite(-row["val_loss"]),)

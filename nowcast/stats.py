@@ -29,6 +29,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from .protocols import direction
+from .selection import SKILL_KEYS
 from .verification import RADAR_KEYS, RadarVerification
 
 CONFIDENCE = 0.95
@@ -174,6 +175,23 @@ def score_samples(per_item: Mapping[str, np.ndarray], weights: np.ndarray,
                            weights)
     ends = np.cumsum([np.shape(per_item[k])[1] for k in keys])
     return {k[len(prefix):]: part for k, part in zip(keys, np.split(stacked, ends[:-1], axis=1))}
+
+
+def skill_gain(model: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
+               events: Sequence) -> Interval:
+    """The paired bootstrap interval, over events (whole events drawn with replacement, every
+    window of a drawn event counted), of the validation skill of `model` minus that of
+    `reference`, from the per-window counts of each on the same windows
+    (RadarVerification.per_window; `events`: each window's event):
+
+        skill = (1/K) sum_k (CSI_20(k) + FSS_20,5(k)) / 2     (selection.py; undefined: 0)
+    """
+    weights = resample_weights(len(events), np.asarray(events))
+
+    def skill(per_window: Mapping[str, np.ndarray]) -> np.ndarray:
+        samples = radar_samples(per_window, weights)
+        return np.mean(sum(np.nan_to_num(samples[k]) for k in SKILL_KEYS) / len(SKILL_KEYS), axis=1)
+    return bootstrap_interval(skill(model) - skill(reference))
 
 
 def lead_mean(per_lead: np.ndarray) -> np.ndarray:

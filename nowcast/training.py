@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 from .board import Board
 from .checkpoint import check_resume_weights, load_resume, save_resume_state
 from .config import Config
-from .baselines import verify_radar
 from .distributed import loss_rows, rank0_flag, rank_world, strongest_signal, synchronised_batchnorm
 from .errors import check_finite
 from .forecast import evaluate_split, forecast
@@ -39,7 +38,7 @@ from .paths import JobPaths
 from .progress import PlanClock
 from . import selection, stopping
 from .runtime import Runtime
-from .scoring import model_forecaster, radar_batch
+from .scoring import validation_skill
 
 
 @dataclass
@@ -207,7 +206,7 @@ class Trainer:
                         unit="seq", unit_scale=True, dynamic_ncols=True, desc=cfg.name or "train")
         self.started = time.perf_counter()
         self.deadline = (self.started + 60 * cfg.time_budget_min) if cfg.time_budget_min else None
-        self.validation_seconds = 0.0
+        self.validation_seconds, self.first_guess = 0.0, {}
 
     # --- state on disk ----------------------------------------------------------------------
     def resume(self) -> int:
@@ -319,12 +318,8 @@ class Trainer:
             self.select()
 
     def validation_skill(self) -> dict[str, float]:
-        """The radar scores of the model on every validation window (val_files' too), as the
-        history columns selection.skill_columns names."""
-        verification = verify_radar(model_forecaster(self.cfg, self.model, self.runtime),
-                                    self.data, "val",
-                                    batch_size=radar_batch(self.cfg, self.model, self.data))
-        return selection.skill_columns(verification.per_lead())
+        """scoring.validation_skill of the model now (the first guess's counts kept)."""
+        return validation_skill(self.cfg, self.model, self.runtime, self.data, self.first_guess)
 
     def show(self, stage: Stage, sequences_per_s: float) -> None:
         """The new history row and the first validation sequence's forecast to TensorBoard."""

@@ -105,6 +105,45 @@ def test_best_row_by_skill_then_mae_then_earliest():
         selection.key(rows[0], "other")
 
 
+def _counts(hits_by_window):
+    """Per-window counts (1 lead, thresholds 15/20/25/30) with `hits` of 10 observed blocks
+    at 20 dBZ, no false alarm, and FSS sums that follow the hits."""
+    n = len(hits_by_window)
+    contingency = np.zeros((n, 4, 4, 1), np.int64)
+    fss = np.zeros((n, 2, 3, 1))
+    for w, hits in enumerate(hits_by_window):
+        contingency[w, :, :, 0] = [hits, 10 - hits, 0, 90]
+        fss[w, :, :, 0] = [(10 - hits) ** 2, 100, 100]  # sum (f - o)^2, sum f^2, sum o^2
+    return {"contingency": contingency, "fss_sums": fss, "errors": np.ones((n, 3, 1)),
+            "thresholds_dbz": np.array([15.0, 20.0, 25.0, 30.0]), "fss_scales": np.array([5, 9])}
+
+
+def test_the_skill_gain_interval_resamples_whole_events():
+    """stats.skill_gain: better in every one of four events -> an interval above 0; as much
+    better in one event only -> an interval that reaches 0 (the margin then keeps the guess);
+    the same counts -> exactly 0."""
+    from nowcast.stats import skill_gain
+    events = [0, 0, 1, 1, 2, 2, 3, 3]
+    guess = _counts([5] * 8)
+    everywhere = skill_gain(_counts([6] * 8), guess, events)
+    assert everywhere.estimate > 0 and everywhere.low > 0
+    once = skill_gain(_counts([9, 9, 5, 5, 5, 5, 5, 5]), guess, events)
+    assert once.estimate > 0 and once.low <= 0
+    same = skill_gain(guess, guess, events)
+    assert same.estimate == same.low == same.high == 0
+
+
+def test_a_trained_step_must_clear_the_margin_over_the_first_guess():
+    rows = [dict(stage=1, step=0, val_loss=1.0, val_skill=0.40, val_mae_dbz=2.0, val_gain_low=0.0),
+            dict(stage=1, step=10, val_loss=1.0, val_skill=0.50, val_mae_dbz=2.0, val_gain_low=-0.01),
+            dict(stage=1, step=20, val_loss=1.0, val_skill=0.45, val_mae_dbz=2.0, val_gain_low=0.0)]
+    assert selection.selected_row(rows, "skill")["step"] == 0  # the best skill is noise
+    rows.append(dict(stage=1, step=30, val_loss=1.0, val_skill=0.44, val_mae_dbz=2.0, val_gain_low=0.01))
+    assert selection.selected_row(rows, "skill")["step"] == 30
+    assert selection.selected_row([dict(r, val_gain_low=math.nan) for r in rows[1:]], "skill") \
+        is not None  # a run without a step 0 still selects (its first row)
+
+
 def _radar_file(path, size=64):
     rng = np.random.default_rng(0)  # rain that moves one block per frame
     base = rng.integers(0, 180, (4, 1, size, size)).astype(np.uint8)
@@ -145,6 +184,8 @@ def test_first_guess_is_a_candidate_and_kept_when_training_only_hurts(tmp_path, 
     history = result.history
     assert [row["step"] for row in history] == [0, 2, 4, 6] and math.isnan(history[0]["train_loss"])
     assert history[0]["val_skill"] == seen[0]["val_skill"] > 0  # step 0 scored for real
+    assert history[0]["val_gain_low"] == 0.0  # its forecasts are the first guess's, to the bit
+    assert all(math.isfinite(row["val_gain_low"]) for row in history)
     assert selection.selected_row(history, "skill") is history[0]
     assert all(torch.equal(result.best_state[k], before[k]) for k in before)
     assert not torch.equal(model.lead_gate, before["lead_gate"])  # the gate did open in training
