@@ -23,7 +23,8 @@ from nowcast.runtime import resolve_runtime
 REFERENCE = Path(__file__).resolve().parents[1] / "reference_results"
 LK_MODEL = REFERENCE / "knmi-30-60-cpu-p4-lk" / "model.pt"  # issue 34's extrapolation-residual model
 # the README's predict example: the model validation selects (test_the_readme_model_is_...)
-RADAR_MODEL = REFERENCE / "knmi-win-gated-csi" / "model.pt"  # the README's predict model
+RADAR_MODEL = REFERENCE / "knmi-win-bicubic-gated-mse" / "model.pt"  # the README's predict model
+RADAR_CSI_MODEL = REFERENCE / "knmi-win-gated-csi" / "model.pt"  # a trained step, on the bilinear guess
 RADAR_MSE_MODEL = REFERENCE / "knmi-30-60-cpu-p4" / "model.pt"
 RADAR_OTHERS = [REFERENCE / f"knmi-30-60-cpu-p4-{k}" / "model.pt" for k in ("bal", "res", "res2", "lk-mse")]
 SIMVP_MODEL = REFERENCE / "mmnist-t-cpu-simvp" / "model.pt"
@@ -49,22 +50,24 @@ def test_every_reference_run_loads_and_validates():
         load_config(values=without_unused(run.params), check_model=True)
         assert run.metrics["mean"] and run.env["device"], run.job_id
         assert all(f.stat().st_size <= LIGHT for f in (REFERENCE / run.job_id).iterdir())
-    for model in (LK_MODEL, RADAR_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL, SIMVP_MODEL, *RADAR_OTHERS):
+    for model in (LK_MODEL, RADAR_MODEL, RADAR_CSI_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL, SIMVP_MODEL,
+                  *RADAR_OTHERS):
         env = json.loads((model.parent / "env.json").read_text())
         # trained here: a CPU, at most 60 minutes of wall time with evaluation, in what mode
         assert env["device"].startswith("cpu") and env["wall_seconds"] <= 3600
         assert env["mode"] in ("reference", "fast") and env["cpu_threads"] >= 1
 
 
-@pytest.mark.parametrize("path", [LK_MODEL, RADAR_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL, SIMVP_MODEL,
-                                  *RADAR_OTHERS],
-                         ids=["radar-lk", "radar", "radar-mse", "mmnist", "simvp", "radar-bal",
+@pytest.mark.parametrize("path", [LK_MODEL, RADAR_MODEL, RADAR_CSI_MODEL, RADAR_MSE_MODEL, MMNIST_MODEL,
+                                  SIMVP_MODEL, *RADAR_OTHERS],
+                         ids=["radar-lk", "radar", "radar-csi", "radar-mse", "mmnist", "simvp", "radar-bal",
                               "radar-res", "radar-res2", "radar-lk-mse"])
 def test_reference_models_load_and_forecast(path):
     cfg, model = load_checkpoint(path)
     assert model.patch_size == (1 if cfg.architecture == "simvp" else 4)
-    if cfg.residual and cfg.first_guess == "extrapolation":  # trained on the bilinear first guess
-        assert cfg.guess_sampling == model.guess_sampling == "bilinear"
+    if cfg.residual and cfg.first_guess == "extrapolation":  # as trained (older: bilinear)
+        want = "bicubic" if "bicubic" in path.parent.name else "bilinear"
+        assert cfg.guess_sampling == model.guess_sampling == want
     shape = (191, 175) if cfg.dataset == "radar" else (64, 64)
     frames = torch.rand(2, cfg.k_in, *shape, generator=torch.Generator().manual_seed(0))
     out = forecast(model, frames, cfg.k_out, resolve_runtime(cfg))
@@ -144,9 +147,10 @@ def test_the_readme_predict_model_is_the_one_validation_selects():
     validated_on = {r.data.split("; ", 1)[1] for r in runs}
     assert len(runs) >= 7 and len(validated_on) == 3, validated_on  # MeteoSwiss, and winter:
     current = [r for r in runs if "moved from training to validation (val_events)" in r.data]
-    assert len(current) == 3 and len({r.data.split("; ", 1)[1].split("; training")[0]
+    assert len(current) >= 5 and len({r.data.split("; ", 1)[1].split("; training")[0]
                                       for r in current}) == 1  # the same validation windows
-    best = max(current, key=lambda r: selection.key(r.metrics["training"]["selected_val"], "skill"))
-    assert RADAR_MODEL.parent.name == best.job_id
+    keys = {r.job_id: selection.key(r.metrics["training"]["selected_val"], "skill") for r in current}
+    best = [job for job, k in keys.items() if k == max(keys.values())]  # equals: any of them
+    assert RADAR_MODEL.parent.name in best
     readme = (REFERENCE.parent / "README.md").read_text()
-    assert f"--checkpoint reference_results/{best.job_id}/model.pt" in readme
+    assert f"--checkpoint reference_results/{RADAR_MODEL.parent.name}/model.pt" in readme
