@@ -20,6 +20,7 @@ from typing import Any, Optional
 import torch
 
 from .config import Config, load_config, without_unused
+from .options import of_its_time
 from .errors import NowcastError, RunStopped, described, first_line
 from .models import get_model
 from .paths import JobPaths
@@ -192,15 +193,6 @@ def load_resume(path: str | Path, map_location: Any = "cpu") -> Optional[dict]:
         print(f"nowcast: no readable checkpoint in {path.parent} ({why}); training starts "
               f"again from step 0", file=sys.stderr, flush=True)
     return None
-
-
-def of_its_time(values: dict) -> dict:
-    """A checkpoint's config with the values of the code that wrote it where a field came
-    later: a model.pt without `guess_sampling` (written before 2026-12-07) advected its
-    extrapolation first guess bilinearly, and forecasts as it was scored only so."""
-    if values.get("residual") and values.get("first_guess") == "extrapolation":
-        values = {"guess_sampling": "bilinear", **values}
-    return values
 
 
 def load_checkpoint(path: str | Path) -> tuple[Config, torch.nn.Module]:

@@ -232,3 +232,14 @@ def without_unused(values: Mapping[str, Any], defaults: Mapping[str, Any]) -> di
     user-given, so load_config(values=without_unused(...)) accepts it."""
     drop = unused(values, defaults)
     return {k: (None if k in drop else v) for k, v in values.items()}
+
+
+def of_its_time(values: dict) -> dict:
+    """A run's values (a model.pt's config, a results folder's params.yaml) with the values
+    of the code that wrote them where a field came later: a run without `guess_sampling`
+    (written before 2026-12-07) advected its extrapolation first guess bilinearly, and
+    forecasts as it was scored only so (checkpoint.load_checkpoint); the report compares runs
+    as they ran (publish.describe.as_ran)."""
+    if values.get("residual") and values.get("first_guess") == "extrapolation":
+        values = {"guess_sampling": "bilinear", **values}
+    return values

@@ -492,6 +492,10 @@ def test_varied_fields_are_compared_as_each_run_ran():
     new = Run(params={"residual": True, "first_guess": "extrapolation", "ss_min": None,
                       "loss": "mse"}, metrics={})
     assert varied_params([old, new]) == {"first_guess"}
+    # a run that predates guess_sampling sampled its first guess bilinearly (options.of_its_time)
+    newer = Run(params=dict(new.params, guess_sampling="bicubic"), metrics={})
+    assert varied_params([new, newer]) == {"guess_sampling"}
+    assert varied_params([new, Run(params=dict(new.params, guess_sampling="bilinear"), metrics={})]) == set()
 
 
 def test_two_builds_into_different_folders_never_mix_their_runs(results, tmp_path, monkeypatch):

@@ -124,21 +124,24 @@ def nondefault_params(run: Run, varied: frozenset[str] = frozenset()) -> dict:
 
 
 def as_ran(run: Run) -> dict[str, Any]:
-    """A run's parameters as it ran: a field its params.yaml predates at its default, a field
-    its choosers leave unused as null (runs written before unused fields were nulled said 0.0
-    for ss_min without scheduled sampling)."""
-    return without_unused({**defaults(), **run.params})
+    """A run's parameters as it ran: a field its params.yaml predates at its value then
+    (options.of_its_time), else at its default; a field its choosers leave unused as null
+    (runs written before unused fields were nulled said 0.0 for ss_min without scheduled
+    sampling)."""
+    return without_unused({**defaults(), **options.of_its_time(run.params)})
 
 
 def varied_params(runs: list[Run]) -> frozenset[str]:
     """The fields whose values differ between the trained runs among `runs` (baselines have no
-    hyperparameters), each run's fields as it ran (see below)."""
+    hyperparameters), each run's fields as it ran (see below), among the runs that use each
+    (a field one run leaves unused is told by the chooser that differs: first_guess, not
+    guess_sampling)."""
     models = [r for r in runs if not is_baseline(r) and isinstance(r.params, dict) and r.params]
     if len(models) < 2:
         return frozenset()
     ran = [as_ran(r) for r in models]
     keys = set.intersection(*(set(v) for v in ran)) - NOT_LISTED
-    return frozenset(k for k in keys if len({repr(v[k]) for v in ran}) > 1)
+    return frozenset(k for k in keys if len({repr(v[k]) for v in ran if v[k] is not None}) > 1)
 
 
 def _scores_key(mean: dict) -> tuple:
