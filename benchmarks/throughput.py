@@ -109,10 +109,13 @@ CPU_WORKLOADS = {
                                N_S=4, N_T=4, mlp_ratio=4.0, filter_size=3, loss="mse",
                                image_size=64, batch_size=16, k_in=7, k_out=7),
 }
+# 2x2 patches and two ConvSC blocks: the translator still on 16x16 (params/cpu/mmnist-t-simvp-aug.yaml)
+CPU_WORKLOADS["cpu-mmnist-t-simvp-p2"] = dict(CPU_WORKLOADS["cpu-mmnist-t-simvp"], patch_size=2, N_S=2)
 WORKLOADS.update(CPU_WORKLOADS)
 CPU_PARAMS = {"cpu-mmnist-t-p4": "params/cpu/mmnist-t-patch4.yaml",
               "cpu-mmnist-t-predrnn": "params/cpu/mmnist-t-patch4-predrnn.yaml",
               "cpu-mmnist-t-simvp": "params/cpu/mmnist-t-simvp.yaml",
+              "cpu-mmnist-t-simvp-p2": "params/cpu/mmnist-t-simvp-aug.yaml",
               "cpu-knmi-p4": "params/cpu/knmi-30-60-patch4.yaml"}
 QUICK = dict(hidden_sizes=[8, 8], filter_size=3, batch_size=4, image_size=32,
              frame_shape=(32, 32), k_in=3, k_out=3)
