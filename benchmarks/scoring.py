@@ -36,7 +36,7 @@ from throughput import ALL_MODES, CPU_WORKLOADS, QUICK, build  # noqa: E402
 MMNIST_T_SPLITS = {"validation (val_subset 500)": 500, "validation (whole, 2,000)": 2000,
                    "test (2,000)": 2000}
 SPLITS = {"cpu-mmnist-t-p4": MMNIST_T_SPLITS, "cpu-mmnist-t-predrnn": MMNIST_T_SPLITS,
-          "cpu-mmnist-t-simvp": MMNIST_T_SPLITS,
+          "cpu-mmnist-t-simvp": MMNIST_T_SPLITS, "cpu-mmnist-t-simvp-p2": MMNIST_T_SPLITS,
           "cpu-knmi-p4": {"validation (8 windows)": 8, "test (40 windows)": 40}}
 
 
