@@ -171,8 +171,8 @@ def validation_skill(cfg: Config, model, runtime, data, first_guess: dict) -> di
     """The history columns of a skill validation (selection.SKILL_COLUMNS): the model's radar
     scores on every validation window (val_files' too), and for a residual model
     `val_gain_low`, the lower end of the paired bootstrap interval over validation events of
-    its skill gain over its first guess (stats.skill_gain; the guess's per-window counts
-    computed once into `first_guess`, the caller's)."""
+    its skill gain over its first guess (stats.skill_gain; the guess's per-window counts and
+    the windows' events computed once into `first_guess`, the caller's)."""
     batch = radar_batch(cfg, model, data)
     verification = verify_radar(model_forecaster(cfg, model, runtime), data, "val", batch)
     columns = selection.skill_columns(verification.per_lead())
@@ -181,8 +181,9 @@ def validation_skill(cfg: Config, model, runtime, data, first_guess: dict) -> di
             guess = lambda x: model.guess(torch.from_numpy(x).to(runtime.device),  # noqa: E731
                                           cfg.k_out).clamp(0, 1).cpu().numpy()
             first_guess["counts"] = verify_radar(guess, data, "val", batch).per_window()
-        events = [f"{i}:{e}" for i, w in enumerate(data.window_sets("val")) for e in w.event]
-        gain = skill_gain(verification.per_window(), first_guess["counts"], events)
+            first_guess["events"] = [f"{i}:{e}" for i, w in enumerate(data.window_sets("val"))
+                                     for e in w.event]
+        gain = skill_gain(verification.per_window(), first_guess["counts"], first_guess["events"])
         columns["val_gain_low"] = gain.low if gain.low is not None else float("-inf")
     return columns
 
