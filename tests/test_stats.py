@@ -125,7 +125,8 @@ def test_radar_run_resampled_by_event_and_paired_with_its_baselines(tmp_path):
     assert u.paired["extrapolation"]["far_20"].verdict == "better"  # fewer false alarms per hit
 
 
-def _image_run(tmp_path: Path, job: str, architecture: str, mse: np.ndarray, budget=50) -> Run:
+def _image_run(tmp_path: Path, job: str, architecture: str, mse: np.ndarray, budget=50,
+               threads=1) -> Run:
     """A completed MMNIST-T run whose scores.npz holds per-sequence MSE (0-255; n sequences x 7 leads)."""
     run_dir = tmp_path / job
     run_dir.mkdir()
@@ -133,7 +134,8 @@ def _image_run(tmp_path: Path, job: str, architecture: str, mse: np.ndarray, bud
     return Run(path=run_dir, job_id=job, name=job, status="completed",
                params={"architecture": architecture, "time_budget_min": budget},
                metrics={"protocol": "mmnist-t", "follows_protocol": True, "mean": {},
-                        "data": "MMNIST-T test"})
+                        "data": "MMNIST-T test"},
+               env={"device": "cpu (x86_64)", "cpu_threads": threads})
 
 
 def test_architectures_at_equal_minutes_are_compared_on_the_same_sequences(tmp_path):
@@ -143,7 +145,9 @@ def test_architectures_at_equal_minutes_are_compared_on_the_same_sequences(tmp_p
     predrnn = _image_run(tmp_path, "p", "predrnn", base - 2.0)       # 2 lower on every sequence
     same_arch = _image_run(tmp_path, "c2", "convlstm_ed", base + 1.0)
     other_budget = _image_run(tmp_path, "p30", "predrnn", base - 5.0, budget=30)
-    runs = [convlstm, predrnn, same_arch, other_budget]
+    # the same 50 minutes on both cores: not the same budget as one thread's
+    other_machine = _image_run(tmp_path, "s2", "simvp", base - 9.0, threads=2)
+    runs = [convlstm, predrnn, same_arch, other_budget, other_machine]
     # c and c2 repeat one experiment (the same params): one arm, their scores averaged item by
     # item; a sweep of 100 seeds a side is one pair, not 10,000
     pairs = equal_budget_pairs(runs)

@@ -316,15 +316,22 @@ class HeadToHead:
 def equal_budget_pairs(runs: list[Run]) -> list[tuple[SeedGroup, SeedGroup]]:
     """The pairs of experiments (seed groups of completed model runs) of one protocol group
     that differ in `architecture` and were trained for the same time budget
-    (`time_budget_min`, not null) on the same data: which family does more with the same
-    minutes. In run order, each pair once (a sweep of many seeds is one experiment a side)."""
+    (`time_budget_min`, not null) on the same data and the same machine (env.json's device
+    and threads: minutes on two threads are not minutes on one): which family does more with
+    the same minutes. In run order, each pair once (a sweep of many seeds is one experiment a
+    side)."""
     models = [r for r in runs if r.status == "completed" and not is_baseline(r)
               and isinstance(r.params.get("time_budget_min"), (int, float))]
     groups = [(g, g.runs[0]) for g in seed_groups(models)]
     return [(ga, gb) for i, (ga, a) in enumerate(groups) for gb, b in groups[i + 1:]
             if a.group == b.group and a.params.get("architecture") != b.params.get("architecture")
             and a.params["time_budget_min"] == b.params["time_budget_min"]
-            and metrics_value(a, "data") == metrics_value(b, "data")]
+            and metrics_value(a, "data") == metrics_value(b, "data") and _machine(a) == _machine(b)]
+
+
+def _machine(run: Run) -> tuple:
+    """What a run's minutes were spent on: env.json's device and CPU threads."""
+    return str(run.env.get("device")), str(run.env.get("cpu_threads"))
 
 
 def arm_scores(runs: list[Run]) -> Optional[dict[str, np.ndarray]]:
