@@ -103,9 +103,10 @@ def equal_budget_table(group: str, runs: list[Run], ident: str) -> Optional[str]
         return None
     caption = (f"Architectures at equal training minutes ({protocol_caption(group)}): the "
                "first model minus the second, two runs of different architectures with the "
-               "same time budget on the same data and machine (device and threads), scored on the same test items, with the 95 % "
-               "paired bootstrap interval of the difference; better or worse (for the first "
-               "model) when it excludes 0; the last column counts the same test at each lead "
+               "same time budget on the same data and machine (device and threads), scored on "
+               "the same test items, with the 95 % paired bootstrap interval of the difference; "
+               "better or worse (for the first model) when it excludes 0; the last column "
+               "counts the same test at each lead "
                f"time for {esc(metric_label(keys[0]))}; Steps: the optimiser steps each took in those "
                "minutes (load on a shared machine moves them). Where each trained, and for how long: "
                "the models table. " + data_note(runs))
