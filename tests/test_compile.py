@@ -131,3 +131,28 @@ def test_every_speedup_compiles_without_a_graph_break_and_keeps_the_step():
     torch.testing.assert_close(losses[1], losses[0])
     for (name, a), b in zip(eager.named_parameters(), compiled.parameters()):
         torch.testing.assert_close(b, a, msg=name)
+
+
+def test_simvp_compiles_its_one_pass():
+    """SimVP has no recurrent cell: `compile: on` compiles its pass over k_in frames (one
+    graph, no break), which trains to the eager step's loss and leaves forecasts eager."""
+    torch._dynamo.reset()
+    cfg = load_config(values=without_unused(dict(TINY, architecture="simvp", hid_S=4, hid_T=8,
+                                                 N_S=2, N_T=2)))
+    torch.manual_seed(0)
+    eager, compiled = get_model(cfg), get_model(cfg)
+    compiled.load_state_dict(eager.state_dict())
+    explanation = torch._dynamo.explain(compiled.once)(torch.rand(2, 3, 1, 32, 32))
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    torch._dynamo.reset()
+    assert compile_cells(compiled, backend="eager") == 1
+    runtime = Runtime(torch.device("cpu"), "fp32", True, False)
+    frames = torch.rand(cfg.batch_size, 6, 32, 32)
+    before = counters["stats"]["unique_graphs"]
+    losses = [optimisation_step(m, m, torch.optim.Adam(m.parameters()), make_loss(cfg.loss),
+                                runtime, frames[:, :3], frames[:, 3:]) for m in (eager, compiled)]
+    assert counters["stats"]["unique_graphs"] > before  # the pass ran compiled
+    assert float(losses[0]) == pytest.approx(float(losses[1]), rel=1e-6)
+    before = counters["stats"]["unique_graphs"]
+    out = forecast(compiled, torch.rand(3, 3, 32, 32), 2, runtime)
+    assert out.shape == (3, 2, 32, 32) and counters["stats"]["unique_graphs"] == before

@@ -172,7 +172,9 @@ VARIANTS_PER_CELL = 8
 
 
 def compile_cells(model: torch.nn.Module, backend: str = "inductor") -> int:
-    """torch.compile each recurrent cell in place, for static shapes; returns how many.
+    """torch.compile each recurrent cell in place, for static shapes; returns how many. A
+    model without cells (SimVP) has its one pass (`once`: all k_in frames at a time, the same
+    shapes for every pass of a rollout) compiled instead, counted as one.
 
     A cell sees the same shapes at every time step and every sequence length, so curriculum
     stages reuse its compiled code (tests/test_compile.py counts the graphs): compiling the
@@ -196,6 +198,9 @@ def compile_cells(model: torch.nn.Module, backend: str = "inductor") -> int:
         how["mode"] = "reduce-overhead"
     for cell in cells:
         cell.compile(**how)
+    if not cells and hasattr(model, "once"):
+        model.once = torch.compile(model.once, **how)
+        return 1
     if getattr(model, "batch_input_convs", False):  # not the branch module: cell 0 inlines it
         model.input_gates = torch.compile(model.input_gates, **how)
     return len(cells)
