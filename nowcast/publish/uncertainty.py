@@ -330,7 +330,9 @@ def equal_budget_pairs(runs: list[Run]) -> list[tuple[SeedGroup, SeedGroup]]:
 
 
 def _machine(run: Run) -> tuple:
-    """What a run's minutes were spent on: env.json's device and CPU threads."""
+    """What a run's minutes were spent on: env.json's device and CPU threads. Not
+    describe.machine's wording, which also names the cores: env.json before `cpu_cores` was
+    recorded would read as another machine (mmnist-t-cpu-p4 against its own seed's twin)."""
     return str(run.env.get("device")), str(run.env.get("cpu_threads"))
 
 
