@@ -330,6 +330,23 @@ def test_each_run_section_shows_its_own_figures(results, tmp_path):
         assert not any(f"_generated/runs/{o}/" in section for o in others)
 
 
+def test_a_figure_removed_from_its_run_leaves_the_report(results, tmp_path):
+    """A rebuild over a run whose test strip was removed (reference_results' weightless
+    ablations, whose greyscale strips went) showed the earlier build's copy: black frames
+    in the PDF. The copy goes with its source, and the section no longer names it."""
+    folder = shutil.copytree(results / "smoke-ok", tmp_path / "results" / "run")
+    iio.imwrite(folder / "test_strip.png", np.full((8, 8), 90, np.uint8), extension=".png")
+    gen = tmp_path / "_generated"
+    (run,) = [r for r in find_runs([tmp_path / "results"]) if r.status == "completed"]
+    fragments.copy_artifacts([run], gen)
+    assert (gen / "runs" / run.slug / "test_strip.png").is_file()
+    (folder / "test_strip.png").unlink()
+    (run,) = [r for r in find_runs([tmp_path / "results"]) if r.status == "completed"]
+    fragments.copy_artifacts([run], gen)
+    assert not (gen / "runs" / run.slug / "test_strip.png").exists()
+    assert "test_strip.png" not in "\n".join(fragments.run_figures(run, gen))
+
+
 def test_trained_on_says_where_and_how_long():
     """Every results row says where its run trained and for how long, from env.json alone."""
     from types import SimpleNamespace

@@ -117,9 +117,10 @@ def image_problem(path: Path) -> Optional[str]:
 
 
 def copy_artifacts(runs: list[Run], gen: Path, files: Iterable[str] = RUN_FILES) -> None:
-    """Copy each run's figures to gen/runs/<slug>/; folders of runs no longer listed go.
-    A damaged figure is left out (with any older copy of it), with a warning naming the run
-    and the file: one bad file never stops the report or the slides."""
+    """Copy each run's figures to gen/runs/<slug>/; folders of runs no longer listed go, and
+    so does the copy of a figure its run no longer has. A damaged figure is left out (with
+    any older copy of it), with a warning naming the run and the file: one bad file never
+    stops the report or the slides."""
     keep = {r.slug for r in runs}
     if (gen / "runs").is_dir():
         for old in (gen / "runs").iterdir():
@@ -129,6 +130,7 @@ def copy_artifacts(runs: list[Run], gen: Path, files: Iterable[str] = RUN_FILES)
         for name in files:
             src, dst = r.file(name), gen / "runs" / r.slug / name
             if src is None:
+                dst.unlink(missing_ok=True)  # an earlier build's copy would be shown as the run's
                 continue
             if _up_to_date(src, dst):
                 continue
