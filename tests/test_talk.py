@@ -81,6 +81,12 @@ def test_backup_table_slides_fit_and_lose_no_row(runs):
     header = [line for line in knmi[0].splitlines() if line.startswith("| ")][0]
     assert header.count(" | ") + 1 <= 1 + slides.FIELDS_PER_COMPARISON + 3
     assert "more fields differ: the report's parameter table." in knmi[0]
+    # the training-files column (npz lists, 70 characters) ran off the slide's right edge
+    fields = [c for c in header.strip("| ").split(" | ")[1:] if not c.endswith(("↑", "↓"))]
+    assert "train\\_files" not in fields and fields
+    for line in (ln for s in knmi for ln in s.splitlines()[1:] if ln.startswith("| ")):
+        cells = line.split(" | ")[1:1 + len(fields)]
+        assert all(len(c.replace("\\", "")) <= slides.FIELD_CELL_CHARS for c in cells), line
     summary = slides.summary_slides(runs)
     assert all(len([ln for ln in s.splitlines() if ln.startswith("| ")]) - 1 <= slides.ROWS_PER_SUMMARY
                for s in summary)

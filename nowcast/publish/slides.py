@@ -34,6 +34,8 @@ BASELINE_PARAMS = ["dataset", "k_in", "k_out", "radar_recipe", "block_size"]
 ROWS_PER_SUMMARY = 6  # rows of a table slide: more (their cells wrap) ran off the slide
 ROWS_PER_COMPARISON = 5  # its model names wrap over three lines: fewer rows fit
 FIELDS_PER_COMPARISON = 6  # varied fields a comparison slide shows as columns; the rest counted
+FIELD_CELL_CHARS = 16  # a field with a longer value (file lists) is counted, not a column: it
+#                        would push the table off the slide's right edge
 SLIDE_FILES = (JobPaths.TRAIN_GIF, JobPaths.TEST_GIF, JobPaths.TEST_STRIP_PNG, JobPaths.LOSS_PNG,
                JobPaths.LOSS_MEDIAN_PNG)
 SLIDE_INCLUDE = re.compile(r"^<!--\s*include:\s*(\S+)\s*-->\s*$", re.M)
@@ -115,7 +117,8 @@ def comparison_slides(runs: list[Run]) -> list[str]:
     """Per protocol whose trained runs differ in a hyperparameter or repeat a seed: a table
     with a row per model (runs repeated over seeds as their mean ± 95 % t half-width, as in
     the report), the fields that differ between them (the FIELDS_PER_COMPARISON with the most
-    distinct values; the others counted below), and the protocol's headline."""
+    distinct values among those whose values fit FIELD_CELL_CHARS; the others counted below),
+    and the protocol's headline."""
     slides = []
     for group in dict.fromkeys(r.group for r in runs):
         models = [r for r in runs if r.group == group and r.status == "completed"
@@ -125,7 +128,9 @@ def comparison_slides(runs: list[Run]) -> list[str]:
         if len(models) < 2 or not (varied or any(g.n > 1 for g in groups)):
             continue
         distinct = {k: len({repr(as_ran(r).get(k)) for r in models}) for k in varied}
-        shown = sorted(sorted(varied, key=lambda k: -distinct[k])[:FIELDS_PER_COMPARISON])
+        narrow = [k for k in varied
+                  if max(len(value_text(as_ran(r).get(k))) for r in models) <= FIELD_CELL_CHARS]
+        shown = sorted(sorted(narrow, key=lambda k: -distinct[k])[:FIELDS_PER_COMPARISON])
         keys = [k for k in headline_keys(group, models)
                 if any(k in (metrics_value(r, "mean") or {}) for r in models)][:3]
         rows = []
