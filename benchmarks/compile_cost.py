@@ -21,7 +21,7 @@ import time
 import torch
 
 from nowcast.config import load_config
-from nowcast.losses import make_loss
+from nowcast.losses import training_loss
 from nowcast.models import compile_cells, get_model
 from nowcast.runtime import Runtime, set_determinism
 from nowcast.training import optimisation_step
@@ -45,7 +45,7 @@ def measure(strategy: str, params: str, device: torch.device, lengths: tuple[int
         compile_cells(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     runtime = Runtime(device, "bf16" if device.type == "cuda" else "fp32", True, False)
-    loss_fn = make_loss(cfg.loss)
+    loss_fn = training_loss(cfg)  # as training computes it (TAU: its regulariser too)
     size = cfg.image_size
     row = {"compile_cost": strategy, "params": params, "device": device.type, "lengths": list(lengths)}
     for i, length in enumerate(lengths):

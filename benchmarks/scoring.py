@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from nowcast.forecast import evaluate_split
-from nowcast.losses import make_loss
+from nowcast.losses import training_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/throughput.py's workloads
 from throughput import ALL_MODES, CPU_WORKLOADS, QUICK, build  # noqa: E402
@@ -44,7 +44,7 @@ def measure(name: str, workload: dict, mode, sequences: int, with_metrics: bool)
     cfg, model, _, runtime, frames = build(workload, mode, torch.device("cpu"))  # mode's layout
     batch = SimpleNamespace(frames=frames.repeat(-(-sequences // len(frames)), 1, 1, 1)[:sequences]
                             .numpy(), mask=None)
-    loss_fn = make_loss(cfg.loss)
+    loss_fn = training_loss(cfg)  # as training computes it (TAU: its regulariser too)
     evaluate_split(model, SimpleNamespace(frames=batch.frames[:2], mask=None), cfg.k_in,
                    cfg.k_out, loss_fn, runtime, batch_size=32)  # warm-up
     t0 = time.perf_counter()

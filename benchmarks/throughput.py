@@ -35,7 +35,8 @@ On a CPU, `--cpu-table` takes the CPU-sized workloads of params/cpu/ and the see
 batch 16, in the CPU modes (CPU_MODES: fp32 eager, bf16 autocast, channels_last, one
 thread, torch.compile with --compile-on-cpu); `vs_fp32` is each row's rate over the workload's
 fp32 eager (`reference`) rate of the same run, and the share column is of the bf16 matrix
-product measured at the start of the same run (`peak` line: 2048x2048, bf16 and fp32).
+product measured in the same run at the mode's threads (`peak` lines: 2048x2048, bf16 and
+fp32; the first at the threads found, another when a mode sets fewer).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from torch.profiler import ProfilerActivity, profile
 from nowcast.config import load_config
 from nowcast.cost import step_flop
 from nowcast.errors import described
-from nowcast.losses import make_loss
+from nowcast.losses import training_loss
 from nowcast.models import compile_cells, count_parameters, get_model
 from nowcast.options import SPEEDUP_NAMES
 from nowcast.runtime import CUBLAS_WORKSPACE, FAST_VS_REFERENCE_RTOL, resolve_runtime, set_determinism
@@ -111,11 +112,14 @@ CPU_WORKLOADS = {
 }
 # 2x2 patches and two ConvSC blocks: the translator still on 16x16 (params/cpu/mmnist-t-simvp-aug.yaml)
 CPU_WORKLOADS["cpu-mmnist-t-simvp-p2"] = dict(CPU_WORKLOADS["cpu-mmnist-t-simvp"], patch_size=2, N_S=2)
+# the same with TAU's translator (params/cpu/mmnist-t-simvp-tau-long.yaml; its regulariser in the loss)
+CPU_WORKLOADS["cpu-mmnist-t-simvp-tau"] = dict(CPU_WORKLOADS["cpu-mmnist-t-simvp-p2"], translator="tau")
 WORKLOADS.update(CPU_WORKLOADS)
 CPU_PARAMS = {"cpu-mmnist-t-p4": "params/cpu/mmnist-t-patch4.yaml",
               "cpu-mmnist-t-predrnn": "params/cpu/mmnist-t-patch4-predrnn.yaml",
               "cpu-mmnist-t-simvp": "params/cpu/mmnist-t-simvp.yaml",
               "cpu-mmnist-t-simvp-p2": "params/cpu/mmnist-t-simvp-aug.yaml",
+              "cpu-mmnist-t-simvp-tau": "params/cpu/mmnist-t-simvp-tau-long.yaml",
               "cpu-knmi-p4": "params/cpu/knmi-30-60-patch4.yaml"}
 QUICK = dict(hidden_sizes=[8, 8], filter_size=3, batch_size=4, image_size=32,
              frame_shape=(32, 32), k_in=3, k_out=3)
@@ -221,12 +225,14 @@ def sync(device: torch.device) -> None:
 
 FLOPS: dict[str, int] = {}  # per workload: the same whatever the mode
 THREADS = torch.get_num_threads()  # as the process found them (a mode may set fewer)
-PEAK: dict[str, float] = {}  # measured matrix-product GFLOP/s by dtype (matmul_peak)
+PEAK: dict[int, dict[str, float]] = {}  # matrix-product GFLOP/s by threads, then dtype
+PEAK_SIZE = {"n": 2048, "repeats": 10}  # as main measured the first peak (--quick: smaller)
 
 
 def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> dict:
     """GFLOP/s of an n x n matrix product in bf16 and fp32 on `device` (median of `repeats`
-    after one warm-up): the ceiling a CPU's convolutions are measured against."""
+    after one warm-up), at the threads torch has now: the ceiling a CPU's convolutions are
+    measured against, kept per thread count (a 1-thread mode's share is of the 1-thread peak)."""
     out = {}
     for dtype in (torch.bfloat16, torch.float32):
         a, b = (torch.rand(n, n, device=device).to(dtype) for _ in range(2))
@@ -239,9 +245,21 @@ def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> dict:
             sync(device)
             times.append(time.perf_counter() - t0)
         out[str(dtype).split(".")[-1]] = round(2 * n ** 3 / statistics.median(times) / 1e9, 1)
-    PEAK.update(out)
-    print(json.dumps({"peak": f"matmul {n}x{n}", "gflops": out, "threads": THREADS}), flush=True)
+    threads = torch.get_num_threads()
+    PEAK[threads] = out
+    PEAK_SIZE.update(n=n, repeats=repeats)
+    print(json.dumps({"peak": f"matmul {n}x{n}", "gflops": out, "threads": threads}), flush=True)
     return out
+
+
+def cpu_bf16_peak(device: torch.device) -> float | None:
+    """TFLOP/s of the bf16 matrix product at the threads torch has now (measured once per
+    thread count, at main's size); None before main measured any."""
+    if not PEAK:
+        return None
+    if torch.get_num_threads() not in PEAK:
+        matmul_peak(device, **PEAK_SIZE)
+    return PEAK[torch.get_num_threads()]["bfloat16"] / 1000
 
 
 def count_flops(name: str, workload: dict, device: torch.device) -> int:
@@ -257,7 +275,7 @@ def measure(name: str, workload: dict, mode: Mode, device: torch.device, warmup:
             profile_steps: int = 0) -> dict:
     flops = count_flops(name, workload, device)
     cfg, model, optimizer, runtime, frames = build(workload, mode, device)
-    loss_fn = make_loss(cfg.loss)
+    loss_fn = training_loss(cfg)  # as training computes it (TAU: its regulariser too)
     inputs, target = frames[:, :cfg.k_in], frames[:, cfg.k_in:]
 
     def step():
@@ -281,8 +299,8 @@ def measure(name: str, workload: dict, mode: Mode, device: torch.device, warmup:
     ms = statistics.median(times) * 1000
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = next((v for k, v in BF16_PEAK.items() if k in device_name), None)
-    if device.type == "cpu" and "bfloat16" in PEAK:  # no data sheet: the peak measured here
-        peak = PEAK["bfloat16"] / 1000
+    if device.type == "cpu":  # no data sheet: the peak measured here, at the mode's threads
+        peak = cpu_bf16_peak(device)
     tflops = flops / (ms / 1000) / 1e12
     row = {
         "workload": name, "mode": mode.name, "device": device_name, "torch": torch.__version__,
@@ -367,7 +385,7 @@ def check_numerics(workload: dict, device: torch.device, steps: int, speedups: t
     fast_mode = (MODES["fast"] if device.type == "cuda" else ALL_MODES["cpu-bf16-cl"]).plus(*speedups)
     for mode in (MODES["reference"], fast_mode):
         cfg, model, optimizer, runtime, frames = build(workload, mode, device, seed=0)
-        loss_fn = make_loss(cfg.loss)
+        loss_fn = training_loss(cfg)  # as training computes it (TAU: its regulariser too)
         gen = torch.Generator(device="cpu").manual_seed(1)
         out = []
         for _ in range(steps):
@@ -444,6 +462,7 @@ def main(argv=None) -> int:
         print(json.dumps(dict(check_numerics(workloads[name], device, args.check_numerics,
                                              tuple(args.speedups)), workload=name)), flush=True)
         return 0
+    torch.set_num_threads(THREADS)  # the first peak at the threads a mode without its own uses
     matmul_peak(device, n=256 if args.quick else 2048, repeats=2 if args.quick else 10)
     modes = ABLATIONS if args.ablate else args.modes
     if device.type == "cpu" and not args.compile_on_cpu:  # 2 CPU cores: the compiler, not the model
