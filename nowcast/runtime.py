@@ -79,9 +79,12 @@ def cpu_has_bf16_units() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> dict:
-    """The commit this process's code is at and whether tracked files differed from it, read
-    once, when the run starts (resolve_runtime): env.json is written at the end of a run, when
-    the tree may have moved on while the loaded code did not."""
+    """The commit this process's code is at and whether the code differed from it (a tracked
+    file changed, or a file in the package that git does not know and does not ignore: a new
+    model file never committed), read once, when the run starts (resolve_runtime): env.json is
+    written at the end of a run, when the tree may have moved on while the loaded code did not.
+    Untracked files elsewhere (a new params file, a results folder) do not count: the params
+    are copied into the results folder."""
     def git(*args: str) -> Optional[str]:
         try:
             done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
@@ -90,7 +93,8 @@ def code_version() -> dict:
         except (OSError, subprocess.SubprocessError):
             return None
     return {"git_commit": git("rev-parse", "HEAD"),
-            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+            "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")
+                              or git("ls-files", "--others", "--exclude-standard", "--", "."))}
 
 
 def device_memory(device: torch.device) -> int:

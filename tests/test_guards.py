@@ -183,12 +183,14 @@ def test_env_records_the_code_version():
 
 def test_env_says_dirty_exactly_when_tracked_code_is_uncommitted(tmp_path):
     """git_dirty in a repository of our own: False on a clean commit, True once a tracked file
-    is changed (an untracked one, such as a results folder, does not count)."""
+    is changed or the package holds a file git does not know (an untracked file outside it,
+    such as a results folder, does not count)."""
     if shutil.which("git") is None:
         pytest.skip("git not installed")
     repo = tmp_path / "repo"
     shutil.copytree(Path(moving_mnist.__file__).parents[2] / "nowcast", repo / "nowcast",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / ".gitignore").write_text("__pycache__/\n")  # as the project's: bytecode is no code
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "x"]):
         subprocess.run(git + args, check=True, capture_output=True)
@@ -207,6 +209,11 @@ def test_env_says_dirty_exactly_when_tracked_code_is_uncommitted(tmp_path):
     with open(repo / "nowcast" / "errors.py", "a") as f:
         f.write("\n# an uncommitted change\n")
     assert recorded() == [head, True]
+    subprocess.run(git + ["checkout", "-q", "--", "nowcast/errors.py"], check=True)
+    assert recorded() == [head, False]
+    (repo / "nowcast" / "models" / "new_family.py").write_text("# never committed\n")
+    assert recorded() == [head, True]  # code that ran and no commit holds
+    (repo / "nowcast" / "models" / "new_family.py").unlink()
     # read when the run starts: a change made while it trains is not the code that ran
     subprocess.run(git + ["checkout", "-q", "--", "nowcast/errors.py"], check=True)
     during = ("import json; from nowcast.config import load_config; "
