@@ -113,3 +113,13 @@ def test_the_splits_table_lists_trained_models_and_says_why_a_score_is_missing(r
     rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
     assert rows and not any("persistence" in r or "sprog" in r for r in rows)
     assert "– where a score is undefined" in text
+
+
+def test_two_runs_of_one_name_are_told_apart_by_their_jobs(runs):
+    """mmnist-t-cpu-simvp ran at 40 and at 100 minutes under one name: the finding said
+    'mmnist-t-cpu-simvp against mmnist-t-cpu-simvp'; it names the jobs, as the tables do."""
+    p = pair_of(findings.pairs(runs), "mmnist-t-cpu-simvp", "mmnist-t-cpu-simvp-b100")
+    assert list(p.fields) == ["time_budget_min"]
+    sentence = findings.sentence(p, ["mse_pixel255"]).replace("\\", "")
+    assert "mmnist-t-cpu-simvp (mmnist-t-cpu-simvp-b100) (1 run" in sentence
+    assert "mmnist-t-cpu-simvp (1 run" in sentence

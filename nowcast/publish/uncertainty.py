@@ -60,7 +60,9 @@ class SeedGroup:
 
     @property
     def label(self) -> str:
-        return esc(self.name)
+        """`name`, escaped; a group of one run names its job too where the two differ (two
+        runs of one name were told apart in the tables and not in the findings)."""
+        return esc(self.runs[0].label if self.n == 1 else self.name)
 
     @property
     def count_text(self) -> str:
