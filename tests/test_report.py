@@ -429,6 +429,14 @@ def test_a_table_of_baselines_alone_names_no_model_of_ours():
     assert "ours first" not in alone and "training losses" not in alone
     both = _caption("knmi-30-60", [model, base])
     assert "ours first" in both and "losses (mse) are the final mean training losses" in both
+    # a TAU SimVP trains and validates on mse plus its divergence: the caption says so
+    tau = Run(path=Path("t"), job_id="t", name="t", status="completed",
+              metrics={"protocol": "mmnist-t", "architecture": "simvp", "mean": {},
+                       "losses": {"loss": "mse"}},
+              params={"architecture": "simvp", "translator": "tau", "tau_alpha": 0.1})
+    gsta = Run(path=Path("g"), job_id="g", name="g", status="completed",
+               metrics=tau.metrics, params={"architecture": "simvp", "translator": "gsta"})
+    assert "losses (mse/mse + 0.1 x TAU divergence) are" in _caption("mmnist-t", [tau, gsta])
 
 
 def test_one_row_per_baseline_and_data_whatever_float_noise():

@@ -10,8 +10,8 @@ from typing import Optional
 
 from ..protocols import get_metric, protocol_or_none
 from ..results import Run
-from .describe import (baseline_label, data_note, embedded_baselines, is_baseline, metrics_value,
-                       metric_heading, protocol_caption, run_label, trained_on)
+from .describe import (as_ran, baseline_label, data_note, embedded_baselines, is_baseline,
+                       metrics_value, metric_heading, protocol_caption, run_label, trained_on)
 from .markdown import esc, fmt_loss, fmt_value, table
 from .uncertainty import SeedGroup, fmt_pm, seed_groups
 
@@ -66,10 +66,19 @@ def _baseline_rows(runs: list[Run], keys: list[str]) -> list[list[str]]:
             + [fmt_value(b["mean"].get(k)) for k in keys] + ["–"] * 4 for name, b, r in entries]
 
 
+def loss_name(run: Run) -> str:
+    """The loss a run's loss columns hold: its `loss`, and TAU's differential divergence at
+    its weight where the translator adds it (losses.training_loss)."""
+    name = str(metrics_value(run, "losses", "loss") or "loss")
+    ran = as_ran(run) if run.params else {}
+    if ran.get("architecture") == "simvp" and ran.get("translator") == "tau" and ran.get("tau_alpha"):
+        name += f" + {ran['tau_alpha']:g} x TAU divergence"
+    return name
+
+
 def _caption(group: str, runs: list[Run]) -> str:
     protocol = protocol_or_none(group)
-    losses = sorted({esc(metrics_value(r, "losses", "loss") or "loss") for r in runs
-                     if not is_baseline(r)})
+    losses = sorted({esc(loss_name(r)) for r in runs if not is_baseline(r)})
     radar = ("CSI/POD/FAR/FSS at the threshold in dBZ the column names (event: value >= "
              "threshold), FSS over 20 km or 44 km neighbourhoods; ") if group == "knmi-30-60" else ""
     ours = any(not is_baseline(r) for r in runs)  # a caption names only what the table holds
