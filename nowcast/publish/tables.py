@@ -12,7 +12,7 @@ from ..protocols import get_metric, protocol_or_none
 from ..results import Run
 from .describe import (as_ran, baseline_label, data_note, embedded_baselines, is_baseline,
                        metrics_value, metric_heading, protocol_caption, run_label, trained_on)
-from .markdown import esc, fmt_loss, fmt_value, table
+from .markdown import esc, fmt_loss, fmt_value, table, value_text
 from .uncertainty import SeedGroup, fmt_pm, seed_groups
 
 
@@ -72,7 +72,7 @@ def loss_name(run: Run) -> str:
     name = str(metrics_value(run, "losses", "loss") or "loss")
     ran = as_ran(run) if run.params else {}
     if ran.get("architecture") == "simvp" and ran.get("translator") == "tau" and ran.get("tau_alpha"):
-        name += f" + {ran['tau_alpha']:g} x TAU divergence"
+        name += f" + {value_text(ran['tau_alpha'])} x TAU divergence"  # data: never formatted
     return name
 
 
