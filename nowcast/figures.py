@@ -98,14 +98,6 @@ def baseline_line(label: str) -> tuple[str, str]:
     return BASELINE_LINES.get(name, ("--", "0.45"))
 
 
-MARKERS = "osD^v"  # past the colour map's colours a run's colour repeats: its marker does not
-
-
-def marker(index: int, cmap) -> str:
-    """The marker of the index-th model, the next one each time the colours start over."""
-    return MARKERS[index // cmap.N % len(MARKERS)]
-
-
 # a plotted value past this is damage, not a score or a loss (1e308 broke matplotlib's ticks)
 PLOTTABLE = 1e12
 
@@ -142,8 +134,8 @@ def per_lead_figure(series: list[tuple], names: list[str], path: Path,
                 line, color = (style, cmap(models.index(label) % cmap.N)) if style == "-" \
                     else baseline_line(label)
                 leads = np.arange(1, len(values) + 1)
-                ax.plot(leads, _values(values), line, color=color, lw=1.4, ms=2.5, label=label,
-                        marker=marker(models.index(label), cmap) if style == "-" else None)
+                ax.plot(leads, _values(values), line, color=color, lw=1.4,
+                        marker="o" if style == "-" else None, ms=2.5, label=label)
                 band = (bands[0] if bands else {}).get(name)
                 if band is not None and len(band[0]) == len(values) == len(band[1]):
                     ax.fill_between(leads, _values(band[0]), _values(band[1]), color=color,
@@ -177,29 +169,16 @@ def val_loss_figure(curves: list[tuple[str, str, list[tuple[float, float]]]], pa
         plt.close(fig)
 
 
-LEGEND_ROWS_RIGHT = 14  # entries a legend right of 2.7-inch panels holds (7-point type)
-LEGEND_COLUMNS_BELOW = 3
-LEGEND_ROW_INCHES = 0.16
-
-
-def _legend_outside(fig, axes):
-    """One legend for all panels (a label once, whichever panel has it): right of them, or,
-    with more entries than a column there holds (the radar runs of a report: 27, whose
-    legend ran off the figure's top and bottom), below them in columns, the figure taller by
-    its rows."""
+def _legend_outside(fig, axes) -> None:
+    """One legend for all panels (a label once, whichever panel has it), right of them."""
     handles, labels = [], []
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels()):
             if label not in labels:
                 handles.append(h)
                 labels.append(label)
-    if not handles:
-        return None
-    if len(handles) <= LEGEND_ROWS_RIGHT:
-        return fig.legend(handles, labels, loc="outside right center")
-    rows = -(-len(handles) // LEGEND_COLUMNS_BELOW)
-    fig.set_figheight(fig.get_figheight() + LEGEND_ROW_INCHES * rows + 0.2)
-    return fig.legend(handles, labels, loc="outside lower center", ncols=LEGEND_COLUMNS_BELOW)
+    if handles:
+        fig.legend(handles, labels, loc="outside right center")
 
 
 # --- frames: grey for digits, a forecaster's colours for radar ---------------------------------
@@ -389,13 +368,13 @@ def cost_figure(points: list[tuple], lines: list[tuple[str, float]], metric: str
         cmap = plt.get_cmap("tab10" if len(points) <= 10 else "tab20")
         for i, (label, flop, value, low, high) in enumerate(points):
             err = None if low is None or high is None else [[value - low], [high - value]]
-            ax.errorbar([flop / 1e15], [value], yerr=err, fmt=marker(i, cmap), ms=4, capsize=2,
+            ax.errorbar([flop / 1e15], [value], yerr=err, fmt="o", ms=4, capsize=2,
                         color=cmap(i % cmap.N), label=label)
         for label, value in lines:
             style, grey = baseline_line(label)
             ax.axhline(plottable(value), ls=style, color=grey, lw=1.1, label=label)
         ax.set(xlabel="training PFLOP (10^15 FLOP)", ylabel=metric)
         ax.set_xlim(left=0)
-        _legend_outside(fig, [ax])
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside right center")
         fig.savefig(path)
         plt.close(fig)
