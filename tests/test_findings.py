@@ -123,3 +123,18 @@ def test_two_runs_of_one_name_are_told_apart_by_their_jobs(runs):
     sentence = findings.sentence(p, ["mse_pixel255"]).replace("\\", "")
     assert "mmnist-t-cpu-simvp (mmnist-t-cpu-simvp-b100) (1 run" in sentence
     assert "mmnist-t-cpu-simvp (1 run" in sentence
+
+
+def test_the_main_text_keeps_what_an_interval_decided_and_counts_the_rest(runs):
+    """With 40 runs the findings took the report's main text past 12 pages, most of them
+    'not distinguishable': those move to the appendix, counted where they were."""
+    text = findings.findings_section("knmi-30-60", runs).replace("\\", "")
+    rest = findings.undecided_findings("knmi-30-60", runs).replace("\\", "")
+    decided = "**correction** free rather than gated (knmi-abl-free-csi"
+    undecided = "**time_budget_min** 48.0 rather than 50.0"
+    assert decided in text and decided not in rest
+    assert undecided in rest and undecided not in text
+    single = [p for p in findings.findings(runs) if p.a.runs[0].group == "knmi-30-60"]
+    moved = rest.count("\n- ")
+    assert moved > 0 and f"{moved} more of them are not distinguishable" in text
+    assert text.count("\n- ") + moved == len(single)

@@ -106,18 +106,30 @@ def sentence(p: Pair, keys: list[str]) -> str:
             f"({_arm(p.a)} against {_arm(p.b)}): " + "; ".join(parts) + f"; {seeds}.")
 
 
+def _decided(p: Pair, keys: list[str]) -> bool:
+    """A finding whose interval excludes 0 on a headline metric (better or worse)."""
+    return any((c := p.evidence.paired.get(k)) is not None and c.verdict in ("better", "worse")
+               for k in keys)
+
+
 def findings_section(group: str, runs: list[Run], known: Optional[list[Pair]] = None) -> str:
-    """The findings of one protocol group as sentences (the pairs that cannot be separated:
-    confounded_table, in the appendix); `known`: pairs(runs), when the caller has them."""
+    """The findings of one protocol group as sentences: those whose interval excludes 0 on a
+    headline metric, the others counted (undecided_findings, in the appendix, as the pairs that
+    cannot be separated: confounded_table); `known`: pairs(runs), when the caller has them."""
     keys = headline_keys(group, runs)
     mine = _of_group(group, runs, known)
     single = [p for p in mine if len(p.fields) == 1 and p.evidence is not None]
+    decided = [p for p in single if _decided(p, keys)]
     text = []
     if single:
         text.append("Experiments that differ in one parameter (the first minus the second, "
                     "95 % paired bootstrap interval over the test items; better or worse when "
                     "it excludes 0):\n")
-        text += [f"- {sentence(p, keys)}" for p in single]
+        text += [f"- {sentence(p, keys)}" for p in decided]
+        if len(single) > len(decided):
+            text.append(f"\n{len(single) - len(decided)} more of them "
+                        f"{'is' if len(single) - len(decided) == 1 else 'are'} not "
+                        f"distinguishable on any headline metric: @sec-detail-{group}.")
     else:
         text.append("No two experiments here differ in one parameter alone: no single "
                     "parameter's effect can be read from these runs.")
@@ -125,6 +137,18 @@ def findings_section(group: str, runs: list[Run], known: Optional[list[Pair]] = 
         text.append(f"\nPairs that differ in more parameters, which cannot be separated: "
                     f"@sec-detail-{group}.")
     return "\n".join(text) + "\n"
+
+
+def undecided_findings(group: str, runs: list[Run], known: Optional[list[Pair]] = None) -> Optional[str]:
+    """The findings of one parameter whose intervals include 0 on every headline metric, as
+    sentences (the appendix: the main text counts them)."""
+    keys = headline_keys(group, runs)
+    rest = [p for p in _of_group(group, runs, known)
+            if len(p.fields) == 1 and p.evidence is not None and not _decided(p, keys)]
+    if not rest:
+        return None
+    return ("Experiments that differ in one parameter and are not distinguishable on any "
+            "headline metric:\n\n" + "\n".join(f"- {sentence(p, keys)}" for p in rest) + "\n")
 
 
 def confounded_table(group: str, runs: list[Run], known: Optional[list[Pair]] = None) -> Optional[str]:

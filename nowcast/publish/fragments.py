@@ -26,7 +26,8 @@ from .intervals import (equal_budget_table, first_guess_verdicts, interval_table
 from .markdown import esc, figure, fmt_value, html_only, not_html, params_text, table
 from .tables import results_table, skill_table, table_keys
 from .costs import cost_figure, cost_table
-from .findings import conclusion_lines, confounded_table, findings_section, pairs
+from .findings import (conclusion_lines, confounded_table, findings_section, pairs,
+                       undecided_findings)
 from .uncertainty import baseline_items, seed_groups, uncertainty
 
 # By Run.state (progress.STATES and STALE, as `nowcast status` shows them)
@@ -164,6 +165,7 @@ def results_section(group: str, runs: list[Run], gen: Path, found: Optional[list
               paired_table(group, runs, f"tbl-paired-{group}", bootstraps),
               first_guess_verdicts(group, runs, bootstraps),
               splits_table(group, runs, f"tbl-splits-{group}"),
+              undecided_findings(group, runs, known),
               confounded_table(group, runs, known)]
     if detail is not None and any(behind):
         detail.append("\n".join([f"## {esc(protocol_or_none(group).title)} "
