@@ -98,6 +98,14 @@ def baseline_line(label: str) -> tuple[str, str]:
     return BASELINE_LINES.get(name, ("--", "0.45"))
 
 
+MARKERS = "osD^v"  # past the colour map's colours a run's colour repeats: its marker does not
+
+
+def marker(index: int, cmap) -> str:
+    """The marker of the index-th model, the next one each time the colours start over."""
+    return MARKERS[index // cmap.N % len(MARKERS)]
+
+
 # a plotted value past this is damage, not a score or a loss (1e308 broke matplotlib's ticks)
 PLOTTABLE = 1e12
 
@@ -134,8 +142,8 @@ def per_lead_figure(series: list[tuple], names: list[str], path: Path,
                 line, color = (style, cmap(models.index(label) % cmap.N)) if style == "-" \
                     else baseline_line(label)
                 leads = np.arange(1, len(values) + 1)
-                ax.plot(leads, _values(values), line, color=color, lw=1.4,
-                        marker="o" if style == "-" else None, ms=2.5, label=label)
+                ax.plot(leads, _values(values), line, color=color, lw=1.4, ms=2.5, label=label,
+                        marker=marker(models.index(label), cmap) if style == "-" else None)
                 band = (bands[0] if bands else {}).get(name)
                 if band is not None and len(band[0]) == len(values) == len(band[1]):
                     ax.fill_between(leads, _values(band[0]), _values(band[1]), color=color,
@@ -169,16 +177,38 @@ def val_loss_figure(curves: list[tuple[str, str, list[tuple[float, float]]]], pa
         plt.close(fig)
 
 
-def _legend_outside(fig, axes) -> None:
-    """One legend for all panels (a label once, whichever panel has it), right of them."""
+LEGEND_ROWS_RIGHT = 14  # entries a legend right of 2.7-inch panels holds (7-point type)
+LEGEND_BELOW_POINTS = 6  # below the panels, in smaller type: more columns, fewer rows
+LEGEND_CHAR_INCHES = 0.0075  # a character, about, per point of type; its line and gap:
+LEGEND_HANDLE_INCHES = 0.5
+LEGEND_ROW_INCHES = 0.13
+
+
+def _legend_outside(fig, axes):
+    """One legend for all panels (a label once, whichever panel has it): right of them while
+    it is short and narrow; else below them in as many columns as the figure's width holds,
+    the figure taller by its rows (the report's radar legend, 27 entries, ran off the
+    figure's top and bottom; labels that name a data file squeezed the panels to slivers)."""
     handles, labels = [], []
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels()):
             if label not in labels:
                 handles.append(h)
                 labels.append(label)
-    if handles:
-        fig.legend(handles, labels, loc="outside right center")
+    if not handles:
+        return None
+    width, longest = fig.get_figwidth(), max(map(len, labels))
+    points = plt.rcParams["legend.fontsize"]
+    points = points if isinstance(points, (int, float)) else LEGEND_BELOW_POINTS + 1
+    if (len(handles) <= LEGEND_ROWS_RIGHT
+            and LEGEND_HANDLE_INCHES + LEGEND_CHAR_INCHES * points * longest <= 0.35 * width):
+        return fig.legend(handles, labels, loc="outside right center")
+    entry = LEGEND_HANDLE_INCHES + LEGEND_CHAR_INCHES * LEGEND_BELOW_POINTS * longest
+    columns = max(1, min(len(handles), int(width // entry)))
+    rows = -(-len(handles) // columns)
+    fig.set_figheight(fig.get_figheight() + LEGEND_ROW_INCHES * rows + 0.15)
+    return fig.legend(handles, labels, loc="outside lower center", ncols=columns,
+                      fontsize=LEGEND_BELOW_POINTS)
 
 
 # --- frames: grey for digits, a forecaster's colours for radar ---------------------------------
@@ -368,13 +398,13 @@ def cost_figure(points: list[tuple], lines: list[tuple[str, float]], metric: str
         cmap = plt.get_cmap("tab10" if len(points) <= 10 else "tab20")
         for i, (label, flop, value, low, high) in enumerate(points):
             err = None if low is None or high is None else [[value - low], [high - value]]
-            ax.errorbar([flop / 1e15], [value], yerr=err, fmt="o", ms=4, capsize=2,
+            ax.errorbar([flop / 1e15], [value], yerr=err, fmt=marker(i, cmap), ms=4, capsize=2,
                         color=cmap(i % cmap.N), label=label)
         for label, value in lines:
             style, grey = baseline_line(label)
             ax.axhline(plottable(value), ls=style, color=grey, lw=1.1, label=label)
         ax.set(xlabel="training PFLOP (10^15 FLOP)", ylabel=metric)
         ax.set_xlim(left=0)
-        fig.legend(*ax.get_legend_handles_labels(), loc="outside right center")
+        _legend_outside(fig, [ax])
         fig.savefig(path)
         plt.close(fig)

@@ -386,6 +386,43 @@ def test_each_baseline_has_its_own_line_in_per_lead_figures(tmp_path, monkeypatc
     assert (tmp_path / "p.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize("models, suffix", [(3, ""), (27, ""),
+                                            (3, " @ fmi_pysteps_5min.npz (fmi-knmi-win-gated-mse)")])
+def test_a_per_lead_legend_stays_inside_its_figure(tmp_path, monkeypatch, models, suffix):
+    """The report's radar figure had 27 entries in a legend right of the panels: the first
+    and last ran off the figure (knmi-30-60-cpu-p4, persistence, the bicubic runs were not
+    named), and labels that name a data file squeezed the panels to slivers. Every entry is
+    drawn inside the figure, a short and narrow legend still at the right."""
+    from nowcast import figures
+    kept = []
+    monkeypatch.setattr(figures.plt, "close", kept.append)
+    series = [(f"knmi-30-60-run-number-{i}{suffix}", {"csi_20": [0.5, 0.4]}, "-")
+              for i in range(models)]
+    series += [(b, {"csi_20": [0.4, 0.3]}, "--") for b in ("persistence", "sprog")]
+    figures.per_lead_figure(series, ["csi_20", "csi_20"], tmp_path / "lead.png")
+    # the skill-against-cost figure: the same legend, the same runs
+    figures.cost_figure([(label, 1e15 * i, 0.4, None, None) for i, (label, *_) in
+                         enumerate(series[:models])], [("persistence", 0.2), ("sprog", 0.3)],
+                        "CSI 20 dBZ", tmp_path / "cost.png")
+    monkeypatch.undo()
+    for fig in kept:
+        fig.canvas.draw()
+        (legend,) = fig.legends
+        box, frame = legend.get_window_extent(), fig.bbox
+        assert len(legend.get_texts()) == models + 2
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1
+        assert frame.y0 <= box.y0 and box.y1 <= frame.y1
+        panels = fig.axes[0].get_window_extent()
+        assert (box.x0 >= panels.x1) == (models + 2 <= figures.LEGEND_ROWS_RIGHT and not suffix)
+        assert panels.width >= 1.8 * fig.dpi  # long labels once squeezed the panels to slivers
+        figures.plt.close(fig)
+    assert len(kept) == 2
+    # 27 models: tab20's colours come round again, the markers tell the runs apart
+    styles = {(figures.marker(i, cmap), cmap(i % cmap.N)) for i in range(models)
+              for cmap in [figures.plt.get_cmap("tab10" if models <= 10 else "tab20")]}
+    assert len(styles) == models
+
+
 def test_a_varied_parameter_shows_at_its_default_too():
     """demo-filter-5's row said nothing of filter_size (5 is the default) beside filter-3's
     filter_size 3: every field the compared runs vary is shown, default or not."""
