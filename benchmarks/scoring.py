@@ -37,6 +37,7 @@ MMNIST_T_SPLITS = {"validation (val_subset 500)": 500, "validation (whole, 2,000
                    "test (2,000)": 2000}
 SPLITS = {"cpu-mmnist-t-p4": MMNIST_T_SPLITS, "cpu-mmnist-t-predrnn": MMNIST_T_SPLITS,
           "cpu-mmnist-t-simvp": MMNIST_T_SPLITS, "cpu-mmnist-t-simvp-p2": MMNIST_T_SPLITS,
+          "cpu-mmnist-t-simvp-tau": MMNIST_T_SPLITS,
           "cpu-knmi-p4": {"validation (8 windows)": 8, "test (40 windows)": 40}}
 
 
