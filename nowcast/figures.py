@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 # (a stray `$...$` would stop the drawing with a mathtext parse error).
 matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
@@ -179,8 +180,8 @@ def val_loss_figure(curves: list[tuple[str, str, list[tuple[float, float]]]], pa
 
 LEGEND_ROWS_RIGHT = 14  # entries a legend right of 2.7-inch panels holds (7-point type)
 LEGEND_BELOW_POINTS = 6  # below the panels, in smaller type: more columns, fewer rows
-LEGEND_CHAR_INCHES = 0.0075  # a character, about, per point of type; its line and gap:
-LEGEND_HANDLE_INCHES = 0.5
+LEGEND_CHAR_INCHES = 0.0075  # the width of a character, about, per point of type
+LEGEND_HANDLE_INCHES = 0.5  # an entry's line and the gaps beside it
 LEGEND_ROW_INCHES = 0.13
 
 
@@ -198,8 +199,7 @@ def _legend_outside(fig, axes):
     if not handles:
         return None
     width, longest = fig.get_figwidth(), max(map(len, labels))
-    points = plt.rcParams["legend.fontsize"]
-    points = points if isinstance(points, (int, float)) else LEGEND_BELOW_POINTS + 1
+    points = FontProperties(size=plt.rcParams["legend.fontsize"]).get_size_in_points()
     if (len(handles) <= LEGEND_ROWS_RIGHT
             and LEGEND_HANDLE_INCHES + LEGEND_CHAR_INCHES * points * longest <= 0.35 * width):
         return fig.legend(handles, labels, loc="outside right center")

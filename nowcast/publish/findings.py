@@ -118,7 +118,7 @@ def findings_section(group: str, runs: list[Run], known: Optional[list[Pair]] = 
     cannot be separated: confounded_table); `known`: pairs(runs), when the caller has them."""
     keys = headline_keys(group, runs)
     mine = _of_group(group, runs, known)
-    single = [p for p in mine if len(p.fields) == 1 and p.evidence is not None]
+    single = findings(runs, mine)
     decided = [p for p in single if _decided(p, keys)]
     text = []
     if single:
@@ -143,8 +143,7 @@ def undecided_findings(group: str, runs: list[Run], known: Optional[list[Pair]] 
     """The findings of one parameter whose intervals include 0 on every headline metric, as
     sentences (the appendix: the main text counts them)."""
     keys = headline_keys(group, runs)
-    rest = [p for p in _of_group(group, runs, known)
-            if len(p.fields) == 1 and p.evidence is not None and not _decided(p, keys)]
+    rest = [p for p in findings(runs, _of_group(group, runs, known)) if not _decided(p, keys)]
     if not rest:
         return None
     return ("Experiments that differ in one parameter and are not distinguishable on any "

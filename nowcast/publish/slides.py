@@ -127,9 +127,10 @@ def comparison_slides(runs: list[Run]) -> list[str]:
         varied = sorted(varied_params(models) - {"seed"})  # seeds: the mean rows say them
         if len(models) < 2 or not (varied or any(g.n > 1 for g in groups)):
             continue
-        distinct = {k: len({repr(as_ran(r).get(k)) for r in models}) for k in varied}
+        ran = {id(r): as_ran(r) for r in models}  # once a run, not once a field
+        distinct = {k: len({repr(ran[id(r)].get(k)) for r in models}) for k in varied}
         narrow = [k for k in varied
-                  if max(len(value_text(as_ran(r).get(k))) for r in models) <= FIELD_CELL_CHARS]
+                  if max(len(value_text(ran[id(r)].get(k))) for r in models) <= FIELD_CELL_CHARS]
         shown = sorted(sorted(narrow, key=lambda k: -distinct[k])[:FIELDS_PER_COMPARISON])
         keys = [k for k in headline_keys(group, models)
                 if any(k in (metrics_value(r, "mean") or {}) for r in models)][:3]
@@ -137,7 +138,7 @@ def comparison_slides(runs: list[Run]) -> list[str]:
         for g in groups:
             first = g.runs[0]
             label = f"**{g.label}, mean of {g.count_text}**" if g.n > 1 else esc(first.label)
-            rows.append([label] + [esc(value_text(as_ran(first).get(k))) for k in shown]
+            rows.append([label] + [esc(value_text(ran[id(first)].get(k))) for k in shown]
                         + [fmt_pm(g.interval("mean", k)) for k in keys])
         header = ["Model"] + [esc(k) for k in shown] + [metric_heading(k) for k in keys]
         rest = [k for k in varied if k not in shown]

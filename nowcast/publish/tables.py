@@ -70,10 +70,8 @@ def loss_name(run: Run) -> str:
     """The loss a run's loss columns hold: its `loss`, and TAU's differential divergence at
     its weight where the translator adds it (losses.training_loss)."""
     name = str(metrics_value(run, "losses", "loss") or "loss")
-    ran = as_ran(run) if run.params else {}
-    if ran.get("architecture") == "simvp" and ran.get("translator") == "tau" and ran.get("tau_alpha"):
-        name += f" + {value_text(ran['tau_alpha'])} x TAU divergence"  # data: never formatted
-    return name
+    alpha = as_ran(run).get("tau_alpha") if run.params else None  # null unless simvp with tau
+    return name + (f" + {value_text(alpha)} x TAU divergence" if alpha else "")  # never formatted
 
 
 def _caption(group: str, runs: list[Run]) -> str:
