@@ -21,7 +21,7 @@ from ..paths import JobPaths
 from ..results import Run
 from ..util import atomic_path
 
-STYLE_VERSION = "4"  # bump to force regeneration of every generated figure and render
+STYLE_VERSION = "5"  # bump to force regeneration of every generated figure and render
 RUN_FILES = JobPaths.FIGURES
 
 
