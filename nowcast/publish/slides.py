@@ -33,7 +33,7 @@ SLIDE_PARAMS_MAX = 10
 BASELINE_PARAMS = ["dataset", "k_in", "k_out", "radar_recipe", "block_size"]
 ROWS_PER_SUMMARY = 6  # rows of a table slide: more (their cells wrap) ran off the slide
 ROWS_PER_COMPARISON = 5  # its model names wrap over three lines: fewer rows fit
-FIELDS_PER_COMPARISON = 6  # varied fields a comparison slide shows as columns; the rest counted
+FIELDS_PER_COMPARISON = 4  # varied fields a comparison slide shows as columns; the rest counted
 FIELD_CELL_CHARS = 16  # a field with a longer value (file lists) is counted, not a column: it
 #                        would push the table off the slide's right edge
 SLIDE_FILES = (JobPaths.TRAIN_GIF, JobPaths.TEST_GIF, JobPaths.TEST_STRIP_PNG, JobPaths.LOSS_PNG,
